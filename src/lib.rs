@@ -1,0 +1,13 @@
+//! xcmig: a memory-safe implementation of libxenguest's `xc_domain_save()` and
+//! `xc_domain_restore()`, reading and writing the libxc migration stream
+//! (spec revision 3; v3 written, v2 and v3 read).
+//!
+//! Layers, top to bottom (see `docs/ARCHITECTURE.md`):
+//! - `capi`: the C ABI (`xenguest.h` entry points), the only code that knows C;
+//! - `save`, `restore`: the engines, generic over `hv::Hypervisor`;
+//! - `stream`: typed records, reader and writer, no I/O policy;
+//! - `hv`: what the engines need from Xen.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod stream;

@@ -1,0 +1,1 @@
+//! The libxc (and libxl) migration stream codec: pure, no hypervisor.

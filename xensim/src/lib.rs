@@ -1,0 +1,1 @@
+//! xensim: a simulated Xen 4.17 host.

@@ -1,0 +1,2 @@
+//! The `xensim` command.
+fn main() {}
