@@ -21,6 +21,7 @@ deps:
 build: deps
 	$(CARGO) build --release --workspace --all-targets
 	scripts/link-shims.sh
+	$(MAKE) -C capi-tests OUT=$(abspath $(or $(CARGO_TARGET_DIR),target))/capi-tests
 
 lint: deps
 	$(CARGO) fmt --all -- --check

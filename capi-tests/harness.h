@@ -1,0 +1,59 @@
+/*
+ * Shared helpers of the capi-tests harnesses: logging, argument parsing and
+ * opening the Xen interface.  The harnesses play the part of a toolstack:
+ * they call xc_domain_save()/xc_domain_restore() exactly as declared in the
+ * installed xenguest.h and report what happened in lines a test can parse.
+ */
+#ifndef XCMIG_CAPI_TESTS_HARNESS_H
+#define XCMIG_CAPI_TESTS_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <xenctrl.h>
+#include <xentoollog.h>
+
+/* Exit statuses shared by every harness. */
+#define HARNESS_EXIT_OK 0
+#define HARNESS_EXIT_CALL_FAILED 1 /* the libxenguest call returned -1 */
+#define HARNESS_EXIT_USAGE 2       /* bad command line */
+#define HARNESS_EXIT_SETUP 3       /* could not open a file or the interface */
+
+/*
+ * A logger that forwards messages to an xtl stdiostream logger on stderr and
+ * reports progress as one parsable line per phase:
+ *   "<prog>: progress context=<c> what=<w> done=<n> total=<n>"
+ * printed when a phase starts (done == 0 or a new "what") and when it
+ * finishes (done == total).  The stdio logger itself drops progress updates
+ * whose percentage did not change, which would hide short iterations.
+ */
+struct harness_logger {
+    xentoollog_logger vtable;
+    xentoollog_logger_stdiostream *inner;
+    const char *prog;
+    char last_what[128];
+    unsigned long phases;
+};
+
+/* Creates the logger; exits with HARNESS_EXIT_SETUP on failure. */
+struct harness_logger *harness_logger_create(const char *prog,
+                                             xentoollog_level min_level);
+
+/*
+ * Parses a decimal unsigned number that must fit in max; returns false
+ * (and prints why) on anything else.
+ */
+bool harness_parse_ulong(const char *prog, const char *what, const char *text,
+                         unsigned long max, unsigned long *out);
+
+/*
+ * Opens a stream target: "fd:N" names an already open descriptor, anything
+ * else is a path opened with the given flags.  Returns the fd or -1 after
+ * printing the reason.
+ */
+int harness_open_stream(const char *prog, const char *spec, int flags);
+
+/* Opens the Xen interface with the logger for both log channels. */
+xc_interface *harness_open_xc(const char *prog, struct harness_logger *lg);
+
+#endif
