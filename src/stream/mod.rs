@@ -1,1 +1,3 @@
 //! The libxc (and libxl) migration stream codec: pure, no hypervisor.
+pub mod libxl;
+pub mod xl;
