@@ -11,3 +11,5 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod stream;
+pub mod hv;
+pub mod save;

@@ -1,0 +1,120 @@
+//! A fixed-size bitmap in the layout Xen uses for log-dirty: bit `p` is
+//! bit `p % 64` of word `p / 64` (an x86-64 `unsigned long` bitmap).
+
+/// A bitmap of `len` bits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Bitmap {
+    words: Vec<u64>,
+    len: u64,
+}
+
+impl Bitmap {
+    /// All clear, `len` bits.
+    pub(crate) fn new(len: u64) -> Self {
+        Bitmap {
+            words: vec![0; len.div_ceil(64) as usize],
+            len,
+        }
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub(crate) fn words_mut(&mut self) -> &mut [u64] {
+        &mut self.words
+    }
+
+    pub(crate) fn test(&self, bit: u64) -> bool {
+        bit < self.len && self.words[(bit / 64) as usize] & (1 << (bit % 64)) != 0
+    }
+
+    /// Sets `bit`; out-of-range bits are ignored.
+    pub(crate) fn set(&mut self, bit: u64) {
+        if bit < self.len {
+            self.words[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+    }
+
+    pub(crate) fn set_all(&mut self) {
+        self.words.fill(!0);
+        self.trim();
+    }
+
+    pub(crate) fn clear_all(&mut self) {
+        self.words.fill(0);
+    }
+
+    pub(crate) fn or_with(&mut self, other: &Bitmap) {
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a |= *b;
+        }
+        self.trim();
+    }
+
+    /// Clears bits past `len` that a hypervisor may have written into the
+    /// last word.
+    pub(crate) fn trim(&mut self) {
+        let rem = self.len % 64;
+        if rem != 0 {
+            if let Some(last) = self.words.last_mut() {
+                *last &= (1u64 << rem) - 1;
+            }
+        }
+    }
+
+    pub(crate) fn count_ones(&self) -> u64 {
+        self.words.iter().map(|w| u64::from(w.count_ones())).sum()
+    }
+
+    /// The set bits, ascending.
+    pub(crate) fn iter_ones(&self) -> impl Iterator<Item = u64> + '_ {
+        self.words.iter().enumerate().flat_map(|(i, &w)| {
+            let base = i as u64 * 64;
+            let mut w = w;
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    None
+                } else {
+                    let b = w.trailing_zeros();
+                    w &= w - 1;
+                    Some(base + u64::from(b))
+                }
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_all_stays_within_length_and_iterates_in_order() {
+        let mut b = Bitmap::new(70);
+        b.set_all();
+        assert_eq!(b.count_ones(), 70);
+        assert_eq!(
+            b.iter_ones().collect::<Vec<_>>(),
+            (0..70).collect::<Vec<_>>()
+        );
+        b.clear_all();
+        b.set(3);
+        b.set(64);
+        b.set(69);
+        b.set(70);
+        assert_eq!(b.iter_ones().collect::<Vec<_>>(), vec![3, 64, 69]);
+        assert!(b.test(64) && !b.test(65) && !b.test(1000));
+    }
+
+    #[test]
+    fn or_with_merges_and_trims() {
+        let mut a = Bitmap::new(10);
+        let mut b = Bitmap::new(10);
+        a.set(1);
+        b.set(9);
+        b.words_mut()[0] |= 1 << 20;
+        a.or_with(&b);
+        assert_eq!(a.iter_ones().collect::<Vec<_>>(), vec![1, 9]);
+    }
+}

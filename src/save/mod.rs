@@ -1,0 +1,506 @@
+//! The save engine: `xc_domain_save()` without the C.
+//!
+//! [`save_domain`] writes a domain's state to a byte stream as a libxc
+//! migration stream (version 3), driving the hypervisor through
+//! [`Hypervisor`] and the toolstack through [`SaveCallbacks`], with the same
+//! phases, calls, return conventions and statistics as libxenguest 4.17:
+//!
+//! ```text
+//!  domain_info ── setup (p2m size, qemu log-dirty on) ── headers
+//!       │
+//!  static data (CPUID/MSR policy) ── STATIC_DATA_END
+//!       │
+//!  ┌─ memory ─────────────────────────────────────────────────────┐
+//!  │ non-live: suspend ─ send all pages                           │
+//!  │ live:     log-dirty on ─ precopy rounds (policy) ─ suspend   │
+//!  │           ─ final CLEAN ─ send dirty ─ [debug: VERIFY pass]  │
+//!  │ checkpoint (Remus, after the first): suspend ─ send dirty    │
+//!  └──────────────────────────────────────────────────────────────┘
+//!       │  domain must read as shut down for suspend
+//!  end of checkpoint: X86_TSC_INFO, HVM_PARAMS, HVM_CONTEXT
+//!       │  Remus: CHECKPOINT, postcopy, checkpoint → loop
+//!  END ── cleanup (always: log-dirty off, qemu log-dirty off)
+//! ```
+//!
+//! Modules: [`precopy`] (the live loop and the default policy), `memory`
+//! (dirty bitmap walk, batching, PAGE_DATA), `x86_hvm` (the HVM/PVH
+//! records), `out` (record output).
+
+mod bitmap;
+mod memory;
+mod out;
+pub mod precopy;
+mod x86_hvm;
+
+use std::io::Write;
+
+use crate::hv::{DomId, DomainInfo, HvError, Hypervisor, Level, Log};
+
+pub use precopy::{simple_precopy_policy, PolicyDecision, PrecopyStats};
+
+/// `XCFLAGS_LIVE`: live migration (pre-copy over log-dirty).
+pub const XCFLAGS_LIVE: u32 = 1 << 0;
+/// `XCFLAGS_DEBUG`: send a VERIFY record and all pages again at the end.
+pub const XCFLAGS_DEBUG: u32 = 1 << 1;
+
+/// Kind of stream (`xc_stream_type_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StreamType {
+    /// One-shot save or migration.
+    #[default]
+    Plain,
+    /// Remus: checkpointed replication.
+    Remus,
+    /// COLO: checkpointed replication with a dirty-page back channel.
+    Colo,
+}
+
+impl StreamType {
+    /// From the C enum value (0, 1, 2).
+    pub fn from_raw(v: u32) -> Option<Self> {
+        match v {
+            0 => Some(StreamType::Plain),
+            1 => Some(StreamType::Remus),
+            2 => Some(StreamType::Colo),
+            _ => None,
+        }
+    }
+}
+
+/// What to save and how (the scalar arguments of `xc_domain_save`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SaveParams {
+    /// `XCFLAGS_LIVE`.
+    pub live: bool,
+    /// `XCFLAGS_DEBUG`: after a plain live save, send VERIFY and every page
+    /// again so that the restorer compares them.
+    pub debug: bool,
+    /// Plain or checkpointed.
+    pub stream_type: StreamType,
+}
+
+impl SaveParams {
+    /// From `XCFLAGS_*` bits and a stream type.
+    pub fn from_flags(flags: u32, stream_type: StreamType) -> Self {
+        SaveParams {
+            live: flags & XCFLAGS_LIVE != 0,
+            debug: flags & XCFLAGS_DEBUG != 0,
+            stream_type,
+        }
+    }
+}
+
+/// The optional members of `struct save_callbacks`; see [`SaveCallbacks::has`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveHook {
+    /// `precopy_policy`.
+    PrecopyPolicy,
+    /// `postcopy`.
+    Postcopy,
+    /// `checkpoint`.
+    Checkpoint,
+    /// `wait_checkpoint`.
+    WaitCheckpoint,
+    /// `switch_qemu_logdirty`.
+    SwitchQemuLogdirty,
+}
+
+/// The toolstack side of a save (`struct save_callbacks`).
+///
+/// Return values keep libxenguest's conventions, because they differ per
+/// callback and the engine interprets them exactly as libxenguest does.
+/// A callback whose [`SaveCallbacks::has`] is false is never called.
+pub trait SaveCallbacks {
+    /// Whether an optional callback is provided (a non-NULL pointer in C).
+    /// `suspend` is always required.
+    fn has(&self, hook: SaveHook) -> bool;
+
+    /// Suspend the domain. **0 = failure**, any other value = success; the
+    /// domain must then read as shut down for suspend.
+    fn suspend(&mut self) -> i32;
+
+    /// Decide the next step of the live pre-copy phase. Called only if
+    /// `has(PrecopyPolicy)`; otherwise [`simple_precopy_policy`] applies.
+    fn precopy_policy(&mut self, stats: PrecopyStats) -> PolicyDecision {
+        simple_precopy_policy(stats)
+    }
+
+    /// Checkpointed streams: resume the guest after a checkpoint was sent.
+    /// > 0 = continue, ≤ 0 = stop checkpointing (the save then ends
+    /// successfully without an END record).
+    fn postcopy(&mut self) -> i32 {
+        0
+    }
+
+    /// Checkpointed streams: Remus waits for the next checkpoint (> 0
+    /// continue, ≤ 0 stop); COLO notifies the secondary (0 = error).
+    fn checkpoint(&mut self) -> i32 {
+        0
+    }
+
+    /// COLO: wait for the secondary (> 0 continue, ≤ 0 stop).
+    fn wait_checkpoint(&mut self) -> i32 {
+        0
+    }
+
+    /// HVM: turn qemu's log-dirty tracking on or off. **0 = success.**
+    fn switch_qemu_logdirty(&mut self, domid: DomId, enable: bool) -> i32 {
+        let _ = (domid, enable);
+        -1
+    }
+}
+
+/// Figures from a finished save, for reports and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SaveSummary {
+    /// p2m size (pfns spanned by the save loop).
+    pub p2m_size: u64,
+    /// Live rounds sent before suspending (0 for a non-live save): the
+    /// number of times the dirty set was sent while the guest ran.
+    pub precopy_iterations: u32,
+    /// Pages (with data) sent, all rounds and checkpoints included.
+    pub pages_sent: u64,
+    /// Pages sent after the domain was suspended (the downtime copy).
+    pub pages_sent_suspended: u64,
+    /// PAGE_DATA records written.
+    pub page_data_records: u64,
+    /// Bytes written to the stream.
+    pub bytes_written: u64,
+    /// Checkpoints taken (checkpointed streams).
+    pub checkpoints: u32,
+    /// Every decision of the precopy policy, with the statistics it saw.
+    pub policy_calls: Vec<(PrecopyStats, PolicyDecision)>,
+}
+
+/// Why a save failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// A hypervisor call failed.
+    #[error("{0}")]
+    Hv(#[from] HvError),
+    /// Writing the stream failed.
+    #[error("writing the stream failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// Reading the COLO back channel failed or it broke a rule.
+    #[error("back channel: {0}")]
+    BackChannel(String),
+    /// The domain does not exist.
+    #[error("domain {0} does not exist")]
+    NoSuchDomain(DomId),
+    /// A callback the stream type or guest type needs was not given.
+    #[error("the {0} callback is required for this save")]
+    MissingCallback(&'static str),
+    /// A callback reported failure.
+    #[error("save callback {name}() failed: {rc}")]
+    Callback {
+        /// Callback name.
+        name: &'static str,
+        /// What it returned.
+        rc: i32,
+    },
+    /// After `suspend`, the domain does not read as shut down for suspend.
+    #[error("domain has not been suspended: shutdown {shutdown}, reason {reason}")]
+    NotSuspended {
+        /// `dominfo.shutdown`.
+        shutdown: bool,
+        /// `dominfo.shutdown_reason`.
+        reason: u32,
+    },
+    /// The precopy policy returned ABORT.
+    #[error("precopy policy aborted the save")]
+    Aborted,
+    /// Xen answered a request inconsistently.
+    #[error("{0}")]
+    Protocol(String),
+    /// The save cannot be done by this implementation (yet).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+impl SaveError {
+    /// The errno the C layer reports for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            SaveError::Hv(e) => e.errno(),
+            SaveError::Io(e) => e.raw_os_error().unwrap_or(libc_errno::EIO),
+            SaveError::BackChannel(_) => libc_errno::EIO,
+            SaveError::NoSuchDomain(_) => libc_errno::ESRCH,
+            SaveError::MissingCallback(_) => libc_errno::EINVAL,
+            SaveError::Callback { .. } => libc_errno::EINVAL,
+            SaveError::NotSuspended { .. } => libc_errno::EINVAL,
+            SaveError::Aborted => libc_errno::ECANCELED,
+            SaveError::Protocol(_) => libc_errno::EPROTO,
+            SaveError::Unsupported(_) => libc_errno::EOPNOTSUPP,
+        }
+    }
+}
+
+/// errno values (Linux x86-64) used by the engines' own errors.
+pub(crate) mod libc_errno {
+    pub const EIO: i32 = 5;
+    pub const ESRCH: i32 = 3;
+    pub const EINVAL: i32 = 22;
+    pub const EPROTO: i32 = 71;
+    pub const EOPNOTSUPP: i32 = 95;
+    pub const ECANCELED: i32 = 125;
+}
+
+/// Save domain `domid` to `io` (the `xc_domain_save` engine).
+///
+/// On success the stream is complete (plain streams end with an END
+/// record; checkpointed streams end when a callback stops them, without
+/// END, as libxenguest does). On any outcome log-dirty has been switched
+/// off and qemu's log-dirty tracking has been switched back off if it was
+/// switched on.
+pub fn save_domain<H: Hypervisor, W: Write>(
+    hv: &H,
+    domid: DomId,
+    io: &mut W,
+    params: &SaveParams,
+    callbacks: &mut dyn SaveCallbacks,
+    log: &dyn Log,
+) -> Result<SaveSummary, SaveError> {
+    let info = hv.domain_info(domid)?;
+    if info.domid != domid {
+        log.log(
+            Level::Error,
+            None,
+            &format!("Domain {domid} does not exist"),
+        );
+        return Err(SaveError::NoSuchDomain(domid));
+    }
+    check_callbacks(params, &info, callbacks)?;
+    log.log(
+        Level::Debug,
+        None,
+        &format!(
+            "dom {domid}, live {}, debug {}, stream {:?}, hvm {}",
+            params.live, params.debug, params.stream_type, info.hvm
+        ),
+    );
+    if !info.hvm {
+        let e = SaveError::Unsupported("PV guests are not supported yet".into());
+        log.log(Level::Error, None, &format!("Save failed: {e}"));
+        return Err(e);
+    }
+    if params.stream_type == StreamType::Colo {
+        let e = SaveError::Unsupported("COLO streams are not supported yet".into());
+        log.log(Level::Error, None, &format!("Save failed: {e}"));
+        return Err(e);
+    }
+
+    let mut ctx = Ctx {
+        hv,
+        domid,
+        out: out::Out::new(io),
+        cb: callbacks,
+        log,
+        live: params.live,
+        debug: params.debug,
+        stream_type: params.stream_type,
+        info,
+        mem: memory::Memory::default(),
+        stats: PrecopyStats::default(),
+        summary: SaveSummary::default(),
+        prefix: None,
+        suspended: false,
+    };
+    let mut guest = x86_hvm::HvmSave::default();
+    let res = run(&mut ctx, &mut guest);
+    cleanup(&mut ctx, &mut guest);
+    match res {
+        Ok(()) => {
+            ctx.summary.bytes_written = ctx.out.bytes();
+            Ok(ctx.summary)
+        }
+        Err(e) => {
+            ctx.log_error(&e, "Save failed");
+            Err(e)
+        }
+    }
+}
+
+/// libxenguest asserts on these; we refuse instead.
+fn check_callbacks(
+    params: &SaveParams,
+    info: &DomainInfo,
+    cb: &dyn SaveCallbacks,
+) -> Result<(), SaveError> {
+    let need = |hook: SaveHook, name: &'static str| {
+        if cb.has(hook) {
+            Ok(())
+        } else {
+            Err(SaveError::MissingCallback(name))
+        }
+    };
+    if params.stream_type == StreamType::Colo {
+        need(SaveHook::WaitCheckpoint, "wait_checkpoint")?;
+    }
+    if params.stream_type != StreamType::Plain {
+        need(SaveHook::Checkpoint, "checkpoint")?;
+        need(SaveHook::Postcopy, "postcopy")?;
+    }
+    if info.hvm {
+        need(SaveHook::SwitchQemuLogdirty, "switch_qemu_logdirty")?;
+    }
+    Ok(())
+}
+
+/// State of one save.
+pub(crate) struct Ctx<'a, H: Hypervisor, W: Write> {
+    pub(crate) hv: &'a H,
+    pub(crate) domid: DomId,
+    pub(crate) out: out::Out<'a, W>,
+    pub(crate) cb: &'a mut dyn SaveCallbacks,
+    pub(crate) log: &'a dyn Log,
+    pub(crate) live: bool,
+    pub(crate) debug: bool,
+    pub(crate) stream_type: StreamType,
+    pub(crate) info: DomainInfo,
+    pub(crate) mem: memory::Memory,
+    pub(crate) stats: PrecopyStats,
+    pub(crate) summary: SaveSummary,
+    /// Current progress prefix (`xc_set_progress_prefix`).
+    pub(crate) prefix: Option<String>,
+    /// Whether the domain has been suspended (pages sent from then on are
+    /// downtime).
+    pub(crate) suspended: bool,
+}
+
+impl<H: Hypervisor, W: Write> Ctx<'_, H, W> {
+    pub(crate) fn msg(&self, level: Level, msg: &str) {
+        self.log.log(level, None, msg);
+    }
+
+    fn log_error(&self, e: &SaveError, what: &str) {
+        self.log
+            .log(Level::Error, Some(e.errno()), &format!("{what}: {e}"));
+    }
+
+    /// `xc_report_progress_single`.
+    pub(crate) fn progress_single(&self, what: &str) {
+        self.log.progress(what, 0, 0);
+    }
+
+    /// `xc_report_progress_step` under the current prefix.
+    pub(crate) fn progress_step(&self, done: u64, total: u64) {
+        if let Some(p) = &self.prefix {
+            self.log.progress(p, done, total);
+        }
+    }
+
+    /// Suspend through the callback and confirm the domain reads as shut
+    /// down for suspend (libxenguest's `suspend_domain`).
+    pub(crate) fn suspend_domain(&mut self) -> Result<(), SaveError> {
+        let rc = self.cb.suspend();
+        if rc == 0 {
+            return Err(SaveError::Callback {
+                name: "suspend",
+                rc,
+            });
+        }
+        self.refresh_info()?;
+        if !self.info.is_suspended() {
+            return Err(SaveError::NotSuspended {
+                shutdown: self.info.shutdown,
+                reason: self.info.shutdown_reason,
+            });
+        }
+        self.suspended = true;
+        self.progress_single("Domain now suspended");
+        Ok(())
+    }
+
+    fn refresh_info(&mut self) -> Result<(), SaveError> {
+        let info = self.hv.domain_info(self.domid)?;
+        if info.domid != self.domid {
+            return Err(SaveError::NoSuchDomain(self.domid));
+        }
+        self.info = info;
+        Ok(())
+    }
+}
+
+/// Everything between setup and cleanup (libxenguest's `save()`).
+fn run<H: Hypervisor, W: Write>(
+    ctx: &mut Ctx<'_, H, W>,
+    guest: &mut x86_hvm::HvmSave,
+) -> Result<(), SaveError> {
+    ctx.msg(
+        Level::Info,
+        &format!("Saving domain {}, type x86 HVM", ctx.domid),
+    );
+    guest.setup(ctx)?;
+    ctx.mem.setup(ctx.summary.p2m_size);
+
+    ctx.progress_single("Start of stream");
+    let (major, minor) = ctx.hv.xen_version()?;
+    ctx.out.headers(out::GuestType::X86Hvm, major, minor)?;
+    guest.static_data(ctx)?;
+    ctx.out.static_data_end()?;
+
+    loop {
+        if ctx.live {
+            memory::send_domain_memory_live(ctx)?;
+        } else if ctx.stream_type != StreamType::Plain {
+            memory::suspend_and_send_dirty(ctx)?;
+        } else {
+            memory::send_domain_memory_nonlive(ctx)?;
+        }
+
+        if !ctx.info.is_suspended() {
+            return Err(SaveError::NotSuspended {
+                shutdown: ctx.info.shutdown,
+                reason: ctx.info.shutdown_reason,
+            });
+        }
+
+        guest.end_of_checkpoint(ctx)?;
+
+        if ctx.stream_type == StreamType::Plain {
+            break;
+        }
+        // Checkpointed: the first round was live, the following ones copy
+        // the dirty set of a suspended guest.
+        ctx.live = false;
+        ctx.out.checkpoint()?;
+        ctx.summary.checkpoints += 1;
+        let rc = ctx.cb.postcopy();
+        if rc <= 0 {
+            ctx.msg(
+                Level::Info,
+                &format!("postcopy() returned {rc}: checkpointing stopped"),
+            );
+            return Ok(());
+        }
+        let rc = ctx.cb.checkpoint();
+        if rc <= 0 {
+            ctx.msg(
+                Level::Info,
+                &format!("checkpoint() returned {rc}: checkpointing stopped"),
+            );
+            return Ok(());
+        }
+        ctx.suspended = false;
+    }
+
+    ctx.progress_single("End of stream");
+    ctx.out.end()?;
+    ctx.out.flush()?;
+    ctx.progress_single("Complete");
+    Ok(())
+}
+
+/// Always run, also after errors: log-dirty off, then the guest type's
+/// cleanup (qemu log-dirty off).
+fn cleanup<H: Hypervisor, W: Write>(ctx: &mut Ctx<'_, H, W>, guest: &mut x86_hvm::HvmSave) {
+    // libxenguest ignores the result of this call too: OFF is accepted in
+    // any state, and a failure here must not hide the save's own result.
+    if let Err(e) = ctx.hv.logdirty_off(ctx.domid) {
+        ctx.log
+            .log(Level::Warn, Some(e.errno()), &format!("log-dirty off: {e}"));
+    }
+    if let Err(e) = guest.cleanup(ctx) {
+        ctx.log_error(&e, "Failed to clean up");
+    }
+}

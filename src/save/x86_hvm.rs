@@ -1,0 +1,98 @@
+//! The x86 HVM/PVH parts of a save (libxenguest's `save_ops_x86_hvm`):
+//! p2m size and qemu log-dirty at setup, the CPU policy as static data, and
+//! TSC, parameters and context at the end of each checkpoint.
+
+use std::io::Write;
+
+use super::{Ctx, SaveError};
+use crate::hv::{param, Hypervisor};
+
+/// Per-save HVM state.
+#[derive(Debug, Default)]
+pub(crate) struct HvmSave {
+    /// qemu's log-dirty tracking was switched on and must be switched off.
+    qemu_enabled_logdirty: bool,
+}
+
+impl HvmSave {
+    /// The p2m size, then qemu log-dirty on (must return 0).
+    pub(crate) fn setup<H: Hypervisor, W: Write>(
+        &mut self,
+        ctx: &mut Ctx<'_, H, W>,
+    ) -> Result<(), SaveError> {
+        ctx.summary.p2m_size = ctx.hv.nr_gpfns(ctx.domid)?;
+        let rc = ctx.cb.switch_qemu_logdirty(ctx.domid, true);
+        if rc != 0 {
+            ctx.msg(
+                crate::hv::Level::Error,
+                "Couldn't enable qemu log-dirty mode",
+            );
+            return Err(SaveError::Callback {
+                name: "switch_qemu_logdirty",
+                rc,
+            });
+        }
+        self.qemu_enabled_logdirty = true;
+        Ok(())
+    }
+
+    /// X86_CPUID_POLICY and X86_MSR_POLICY, each only if non-empty.
+    pub(crate) fn static_data<H: Hypervisor, W: Write>(
+        &mut self,
+        ctx: &mut Ctx<'_, H, W>,
+    ) -> Result<(), SaveError> {
+        let policy = ctx.hv.cpu_policy(ctx.domid)?;
+        if !policy.leaves.is_empty() {
+            ctx.out.cpuid_policy(&policy.leaves)?;
+        }
+        if !policy.msrs.is_empty() {
+            ctx.out.msr_policy(&policy.msrs)?;
+        }
+        Ok(())
+    }
+
+    /// X86_TSC_INFO, HVM_PARAMS (the non-zero members of libxenguest's set;
+    /// no record when all are zero), HVM_CONTEXT — the spec's order, in
+    /// which the parameters precede the context they may affect.
+    pub(crate) fn end_of_checkpoint<H: Hypervisor, W: Write>(
+        &mut self,
+        ctx: &mut Ctx<'_, H, W>,
+    ) -> Result<(), SaveError> {
+        let tsc = ctx.hv.tsc_info(ctx.domid)?;
+        ctx.out.tsc_info(&tsc)?;
+
+        let mut params = Vec::with_capacity(param::SAVED.len());
+        for index in param::SAVED {
+            let value = ctx.hv.hvm_param(ctx.domid, index)?;
+            if value != 0 {
+                params.push((index, value));
+            }
+        }
+        if !params.is_empty() {
+            ctx.out.hvm_params(&params)?;
+        }
+
+        let blob = ctx.hv.hvm_context(ctx.domid)?;
+        ctx.out.hvm_context(&blob)?;
+        Ok(())
+    }
+
+    /// qemu log-dirty off, if setup switched it on.
+    pub(crate) fn cleanup<H: Hypervisor, W: Write>(
+        &mut self,
+        ctx: &mut Ctx<'_, H, W>,
+    ) -> Result<(), SaveError> {
+        if !self.qemu_enabled_logdirty {
+            return Ok(());
+        }
+        self.qemu_enabled_logdirty = false;
+        let rc = ctx.cb.switch_qemu_logdirty(ctx.domid, false);
+        if rc != 0 {
+            return Err(SaveError::Callback {
+                name: "switch_qemu_logdirty",
+                rc,
+            });
+        }
+        Ok(())
+    }
+}
