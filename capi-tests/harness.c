@@ -41,7 +41,7 @@ static void harness_logger_progress(xentoollog_logger *logger,
         lg->phases++;
     }
     if (new_phase || done == total)
-        fprintf(stderr, "%s: progress context=%s what=%s done=%lu total=%lu\n",
+        fprintf(stderr, "%s: progress context=%s what=\"%s\" done=%lu total=%lu\n",
                 lg->prog, context ? context : "-", what, done, total);
 }
 

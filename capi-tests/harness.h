@@ -22,7 +22,7 @@
 /*
  * A logger that forwards messages to an xtl stdiostream logger on stderr and
  * reports progress as one parsable line per phase:
- *   "<prog>: progress context=<c> what=<w> done=<n> total=<n>"
+ *   "<prog>: progress context=<c> what="<w>" done=<n> total=<n>"
  * printed when a phase starts (done == 0 or a new "what") and when it
  * finishes (done == total).  The stdio logger itself drops progress updates
  * whose percentage did not change, which would hide short iterations.

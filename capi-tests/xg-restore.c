@@ -11,7 +11,7 @@
  * Lines on stderr starting with "xg-restore: " are meant to be parsed:
  *   xg-restore: static_data_done missing=0xM
  *   xg-restore: restore_results store_gfn=0xS console_gfn=0xC
- *   xg-restore: progress context=C what=W done=N total=N
+ *   xg-restore: progress context=C what="W" done=N total=N
  *   xg-restore: result rc=R errno=E (text) store_gfn=0xS console_gfn=0xC
  * On success stdout gets one line "store_gfn=0xS console_gfn=0xC".
  * Exit status: 0 restored, 1 xc_domain_restore returned -1, 2 usage, 3 setup.

@@ -16,7 +16,7 @@
  *   xg-save: switch_qemu_logdirty domid=D enable=E
  *   xg-save: suspend domid=D rc=R
  *   xg-save: precopy iteration=I total_written=W dirty_count=C decision=P
- *   xg-save: progress context=C what=W done=N total=N
+ *   xg-save: progress context=C what="W" done=N total=N
  *   xg-save: result rc=R errno=E (text)
  * Exit status: 0 saved, 1 xc_domain_save returned -1, 2 usage, 3 setup.
  */
