@@ -17,6 +17,8 @@
 
 mod error;
 mod log;
+#[cfg(feature = "xen")]
+pub mod xen;
 
 pub use error::{HvError, HvResult};
 pub use log::{Level, Log, NullLog};

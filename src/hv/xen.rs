@@ -158,9 +158,7 @@ impl<'x> XenHypervisor<'x> {
             });
             // SAFETY: FFI call with a live `xch` and a buffer descriptor that
             // stays at a fixed address (boxed) until freed in `free_bitmap`.
-            let p = unsafe {
-                sys::xc__hypercall_buffer_alloc_pages(self.x(), &mut *buf, nr_pages)
-            };
+            let p = unsafe { sys::xc__hypercall_buffer_alloc_pages(self.x(), &mut *buf, nr_pages) };
             if p.is_null() {
                 return Err(last_error("xc_hypercall_buffer_alloc_pages"));
             }
@@ -334,11 +332,7 @@ impl Drop for XenMapping<'_> {
             // SAFETY: `addr` and the page count come from one successful
             // `xenforeignmemory_map` on `fmem`, which outlives this mapping.
             unsafe {
-                sys::xenforeignmemory_unmap(
-                    self.fmem.as_ptr(),
-                    self.addr.cast(),
-                    self.errs.len(),
-                )
+                sys::xenforeignmemory_unmap(self.fmem.as_ptr(), self.addr.cast(), self.errs.len())
             };
         }
     }
@@ -494,12 +488,7 @@ impl Hypervisor for XenHypervisor<'_> {
         }
         // SAFETY: FFI call rewriting `frames.len()` entries in place.
         let rc = unsafe {
-            sys::xc_get_pfn_type_batch(
-                self.x(),
-                domid,
-                frames.len() as u32,
-                frames.as_mut_ptr(),
-            )
+            sys::xc_get_pfn_type_batch(self.x(), domid, frames.len() as u32, frames.as_mut_ptr())
         };
         if rc < 0 {
             return Err(last_error("xc_get_pfn_type_batch"));
@@ -508,7 +497,12 @@ impl Hypervisor for XenHypervisor<'_> {
     }
 
     fn map_read(&self, domid: DomId, frames: &[u64]) -> HvResult<Self::ReadMapping<'_>> {
-        self.map("xenforeignmemory_map(PROT_READ)", domid, libc::PROT_READ, frames)
+        self.map(
+            "xenforeignmemory_map(PROT_READ)",
+            domid,
+            libc::PROT_READ,
+            frames,
+        )
     }
 
     fn map_write(&self, domid: DomId, frames: &[u64]) -> HvResult<Self::WriteMapping<'_>> {
@@ -543,7 +537,11 @@ impl Hypervisor for XenHypervisor<'_> {
 
     fn clear_pages(&self, domid: DomId, gfn: u64, count: u64) -> HvResult<()> {
         let num = i32::try_from(count).map_err(|_| {
-            HvError::with_detail("xc_clear_domain_pages", libc::E2BIG, format!("{count} pages"))
+            HvError::with_detail(
+                "xc_clear_domain_pages",
+                libc::E2BIG,
+                format!("{count} pages"),
+            )
         })?;
         // SAFETY: FFI call; the library maps, zeroes and unmaps the frames.
         let rc = unsafe { sys::xc_clear_domain_pages(self.x(), domid, gfn as libc::c_ulong, num) };
@@ -589,8 +587,7 @@ impl Hypervisor for XenHypervisor<'_> {
         // The C prototype takes a mutable pointer; give it a private copy.
         let mut copy = blob.to_vec();
         // SAFETY: FFI call reading `size` bytes from `copy`.
-        let rc =
-            unsafe { sys::xc_domain_hvm_setcontext(self.x(), domid, copy.as_mut_ptr(), size) };
+        let rc = unsafe { sys::xc_domain_hvm_setcontext(self.x(), domid, copy.as_mut_ptr(), size) };
         if rc < 0 {
             return Err(last_error("xc_domain_hvm_setcontext"));
         }
@@ -744,7 +741,11 @@ impl Hypervisor for XenHypervisor<'_> {
             })
             .collect();
         let too_big = |what: &str, n: usize| {
-            HvError::with_detail("xc_set_domain_cpu_policy", libc::E2BIG, format!("{n} {what}"))
+            HvError::with_detail(
+                "xc_set_domain_cpu_policy",
+                libc::E2BIG,
+                format!("{n} {what}"),
+            )
         };
         let nr_leaves = u32::try_from(leaves.len()).map_err(|_| too_big("leaves", leaves.len()))?;
         let nr_msrs = u32::try_from(msrs.len()).map_err(|_| too_big("MSRs", msrs.len()))?;
@@ -779,9 +780,7 @@ impl Hypervisor for XenHypervisor<'_> {
             return Err(HvError::with_detail(
                 "xc_set_domain_cpu_policy",
                 errno(),
-                format!(
-                    "leaf {err_leaf:#x}, subleaf {err_subleaf:#x}, msr {err_msr:#x}"
-                ),
+                format!("leaf {err_leaf:#x}, subleaf {err_subleaf:#x}, msr {err_msr:#x}"),
             ));
         }
         Ok(())
@@ -789,20 +788,30 @@ impl Hypervisor for XenHypervisor<'_> {
 
     fn seed_grant_table(&self, domid: DomId, _hvm: bool, entries: &[GrantEntry]) -> HvResult<()> {
         const ENTRY_SIZE: usize = std::mem::size_of::<sys::grant_entry_v1_t>();
-        if let Some(e) = entries.iter().find(|e| (e.index as usize + 1) * ENTRY_SIZE > PAGE_SIZE) {
+        if let Some(e) = entries
+            .iter()
+            .find(|e| (e.index as usize + 1) * ENTRY_SIZE > PAGE_SIZE)
+        {
             return Err(HvError::with_detail(
                 "grant table seeding",
                 libc::EINVAL,
                 format!("grant entry {} is beyond frame 0", e.index),
             ));
         }
+        let domid16 = u16::try_from(domid).map_err(|_| {
+            HvError::with_detail(
+                "xenforeignmemory_map_resource",
+                libc::EINVAL,
+                format!("domid {domid}"),
+            )
+        })?;
         let mut addr: *mut c_void = ptr::null_mut();
         // SAFETY: FFI call; on success `addr` receives a mapping of one
         // frame (the shared grant table's frame 0), released below.
         let res = unsafe {
             sys::xenforeignmemory_map_resource(
                 self.fmem.as_ptr(),
-                domid,
+                domid16,
                 sys::XENMEM_resource_grant_table,
                 sys::XENMEM_resource_grant_table_id_shared,
                 0,
@@ -820,7 +829,11 @@ impl Hypervisor for XenHypervisor<'_> {
             } else {
                 "mapping the shared grant table frame 0"
             };
-            return Err(HvError::with_detail("xenforeignmemory_map_resource", e, detail));
+            return Err(HvError::with_detail(
+                "xenforeignmemory_map_resource",
+                e,
+                detail,
+            ));
         }
         for e in entries {
             let mut bytes = [0u8; ENTRY_SIZE];

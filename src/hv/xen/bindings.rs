@@ -8,8 +8,57 @@
     non_upper_case_globals,
     dead_code,
     clippy::all,
-    missing_docs,
-    unsafe_op_in_unsafe_fn
+    missing_docs
 )]
 
 include!(concat!(env!("OUT_DIR"), "/xen_bindings.rs"));
+
+// libxenctrl 4.17 exports these (version node VERS_4.17.0) and libxenguest
+// calls them, but they are declared only in libxenctrl's private
+// `xc_private.h`, so bindgen cannot see them. The prototypes below follow
+// that header exactly.
+extern "C" {
+    /// Replace each frame in `arr[0..num]` by its `XEN_DOMCTL_PFINFO_*` type.
+    pub fn xc_get_pfn_type_batch(
+        xch: *mut xc_interface,
+        dom: u32,
+        num: ::core::ffi::c_uint,
+        arr: *mut xen_pfn_t,
+    ) -> ::core::ffi::c_int;
+
+    /// Format a message and send it to `lg` with context "xc"; at
+    /// `XTL_ERROR` and above it also becomes the interface's last error.
+    pub fn xc_report(
+        xch: *mut xc_interface,
+        lg: *mut xentoollog_logger,
+        level: xentoollog_level,
+        code: ::core::ffi::c_int,
+        fmt: *const ::core::ffi::c_char,
+        ...
+    );
+
+    /// `xc_report` at `XTL_ERROR` on the interface's own logger.
+    pub fn xc_report_error(
+        xch: *mut xc_interface,
+        code: ::core::ffi::c_int,
+        fmt: *const ::core::ffi::c_char,
+        ...
+    );
+
+    /// Set the "doing what" of later `xc_report_progress_step` calls (the
+    /// pointer is stored, not copied); returns the previous one.
+    pub fn xc_set_progress_prefix(
+        xch: *mut xc_interface,
+        doing: *const ::core::ffi::c_char,
+    ) -> *const ::core::ffi::c_char;
+
+    /// One-off progress milestone (done = total = 0).
+    pub fn xc_report_progress_single(xch: *mut xc_interface, doing: *const ::core::ffi::c_char);
+
+    /// Progress step under the current prefix.
+    pub fn xc_report_progress_step(
+        xch: *mut xc_interface,
+        done: ::core::ffi::c_ulong,
+        total: ::core::ffi::c_ulong,
+    );
+}

@@ -1,0 +1,145 @@
+//! Build script for xcmig.
+//!
+//! * Gives the cdylib its soname (`libxcmig.so.0`).
+//! * With the `xen` feature: generates Rust bindings with bindgen from the
+//!   installed Xen headers (`xenctrl.h`, `xenforeignmemory.h`, `xenguest.h`,
+//!   the public `xen/*.h`), allowlisting only what `hv::xen` and `capi` use,
+//!   with bindgen's layout tests kept, and links libxenctrl,
+//!   libxenforeignmemory and libxenguest (whose public CPU-policy API is used).
+//!
+//! `XEN_INCLUDE_DIR` overrides the header directory (default `/usr/include`).
+
+use std::env;
+use std::path::PathBuf;
+
+/// Soname of the shared library; bump the number on an ABI break of the
+/// `xcmig_*` additions (the xenguest.h entry points follow Xen's header).
+const SONAME: &str = "libxcmig.so.0";
+
+/// The headers bindgen reads, in the order a C user includes them.
+const WRAPPER: &str = r#"
+#include <xenctrl.h>
+#include <xenforeignmemory.h>
+#include <xenguest.h>
+#include <xen/hvm/params.h>
+#include <xen/memory.h>
+#include <xen/grant_table.h>
+"#;
+
+/// Functions used from libxenctrl, libxenforeignmemory and libxenguest.
+const FUNCTIONS: &[&str] = &[
+    // libxenctrl
+    "xc_domain_getinfo",
+    "xc_domain_nr_gpfns",
+    "xc_shadow_control",
+    "xc_logdirty_control",
+    "xc__hypercall_buffer_alloc_pages",
+    "xc__hypercall_buffer_free_pages",
+    "xc_get_pfn_type_batch",
+    "xc_domain_populate_physmap_exact",
+    "xc_domain_hvm_getcontext",
+    "xc_domain_hvm_setcontext",
+    "xc_hvm_param_get",
+    "xc_hvm_param_set",
+    "xc_domain_get_tsc_info",
+    "xc_domain_set_tsc_info",
+    "xc_clear_domain_pages",
+    "xc_version",
+    "xc_strerror",
+    "xc_interface_fmem_handle",
+    // libxenforeignmemory
+    "xenforeignmemory_open",
+    "xenforeignmemory_close",
+    "xenforeignmemory_map",
+    "xenforeignmemory_unmap",
+    "xenforeignmemory_map_resource",
+    "xenforeignmemory_unmap_resource",
+    // libxenguest (public CPU-policy API)
+    "xc_cpu_policy_get_size",
+    "xc_cpu_policy_init",
+    "xc_cpu_policy_destroy",
+    "xc_cpu_policy_get_domain",
+    "xc_cpu_policy_serialise",
+    "xc_set_domain_cpu_policy",
+];
+
+/// Types whose layout the Rust side relies on (mirrored or passed by pointer).
+const TYPES: &[&str] = &[
+    "xc_dominfo_t",
+    "xc_hypercall_buffer_t",
+    "xen_cpuid_leaf_t",
+    "xen_msr_entry_t",
+    "xen_domctl_shadow_op_stats",
+    "grant_entry_v1_t",
+    "save_callbacks",
+    "restore_callbacks",
+    "precopy_stats",
+    "xc_stream_type_t",
+];
+
+/// Constants (macros) from the headers.
+const VARS: &[&str] = &[
+    "XEN_DOMCTL_SHADOW_OP_.*",
+    "XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL",
+    "XEN_DOMCTL_PFINFO_.*",
+    "HVM_PARAM_.*",
+    "XENVER_version",
+    "XENMEM_resource_grant_table.*",
+    "GNTTAB_RESERVED_.*",
+    "GTF_permit_access",
+    "XGS_POLICY_.*",
+    "XCFLAGS_.*",
+    "XGR_SDD_.*",
+    "XGR_CHECKPOINT_.*",
+    "XC_PAGE_SHIFT",
+    "SHUTDOWN_suspend",
+];
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=XEN_INCLUDE_DIR");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{SONAME}");
+
+    if env::var_os("CARGO_FEATURE_XEN").is_some() {
+        generate_xen_bindings();
+        for lib in ["xenctrl", "xenforeignmemory", "xenguest"] {
+            println!("cargo:rustc-link-lib=dylib={lib}");
+        }
+    }
+}
+
+fn generate_xen_bindings() {
+    let include = env::var("XEN_INCLUDE_DIR").unwrap_or_else(|_| "/usr/include".to_owned());
+    for header in ["xenctrl.h", "xenforeignmemory.h", "xenguest.h"] {
+        println!("cargo:rerun-if-changed={include}/{header}");
+    }
+
+    let mut builder = bindgen::Builder::default()
+        .header_contents("xcmig_xen_wrapper.h", WRAPPER)
+        .clang_arg(format!("-I{include}"))
+        .layout_tests(true)
+        .derive_default(true)
+        .derive_debug(true)
+        .prepend_enum_name(false)
+        .default_enum_style(bindgen::EnumVariation::Consts)
+        .allowlist_recursively(true)
+        .generate_comments(false)
+        .use_core();
+    for f in FUNCTIONS {
+        builder = builder.allowlist_function(f);
+    }
+    for t in TYPES {
+        builder = builder.allowlist_type(t);
+    }
+    for v in VARS {
+        builder = builder.allowlist_var(v);
+    }
+
+    let bindings = builder
+        .generate()
+        .unwrap_or_else(|e| panic!("bindgen failed on the Xen headers in {include}: {e}"));
+    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
+    bindings
+        .write_to_file(out.join("xen_bindings.rs"))
+        .expect("write xen_bindings.rs");
+}
