@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
-pub mod stream;
 pub mod hv;
+pub mod restore;
 pub mod save;
+pub mod stream;

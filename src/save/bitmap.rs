@@ -17,18 +17,16 @@ impl Bitmap {
         }
     }
 
-    pub(crate) fn len(&self) -> u64 {
-        self.len
-    }
-
     pub(crate) fn words_mut(&mut self) -> &mut [u64] {
         &mut self.words
     }
 
+    #[cfg(test)]
     pub(crate) fn test(&self, bit: u64) -> bool {
         bit < self.len && self.words[(bit / 64) as usize] & (1 << (bit % 64)) != 0
     }
 
+    #[cfg(test)]
     /// Sets `bit`; out-of-range bits are ignored.
     pub(crate) fn set(&mut self, bit: u64) {
         if bit < self.len {
@@ -63,6 +61,7 @@ impl Bitmap {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn count_ones(&self) -> u64 {
         self.words.iter().map(|w| u64::from(w.count_ones())).sum()
     }

@@ -126,19 +126,19 @@ pub trait SaveCallbacks {
     }
 
     /// Checkpointed streams: resume the guest after a checkpoint was sent.
-    /// > 0 = continue, ≤ 0 = stop checkpointing (the save then ends
-    /// successfully without an END record).
+    /// Positive = continue; zero or negative = stop checkpointing (the save
+    /// then ends successfully without an END record).
     fn postcopy(&mut self) -> i32 {
         0
     }
 
-    /// Checkpointed streams: Remus waits for the next checkpoint (> 0
-    /// continue, ≤ 0 stop); COLO notifies the secondary (0 = error).
+    /// Checkpointed streams: Remus waits for the next checkpoint (positive
+    /// = continue, otherwise stop); COLO notifies the secondary (0 = error).
     fn checkpoint(&mut self) -> i32 {
         0
     }
 
-    /// COLO: wait for the secondary (> 0 continue, ≤ 0 stop).
+    /// COLO: wait for the secondary (positive = continue, otherwise stop).
     fn wait_checkpoint(&mut self) -> i32 {
         0
     }
@@ -178,9 +178,10 @@ pub enum SaveError {
     /// A hypervisor call failed.
     #[error("{0}")]
     Hv(#[from] HvError),
-    /// Writing the stream failed.
-    #[error("writing the stream failed: {0}")]
-    Io(#[from] std::io::Error),
+    /// Writing the stream failed, or the engine produced a record the
+    /// stream layer refused (a bug, reported rather than written).
+    #[error("writing the stream: {0}")]
+    Stream(#[from] crate::stream::Error),
     /// Reading the COLO back channel failed or it broke a rule.
     #[error("back channel: {0}")]
     BackChannel(String),
@@ -222,7 +223,14 @@ impl SaveError {
     pub fn errno(&self) -> i32 {
         match self {
             SaveError::Hv(e) => e.errno(),
-            SaveError::Io(e) => e.raw_os_error().unwrap_or(libc_errno::EIO),
+            SaveError::Stream(e) => match &e.kind {
+                crate::stream::ErrorKind::Io { kind, .. }
+                    if *kind == std::io::ErrorKind::BrokenPipe =>
+                {
+                    libc_errno::EPIPE
+                }
+                _ => libc_errno::EIO,
+            },
             SaveError::BackChannel(_) => libc_errno::EIO,
             SaveError::NoSuchDomain(_) => libc_errno::ESRCH,
             SaveError::MissingCallback(_) => libc_errno::EINVAL,
@@ -238,6 +246,7 @@ impl SaveError {
 /// errno values (Linux x86-64) used by the engines' own errors.
 pub(crate) mod libc_errno {
     pub const EIO: i32 = 5;
+    pub const EPIPE: i32 = 32;
     pub const ESRCH: i32 = 3;
     pub const EINVAL: i32 = 22;
     pub const EPROTO: i32 = 71;
@@ -435,7 +444,8 @@ fn run<H: Hypervisor, W: Write>(
 
     ctx.progress_single("Start of stream");
     let (major, minor) = ctx.hv.xen_version()?;
-    ctx.out.headers(out::GuestType::X86Hvm, major, minor)?;
+    ctx.out
+        .headers(crate::stream::DomainType::X86Hvm, major, minor)?;
     guest.static_data(ctx)?;
     ctx.out.static_data_end()?;
 
