@@ -1,2 +1,376 @@
-//! The `xensim` command.
-fn main() {}
+//! The `xensim` command: create, inspect, run and destroy simulated domains,
+//! and inject faults. The contract is in xensim/README.md.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use xensim::workload::{self, RunOptions};
+use xensim::{parse_size, DomId, DomainConfig, FaultRule, Fill, GuestType, Host};
+
+#[derive(Parser)]
+#[command(
+    name = "xensim",
+    version,
+    about = "A simulated Xen 4.17 host in a directory"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Manage domains.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Inject faults into named calls of every process using the host.
+    #[command(subcommand)]
+    Fault(FaultCmd),
+}
+
+#[derive(Args)]
+struct HostArg {
+    /// Host directory (default: $XENSIM_HOST).
+    #[arg(long)]
+    host: Option<PathBuf>,
+}
+
+impl HostArg {
+    fn open(&self) -> xensim::Result<Host> {
+        match &self.host {
+            Some(d) => Host::open(d),
+            None => Host::from_env(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum DomainCmd {
+    /// Create a domain; prints its id on the last line.
+    Create {
+        #[command(flatten)]
+        host: HostArg,
+        /// hvm, pvh or pv (pv: not supported yet).
+        #[arg(long = "type", value_name = "TYPE")]
+        guest_type: String,
+        /// RAM size: bytes or with K/M/G suffix (256M, 1G).
+        #[arg(long)]
+        memory: String,
+        #[arg(long, default_value_t = 1)]
+        vcpus: u32,
+        /// random, zero or mixed.
+        #[arg(long, default_value = "mixed")]
+        fill: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Unpopulated, paused restore target.
+        #[arg(long)]
+        empty: bool,
+    },
+    /// Print the digest of a domain's state (one hex line).
+    Digest {
+        #[command(flatten)]
+        host: HostArg,
+        domid: DomId,
+        /// Also print each component (before the digest line).
+        #[arg(long, short)]
+        verbose: bool,
+        /// Print the components and digest as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the guest workload until the domain is suspended or paused;
+    /// prints the number of pages written on the last line.
+    Run {
+        #[command(flatten)]
+        host: HostArg,
+        domid: DomId,
+        /// MiB per second to dirty.
+        #[arg(long = "dirty-rate", value_name = "MiB/s")]
+        dirty_rate: f64,
+        /// Size of the set of pages written.
+        #[arg(long = "working-set", value_name = "SIZE")]
+        working_set: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Stop after this many seconds even if the domain keeps running.
+        #[arg(long, value_name = "SECS")]
+        duration: Option<f64>,
+    },
+    /// List domains.
+    List {
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Destroy domains.
+    Destroy {
+        #[command(flatten)]
+        host: HostArg,
+        #[arg(required = true)]
+        domids: Vec<DomId>,
+    },
+    /// Print a domain's info as key=value lines.
+    Info {
+        #[command(flatten)]
+        host: HostArg,
+        domid: DomId,
+    },
+    /// Shut a domain down (default reason: suspend).
+    Shutdown {
+        #[command(flatten)]
+        host: HostArg,
+        domid: DomId,
+        /// poweroff, reboot, suspend, crash, watchdog, soft_reset, or a number.
+        #[arg(long, default_value = "suspend")]
+        reason: String,
+    },
+    /// Controller-pause a domain.
+    Pause {
+        #[command(flatten)]
+        host: HostArg,
+        domid: DomId,
+    },
+    /// Controller-unpause a domain.
+    Unpause {
+        #[command(flatten)]
+        host: HostArg,
+        domid: DomId,
+    },
+    /// Resume a domain after a (suspend) shutdown.
+    Resume {
+        #[command(flatten)]
+        host: HostArg,
+        domid: DomId,
+    },
+}
+
+#[derive(Subcommand)]
+enum FaultCmd {
+    /// Set the host's fault rules: NAME:ERRNO[:N[:once|always]],...
+    Set {
+        #[command(flatten)]
+        host: HostArg,
+        spec: String,
+    },
+    /// Remove all host fault rules.
+    Clear {
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Print the host's fault rules.
+    List {
+        #[command(flatten)]
+        host: HostArg,
+    },
+}
+
+fn parse_reason(s: &str) -> Option<u32> {
+    let names = [
+        "poweroff",
+        "reboot",
+        "suspend",
+        "crash",
+        "watchdog",
+        "soft_reset",
+    ];
+    names
+        .iter()
+        .position(|n| *n == s)
+        .map(|i| i as u32)
+        .or_else(|| s.parse().ok())
+}
+
+fn fail(msg: impl std::fmt::Display) -> xensim::Error {
+    xensim::Error::new(libc::EINVAL, msg.to_string())
+}
+
+fn run(cli: Cli) -> xensim::Result<()> {
+    match cli.cmd {
+        Cmd::Domain(DomainCmd::Create {
+            host,
+            guest_type,
+            memory,
+            vcpus,
+            fill,
+            seed,
+            empty,
+        }) => {
+            let guest_type = GuestType::parse(&guest_type)
+                .ok_or_else(|| fail(format!("bad --type {guest_type:?}")))?;
+            let memory_bytes =
+                parse_size(&memory).ok_or_else(|| fail(format!("bad --memory {memory:?}")))?;
+            let fill = Fill::parse(&fill).ok_or_else(|| fail(format!("bad --fill {fill:?}")))?;
+            let h = host.open()?;
+            let id = h.create_domain(&DomainConfig {
+                guest_type,
+                memory_bytes,
+                vcpus,
+                fill,
+                seed,
+                empty,
+            })?;
+            println!("{id}");
+        }
+        Cmd::Domain(DomainCmd::Digest {
+            host,
+            domid,
+            verbose,
+            json,
+        }) => {
+            let d = host.open()?.domain(domid)?;
+            let r = d.digest_report()?;
+            if json {
+                let comps: Vec<String> = r
+                    .components
+                    .iter()
+                    .map(|(n, v)| format!("\"{n}\":\"{v}\""))
+                    .collect();
+                let excl: Vec<String> = r.excluded_pages.iter().map(|p| p.to_string()).collect();
+                println!(
+                    "{{\"domid\":{domid},\"pages\":{},\"excluded_pages\":[{}],\"components\":{{{}}},\"digest\":\"{}\"}}",
+                    r.pages,
+                    excl.join(","),
+                    comps.join(","),
+                    r.total
+                );
+            } else {
+                if verbose {
+                    println!("pages {}", r.pages);
+                    for (n, v) in &r.components {
+                        println!("{n} {v}");
+                    }
+                }
+                println!("{}", r.total);
+            }
+        }
+        Cmd::Domain(DomainCmd::Run {
+            host,
+            domid,
+            dirty_rate,
+            working_set,
+            seed,
+            duration,
+        }) => {
+            if !(dirty_rate >= 0.0 && dirty_rate.is_finite()) {
+                return Err(fail("--dirty-rate must be a non-negative number"));
+            }
+            let ws = parse_size(&working_set)
+                .ok_or_else(|| fail(format!("bad --working-set {working_set:?}")))?;
+            let max_duration = match duration {
+                Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
+                Some(_) => return Err(fail("--duration must be a non-negative number")),
+                None => None,
+            };
+            let d = host.open()?.domain(domid)?;
+            let opts = RunOptions {
+                dirty_rate_bytes: (dirty_rate * 1048576.0) as u64,
+                working_set_bytes: ws,
+                seed,
+                max_duration,
+            };
+            let s = workload::run(&d, &opts)?;
+            eprintln!(
+                "xensim: domain {domid}: wrote {} pages over a working set of {} pages in {:.3}s",
+                s.pages_written,
+                s.working_set_pages,
+                s.elapsed.as_secs_f64()
+            );
+            println!("{}", s.pages_written);
+        }
+        Cmd::Domain(DomainCmd::List { host }) => {
+            let h = host.open()?;
+            println!(
+                "{:>5} {:<4} {:>5} {:>10} {:>10} state",
+                "domid", "type", "vcpus", "tot_pages", "max_gpfn"
+            );
+            for id in h.domain_ids()? {
+                let Ok(d) = h.domain(id) else { continue };
+                let i = d.info()?;
+                let mut state = String::new();
+                for (flag, c) in [
+                    (i.running, 'r'),
+                    (i.blocked, 'b'),
+                    (i.paused, 'p'),
+                    (i.shutdown, 's'),
+                    (i.dying, 'd'),
+                ] {
+                    state.push(if flag { c } else { '-' });
+                }
+                if i.shutdown {
+                    state.push_str(&format!(" reason={}", i.shutdown_reason));
+                }
+                println!(
+                    "{:>5} {:<4} {:>5} {:>10} {:>#10x} {}",
+                    id,
+                    i.guest_type.as_str(),
+                    i.max_vcpu_id + 1,
+                    i.tot_pages,
+                    d.max_gpfn(),
+                    state
+                );
+            }
+        }
+        Cmd::Domain(DomainCmd::Destroy { host, domids }) => {
+            let h = host.open()?;
+            for id in domids {
+                h.destroy_domain(id)?;
+            }
+        }
+        Cmd::Domain(DomainCmd::Info { host, domid }) => {
+            let d = host.open()?.domain(domid)?;
+            let i = d.info()?;
+            let t = d.tsc_info()?;
+            println!("domid={}", i.domid);
+            println!("type={}", i.guest_type.as_str());
+            println!("vcpus={}", i.max_vcpu_id + 1);
+            println!("online_vcpus={}", i.nr_online_vcpus);
+            println!("tot_pages={}", i.tot_pages);
+            println!("max_pages={}", i.max_pages);
+            println!("max_gpfn={:#x}", d.max_gpfn());
+            println!("paused={}", u8::from(i.paused));
+            println!("shutdown={}", u8::from(i.shutdown));
+            println!("shutdown_reason={}", i.shutdown_reason);
+            println!("dying={}", u8::from(i.dying));
+            println!("creation_finished={}", u8::from(i.creation_finished));
+            println!("logdirty={}", u8::from(d.logdirty_enabled()));
+            println!(
+                "tsc_mode={} gtsc_khz={} elapsed_nsec={} incarnation={}",
+                t.mode, t.gtsc_khz, t.elapsed_nsec, t.incarnation
+            );
+        }
+        Cmd::Domain(DomainCmd::Shutdown {
+            host,
+            domid,
+            reason,
+        }) => {
+            let r =
+                parse_reason(&reason).ok_or_else(|| fail(format!("bad --reason {reason:?}")))?;
+            host.open()?.domain(domid)?.shutdown(r)?;
+        }
+        Cmd::Domain(DomainCmd::Pause { host, domid }) => host.open()?.domain(domid)?.pause()?,
+        Cmd::Domain(DomainCmd::Unpause { host, domid }) => host.open()?.domain(domid)?.unpause()?,
+        Cmd::Domain(DomainCmd::Resume { host, domid }) => host.open()?.domain(domid)?.resume()?,
+        Cmd::Fault(FaultCmd::Set { host, spec }) => {
+            let rules = FaultRule::parse_list(&spec)?;
+            host.open()?.set_faults(&rules)?;
+        }
+        Cmd::Fault(FaultCmd::Clear { host }) => host.open()?.clear_faults()?,
+        Cmd::Fault(FaultCmd::List { host }) => {
+            for r in host.open()?.faults()? {
+                println!("{}", r.to_spec());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xensim: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

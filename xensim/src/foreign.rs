@@ -1,0 +1,198 @@
+//! Foreign mappings: guest frames mapped into the caller's address space with
+//! real `mmap`s of the domain's memory file, one `mmap` per contiguous run of
+//! frames (as privcmd does one mmap plus one batch ioctl), so a plain
+//! `munmap(addr, n*4096)` releases them.
+
+use crate::error::{Error, Result};
+use crate::PAGE_SIZE;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+
+/// Access wanted for a mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prot {
+    /// `PROT_READ`.
+    Read,
+    /// `PROT_READ | PROT_WRITE`.
+    ReadWrite,
+}
+
+impl Prot {
+    fn bits(self) -> i32 {
+        match self {
+            Prot::Read => libc::PROT_READ,
+            Prot::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
+        }
+    }
+}
+
+/// A region of `pages` pages; slot `i` maps the i-th requested frame, or
+/// stays `PROT_NONE` with a non-zero (negative errno) entry in
+/// [`ForeignMapping::errors`].
+#[derive(Debug)]
+pub struct ForeignMapping {
+    addr: *mut u8,
+    pages: usize,
+    errors: Vec<i32>,
+    mmap_calls: usize,
+    prot: Prot,
+}
+
+// SAFETY: the region is shared memory owned by this handle; it is only
+// accessed through bounds-checked copies, so moving or sharing the handle
+// across threads is sound.
+unsafe impl Send for ForeignMapping {}
+// SAFETY: see `Send`.
+unsafe impl Sync for ForeignMapping {}
+
+impl ForeignMapping {
+    /// Map `offsets.len()` pages of `file`: `Some(off)` maps the page at file
+    /// offset `off`, `None` leaves the slot inaccessible with error `-errno`.
+    pub(crate) fn map(
+        file: &File,
+        offsets: &[Option<u64>],
+        prot: Prot,
+        errno: i32,
+    ) -> Result<ForeignMapping> {
+        let pages = offsets.len();
+        if pages == 0 {
+            return Err(Error::new(libc::EINVAL, "mapping of zero frames"));
+        }
+        let len = pages * PAGE_SIZE as usize;
+        // SAFETY: reserves a fresh anonymous PROT_NONE region at a
+        // kernel-chosen address; nothing else refers to it yet.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(Error::io(
+                "mmap reservation",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let mut m = ForeignMapping {
+            addr: base.cast(),
+            pages,
+            errors: vec![0; pages],
+            mmap_calls: 0,
+            prot,
+        };
+        let mut i = 0;
+        while i < pages {
+            let Some(start_off) = offsets[i] else {
+                m.errors[i] = -errno;
+                i += 1;
+                continue;
+            };
+            let mut j = i + 1;
+            while j < pages && offsets[j] == Some(start_off + (j - i) as u64 * PAGE_SIZE) {
+                j += 1;
+            }
+            // SAFETY: the target range [i, j) lies inside the reservation we
+            // own; MAP_FIXED replaces exactly those PROT_NONE pages.
+            let r = unsafe {
+                libc::mmap(
+                    m.addr.add(i * PAGE_SIZE as usize).cast(),
+                    (j - i) * PAGE_SIZE as usize,
+                    prot.bits(),
+                    libc::MAP_SHARED | libc::MAP_FIXED,
+                    file.as_raw_fd(),
+                    start_off as libc::off_t,
+                )
+            };
+            m.mmap_calls += 1;
+            if r == libc::MAP_FAILED {
+                let e = std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO);
+                for slot in &mut m.errors[i..j] {
+                    *slot = -e;
+                }
+            }
+            i = j;
+        }
+        Ok(m)
+    }
+
+    /// Start address of the region.
+    pub fn addr(&self) -> *mut u8 {
+        self.addr
+    }
+
+    /// Number of pages (slots) in the region.
+    pub fn pages(&self) -> usize {
+        self.pages
+    }
+
+    /// Per-slot result: 0, or a negative errno for a slot left unmapped.
+    pub fn errors(&self) -> &[i32] {
+        &self.errors
+    }
+
+    /// True if every slot is mapped.
+    pub fn all_ok(&self) -> bool {
+        self.errors.iter().all(|&e| e == 0)
+    }
+
+    /// How many `mmap` calls mapped the frames (one per contiguous run).
+    pub fn mmap_calls(&self) -> usize {
+        self.mmap_calls
+    }
+
+    fn check_slot(&self, slot: usize) -> Result<usize> {
+        match self.errors.get(slot) {
+            Some(0) => Ok(slot * PAGE_SIZE as usize),
+            Some(e) => Err(Error::new(-e, format!("slot {slot} is not mapped"))),
+            None => Err(Error::new(
+                libc::EINVAL,
+                format!("slot {slot} out of range"),
+            )),
+        }
+    }
+
+    /// Copy one mapped page out.
+    pub fn read_page(&self, slot: usize, out: &mut [u8]) -> Result<()> {
+        let off = self.check_slot(slot)?;
+        let n = out.len().min(PAGE_SIZE as usize);
+        // SAFETY: the slot is mapped (errors[slot] == 0) and `n` ≤ one page.
+        unsafe { std::ptr::copy_nonoverlapping(self.addr.add(off), out.as_mut_ptr(), n) };
+        Ok(())
+    }
+
+    /// Copy data into one mapped page (EACCES for a read-only mapping).
+    pub fn write_page(&self, slot: usize, data: &[u8]) -> Result<()> {
+        if self.prot != Prot::ReadWrite {
+            return Err(Error::new(libc::EACCES, "mapping is read-only"));
+        }
+        let off = self.check_slot(slot)?;
+        let n = data.len().min(PAGE_SIZE as usize);
+        // SAFETY: as in `read_page`, and the mapping is writable.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.addr.add(off), n) };
+        Ok(())
+    }
+
+    /// Give the region to C code: returns its address; the new owner releases
+    /// it with `munmap(addr, pages * 4096)`.
+    pub fn into_raw(self) -> *mut u8 {
+        let a = self.addr;
+        std::mem::forget(self);
+        a
+    }
+}
+
+impl Drop for ForeignMapping {
+    fn drop(&mut self) {
+        // SAFETY: the whole region (reservation plus the fixed mappings
+        // inside it) belongs to this handle and is released exactly once.
+        unsafe {
+            libc::munmap(self.addr.cast(), self.pages * PAGE_SIZE as usize);
+        }
+    }
+}

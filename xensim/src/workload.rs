@@ -1,0 +1,120 @@
+//! The guest workload (`xensim domain run`): writes pages of the guest
+//! through a shared mapping of its memory at a set rate and marks them in the
+//! log-dirty bitmap, like a running guest under Xen's log-dirty tracking,
+//! until the domain is shut down (suspended), paused or destroyed.
+
+use crate::domain::{w, Domain};
+use crate::error::Result;
+use crate::layout::{mix, Rng};
+use crate::shm::SharedMap;
+use crate::{GFN_LIMIT, PAGE_SIZE, SPECIAL_PFN_BASE};
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+
+/// Workload parameters.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Bytes per second to dirty (whole pages).
+    pub dirty_rate_bytes: u64,
+    /// Size of the set of pages written, in bytes (capped at the guest's RAM).
+    pub working_set_bytes: u64,
+    /// Seed choosing the working set and page contents.
+    pub seed: u64,
+    /// Stop after this long even if the guest keeps running.
+    pub max_duration: Option<Duration>,
+}
+
+/// What a workload run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunStats {
+    /// Page writes performed.
+    pub pages_written: u64,
+    /// Distinct pages in the working set.
+    pub working_set_pages: u64,
+    /// Wall time run.
+    pub elapsed: Duration,
+}
+
+/// First gfn of the special-page region the workload leaves alone (ioreq
+/// server pages and the special pages: rings the guest does not dirty
+/// through RAM writes, some of which restore clears).
+const SPECIAL_REGION: std::ops::Range<u64> = (SPECIAL_PFN_BASE - 8)..(SPECIAL_PFN_BASE + 8);
+
+/// The working set: `pages` populated RAM gfns starting at a seed-chosen
+/// position (wrapping), excluding the special region.
+pub fn working_set(d: &Domain, bytes: u64, seed: u64) -> Vec<u64> {
+    let mut ram = Vec::new();
+    let words = d.populated_words();
+    let last = (d.max_gpfn() / 64) as usize;
+    for (wi, word) in words.iter().enumerate().take(last + 1) {
+        let mut bits = word.load(SeqCst);
+        while bits != 0 {
+            let pfn = wi as u64 * 64 + u64::from(bits.trailing_zeros());
+            bits &= bits - 1;
+            if !SPECIAL_REGION.contains(&pfn) {
+                ram.push(pfn);
+            }
+        }
+    }
+    let n = ((bytes / PAGE_SIZE) as usize).min(ram.len());
+    if n == 0 {
+        return Vec::new();
+    }
+    let start = (mix(seed, 0, 40) % ram.len() as u64) as usize;
+    (0..n).map(|i| ram[(start + i) % ram.len()]).collect()
+}
+
+/// Run the workload until the guest stops (or `max_duration` passes).
+pub fn run(d: &Domain, opts: &RunOptions) -> Result<RunStats> {
+    let set = working_set(d, opts.working_set_bytes, opts.seed);
+    let map = if set.is_empty() {
+        None
+    } else {
+        Some(SharedMap::map(
+            d.mem_file(),
+            (GFN_LIMIT * PAGE_SIZE) as usize,
+            "guest memory",
+        )?)
+    };
+    let rate = opts.dirty_rate_bytes as f64 / PAGE_SIZE as f64;
+    let mut rng = Rng::new(mix(opts.seed, 0, 41));
+    let mut page = vec![0u8; PAGE_SIZE as usize];
+    let start = Instant::now();
+    let mut written = 0u64;
+    'outer: loop {
+        if d.guest_stopped() {
+            break;
+        }
+        let elapsed = start.elapsed();
+        if opts.max_duration.is_some_and(|m| elapsed >= m) {
+            break;
+        }
+        if let Some(map) = &map {
+            let due = (elapsed.as_secs_f64() * rate) as u64;
+            while written < due {
+                let pfn = set[(rng.next_u64() % set.len() as u64) as usize];
+                rng.fill(&mut page);
+                if !d.guest_enter() {
+                    break 'outer;
+                }
+                // Write first, then mark: a CLEAN between the two leaves the
+                // bit set for the next round, never a sent-but-stale page.
+                let r = map.write_at((pfn * PAGE_SIZE) as usize, &page);
+                d.mark_dirty(pfn);
+                d.guest_exit();
+                r?;
+                written += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let elapsed = start.elapsed();
+    d.ctl(w::CPU_TIME_NS)
+        .fetch_add(elapsed.as_nanos() as u64, SeqCst);
+    d.ctl(w::PAGES_WRITTEN).fetch_add(written, SeqCst);
+    Ok(RunStats {
+        pages_written: written,
+        working_set_pages: set.len() as u64,
+        elapsed,
+    })
+}
