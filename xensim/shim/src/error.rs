@@ -52,5 +52,11 @@ impl fmt::Display for ShimError {
     }
 }
 
+impl From<xensim::Error> for ShimError {
+    fn from(e: xensim::Error) -> Self {
+        ShimError::new(e.errno(), e.message())
+    }
+}
+
 /// Result of a shim operation.
 pub type ShimResult<T> = Result<T, ShimError>;

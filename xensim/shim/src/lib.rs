@@ -5,9 +5,14 @@
 //! and symbol version nodes by `scripts/link-shims.sh` (see xensim/README.md,
 //! section "Shim libraries").
 
+pub mod abi;
+pub mod ctx;
+pub mod dispatch;
 pub mod error;
+pub mod exports;
 pub mod fdio;
 pub mod ffi;
 pub mod fmap;
 pub mod hcall;
+pub mod iface;
 pub mod xtl;

@@ -1,0 +1,343 @@
+//! Byte layouts of the public Xen 4.17 structures the shim reads and writes,
+//! with explicit little-endian field access at fixed offsets (x86-64).
+//!
+//! Offsets come from `/usr/include/xen/domctl.h`, `sysctl.h` and `xenctrl.h`;
+//! `tests/c_layouts.rs` compiles a C probe against those headers and checks
+//! every constant here.
+
+/// `XEN_DOMCTL_INTERFACE_VERSION` and `XEN_SYSCTL_INTERFACE_VERSION` in 4.17.
+pub const INTERFACE_VERSION: u32 = 0x15;
+/// `__HYPERVISOR_sysctl`.
+pub const HYPERVISOR_SYSCTL: u32 = 35;
+/// `__HYPERVISOR_domctl`.
+pub const HYPERVISOR_DOMCTL: u32 = 36;
+/// `__HYPERVISOR_memory_op`.
+pub const HYPERVISOR_MEMORY_OP: u32 = 12;
+/// `__HYPERVISOR_xen_version`.
+pub const HYPERVISOR_XEN_VERSION: u32 = 17;
+/// `__HYPERVISOR_hvm_op`.
+pub const HYPERVISOR_HVM_OP: u32 = 34;
+
+/// `sizeof(struct xen_domctl)`.
+pub const DOMCTL_SIZE: usize = 144;
+/// `sizeof(struct xen_sysctl)`.
+pub const SYSCTL_SIZE: usize = 136;
+/// Offset of the union `u` in `struct xen_domctl`.
+pub const DOMCTL_U: usize = 16;
+/// Offset of the union `u` in `struct xen_sysctl`.
+pub const SYSCTL_U: usize = 8;
+/// Offset of `domain` (u16) in `struct xen_domctl`.
+pub const DOMCTL_DOMAIN: usize = 8;
+
+/// Domctl sub-ops the simulated host implements.
+pub mod domctl {
+    /// `XEN_DOMCTL_destroydomain`.
+    pub const DESTROYDOMAIN: u32 = 2;
+    /// `XEN_DOMCTL_pausedomain`.
+    pub const PAUSEDOMAIN: u32 = 3;
+    /// `XEN_DOMCTL_unpausedomain`.
+    pub const UNPAUSEDOMAIN: u32 = 4;
+    /// `XEN_DOMCTL_getdomaininfo`.
+    pub const GETDOMAININFO: u32 = 5;
+    /// `XEN_DOMCTL_shadow_op`.
+    pub const SHADOW_OP: u32 = 10;
+    /// `XEN_DOMCTL_resumedomain`.
+    pub const RESUMEDOMAIN: u32 = 27;
+    /// `XEN_DOMCTL_gethvmcontext`.
+    pub const GETHVMCONTEXT: u32 = 33;
+    /// `XEN_DOMCTL_sethvmcontext`.
+    pub const SETHVMCONTEXT: u32 = 34;
+    /// `XEN_DOMCTL_set_address_size`.
+    pub const SET_ADDRESS_SIZE: u32 = 35;
+    /// `XEN_DOMCTL_get_address_size`.
+    pub const GET_ADDRESS_SIZE: u32 = 36;
+    /// `XEN_DOMCTL_gettscinfo`.
+    pub const GETTSCINFO: u32 = 59;
+    /// `XEN_DOMCTL_settscinfo`.
+    pub const SETTSCINFO: u32 = 60;
+    /// `XEN_DOMCTL_getpageframeinfo3`.
+    pub const GETPAGEFRAMEINFO3: u32 = 61;
+    /// `XEN_DOMCTL_get_cpu_policy`.
+    pub const GET_CPU_POLICY: u32 = 82;
+    /// `XEN_DOMCTL_set_cpu_policy`.
+    pub const SET_CPU_POLICY: u32 = 83;
+}
+
+/// `XEN_SYSCTL_get_cpu_policy`.
+pub const SYSCTL_GET_CPU_POLICY: u32 = 29;
+/// Number of system policies (`XEN_SYSCTL_cpu_policy_*`, 0..=5).
+pub const SYSCTL_CPU_POLICY_COUNT: u32 = 6;
+
+/// `XEN_DOMCTL_SHADOW_OP_OFF`.
+pub const SHADOW_OP_OFF: u32 = 0;
+/// `XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY`.
+pub const SHADOW_OP_ENABLE_LOGDIRTY: u32 = 2;
+/// `XEN_DOMCTL_SHADOW_OP_CLEAN`.
+pub const SHADOW_OP_CLEAN: u32 = 11;
+/// `XEN_DOMCTL_SHADOW_OP_PEEK`.
+pub const SHADOW_OP_PEEK: u32 = 12;
+/// `XEN_DOMCTL_SHADOW_OP_GET_ALLOCATION`.
+pub const SHADOW_OP_GET_ALLOCATION: u32 = 30;
+/// `XEN_DOMCTL_SHADOW_OP_SET_ALLOCATION`.
+pub const SHADOW_OP_SET_ALLOCATION: u32 = 31;
+/// `XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL`.
+pub const SHADOW_LOGDIRTY_FINAL: u32 = 1;
+
+/// `struct xen_domctl_shadow_op` field offsets (within `u`).
+pub mod shadow_op {
+    /// `op` (u32).
+    pub const OP: usize = 0;
+    /// `mode` (u32).
+    pub const MODE: usize = 4;
+    /// `mb` (u32).
+    pub const MB: usize = 8;
+    /// `dirty_bitmap` (guest handle).
+    pub const DIRTY_BITMAP: usize = 16;
+    /// `pages` (u64).
+    pub const PAGES: usize = 24;
+    /// `stats.fault_count` (u32).
+    pub const FAULT_COUNT: usize = 32;
+    /// `stats.dirty_count` (u32).
+    pub const DIRTY_COUNT: usize = 36;
+}
+
+/// `struct xen_domctl_cpu_policy` field offsets (within `u`).
+pub mod domctl_cpu_policy {
+    /// `nr_leaves` (u32).
+    pub const NR_LEAVES: usize = 0;
+    /// `nr_msrs` (u32).
+    pub const NR_MSRS: usize = 4;
+    /// `leaves` (guest handle).
+    pub const LEAVES: usize = 8;
+    /// `msrs` (guest handle).
+    pub const MSRS: usize = 16;
+    /// `err_leaf` (u32).
+    pub const ERR_LEAF: usize = 24;
+    /// `err_subleaf` (u32).
+    pub const ERR_SUBLEAF: usize = 28;
+    /// `err_msr` (u32).
+    pub const ERR_MSR: usize = 32;
+}
+
+/// `struct xen_sysctl_cpu_policy` field offsets (within `u`).
+pub mod sysctl_cpu_policy {
+    /// `index` (u32).
+    pub const INDEX: usize = 0;
+    /// `nr_leaves` (u32).
+    pub const NR_LEAVES: usize = 4;
+    /// `nr_msrs` (u32).
+    pub const NR_MSRS: usize = 8;
+    /// `_rsvd` (u32).
+    pub const RSVD: usize = 12;
+    /// `leaves` (guest handle).
+    pub const LEAVES: usize = 16;
+    /// `msrs` (guest handle).
+    pub const MSRS: usize = 24;
+}
+
+/// `struct xen_domctl_tsc_info` field offsets (within `u`).
+pub mod tsc_info {
+    /// `tsc_mode` (u32).
+    pub const TSC_MODE: usize = 0;
+    /// `gtsc_khz` (u32).
+    pub const GTSC_KHZ: usize = 4;
+    /// `incarnation` (u32).
+    pub const INCARNATION: usize = 8;
+    /// `elapsed_nsec` (u64).
+    pub const ELAPSED_NSEC: usize = 16;
+}
+
+/// `struct xen_domctl_hvmcontext`: `size` (u32) at 0, `buffer` handle at 8.
+pub mod hvmcontext {
+    /// `size`.
+    pub const SIZE: usize = 0;
+    /// `buffer`.
+    pub const BUFFER: usize = 8;
+}
+
+/// `struct xen_domctl_getpageframeinfo3`: `num` (u64) at 0, `array` at 8.
+pub mod pfinfo3 {
+    /// `num`.
+    pub const NUM: usize = 0;
+    /// `array`.
+    pub const ARRAY: usize = 8;
+}
+
+/// `sizeof(xen_cpuid_leaf_t)`.
+pub const CPUID_LEAF_SIZE: usize = 24;
+/// `sizeof(xen_msr_entry_t)`.
+pub const MSR_ENTRY_SIZE: usize = 16;
+
+/// `struct xen_domctl_getdomaininfo` (= `xc_domaininfo_t`), 112 bytes.
+pub mod domaininfo {
+    /// Size.
+    pub const SIZE: usize = 112;
+    /// `domain` (u16).
+    pub const DOMAIN: usize = 0;
+    /// `flags` (u32).
+    pub const FLAGS: usize = 4;
+    /// `tot_pages` (u64).
+    pub const TOT_PAGES: usize = 8;
+    /// `max_pages` (u64).
+    pub const MAX_PAGES: usize = 16;
+    /// `outstanding_pages` (u64).
+    pub const OUTSTANDING_PAGES: usize = 24;
+    /// `shr_pages` (u64).
+    pub const SHR_PAGES: usize = 32;
+    /// `paged_pages` (u64).
+    pub const PAGED_PAGES: usize = 40;
+    /// `shared_info_frame` (u64).
+    pub const SHARED_INFO_FRAME: usize = 48;
+    /// `cpu_time` (u64).
+    pub const CPU_TIME: usize = 56;
+    /// `nr_online_vcpus` (u32).
+    pub const NR_ONLINE_VCPUS: usize = 64;
+    /// `max_vcpu_id` (u32).
+    pub const MAX_VCPU_ID: usize = 68;
+    /// `ssidref` (u32).
+    pub const SSIDREF: usize = 72;
+    /// `handle` (16 bytes).
+    pub const HANDLE: usize = 76;
+    /// `cpupool` (u32).
+    pub const CPUPOOL: usize = 92;
+    /// `gpaddr_bits` (u8).
+    pub const GPADDR_BITS: usize = 96;
+    /// `arch_config` (8 bytes).
+    pub const ARCH_CONFIG: usize = 104;
+}
+
+/// `XEN_DOMINF_*` flag bits of `xen_domctl_getdomaininfo.flags`.
+pub mod dominf {
+    /// Domain is being destroyed.
+    pub const DYING: u32 = 1 << 0;
+    /// HVM (or PVH) guest.
+    pub const HVM_GUEST: u32 = 1 << 1;
+    /// Shut down; the reason is in bits 16..24.
+    pub const SHUTDOWN: u32 = 1 << 2;
+    /// Paused by the controller.
+    pub const PAUSED: u32 = 1 << 3;
+    /// Blocked.
+    pub const BLOCKED: u32 = 1 << 4;
+    /// Running.
+    pub const RUNNING: u32 = 1 << 5;
+    /// Being debugged.
+    pub const DEBUGGED: u32 = 1 << 6;
+    /// Xenstore domain.
+    pub const XS_DOMAIN: u32 = 1 << 7;
+    /// Uses hardware-assisted paging.
+    pub const HAP: u32 = 1 << 8;
+    /// Shift of the shutdown reason.
+    pub const SHUTDOWN_SHIFT: u32 = 16;
+}
+
+/// `xc_dominfo_t` (xenctrl.h), 112 bytes; the one-bit flags share the word
+/// at offset 8 in declaration order.
+pub mod dominfo {
+    /// Size.
+    pub const SIZE: usize = 112;
+    /// `domid` (u32).
+    pub const DOMID: usize = 0;
+    /// `ssidref` (u32).
+    pub const SSIDREF: usize = 4;
+    /// The bitfield word.
+    pub const FLAGS: usize = 8;
+    /// `shutdown_reason` (u32).
+    pub const SHUTDOWN_REASON: usize = 12;
+    /// `nr_pages` (unsigned long).
+    pub const NR_PAGES: usize = 16;
+    /// `nr_outstanding_pages`.
+    pub const NR_OUTSTANDING_PAGES: usize = 24;
+    /// `nr_shared_pages`.
+    pub const NR_SHARED_PAGES: usize = 32;
+    /// `nr_paged_pages`.
+    pub const NR_PAGED_PAGES: usize = 40;
+    /// `shared_info_frame`.
+    pub const SHARED_INFO_FRAME: usize = 48;
+    /// `cpu_time` (u64).
+    pub const CPU_TIME: usize = 56;
+    /// `max_memkb`.
+    pub const MAX_MEMKB: usize = 64;
+    /// `nr_online_vcpus` (u32).
+    pub const NR_ONLINE_VCPUS: usize = 72;
+    /// `max_vcpu_id` (u32).
+    pub const MAX_VCPU_ID: usize = 76;
+    /// `handle` (16 bytes).
+    pub const HANDLE: usize = 80;
+    /// `cpupool` (u32).
+    pub const CPUPOOL: usize = 96;
+    /// `gpaddr_bits` (u8).
+    pub const GPADDR_BITS: usize = 100;
+    /// `arch_config` (8 bytes).
+    pub const ARCH_CONFIG: usize = 104;
+    /// Bit positions in the word at [`FLAGS`].
+    pub const BIT_DYING: u32 = 0;
+    /// `crashed`.
+    pub const BIT_CRASHED: u32 = 1;
+    /// `shutdown`.
+    pub const BIT_SHUTDOWN: u32 = 2;
+    /// `paused`.
+    pub const BIT_PAUSED: u32 = 3;
+    /// `blocked`.
+    pub const BIT_BLOCKED: u32 = 4;
+    /// `running`.
+    pub const BIT_RUNNING: u32 = 5;
+    /// `hvm`.
+    pub const BIT_HVM: u32 = 6;
+    /// `debugged`.
+    pub const BIT_DEBUGGED: u32 = 7;
+    /// `xenstore`.
+    pub const BIT_XENSTORE: u32 = 8;
+    /// `hap`.
+    pub const BIT_HAP: u32 = 9;
+}
+
+/// Reads a little-endian u16 at `off`.
+pub fn get_u16(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes([b[off], b[off + 1]])
+}
+
+/// Reads a little-endian u32 at `off`.
+pub fn get_u32(b: &[u8], off: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[off..off + 4]);
+    u32::from_le_bytes(a)
+}
+
+/// Reads a little-endian u64 at `off`.
+pub fn get_u64(b: &[u8], off: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Writes a little-endian u16 at `off`.
+pub fn put_u16(b: &mut [u8], off: usize, v: u16) {
+    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Writes a little-endian u32 at `off`.
+pub fn put_u32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Writes a little-endian u64 at `off`.
+pub fn put_u64(b: &mut [u8], off: usize, v: u64) {
+    b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_access_is_little_endian_at_offset() {
+        let mut b = [0u8; 16];
+        put_u32(&mut b, 4, 0x0102_0304);
+        assert_eq!(&b[4..8], &[4, 3, 2, 1]);
+        assert_eq!(get_u32(&b, 4), 0x0102_0304);
+        put_u64(&mut b, 8, u64::MAX - 1);
+        assert_eq!(get_u64(&b, 8), u64::MAX - 1);
+        put_u16(&mut b, 0, 0xbeef);
+        assert_eq!(get_u16(&b, 0), 0xbeef);
+    }
+}

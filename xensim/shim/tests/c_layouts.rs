@@ -1,0 +1,265 @@
+//! Checks every offset in `xensim_shim::abi` (and the hypercall-buffer and
+//! xc_interface layouts) against the installed Xen 4.17 headers, by compiling
+//! a C probe with gcc at test time.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use xensim_shim::abi::*;
+
+const PROBE: &str = r#"
+#include <stdio.h>
+#include <stddef.h>
+#include <xenctrl.h>
+#include <xen/domctl.h>
+#include <xen/sysctl.h>
+#include <xen/memory.h>
+#define P(n, e) printf("%s %zu\n", n, (size_t)(e))
+int main(void) {
+  P("domctl.size", sizeof(struct xen_domctl));
+  P("sysctl.size", sizeof(struct xen_sysctl));
+  P("domctl.u", offsetof(struct xen_domctl, u));
+  P("domctl.domain", offsetof(struct xen_domctl, domain));
+  P("sysctl.u", offsetof(struct xen_sysctl, u));
+  P("version", XEN_DOMCTL_INTERFACE_VERSION);
+  P("sysversion", XEN_SYSCTL_INTERFACE_VERSION);
+  P("shadow.op", offsetof(struct xen_domctl_shadow_op, op));
+  P("shadow.mode", offsetof(struct xen_domctl_shadow_op, mode));
+  P("shadow.mb", offsetof(struct xen_domctl_shadow_op, mb));
+  P("shadow.dirty_bitmap", offsetof(struct xen_domctl_shadow_op, dirty_bitmap));
+  P("shadow.pages", offsetof(struct xen_domctl_shadow_op, pages));
+  P("shadow.fault_count", offsetof(struct xen_domctl_shadow_op, stats.fault_count));
+  P("shadow.dirty_count", offsetof(struct xen_domctl_shadow_op, stats.dirty_count));
+  P("dcp.nr_leaves", offsetof(struct xen_domctl_cpu_policy, nr_leaves));
+  P("dcp.nr_msrs", offsetof(struct xen_domctl_cpu_policy, nr_msrs));
+  P("dcp.leaves", offsetof(struct xen_domctl_cpu_policy, leaves));
+  P("dcp.msrs", offsetof(struct xen_domctl_cpu_policy, msrs));
+  P("dcp.err_leaf", offsetof(struct xen_domctl_cpu_policy, err_leaf));
+  P("dcp.err_subleaf", offsetof(struct xen_domctl_cpu_policy, err_subleaf));
+  P("dcp.err_msr", offsetof(struct xen_domctl_cpu_policy, err_msr));
+  P("scp.index", offsetof(struct xen_sysctl_cpu_policy, index));
+  P("scp.nr_leaves", offsetof(struct xen_sysctl_cpu_policy, nr_leaves));
+  P("scp.nr_msrs", offsetof(struct xen_sysctl_cpu_policy, nr_msrs));
+  P("scp._rsvd", offsetof(struct xen_sysctl_cpu_policy, _rsvd));
+  P("scp.leaves", offsetof(struct xen_sysctl_cpu_policy, leaves));
+  P("scp.msrs", offsetof(struct xen_sysctl_cpu_policy, msrs));
+  P("tsc.tsc_mode", offsetof(struct xen_domctl_tsc_info, tsc_mode));
+  P("tsc.gtsc_khz", offsetof(struct xen_domctl_tsc_info, gtsc_khz));
+  P("tsc.incarnation", offsetof(struct xen_domctl_tsc_info, incarnation));
+  P("tsc.elapsed_nsec", offsetof(struct xen_domctl_tsc_info, elapsed_nsec));
+  P("hvmctx.size", offsetof(struct xen_domctl_hvmcontext, size));
+  P("hvmctx.buffer", offsetof(struct xen_domctl_hvmcontext, buffer));
+  P("pf3.num", offsetof(struct xen_domctl_getpageframeinfo3, num));
+  P("pf3.array", offsetof(struct xen_domctl_getpageframeinfo3, array));
+  P("leaf.size", sizeof(xen_cpuid_leaf_t));
+  P("msr.size", sizeof(xen_msr_entry_t));
+  P("di.size", sizeof(xc_domaininfo_t));
+  P("di.domain", offsetof(xc_domaininfo_t, domain));
+  P("di.flags", offsetof(xc_domaininfo_t, flags));
+  P("di.tot_pages", offsetof(xc_domaininfo_t, tot_pages));
+  P("di.max_pages", offsetof(xc_domaininfo_t, max_pages));
+  P("di.outstanding_pages", offsetof(xc_domaininfo_t, outstanding_pages));
+  P("di.shr_pages", offsetof(xc_domaininfo_t, shr_pages));
+  P("di.paged_pages", offsetof(xc_domaininfo_t, paged_pages));
+  P("di.shared_info_frame", offsetof(xc_domaininfo_t, shared_info_frame));
+  P("di.cpu_time", offsetof(xc_domaininfo_t, cpu_time));
+  P("di.nr_online_vcpus", offsetof(xc_domaininfo_t, nr_online_vcpus));
+  P("di.max_vcpu_id", offsetof(xc_domaininfo_t, max_vcpu_id));
+  P("di.ssidref", offsetof(xc_domaininfo_t, ssidref));
+  P("di.handle", offsetof(xc_domaininfo_t, handle));
+  P("di.cpupool", offsetof(xc_domaininfo_t, cpupool));
+  P("di.gpaddr_bits", offsetof(xc_domaininfo_t, gpaddr_bits));
+  P("di.arch_config", offsetof(xc_domaininfo_t, arch_config));
+  P("dinf.dying", XEN_DOMINF_dying);
+  P("dinf.hvm", XEN_DOMINF_hvm_guest);
+  P("dinf.shutdown", XEN_DOMINF_shutdown);
+  P("dinf.paused", XEN_DOMINF_paused);
+  P("dinf.blocked", XEN_DOMINF_blocked);
+  P("dinf.running", XEN_DOMINF_running);
+  P("dinf.debugged", XEN_DOMINF_debugged);
+  P("dinf.xs", XEN_DOMINF_xs_domain);
+  P("dinf.hap", XEN_DOMINF_hap);
+  P("dinf.shift", XEN_DOMINF_shutdownshift);
+  P("xi.size", sizeof(xc_dominfo_t));
+  P("xi.domid", offsetof(xc_dominfo_t, domid));
+  P("xi.ssidref", offsetof(xc_dominfo_t, ssidref));
+  P("xi.shutdown_reason", offsetof(xc_dominfo_t, shutdown_reason));
+  P("xi.nr_pages", offsetof(xc_dominfo_t, nr_pages));
+  P("xi.nr_outstanding_pages", offsetof(xc_dominfo_t, nr_outstanding_pages));
+  P("xi.nr_shared_pages", offsetof(xc_dominfo_t, nr_shared_pages));
+  P("xi.nr_paged_pages", offsetof(xc_dominfo_t, nr_paged_pages));
+  P("xi.shared_info_frame", offsetof(xc_dominfo_t, shared_info_frame));
+  P("xi.cpu_time", offsetof(xc_dominfo_t, cpu_time));
+  P("xi.max_memkb", offsetof(xc_dominfo_t, max_memkb));
+  P("xi.nr_online_vcpus", offsetof(xc_dominfo_t, nr_online_vcpus));
+  P("xi.max_vcpu_id", offsetof(xc_dominfo_t, max_vcpu_id));
+  P("xi.handle", offsetof(xc_dominfo_t, handle));
+  P("xi.cpupool", offsetof(xc_dominfo_t, cpupool));
+  P("xi.gpaddr_bits", offsetof(xc_dominfo_t, gpaddr_bits));
+  P("xi.arch_config", offsetof(xc_dominfo_t, arch_config));
+  {
+    /* The one-bit fields of xc_dominfo_t, located by setting each alone. */
+    xc_dominfo_t i;
+    unsigned int w;
+#define BIT(f) do { memset(&i, 0, sizeof(i)); i.f = 1; memcpy(&w, (char *)&i + 8, 4); \
+    printf("xi.bit.%s %d\n", #f, __builtin_ctz(w)); } while (0)
+    BIT(dying); BIT(crashed); BIT(shutdown); BIT(paused); BIT(blocked);
+    BIT(running); BIT(hvm); BIT(debugged); BIT(xenstore); BIT(hap);
+  }
+  P("res.size", sizeof(struct xen_memory_reservation));
+  P("res.extent_start", offsetof(struct xen_memory_reservation, extent_start));
+  P("res.nr_extents", offsetof(struct xen_memory_reservation, nr_extents));
+  P("res.extent_order", offsetof(struct xen_memory_reservation, extent_order));
+  P("res.mem_flags", offsetof(struct xen_memory_reservation, mem_flags));
+  P("res.domid", offsetof(struct xen_memory_reservation, domid));
+  P("hb.size", sizeof(xc_hypercall_buffer_t));
+  P("hb.param_shadow", offsetof(xc_hypercall_buffer_t, param_shadow));
+  P("hb.dir", offsetof(xc_hypercall_buffer_t, dir));
+  P("hb.ubuf", offsetof(xc_hypercall_buffer_t, ubuf));
+  P("hb.sz", offsetof(xc_hypercall_buffer_t, sz));
+  return 0;
+}
+"#;
+
+fn probe() -> HashMap<String, usize> {
+    let dir = std::env::temp_dir().join(format!("xensim-shim-layout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("probe.c");
+    std::fs::write(&src, format!("#include <string.h>\n{PROBE}")).unwrap();
+    let exe = dir.join("probe");
+    let st = Command::new("gcc")
+        .args(["-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .expect("gcc must be installed (Makefile deps)");
+    assert!(st.success(), "compiling the layout probe against the Xen headers failed");
+    let out = Command::new(&exe).output().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn abi_offsets_match_the_installed_xen_headers() {
+    let p = probe();
+    let u = DOMCTL_U;
+    let checks: &[(&str, usize)] = &[
+        ("domctl.size", DOMCTL_SIZE),
+        ("sysctl.size", SYSCTL_SIZE),
+        ("domctl.u", u),
+        ("domctl.domain", DOMCTL_DOMAIN),
+        ("sysctl.u", SYSCTL_U),
+        ("version", INTERFACE_VERSION as usize),
+        ("sysversion", INTERFACE_VERSION as usize),
+        ("shadow.op", shadow_op::OP),
+        ("shadow.mode", shadow_op::MODE),
+        ("shadow.mb", shadow_op::MB),
+        ("shadow.dirty_bitmap", shadow_op::DIRTY_BITMAP),
+        ("shadow.pages", shadow_op::PAGES),
+        ("shadow.fault_count", shadow_op::FAULT_COUNT),
+        ("shadow.dirty_count", shadow_op::DIRTY_COUNT),
+        ("dcp.nr_leaves", domctl_cpu_policy::NR_LEAVES),
+        ("dcp.nr_msrs", domctl_cpu_policy::NR_MSRS),
+        ("dcp.leaves", domctl_cpu_policy::LEAVES),
+        ("dcp.msrs", domctl_cpu_policy::MSRS),
+        ("dcp.err_leaf", domctl_cpu_policy::ERR_LEAF),
+        ("dcp.err_subleaf", domctl_cpu_policy::ERR_SUBLEAF),
+        ("dcp.err_msr", domctl_cpu_policy::ERR_MSR),
+        ("scp.index", sysctl_cpu_policy::INDEX),
+        ("scp.nr_leaves", sysctl_cpu_policy::NR_LEAVES),
+        ("scp.nr_msrs", sysctl_cpu_policy::NR_MSRS),
+        ("scp._rsvd", sysctl_cpu_policy::RSVD),
+        ("scp.leaves", sysctl_cpu_policy::LEAVES),
+        ("scp.msrs", sysctl_cpu_policy::MSRS),
+        ("tsc.tsc_mode", tsc_info::TSC_MODE),
+        ("tsc.gtsc_khz", tsc_info::GTSC_KHZ),
+        ("tsc.incarnation", tsc_info::INCARNATION),
+        ("tsc.elapsed_nsec", tsc_info::ELAPSED_NSEC),
+        ("hvmctx.size", hvmcontext::SIZE),
+        ("hvmctx.buffer", hvmcontext::BUFFER),
+        ("pf3.num", pfinfo3::NUM),
+        ("pf3.array", pfinfo3::ARRAY),
+        ("leaf.size", CPUID_LEAF_SIZE),
+        ("msr.size", MSR_ENTRY_SIZE),
+        ("di.size", domaininfo::SIZE),
+        ("di.domain", domaininfo::DOMAIN),
+        ("di.flags", domaininfo::FLAGS),
+        ("di.tot_pages", domaininfo::TOT_PAGES),
+        ("di.max_pages", domaininfo::MAX_PAGES),
+        ("di.outstanding_pages", domaininfo::OUTSTANDING_PAGES),
+        ("di.shr_pages", domaininfo::SHR_PAGES),
+        ("di.paged_pages", domaininfo::PAGED_PAGES),
+        ("di.shared_info_frame", domaininfo::SHARED_INFO_FRAME),
+        ("di.cpu_time", domaininfo::CPU_TIME),
+        ("di.nr_online_vcpus", domaininfo::NR_ONLINE_VCPUS),
+        ("di.max_vcpu_id", domaininfo::MAX_VCPU_ID),
+        ("di.ssidref", domaininfo::SSIDREF),
+        ("di.handle", domaininfo::HANDLE),
+        ("di.cpupool", domaininfo::CPUPOOL),
+        ("di.gpaddr_bits", domaininfo::GPADDR_BITS),
+        ("di.arch_config", domaininfo::ARCH_CONFIG),
+        ("dinf.dying", dominf::DYING as usize),
+        ("dinf.hvm", dominf::HVM_GUEST as usize),
+        ("dinf.shutdown", dominf::SHUTDOWN as usize),
+        ("dinf.paused", dominf::PAUSED as usize),
+        ("dinf.blocked", dominf::BLOCKED as usize),
+        ("dinf.running", dominf::RUNNING as usize),
+        ("dinf.debugged", dominf::DEBUGGED as usize),
+        ("dinf.xs", dominf::XS_DOMAIN as usize),
+        ("dinf.hap", dominf::HAP as usize),
+        ("dinf.shift", dominf::SHUTDOWN_SHIFT as usize),
+        ("xi.size", dominfo::SIZE),
+        ("xi.domid", dominfo::DOMID),
+        ("xi.ssidref", dominfo::SSIDREF),
+        ("xi.shutdown_reason", dominfo::SHUTDOWN_REASON),
+        ("xi.nr_pages", dominfo::NR_PAGES),
+        ("xi.nr_outstanding_pages", dominfo::NR_OUTSTANDING_PAGES),
+        ("xi.nr_shared_pages", dominfo::NR_SHARED_PAGES),
+        ("xi.nr_paged_pages", dominfo::NR_PAGED_PAGES),
+        ("xi.shared_info_frame", dominfo::SHARED_INFO_FRAME),
+        ("xi.cpu_time", dominfo::CPU_TIME),
+        ("xi.max_memkb", dominfo::MAX_MEMKB),
+        ("xi.nr_online_vcpus", dominfo::NR_ONLINE_VCPUS),
+        ("xi.max_vcpu_id", dominfo::MAX_VCPU_ID),
+        ("xi.handle", dominfo::HANDLE),
+        ("xi.cpupool", dominfo::CPUPOOL),
+        ("xi.gpaddr_bits", dominfo::GPADDR_BITS),
+        ("xi.arch_config", dominfo::ARCH_CONFIG),
+        ("xi.bit.dying", dominfo::BIT_DYING as usize),
+        ("xi.bit.crashed", dominfo::BIT_CRASHED as usize),
+        ("xi.bit.shutdown", dominfo::BIT_SHUTDOWN as usize),
+        ("xi.bit.paused", dominfo::BIT_PAUSED as usize),
+        ("xi.bit.blocked", dominfo::BIT_BLOCKED as usize),
+        ("xi.bit.running", dominfo::BIT_RUNNING as usize),
+        ("xi.bit.hvm", dominfo::BIT_HVM as usize),
+        ("xi.bit.debugged", dominfo::BIT_DEBUGGED as usize),
+        ("xi.bit.xenstore", dominfo::BIT_XENSTORE as usize),
+        ("xi.bit.hap", dominfo::BIT_HAP as usize),
+        ("res.size", xensim_shim::dispatch::MEMORY_RESERVATION_SIZE),
+        ("res.extent_start", 0),
+        ("res.nr_extents", 8),
+        ("res.extent_order", 16),
+        ("res.mem_flags", 20),
+        ("res.domid", 24),
+        ("hb.size", std::mem::size_of::<xensim_shim::hcall::HypercallBuffer>()),
+        ("hb.param_shadow", std::mem::offset_of!(xensim_shim::hcall::HypercallBuffer, param_shadow)),
+        ("hb.dir", std::mem::offset_of!(xensim_shim::hcall::HypercallBuffer, dir)),
+        ("hb.ubuf", std::mem::offset_of!(xensim_shim::hcall::HypercallBuffer, ubuf)),
+        ("hb.sz", std::mem::offset_of!(xensim_shim::hcall::HypercallBuffer, sz)),
+    ];
+    let mut bad = Vec::new();
+    for (name, ours) in checks {
+        match p.get(*name) {
+            Some(c) if c == ours => {}
+            other => bad.push(format!("{name}: headers say {other:?}, shim uses {ours}")),
+        }
+    }
+    assert!(bad.is_empty(), "layout mismatches:\n{}", bad.join("\n"));
+}
