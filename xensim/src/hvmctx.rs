@@ -424,7 +424,7 @@ fn lapic_record(vcpu: u16) -> Vec<u8> {
 
 fn lapic_regs_record(seed: u64, vcpu: u16) -> Vec<u8> {
     let mut b = vec![0u8; 1024];
-    put32(&mut b, 0x20, u32::from(vcpu) * 2 << 24); // APIC ID
+    put32(&mut b, 0x20, (u32::from(vcpu) * 2) << 24); // APIC ID
     put32(&mut b, 0x30, 0x0005_0014); // version
     put32(&mut b, 0xd0, 1 << (24 + (vcpu % 8))); // LDR
     put32(&mut b, 0xe0, 0xffff_ffff); // DFR
