@@ -35,5 +35,23 @@ test: build
 demo: build
 	scripts/demo.sh
 
+# make install PREFIX=... [DESTDIR=...]: libxcmig (with its soname links),
+# include/xcmig.h and xcmig.pc, from the library `make build` produced.
+XCMIG_SO ?= $(abspath $(or $(CARGO_TARGET_DIR),target))/release/libxcmig.so
+XCMIG_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+
+install:
+	@test -f "$(XCMIG_SO)" || { echo "install: $(XCMIG_SO) not found; run make build first" >&2; exit 1; }
+	install -d "$(DESTDIR)$(LIBDIR)/pkgconfig" "$(DESTDIR)$(INCLUDEDIR)"
+	install -m 0755 "$(XCMIG_SO)" "$(DESTDIR)$(LIBDIR)/libxcmig.so.$(XCMIG_VERSION)"
+	ln -sfn "libxcmig.so.$(XCMIG_VERSION)" "$(DESTDIR)$(LIBDIR)/libxcmig.so.0"
+	ln -sfn libxcmig.so.0 "$(DESTDIR)$(LIBDIR)/libxcmig.so"
+	install -m 0644 include/xcmig.h "$(DESTDIR)$(INCLUDEDIR)/xcmig.h"
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(XCMIG_VERSION)|g' \
+	    pkgconfig/xcmig.pc.in > "$(DESTDIR)$(LIBDIR)/pkgconfig/xcmig.pc"
+
 clean:
 	$(CARGO) clean

@@ -10,6 +10,8 @@
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+#[cfg(feature = "xen")]
+pub mod capi;
 pub mod hv;
 pub mod restore;
 pub mod save;

@@ -1,0 +1,89 @@
+//! `xc_domain_save` behind the C boundary: argument checks, the hypervisor
+//! over the caller's `xc_interface`, the caller's logger, then the engine.
+
+use std::ffi::c_int;
+use std::ptr::NonNull;
+
+use super::callbacks::CSaveCallbacks;
+use super::fd::FdIo;
+use super::logging::XcLog;
+use super::types::SaveCallbacksC;
+use super::Failure;
+use crate::hv::xen::{XcInterface, XenHypervisor};
+use crate::hv::{Level, Log};
+use crate::save::{save_domain, SaveParams, StreamType};
+
+/// Arguments of `xc_domain_save`, as received.
+pub struct SaveArgs {
+    /// The caller's interface.
+    pub xch: *mut XcInterface,
+    /// Where the stream goes.
+    pub io_fd: c_int,
+    /// The domain to save.
+    pub dom: u32,
+    /// `XCFLAGS_*`.
+    pub flags: u32,
+    /// `struct save_callbacks *`.
+    pub callbacks: *const SaveCallbacksC,
+    /// `xc_stream_type_t`.
+    pub stream_type: u32,
+    /// COLO back channel from the restorer.
+    pub recv_fd: c_int,
+}
+
+/// Run one save; `Err` carries the errno to report.
+///
+/// # Safety
+/// The pointers in `args` must be as `xenguest.h` documents for
+/// `xc_domain_save`: a live `xc_interface *` and a valid (or NULL)
+/// `struct save_callbacks *` whose callbacks may be called on this thread.
+pub unsafe fn save(args: &SaveArgs) -> Result<(), Failure> {
+    let xch = NonNull::new(args.xch).ok_or(Failure::Silent(libc::EINVAL))?;
+    // SAFETY: `xch` is live for this call (contract of this function).
+    let log = unsafe { XcLog::new(xch) };
+    let fail = |msg: String, errno: i32| {
+        log.log(Level::Error, None, &msg);
+        Failure::Logged(errno)
+    };
+    if args.callbacks.is_null() {
+        return Err(fail(
+            "xc_domain_save: callbacks is NULL".into(),
+            libc::EINVAL,
+        ));
+    }
+    // SAFETY: non-NULL and valid per this function's contract; copied so
+    // that later changes by the caller do not race with the engine.
+    let cb = unsafe { *args.callbacks };
+    if cb.suspend.is_none() {
+        return Err(fail(
+            "xc_domain_save: no suspend callback".into(),
+            libc::EINVAL,
+        ));
+    }
+    let stream_type = StreamType::from_raw(args.stream_type).ok_or_else(|| {
+        fail(
+            format!("xc_domain_save: unknown stream type {}", args.stream_type),
+            libc::EINVAL,
+        )
+    })?;
+    if args.io_fd < 0 {
+        return Err(fail(
+            format!("xc_domain_save: bad io_fd {}", args.io_fd),
+            libc::EBADF,
+        ));
+    }
+    let _ = args.recv_fd; // COLO back channel; the engine refuses COLO for now.
+
+    // SAFETY: `xch` is live and used only by this thread during the call.
+    let hv = unsafe { XenHypervisor::new(xch) }
+        .map_err(|e| fail(format!("xc_domain_save: {e}"), e.errno()))?;
+    // SAFETY: the caller's callbacks are valid for this call.
+    let mut callbacks = unsafe { CSaveCallbacks::new(cb) };
+    let params = SaveParams::from_flags(args.flags, stream_type);
+    let mut io = FdIo::new(args.io_fd);
+    match save_domain(&hv, args.dom, &mut io, &params, &mut callbacks, &log) {
+        Ok(_) => Ok(()),
+        // The engine has logged why.
+        Err(e) => Err(Failure::Logged(e.errno())),
+    }
+}
