@@ -17,6 +17,8 @@
 
 mod error;
 mod log;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 #[cfg(feature = "xen")]
 pub mod xen;
 

@@ -1,0 +1,407 @@
+//! [`Hypervisor`] over the simulated host `xensim`, in-process: the fast
+//! path for Rust tests of the engines (and, with the `sim` cargo feature,
+//! for tools that drive a simulated host without the C shim).
+//!
+//! Each method checks the host's fault rules under the name of the
+//! libxenctrl call it stands for (as the C shim does), so a rule such as
+//! `xc_get_pfn_type_batch:EIO:3` fails the third type query of a save run
+//! through this backend exactly as it fails one run through the shim.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use xensim::{Domain, ForeignMapping, Host, LogDirtyOp, Prot};
+
+use super::{
+    CpuPolicy, CpuidLeaf, DomId, DomainInfo, GrantEntry, HvError, HvResult, Hypervisor,
+    LogDirtyReport, MappedPages, MappedPagesMut, MsrEntry, TscInfo, PAGE_SIZE,
+};
+
+/// A [`Hypervisor`] backed by a `xensim` host directory.
+pub struct SimHypervisor {
+    host: Host,
+    // Opening a domain maps its control files; keep them per domain.
+    domains: RefCell<HashMap<DomId, Rc<Domain>>>,
+}
+
+impl std::fmt::Debug for SimHypervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHypervisor")
+            .field("host", &self.host.dir())
+            .finish()
+    }
+}
+
+fn hv_err(op: &'static str, e: xensim::Error) -> HvError {
+    HvError::with_detail(op, e.errno(), e.message().to_string())
+}
+
+impl SimHypervisor {
+    /// A backend for `host`.
+    pub fn new(host: Host) -> Self {
+        SimHypervisor {
+            host,
+            domains: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The simulated host.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// `op`'s fault point, then domain `domid` (opened once).
+    fn dom(&self, op: &'static str, domid: DomId) -> HvResult<Rc<Domain>> {
+        self.host.fault_point(op).map_err(|e| hv_err(op, e))?;
+        if let Some(d) = self.domains.borrow().get(&domid) {
+            if !d.is_dying() {
+                return Ok(Rc::clone(d));
+            }
+        }
+        let d = Rc::new(self.host.domain(domid).map_err(|e| hv_err(op, e))?);
+        self.domains.borrow_mut().insert(domid, Rc::clone(&d));
+        Ok(d)
+    }
+
+    fn logdirty(
+        &self,
+        op: LogDirtyOp,
+        domid: DomId,
+        bitmap: &mut [u64],
+        pages: u64,
+        final_pass: bool,
+    ) -> HvResult<LogDirtyReport> {
+        const OP: &str = "xc_logdirty_control";
+        let d = self.dom(OP, domid)?;
+        let words = pages.div_ceil(64) as usize;
+        if bitmap.len() < words {
+            return Err(HvError::with_detail(
+                OP,
+                libc::EFAULT,
+                format!("bitmap of {} words for {pages} pages", bitmap.len()),
+            ));
+        }
+        let mut bytes = vec![0u8; words * 8];
+        let stats = d
+            .logdirty_op(op, Some(&mut bytes), pages, final_pass)
+            .map_err(|e| hv_err(OP, e))?;
+        for (w, b) in bitmap.iter_mut().zip(bytes.chunks_exact(8)) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            *w = u64::from_le_bytes(a);
+        }
+        Ok(LogDirtyReport {
+            pages,
+            fault_count: stats.fault_count,
+            dirty_count: stats.dirty_count,
+        })
+    }
+}
+
+/// Guest frames mapped through `xensim` (real `MAP_SHARED` mappings,
+/// unmapped on drop).
+#[derive(Debug)]
+pub struct SimMapping {
+    map: ForeignMapping,
+}
+
+impl MappedPages for SimMapping {
+    fn count(&self) -> usize {
+        self.map.pages()
+    }
+
+    fn error(&self, i: usize) -> i32 {
+        self.map.errors().get(i).copied().unwrap_or(-libc::EINVAL)
+    }
+
+    fn read_page(&self, i: usize, dst: &mut [u8; PAGE_SIZE]) {
+        // Slots that failed to map, or are out of range, are reported by
+        // `error` and never read by the engines; nothing to copy then.
+        if self.error(i) == 0 {
+            let _ = self.map.read_page(i, dst);
+        }
+    }
+}
+
+impl MappedPagesMut for SimMapping {
+    fn write_page(&mut self, i: usize, src: &[u8; PAGE_SIZE]) {
+        if self.error(i) == 0 {
+            let _ = self.map.write_page(i, src);
+        }
+    }
+}
+
+impl Hypervisor for SimHypervisor {
+    type ReadMapping<'a> = SimMapping;
+    type WriteMapping<'a> = SimMapping;
+
+    fn xen_version(&self) -> HvResult<(u16, u16)> {
+        const OP: &str = "xc_version";
+        self.host.fault_point(OP).map_err(|e| hv_err(OP, e))?;
+        let v = xensim::XEN_VERSION;
+        Ok(((v >> 16) as u16, (v & 0xffff) as u16))
+    }
+
+    fn domain_info(&self, domid: DomId) -> HvResult<DomainInfo> {
+        const OP: &str = "xc_domain_getinfo";
+        self.host.fault_point(OP).map_err(|e| hv_err(OP, e))?;
+        let found = self
+            .host
+            .first_domain_at_or_after(domid)
+            .map_err(|e| hv_err(OP, e))?
+            .ok_or_else(|| {
+                HvError::with_detail(OP, libc::ESRCH, format!("no domain >= {domid}"))
+            })?;
+        let i = self
+            .host
+            .domain(found)
+            .and_then(|d| d.info())
+            .map_err(|e| hv_err(OP, e))?;
+        Ok(DomainInfo {
+            domid: i.domid,
+            hvm: i.hvm,
+            dying: i.dying,
+            shutdown: i.shutdown,
+            shutdown_reason: i.shutdown_reason,
+            paused: i.paused,
+            max_vcpu_id: i.max_vcpu_id,
+            tot_pages: i.tot_pages,
+            shared_info_frame: i.shared_info_frame,
+        })
+    }
+
+    fn nr_gpfns(&self, domid: DomId) -> HvResult<u64> {
+        Ok(self.dom("xc_domain_nr_gpfns", domid)?.max_gpfn() + 1)
+    }
+
+    fn logdirty_enable(&self, domid: DomId) -> HvResult<()> {
+        const OP: &str = "xc_shadow_control";
+        self.dom(OP, domid)?
+            .logdirty_enable()
+            .map_err(|e| hv_err(OP, e))
+    }
+
+    fn logdirty_off(&self, domid: DomId) -> HvResult<()> {
+        const OP: &str = "xc_shadow_control";
+        self.dom(OP, domid)?
+            .logdirty_disable()
+            .map_err(|e| hv_err(OP, e))
+    }
+
+    fn logdirty_clean(
+        &self,
+        domid: DomId,
+        bitmap: &mut [u64],
+        pages: u64,
+        final_pass: bool,
+    ) -> HvResult<LogDirtyReport> {
+        self.logdirty(LogDirtyOp::Clean, domid, bitmap, pages, final_pass)
+    }
+
+    fn logdirty_peek(
+        &self,
+        domid: DomId,
+        bitmap: &mut [u64],
+        pages: u64,
+    ) -> HvResult<LogDirtyReport> {
+        self.logdirty(LogDirtyOp::Peek, domid, bitmap, pages, false)
+    }
+
+    fn page_types(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()> {
+        const OP: &str = "xc_get_pfn_type_batch";
+        self.dom(OP, domid)?
+            .page_types(frames)
+            .map_err(|e| hv_err(OP, e))
+    }
+
+    fn map_read(&self, domid: DomId, frames: &[u64]) -> HvResult<SimMapping> {
+        const OP: &str = "xenforeignmemory_map";
+        let map = self
+            .dom(OP, domid)?
+            .map_frames(frames, Prot::Read)
+            .map_err(|e| hv_err(OP, e))?;
+        Ok(SimMapping { map })
+    }
+
+    fn map_write(&self, domid: DomId, frames: &[u64]) -> HvResult<SimMapping> {
+        const OP: &str = "xenforeignmemory_map";
+        let map = self
+            .dom(OP, domid)?
+            .map_frames(frames, Prot::ReadWrite)
+            .map_err(|e| hv_err(OP, e))?;
+        Ok(SimMapping { map })
+    }
+
+    fn populate_physmap(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()> {
+        const OP: &str = "xc_domain_populate_physmap_exact";
+        let done = self
+            .dom(OP, domid)?
+            .populate(frames)
+            .map_err(|e| hv_err(OP, e))?;
+        if done.len() != frames.len() {
+            return Err(HvError::with_detail(
+                OP,
+                libc::EFAULT,
+                format!("{} of {} extents populated", done.len(), frames.len()),
+            ));
+        }
+        frames.copy_from_slice(&done);
+        Ok(())
+    }
+
+    fn clear_pages(&self, domid: DomId, gfn: u64, count: u64) -> HvResult<()> {
+        const OP: &str = "xc_clear_domain_pages";
+        self.dom(OP, domid)?
+            .clear_frames(gfn, count)
+            .map_err(|e| hv_err(OP, e))
+    }
+
+    fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {
+        const OP: &str = "xc_domain_hvm_getcontext";
+        let d = self.dom(OP, domid)?;
+        let bound = d.hvm_context_size().map_err(|e| hv_err(OP, e))?;
+        let blob = d.hvm_context().map_err(|e| hv_err(OP, e))?;
+        if blob.len() > bound {
+            return Err(HvError::with_detail(
+                OP,
+                libc::ENOSPC,
+                format!(
+                    "context of {} bytes exceeds the size bound {bound}",
+                    blob.len()
+                ),
+            ));
+        }
+        Ok(blob)
+    }
+
+    fn set_hvm_context(&self, domid: DomId, blob: &[u8]) -> HvResult<()> {
+        const OP: &str = "xc_domain_hvm_setcontext";
+        self.dom(OP, domid)?
+            .set_hvm_context(blob)
+            .map_err(|e| hv_err(OP, e))
+    }
+
+    fn hvm_param(&self, domid: DomId, index: u32) -> HvResult<u64> {
+        const OP: &str = "xc_hvm_param_get";
+        self.dom(OP, domid)?
+            .hvm_param(index)
+            .map_err(|e| hv_err(OP, e))
+    }
+
+    fn set_hvm_param(&self, domid: DomId, index: u32, value: u64) -> HvResult<()> {
+        const OP: &str = "xc_hvm_param_set";
+        self.dom(OP, domid)?
+            .set_hvm_param(index, value)
+            .map_err(|e| hv_err(OP, e))
+    }
+
+    fn tsc_info(&self, domid: DomId) -> HvResult<TscInfo> {
+        const OP: &str = "xc_domain_get_tsc_info";
+        let t = self.dom(OP, domid)?.tsc_info().map_err(|e| hv_err(OP, e))?;
+        Ok(TscInfo {
+            mode: t.mode,
+            elapsed_nsec: t.elapsed_nsec,
+            gtsc_khz: t.gtsc_khz,
+            incarnation: t.incarnation,
+        })
+    }
+
+    fn set_tsc_info(&self, domid: DomId, t: &TscInfo) -> HvResult<()> {
+        const OP: &str = "xc_domain_set_tsc_info";
+        self.dom(OP, domid)?
+            .set_tsc_info(xensim::TscInfo {
+                mode: t.mode,
+                elapsed_nsec: t.elapsed_nsec,
+                gtsc_khz: t.gtsc_khz,
+                incarnation: t.incarnation,
+            })
+            .map_err(|e| hv_err(OP, e))
+    }
+
+    fn cpu_policy(&self, domid: DomId) -> HvResult<CpuPolicy> {
+        // libxenguest reaches this through a raw domctl (xencall1).
+        const OP: &str = "xencall1";
+        let p = self
+            .dom(OP, domid)?
+            .cpu_policy()
+            .map_err(|e| hv_err(OP, e))?;
+        Ok(CpuPolicy {
+            leaves: p
+                .leaves
+                .iter()
+                .map(|l| CpuidLeaf {
+                    leaf: l.leaf,
+                    subleaf: l.subleaf,
+                    a: l.a,
+                    b: l.b,
+                    c: l.c,
+                    d: l.d,
+                })
+                .collect(),
+            msrs: p
+                .msrs
+                .iter()
+                .map(|m| MsrEntry {
+                    idx: m.idx,
+                    flags: m.flags,
+                    val: m.val,
+                })
+                .collect(),
+        })
+    }
+
+    fn set_cpu_policy(&self, domid: DomId, policy: &CpuPolicy) -> HvResult<()> {
+        const OP: &str = "xencall1";
+        let p = xensim::CpuPolicy {
+            leaves: policy
+                .leaves
+                .iter()
+                .map(|l| xensim::CpuidLeaf {
+                    leaf: l.leaf,
+                    subleaf: l.subleaf,
+                    a: l.a,
+                    b: l.b,
+                    c: l.c,
+                    d: l.d,
+                })
+                .collect(),
+            msrs: policy
+                .msrs
+                .iter()
+                .map(|m| xensim::MsrEntry {
+                    idx: m.idx,
+                    flags: m.flags,
+                    val: m.val,
+                })
+                .collect(),
+        };
+        self.dom(OP, domid)?
+            .set_cpu_policy(&p)
+            .map_err(|e| hv_err(OP, e))
+    }
+
+    fn seed_grant_table(&self, domid: DomId, _hvm: bool, entries: &[GrantEntry]) -> HvResult<()> {
+        const OP: &str = "xenforeignmemory_map_resource";
+        let map = self
+            .dom(OP, domid)?
+            .map_grant_frame(Prot::ReadWrite)
+            .map_err(|e| hv_err(OP, e))?;
+        let mut page = [0u8; PAGE_SIZE];
+        map.read_page(0, &mut page).map_err(|e| hv_err(OP, e))?;
+        for e in entries {
+            let off = e.index as usize * 8;
+            let Some(slot) = page.get_mut(off..off + 8) else {
+                return Err(HvError::with_detail(
+                    OP,
+                    libc::EINVAL,
+                    format!("grant reference {} beyond frame 0", e.index),
+                ));
+            };
+            slot[0..2].copy_from_slice(&e.flags.to_le_bytes());
+            slot[2..4].copy_from_slice(&e.domid.to_le_bytes());
+            slot[4..8].copy_from_slice(&e.frame.to_le_bytes());
+        }
+        map.write_page(0, &page).map_err(|e| hv_err(OP, e))
+    }
+}
