@@ -104,8 +104,6 @@ pub enum Violation {
     WrongGuestType(DomainType),
     /// PV: a second X86_PV_INFO.
     DuplicatePvInfo,
-    /// PV: X86_PV_INFO after X86_PV_P2M_FRAMES.
-    PvInfoAfterP2mFrames,
     /// PV: X86_PV_P2M_FRAMES (or SHARED_INFO) before X86_PV_INFO.
     BeforePvInfo,
     /// PV: PAGE_DATA (or VERIFY, CHECKPOINT) before X86_PV_P2M_FRAMES.
@@ -144,7 +142,6 @@ impl fmt::Display for Violation {
             }
             Violation::WrongGuestType(t) => write!(f, "record not valid in an {t} stream"),
             Violation::DuplicatePvInfo => f.write_str("second X86_PV_INFO"),
-            Violation::PvInfoAfterP2mFrames => f.write_str("X86_PV_INFO after X86_PV_P2M_FRAMES"),
             Violation::BeforePvInfo => f.write_str("record before X86_PV_INFO"),
             Violation::BeforeP2mFrames => f.write_str("record before X86_PV_P2M_FRAMES"),
             Violation::MemoryAfterVcpuRecords => {

@@ -291,9 +291,8 @@ impl Grammar {
                 if self.pv_width.is_some() {
                     return Err(Violation::DuplicatePvInfo);
                 }
-                if self.pv_p2m_seen() {
-                    return Err(Violation::PvInfoAfterP2mFrames);
-                }
+                // X86_PV_P2M_FRAMES needs the width, so a first X86_PV_INFO
+                // can never come after it.
                 self.pv_width = Some(info.guest_width);
                 Ok(None)
             }
