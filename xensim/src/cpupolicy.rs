@@ -130,8 +130,9 @@ impl Model {
                 0xd if sub < NR_XSTATE => m.xstate[sub] = r,
                 0x4 | 0x7 | 0xb | 0xd => bad()?,
                 0..=0xd if l.subleaf == CPUID_NO_SUBLEAF => m.basic[l.leaf as usize] = r,
-                0x4000_0000 if l.subleaf == CPUID_NO_SUBLEAF => m.hv_limit = l.a,
-                0x4000_0100 if l.subleaf == CPUID_NO_SUBLEAF => m.hv2_limit = l.a,
+                // Xen keeps hv_limit/hv2_limit in uint8_t: only the low byte survives.
+                0x4000_0000 if l.subleaf == CPUID_NO_SUBLEAF => m.hv_limit = l.a & 0xff,
+                0x4000_0100 if l.subleaf == CPUID_NO_SUBLEAF => m.hv2_limit = l.a & 0xff,
                 0x8000_0000..=0x8000_0021 if l.subleaf == CPUID_NO_SUBLEAF => {
                     m.extd[(l.leaf & 0xffff) as usize] = r
                 }
@@ -264,7 +265,8 @@ impl CpuPolicy {
         m.xstate[0] = [0x7, 0x340, 0x340, 0];
         m.xstate[1] = [0x1, 0, 0, 0];
         m.xstate[2] = [0x100, 0x240, 0, 0];
-        m.hv_limit = 0x4000_0005;
+        // A value that survives Xen's uint8_t hv_limit (libxenguest round-trips it).
+        m.hv_limit = 5;
         m.extd[0] = [0x8000_0008, 0, 0, 0];
         m.extd[1] = [0, 0, 0x0000_0121, 0x2c10_0800];
         m.extd[2] = str_regs(b"xensim simulated");
