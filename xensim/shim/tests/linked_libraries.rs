@@ -117,7 +117,7 @@ fn source_exports(file: &str) -> BTreeSet<String> {
         let t = l.trim();
         let name = if let Some(r) = t.strip_prefix("pub unsafe extern \"C\" fn ") {
             r
-        } else if let Some(r) = t.strip_prefix("fn ") {
+        } else if let Some(r) = t.strip_prefix("fn ").filter(|_| t.ends_with(");")) {
             // entries of the macro invocations that generate exports
             r
         } else {
