@@ -33,6 +33,9 @@ mod params;
 mod shm;
 pub mod workload;
 
+#[cfg(test)]
+mod host_tests;
+
 pub use cpupolicy::{
     CpuPolicy, CpuidLeaf, MsrEntry, CPUID_MAX_LEAVES, CPUID_NO_SUBLEAF, MSR_MAX_ENTRIES,
 };
