@@ -24,8 +24,12 @@ pub const HOST_ENV: &str = "XENSIM_HOST";
 /// Opens the host named by `XENSIM_HOST`. Unlike `Host::open`, a missing
 /// directory is an error: a toolstack must not silently get an empty host.
 pub fn open_host() -> ShimResult<Host> {
-    let dir = std::env::var_os(HOST_ENV)
-        .ok_or_else(|| ShimError::new(libc::ENOENT, format!("{HOST_ENV} is not set: no simulated host to talk to")))?;
+    let dir = std::env::var_os(HOST_ENV).ok_or_else(|| {
+        ShimError::new(
+            libc::ENOENT,
+            format!("{HOST_ENV} is not set: no simulated host to talk to"),
+        )
+    })?;
     let dir = PathBuf::from(dir);
     if !dir.is_dir() {
         return Err(ShimError::new(
@@ -34,7 +38,10 @@ pub fn open_host() -> ShimResult<Host> {
         ));
     }
     Host::open(&dir).map_err(|e| {
-        ShimError::new(e.errno(), format!("cannot open simulated host {}: {e}", dir.display()))
+        ShimError::new(
+            e.errno(),
+            format!("cannot open simulated host {}: {e}", dir.display()),
+        )
     })
 }
 
@@ -47,7 +54,7 @@ fn ambient_host() -> Option<&'static Host> {
 }
 
 /// Runs an entry point that has no handle.
-pub fn free_call<T>(call: &str, f: impl FnOnce() -> ShimResult<T>) -> ShimResult<T> {
+pub(crate) fn free_call<T>(call: &str, f: impl FnOnce() -> ShimResult<T>) -> ShimResult<T> {
     ffi::no_unwind(|| {
         if let Some(h) = ambient_host() {
             h.fault_point(call)?;
@@ -57,13 +64,21 @@ pub fn free_call<T>(call: &str, f: impl FnOnce() -> ShimResult<T>) -> ShimResult
 }
 
 /// Runs an `xc_*` entry point on `xch`.
-pub fn xc_call<T>(xch: *mut Xch, call: &str, f: impl FnOnce(&mut Xch) -> ShimResult<T>) -> ShimResult<T> {
+pub(crate) fn xc_call<T>(
+    xch: *mut Xch,
+    call: &str,
+    f: impl FnOnce(&mut Xch) -> ShimResult<T>,
+) -> ShimResult<T> {
     ffi::no_unwind(|| {
         // SAFETY: a non-NULL xch was returned by xc_interface_open and not yet
         // closed (the C contract); libxenguest uses it from one thread.
         let x = unsafe { ffi::opt_mut(xch, "xc_interface") }?;
         let logger = x.error_handler;
-        let r = x.host().fault_point(call).map_err(ShimError::from).and_then(|_| f(x));
+        let r = x
+            .host()
+            .fault_point(call)
+            .map_err(ShimError::from)
+            .and_then(|_| f(x));
         if let Err(e) = &r {
             log_failure(logger, call, e);
         }
@@ -72,11 +87,19 @@ pub fn xc_call<T>(xch: *mut Xch, call: &str, f: impl FnOnce(&mut Xch) -> ShimRes
 }
 
 /// Runs an entry point of libxencall/libxenforeignmemory on handle `h`.
-pub fn handle_call<T>(h: *mut Handle, call: &str, f: impl FnOnce(&Handle) -> ShimResult<T>) -> ShimResult<T> {
+pub(crate) fn handle_call<T>(
+    h: *mut Handle,
+    call: &str,
+    f: impl FnOnce(&Handle) -> ShimResult<T>,
+) -> ShimResult<T> {
     ffi::no_unwind(|| {
         // SAFETY: a non-NULL handle came from our *_open and is not closed.
         let s = unsafe { ffi::opt_ref(h.cast_const(), "handle") }?;
-        let r = s.host.fault_point(call).map_err(ShimError::from).and_then(|_| f(s));
+        let r = s
+            .host
+            .fault_point(call)
+            .map_err(ShimError::from)
+            .and_then(|_| f(s));
         if let Err(e) = &r {
             log_failure(s.logger, call, e);
         }
@@ -86,13 +109,18 @@ pub fn handle_call<T>(h: *mut Handle, call: &str, f: impl FnOnce(&Handle) -> Shi
 
 /// Logs why a call failed. Debug level: the caller reports the failure in
 /// its own words, as with real Xen.
-pub fn log_failure(logger: *mut XtlLogger, call: &str, e: &ShimError) {
-    xtl::log(logger, xtl::XTL_DEBUG, e.errno, "xensim", &format!("{call}: {e}"));
+pub(crate) fn log_failure(logger: *mut XtlLogger, call: &str, e: &ShimError) {
+    let text = if e.msg.starts_with(call) {
+        e.to_string()
+    } else {
+        format!("{call}: {e}")
+    };
+    xtl::log(logger, xtl::XTL_DEBUG, -1, "xensim", &text);
 }
 
 /// Opens a handle for libxencall/libxenforeignmemory/libxenevtchn: the host
 /// from `XENSIM_HOST`, and the caller's logger or one of ours on stderr.
-pub fn open_handle(logger: *mut XtlLogger, call: &str) -> ShimResult<*mut Handle> {
+pub(crate) fn open_handle(logger: *mut XtlLogger, call: &str) -> ShimResult<*mut Handle> {
     let host = Arc::new(open_host()?);
     host.fault_point(call)?;
     let (logger, tofree) = if logger.is_null() {
@@ -105,7 +133,7 @@ pub fn open_handle(logger: *mut XtlLogger, call: &str) -> ShimResult<*mut Handle
 }
 
 /// Closes a handle from [`open_handle`]; NULL is accepted.
-pub fn close_handle(h: *mut Handle) -> c_int {
+pub(crate) fn close_handle(h: *mut Handle) -> c_int {
     if !h.is_null() {
         // SAFETY: h came from Box::into_raw in open_handle and is closed once.
         drop(unsafe { Box::from_raw(h) });

@@ -34,9 +34,9 @@ pub fn domctl(host: &Host, d: &mut [u8; DOMCTL_SIZE]) -> ShimResult<i64> {
     let u = &mut d[DOMCTL_U..];
     match cmd {
         domctl::GETDOMAININFO => {
-            let found = host
-                .first_domain_at_or_after(domid)?
-                .ok_or_else(|| ShimError::new(libc::ESRCH, format!("no domain at or after {domid}")))?;
+            let found = host.first_domain_at_or_after(domid)?.ok_or_else(|| {
+                ShimError::new(libc::ESRCH, format!("no domain at or after {domid}"))
+            })?;
             let info = host.domain(found)?.info()?;
             fill_domaininfo(&mut u[..domaininfo::SIZE], &info);
             put_u16(d, DOMCTL_DOMAIN, found as u16);
@@ -88,11 +88,17 @@ pub fn domctl(host: &Host, d: &mut [u8; DOMCTL_SIZE]) -> ShimResult<i64> {
             let info = host.domain(domid)?.info()?;
             let size = get_u32(u, 0);
             if info.hvm {
-                return Err(ShimError::new(libc::EOPNOTSUPP, "set_address_size on an HVM domain"));
+                return Err(ShimError::new(
+                    libc::EOPNOTSUPP,
+                    "set_address_size on an HVM domain",
+                ));
             }
             match size {
                 64 => Ok(0),
-                32 => Err(ShimError::new(libc::EOPNOTSUPP, "32-bit PV guests are not simulated")),
+                32 => Err(ShimError::new(
+                    libc::EOPNOTSUPP,
+                    "32-bit PV guests are not simulated",
+                )),
                 _ => Err(ShimError::inval(format!("bad address size {size}"))),
             }
         }
@@ -118,7 +124,10 @@ pub fn domctl(host: &Host, d: &mut [u8; DOMCTL_SIZE]) -> ShimResult<i64> {
         domctl::GETPAGEFRAMEINFO3 => {
             let num = get_u64(u, pfinfo3::NUM);
             if num > MAX_PFINFO {
-                return Err(ShimError::new(libc::E2BIG, format!("{num} entries (max {MAX_PFINFO})")));
+                return Err(ShimError::new(
+                    libc::E2BIG,
+                    format!("{num} entries (max {MAX_PFINFO})"),
+                ));
             }
             let arr = get_u64(u, pfinfo3::ARRAY) as usize as *mut u64;
             // SAFETY: the caller's array holds `num` xen_pfn_t entries.
@@ -166,7 +175,10 @@ pub fn domctl(host: &Host, d: &mut [u8; DOMCTL_SIZE]) -> ShimResult<i64> {
             }
             result.map(|_| 0)
         }
-        other => Err(ShimError::new(libc::ENOSYS, format!("domctl {other} is not simulated"))),
+        other => Err(ShimError::new(
+            libc::ENOSYS,
+            format!("domctl {other} is not simulated"),
+        )),
     }
 }
 
@@ -199,7 +211,10 @@ pub fn sysctl(_host: &Host, s: &mut [u8; SYSCTL_SIZE]) -> ShimResult<i64> {
             )?;
             Ok(0)
         }
-        other => Err(ShimError::new(libc::ENOSYS, format!("sysctl {other} is not simulated"))),
+        other => Err(ShimError::new(
+            libc::ENOSYS,
+            format!("sysctl {other} is not simulated"),
+        )),
     }
 }
 
@@ -221,7 +236,10 @@ fn copy_policy_out(
         let n = bytes.len() / CPUID_LEAF_SIZE;
         let room = get_u32(u, nl_off) as usize;
         if room < n {
-            return Err(ShimError::new(libc::ENOBUFS, format!("{n} cpuid leaves, room for {room}")));
+            return Err(ShimError::new(
+                libc::ENOBUFS,
+                format!("{n} cpuid leaves, room for {room}"),
+            ));
         }
         // SAFETY: the caller's buffer holds `room` >= n leaves.
         unsafe { ffi::handle_bytes(lp, bytes.len(), "cpuid leaves") }?.copy_from_slice(&bytes);
@@ -235,7 +253,10 @@ fn copy_policy_out(
         let n = bytes.len() / MSR_ENTRY_SIZE;
         let room = get_u32(u, nm_off) as usize;
         if room < n {
-            return Err(ShimError::new(libc::ENOBUFS, format!("{n} MSRs, room for {room}")));
+            return Err(ShimError::new(
+                libc::ENOBUFS,
+                format!("{n} MSRs, room for {room}"),
+            ));
         }
         // SAFETY: the caller's buffer holds `room` >= n entries.
         unsafe { ffi::handle_bytes(mp, bytes.len(), "msr entries") }?.copy_from_slice(&bytes);
@@ -265,7 +286,11 @@ fn shadow_op(dom: &Domain, u: &mut [u8]) -> ShimResult<()> {
                 // SAFETY: the caller's bitmap holds `pages` bits.
                 Some(unsafe { ffi::handle_bytes(bm, len, "dirty bitmap") }?)
             };
-            let which = if op == SHADOW_OP_CLEAN { LogDirtyOp::Clean } else { LogDirtyOp::Peek };
+            let which = if op == SHADOW_OP_CLEAN {
+                LogDirtyOp::Clean
+            } else {
+                LogDirtyOp::Peek
+            };
             let stats = dom.logdirty_op(which, bitmap, pages, mode & SHADOW_LOGDIRTY_FINAL != 0)?;
             put_u32(u, shadow_op::FAULT_COUNT, stats.fault_count);
             put_u32(u, shadow_op::DIRTY_COUNT, stats.dirty_count);
@@ -323,7 +348,11 @@ pub fn fill_domaininfo(b: &mut [u8], info: &xensim::DomainInfo) {
 pub fn fill_dominfo(out: &mut [u8], di: &[u8]) {
     out.fill(0);
     let flags = get_u32(di, domaininfo::FLAGS);
-    put_u32(out, dominfo::DOMID, u32::from(get_u16(di, domaininfo::DOMAIN)));
+    put_u32(
+        out,
+        dominfo::DOMID,
+        u32::from(get_u16(di, domaininfo::DOMAIN)),
+    );
     put_u32(out, dominfo::SSIDREF, get_u32(di, domaininfo::SSIDREF));
     let reason = (flags >> dominf::SHUTDOWN_SHIFT) & 0xff;
     let bit = |mask: u32, pos: u32| if flags & mask != 0 { 1u32 << pos } else { 0 };
@@ -344,15 +373,39 @@ pub fn fill_dominfo(out: &mut [u8], di: &[u8]) {
     put_u32(out, dominfo::FLAGS, word);
     put_u32(out, dominfo::SHUTDOWN_REASON, reason);
     put_u64(out, dominfo::NR_PAGES, get_u64(di, domaininfo::TOT_PAGES));
-    put_u64(out, dominfo::NR_OUTSTANDING_PAGES, get_u64(di, domaininfo::OUTSTANDING_PAGES));
-    put_u64(out, dominfo::NR_SHARED_PAGES, get_u64(di, domaininfo::SHR_PAGES));
-    put_u64(out, dominfo::NR_PAGED_PAGES, get_u64(di, domaininfo::PAGED_PAGES));
-    put_u64(out, dominfo::SHARED_INFO_FRAME, get_u64(di, domaininfo::SHARED_INFO_FRAME));
+    put_u64(
+        out,
+        dominfo::NR_OUTSTANDING_PAGES,
+        get_u64(di, domaininfo::OUTSTANDING_PAGES),
+    );
+    put_u64(
+        out,
+        dominfo::NR_SHARED_PAGES,
+        get_u64(di, domaininfo::SHR_PAGES),
+    );
+    put_u64(
+        out,
+        dominfo::NR_PAGED_PAGES,
+        get_u64(di, domaininfo::PAGED_PAGES),
+    );
+    put_u64(
+        out,
+        dominfo::SHARED_INFO_FRAME,
+        get_u64(di, domaininfo::SHARED_INFO_FRAME),
+    );
     put_u64(out, dominfo::CPU_TIME, get_u64(di, domaininfo::CPU_TIME));
     let max_pages = get_u64(di, domaininfo::MAX_PAGES);
     put_u64(out, dominfo::MAX_MEMKB, max_pages.saturating_mul(4));
-    put_u32(out, dominfo::NR_ONLINE_VCPUS, get_u32(di, domaininfo::NR_ONLINE_VCPUS));
-    put_u32(out, dominfo::MAX_VCPU_ID, get_u32(di, domaininfo::MAX_VCPU_ID));
+    put_u32(
+        out,
+        dominfo::NR_ONLINE_VCPUS,
+        get_u32(di, domaininfo::NR_ONLINE_VCPUS),
+    );
+    put_u32(
+        out,
+        dominfo::MAX_VCPU_ID,
+        get_u32(di, domaininfo::MAX_VCPU_ID),
+    );
     out[dominfo::HANDLE..dominfo::HANDLE + 16]
         .copy_from_slice(&di[domaininfo::HANDLE..domaininfo::HANDLE + 16]);
     put_u32(out, dominfo::CPUPOOL, get_u32(di, domaininfo::CPUPOOL));
@@ -364,9 +417,18 @@ pub fn fill_dominfo(out: &mut [u8], di: &[u8]) {
 /// `XENMEM_populate_physmap` for `domid`: populates `2^order` frames at each
 /// base gfn, writing the frames back (MFNs for PV, unchanged for HVM).
 /// Returns the number of extents done.
-pub fn populate(host: &Host, domid: DomId, extents: &mut [u64], order: u32, flags: u32) -> ShimResult<usize> {
+pub fn populate(
+    host: &Host,
+    domid: DomId,
+    extents: &mut [u64],
+    order: u32,
+    flags: u32,
+) -> ShimResult<usize> {
     if flags != 0 {
-        return Err(ShimError::new(libc::EOPNOTSUPP, format!("populate_physmap mem_flags {flags:#x}")));
+        return Err(ShimError::new(
+            libc::EOPNOTSUPP,
+            format!("populate_physmap mem_flags {flags:#x}"),
+        ));
     }
     if order > 18 {
         return Err(ShimError::inval(format!("extent order {order}")));
@@ -381,7 +443,9 @@ pub fn populate(host: &Host, domid: DomId, extents: &mut [u64], order: u32, flag
     for (i, base) in extents.iter_mut().enumerate() {
         if *base % per != 0 {
             return if i == 0 {
-                Err(ShimError::inval(format!("gfn {base:#x} not aligned to order {order}")))
+                Err(ShimError::inval(format!(
+                    "gfn {base:#x} not aligned to order {order}"
+                )))
             } else {
                 Ok(i)
             };
@@ -422,11 +486,11 @@ impl Reservation {
 }
 
 /// `xc_memory_op(cmd, arg, len)`: the memory ops the simulated host has.
-pub fn memory_op(host: &Host, cmd: u32, arg: *mut u8, len: usize) -> ShimResult<i64> {
+pub(crate) fn memory_op(host: &Host, cmd: u32, arg: *mut u8, len: usize) -> ShimResult<i64> {
     match cmd {
         XENMEM_MAXIMUM_GPFN => {
             // SAFETY: arg points to a domid_t (2 bytes) per the hypercall ABI.
-            let b = unsafe { ffi::slice(arg, 2.max(len.min(2)), "domid") }?;
+            let b = unsafe { ffi::slice(arg, 2, "domid") }?;
             let domid = DomId::from(get_u16(b, 0));
             Ok(host.domain(domid)?.max_gpfn() as i64)
         }
@@ -439,10 +503,14 @@ pub fn memory_op(host: &Host, cmd: u32, arg: *mut u8, len: usize) -> ShimResult<
             let r = Reservation::parse(b);
             let n = usize::try_from(r.nr_extents).map_err(|_| ShimError::inval("nr_extents"))?;
             // SAFETY: extent_start holds nr_extents xen_pfn_t entries.
-            let ext = unsafe { ffi::slice_mut(r.extent_start as usize as *mut u64, n, "extent_start") }?;
+            let ext =
+                unsafe { ffi::slice_mut(r.extent_start as usize as *mut u64, n, "extent_start") }?;
             Ok(populate(host, DomId::from(r.domid), ext, r.extent_order, r.mem_flags)? as i64)
         }
-        other => Err(ShimError::new(libc::ENOSYS, format!("memory_op {other} is not simulated"))),
+        other => Err(ShimError::new(
+            libc::ENOSYS,
+            format!("memory_op {other} is not simulated"),
+        )),
     }
 }
 
@@ -476,7 +544,11 @@ mod tests {
     #[test]
     fn crash_shutdown_is_reported_as_crashed() {
         let mut di = [0u8; domaininfo::SIZE];
-        put_u32(&mut di, domaininfo::FLAGS, dominf::SHUTDOWN | (3 << dominf::SHUTDOWN_SHIFT));
+        put_u32(
+            &mut di,
+            domaininfo::FLAGS,
+            dominf::SHUTDOWN | (3 << dominf::SHUTDOWN_SHIFT),
+        );
         let mut out = [0u8; dominfo::SIZE];
         fill_dominfo(&mut out, &di);
         assert_eq!(get_u32(&out, dominfo::FLAGS), 1 << 1);
@@ -492,7 +564,13 @@ mod tests {
         put_u16(&mut b, 24, 3);
         assert_eq!(
             Reservation::parse(&b),
-            Reservation { extent_start: 0x1000, nr_extents: 5, extent_order: 9, mem_flags: 0, domid: 3 }
+            Reservation {
+                extent_start: 0x1000,
+                nr_extents: 5,
+                extent_order: 9,
+                mem_flags: 0,
+                domid: 3
+            }
         );
     }
 }

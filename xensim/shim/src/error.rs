@@ -35,9 +35,25 @@ impl ShimError {
 
     /// The error of a failed libc call, taken from the current errno.
     pub fn last_os(what: &str) -> Self {
-        let e = std::io::Error::last_os_error();
-        Self::new(e.raw_os_error().unwrap_or(libc::EIO), format!("{what}: {e}"))
+        let e = std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        Self::new(e, what.to_string())
     }
+}
+
+/// The C library's text for an errno ("Input/output error"), without the
+/// "(os error N)" suffix Rust's `io::Error` adds.
+pub fn strerror(errno: i32) -> String {
+    let mut buf = [0u8; 128];
+    // SAFETY: buf is writable for its full length; the XSI strerror_r always
+    // NUL-terminates within it on success.
+    let rc = unsafe { libc::strerror_r(errno, buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return format!("Unknown error {errno}");
+    }
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 impl fmt::Display for ShimError {
@@ -47,7 +63,7 @@ impl fmt::Display for ShimError {
             "{} ({} = {})",
             self.msg,
             self.errno,
-            std::io::Error::from_raw_os_error(self.errno)
+            strerror(self.errno)
         )
     }
 }
@@ -60,3 +76,18 @@ impl From<xensim::Error> for ShimError {
 
 /// Result of a shim operation.
 pub type ShimResult<T> = Result<T, ShimError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_the_errno_like_libxenctrl() {
+        let e = ShimError::new(libc::EIO, "xc_foo: injected fault");
+        assert_eq!(
+            e.to_string(),
+            "xc_foo: injected fault (5 = Input/output error)"
+        );
+        assert_eq!(strerror(libc::ENOSYS), "Function not implemented");
+    }
+}

@@ -92,7 +92,12 @@ mod tests {
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
         use std::os::fd::FromRawFd;
         // SAFETY: both descriptors are fresh and owned by nobody else.
-        unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) }
+        unsafe {
+            (
+                std::fs::File::from_raw_fd(fds[0]),
+                std::fs::File::from_raw_fd(fds[1]),
+            )
+        }
     }
 
     #[test]
@@ -110,7 +115,7 @@ mod tests {
     fn writev_exact_writes_more_than_a_pipe_holds_across_partial_writes() {
         let (r, w) = pipe();
         let a = vec![1u8; 100_000];
-        let b = vec![2u8; 3];
+        let b = [2u8; 3];
         let c = vec![3u8; 70_001];
         let reader = std::thread::spawn(move || {
             let mut out = vec![0u8; 170_004];
@@ -118,10 +123,22 @@ mod tests {
             out
         });
         let iov = [
-            libc::iovec { iov_base: a.as_ptr() as *mut _, iov_len: a.len() },
-            libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
-            libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() },
-            libc::iovec { iov_base: c.as_ptr() as *mut _, iov_len: c.len() },
+            libc::iovec {
+                iov_base: a.as_ptr() as *mut _,
+                iov_len: a.len(),
+            },
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+            libc::iovec {
+                iov_base: b.as_ptr() as *mut _,
+                iov_len: b.len(),
+            },
+            libc::iovec {
+                iov_base: c.as_ptr() as *mut _,
+                iov_len: c.len(),
+            },
         ];
         writev_exact(w.as_raw_fd(), &iov).unwrap();
         let out = reader.join().unwrap();

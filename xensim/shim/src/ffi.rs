@@ -30,7 +30,10 @@ pub fn no_unwind<T>(f: impl FnOnce() -> ShimResult<T>) -> ShimResult<T> {
                 .map(|s| s.to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(ShimError::new(libc::EFAULT, format!("internal error: {what}")))
+            Err(ShimError::new(
+                libc::EFAULT,
+                format!("internal error: {what}"),
+            ))
         }
     }
 }

@@ -80,7 +80,9 @@ pub fn map_frames(sources: &[FrameSource], prot: i32) -> ShimResult<Mapping> {
             )
         };
         if p == libc::MAP_FAILED {
-            let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EFAULT);
+            let e = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EFAULT);
             for x in &mut errs[i..j] {
                 *x = -e;
             }
@@ -109,7 +111,10 @@ pub fn map_all(sources: &[FrameSource], prot: i32) -> ShimResult<*mut u8> {
     let m = map_frames(sources, prot)?;
     if let Some((idx, &e)) = m.errs.iter().enumerate().find(|(_, &e)| e != 0) {
         let _ = unmap(m.addr, sources.len());
-        return Err(ShimError::new(-e, format!("frame {idx} of {} could not be mapped", sources.len())));
+        return Err(ShimError::new(
+            -e,
+            format!("frame {idx} of {} could not be mapped", sources.len()),
+        ));
     }
     Ok(m.addr)
 }
@@ -129,8 +134,18 @@ mod tests {
     }
 
     fn tempfile_in_tmp() -> std::fs::File {
-        let path = std::env::temp_dir().join(format!("xensim-shim-fmap-{}-{:?}", std::process::id(), std::thread::current().id()));
-        let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "xensim-shim-fmap-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
         std::fs::remove_file(&path).unwrap();
         f
     }
@@ -140,7 +155,12 @@ mod tests {
         let f = file_with_pages(4);
         let fd = f.as_raw_fd();
         let p = PAGE_SIZE as u64;
-        let src = [Ok((fd, 2 * p)), Ok((fd, 3 * p)), Err(-libc::EINVAL), Ok((fd, 0))];
+        let src = [
+            Ok((fd, 2 * p)),
+            Ok((fd, 3 * p)),
+            Err(-libc::EINVAL),
+            Ok((fd, 0)),
+        ];
         let m = map_frames(&src, libc::PROT_READ | libc::PROT_WRITE).unwrap();
         assert_eq!(m.errs, vec![0, 0, -libc::EINVAL, 0]);
         // SAFETY: slots 0, 1, 3 are mapped pages of the file.
@@ -168,7 +188,10 @@ mod tests {
     #[test]
     fn plain_munmap_releases_a_mapping() {
         let f = file_with_pages(2);
-        let src = [Ok((f.as_raw_fd(), 0)), Ok((f.as_raw_fd(), PAGE_SIZE as u64))];
+        let src = [
+            Ok((f.as_raw_fd(), 0)),
+            Ok((f.as_raw_fd(), PAGE_SIZE as u64)),
+        ];
         let a = map_all(&src, libc::PROT_READ).unwrap();
         // SAFETY: a is a 2-page region from map_all.
         assert_eq!(unsafe { libc::munmap(a.cast(), 2 * PAGE_SIZE) }, 0);

@@ -75,7 +75,10 @@ pub fn alloc(b: &mut HypercallBuffer, size: usize) -> ShimResult<*mut c_void> {
     // SAFETY: calloc with a non-zero size has no preconditions.
     let p = unsafe { libc::calloc(1, size.max(1)) };
     if p.is_null() {
-        return Err(ShimError::new(libc::ENOMEM, "hypercall buffer allocation failed"));
+        return Err(ShimError::new(
+            libc::ENOMEM,
+            "hypercall buffer allocation failed",
+        ));
     }
     b.hbuf = p;
     Ok(p)
@@ -139,7 +142,13 @@ mod tests {
     use super::*;
 
     fn hb(ubuf: *mut c_void, dir: c_int, sz: usize) -> HypercallBuffer {
-        HypercallBuffer { hbuf: std::ptr::null_mut(), param_shadow: std::ptr::null_mut(), dir, ubuf, sz }
+        HypercallBuffer {
+            hbuf: std::ptr::null_mut(),
+            param_shadow: std::ptr::null_mut(),
+            dir,
+            ubuf,
+            sz,
+        }
     }
 
     #[test]
@@ -184,7 +193,10 @@ mod tests {
         let mut b = hb(user.as_mut_ptr().cast(), BOUNCE_OUT, 8);
         bounce_pre(&mut b).unwrap().unwrap();
         // SAFETY: hbuf holds 8 bytes.
-        assert_eq!(unsafe { std::slice::from_raw_parts(b.hbuf.cast::<u8>(), 8) }, &[0u8; 8]);
+        assert_eq!(
+            unsafe { std::slice::from_raw_parts(b.hbuf.cast::<u8>(), 8) },
+            &[0u8; 8]
+        );
         bounce_post(&mut b);
         assert_eq!(user, [0u8; 8]);
     }

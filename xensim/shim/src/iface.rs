@@ -11,7 +11,6 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
-use crate::error::ShimError;
 use crate::xtl::{self, XtlLogger};
 
 /// Length of `last_error.message` (`XC_MAX_ERROR_MSG_LEN`).
@@ -33,13 +32,12 @@ pub struct Session<H> {
 impl<H> Session<H> {
     /// A handle on `host` logging to `logger`; `tofree` is destroyed on drop.
     pub fn new(host: Arc<H>, logger: *mut XtlLogger, tofree: *mut XtlLogger) -> Self {
-        Session { host, logger, logger_tofree: tofree, restricted: AtomicU32::new(u32::MAX) }
-    }
-
-    /// Logs a failure of `call` at debug level; the C caller reports it to
-    /// the user in its own words.
-    pub fn log_failure(&self, call: &str, e: &ShimError) {
-        xtl::log(self.logger, xtl::XTL_DEBUG, e.errno, call, &e.to_string());
+        Session {
+            host,
+            logger,
+            logger_tofree: tofree,
+            restricted: AtomicU32::new(u32::MAX),
+        }
     }
 }
 
@@ -101,18 +99,6 @@ impl<H> XcInterface<H> {
     }
 }
 
-/// Describes an `xc_error_code` for log messages.
-pub fn error_code_desc(code: c_int) -> &'static str {
-    match code {
-        0 => "no error",
-        1 => "internal error",
-        2 => "invalid kernel",
-        3 => "invalid parameter",
-        4 => "out of memory",
-        _ => "unknown error code",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +146,9 @@ mod tests {
         assert_eq!(x.last_error_message[ERROR_MSG_LEN - 1], 0);
         assert_eq!(x.last_error_message[0], b'e' as c_char);
         x.set_last_error(2, "ab");
-        assert_eq!(&x.last_error_message[..3], &[b'a' as c_char, b'b' as c_char, 0]);
+        assert_eq!(
+            &x.last_error_message[..3],
+            &[b'a' as c_char, b'b' as c_char, 0]
+        );
     }
 }

@@ -57,7 +57,7 @@ fn cstring(s: &str) -> CString {
 }
 
 /// Logs `msg` (already formatted) through `logger`; a NULL logger drops it.
-pub fn log(logger: *mut XtlLogger, level: c_int, errnoval: c_int, context: &str, msg: &str) {
+pub(crate) fn log(logger: *mut XtlLogger, level: c_int, errnoval: c_int, context: &str, msg: &str) {
     if logger.is_null() {
         return;
     }
@@ -79,26 +79,40 @@ pub fn log(logger: *mut XtlLogger, level: c_int, errnoval: c_int, context: &str,
 }
 
 /// Reports progress through `logger`; a NULL logger drops it.
-pub fn progress(logger: *mut XtlLogger, context: &str, doing: *const c_char, done: u64, total: u64) {
+pub(crate) fn progress(
+    logger: *mut XtlLogger,
+    context: &str,
+    doing: *const c_char,
+    done: u64,
+    total: u64,
+) {
     if logger.is_null() || doing.is_null() {
         return;
     }
     let ctx = cstring(context);
     // SAFETY: logger is live (see `log`); doing is a NUL-terminated string the
     // C caller passed us and still owns.
-    unsafe { xtl_progress(logger, ctx.as_ptr(), doing, done as c_ulong, total as c_ulong) };
+    unsafe {
+        xtl_progress(
+            logger,
+            ctx.as_ptr(),
+            doing,
+            done as c_ulong,
+            total as c_ulong,
+        )
+    };
 }
 
 /// A logger writing to stderr at `min_level` and above, as libxenctrl creates
 /// when the caller passes none. NULL if libxentoollog could not allocate it.
-pub fn stderr_logger(min_level: c_int) -> *mut XtlLogger {
+pub(crate) fn stderr_logger(min_level: c_int) -> *mut XtlLogger {
     // SAFETY: `stderr` is glibc's process-wide FILE*, valid for the life of the
     // process; xtl_createlogger_stdiostream only stores and writes to it.
     unsafe { xtl_createlogger_stdiostream(stderr, min_level, 0) }
 }
 
 /// Destroys a logger created by [`stderr_logger`]; NULL is ignored.
-pub fn destroy(logger: *mut XtlLogger) {
+pub(crate) fn destroy(logger: *mut XtlLogger) {
     if !logger.is_null() {
         // SAFETY: only loggers we created (and own) are passed here, once.
         unsafe { xtl_logger_destroy(logger) };

@@ -133,7 +133,10 @@ fn probe() -> HashMap<String, usize> {
         .arg(&src)
         .status()
         .expect("gcc must be installed (Makefile deps)");
-    assert!(st.success(), "compiling the layout probe against the Xen headers failed");
+    assert!(
+        st.success(),
+        "compiling the layout probe against the Xen headers failed"
+    );
     let out = Command::new(&exe).output().unwrap();
     std::fs::remove_dir_all(&dir).ok();
     String::from_utf8(out.stdout)
@@ -248,11 +251,26 @@ fn abi_offsets_match_the_installed_xen_headers() {
         ("res.extent_order", 16),
         ("res.mem_flags", 20),
         ("res.domid", 24),
-        ("hb.size", std::mem::size_of::<xensim_shim::hcall::HypercallBuffer>()),
-        ("hb.param_shadow", std::mem::offset_of!(xensim_shim::hcall::HypercallBuffer, param_shadow)),
-        ("hb.dir", std::mem::offset_of!(xensim_shim::hcall::HypercallBuffer, dir)),
-        ("hb.ubuf", std::mem::offset_of!(xensim_shim::hcall::HypercallBuffer, ubuf)),
-        ("hb.sz", std::mem::offset_of!(xensim_shim::hcall::HypercallBuffer, sz)),
+        (
+            "hb.size",
+            std::mem::size_of::<xensim_shim::hcall::HypercallBuffer>(),
+        ),
+        (
+            "hb.param_shadow",
+            std::mem::offset_of!(xensim_shim::hcall::HypercallBuffer, param_shadow),
+        ),
+        (
+            "hb.dir",
+            std::mem::offset_of!(xensim_shim::hcall::HypercallBuffer, dir),
+        ),
+        (
+            "hb.ubuf",
+            std::mem::offset_of!(xensim_shim::hcall::HypercallBuffer, ubuf),
+        ),
+        (
+            "hb.sz",
+            std::mem::offset_of!(xensim_shim::hcall::HypercallBuffer, sz),
+        ),
     ];
     let mut bad = Vec::new();
     for (name, ours) in checks {

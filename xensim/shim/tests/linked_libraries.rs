@@ -17,12 +17,19 @@ const HELPER: &str = "/usr/lib/xen-4.17/bin/libxl-save-helper";
 const LIBS: &[(&str, &str, &str)] = &[
     ("libxenctrl.so.4.17", "libxenctrl.map", "libxenctrl.so.4.17"),
     ("libxencall.so.1", "libxencall.map", "libxencall.so.1"),
-    ("libxenforeignmemory.so.1", "libxenforeignmemory.map", "libxenforeignmemory.so.1"),
+    (
+        "libxenforeignmemory.so.1",
+        "libxenforeignmemory.map",
+        "libxenforeignmemory.so.1",
+    ),
     ("libxenevtchn.so.1", "libxenevtchn.map", "libxenevtchn.so.1"),
 ];
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Links the libraries once per test process and returns their directory.
@@ -32,7 +39,12 @@ fn lib_dir() -> &'static Path {
         // <target>/<profile>/deps/<test binary>
         let exe = std::env::current_exe().unwrap();
         let profile_dir = exe.parent().unwrap().parent().unwrap();
-        let profile = profile_dir.file_name().unwrap().to_str().unwrap().to_string();
+        let profile = profile_dir
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
         let target = profile_dir.parent().unwrap().to_path_buf();
         let st = Command::new(repo_root().join("scripts/link-shims.sh"))
             .arg(&profile)
@@ -46,8 +58,15 @@ fn lib_dir() -> &'static Path {
 }
 
 fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -64,7 +83,9 @@ fn defined(path: &Path) -> BTreeMap<String, String> {
             continue;
         }
         let name = f[f.len() - 1].to_string();
-        let ver = f[f.len() - 2].trim_matches(|c| c == '(' || c == ')').to_string();
+        let ver = f[f.len() - 2]
+            .trim_matches(|c| c == '(' || c == ')')
+            .to_string();
         m.insert(name, ver);
     }
     m
@@ -123,7 +144,10 @@ fn source_exports(file: &str) -> BTreeSet<String> {
         } else {
             continue;
         };
-        let name: String = name.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let name: String = name
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
         if !name.is_empty() && !name.starts_with("xensim_shim_") {
             out.insert(name);
         }
@@ -146,7 +170,10 @@ fn sonames_and_version_nodes_match_debian() {
         let ours = dir.join(soname);
         assert!(ours.exists(), "{} missing", ours.display());
         let dynamic = run("readelf", &["-d", ours.to_str().unwrap()]);
-        assert!(dynamic.contains(&format!("Library soname: [{soname}]")), "{soname}: {dynamic}");
+        assert!(
+            dynamic.contains(&format!("Library soname: [{soname}]")),
+            "{soname}: {dynamic}"
+        );
         let nodes = |p: &Path| -> BTreeSet<String> {
             let v = run("readelf", &["-V", p.to_str().unwrap()]);
             let defs = v.split("Version needs").next().unwrap().to_string();
@@ -160,16 +187,32 @@ fn sonames_and_version_nodes_match_debian() {
         assert!(!want.is_empty());
         assert_eq!(got, want, "{soname}: version definitions");
     }
-    let ctrl = run("readelf", &["-d", dir.join("libxenctrl.so.4.17").to_str().unwrap()]);
-    for needed in ["libxencall.so.1", "libxenforeignmemory.so.1", "libxenevtchn.so.1", "libxentoollog.so.1"] {
-        assert!(ctrl.contains(&format!("Shared library: [{needed}]")), "libxenctrl must NEED {needed}");
+    let ctrl = run(
+        "readelf",
+        &["-d", dir.join("libxenctrl.so.4.17").to_str().unwrap()],
+    );
+    for needed in [
+        "libxencall.so.1",
+        "libxenforeignmemory.so.1",
+        "libxenevtchn.so.1",
+        "libxentoollog.so.1",
+    ] {
+        assert!(
+            ctrl.contains(&format!("Shared library: [{needed}]")),
+            "libxenctrl must NEED {needed}"
+        );
     }
 }
 
 #[test]
 fn exports_are_exactly_the_version_script_with_debians_nodes() {
     let dir = lib_dir();
-    let files = ["xenctrl.rs", "xencall.rs", "xenforeignmemory.rs", "xenevtchn.rs"];
+    let files = [
+        "xenctrl.rs",
+        "xencall.rs",
+        "xenforeignmemory.rs",
+        "xenevtchn.rs",
+    ];
     for ((soname, map, real), file) in LIBS.iter().zip(files) {
         let globals = map_globals(map);
         let exported = defined(&dir.join(soname));
@@ -200,7 +243,10 @@ fn exports_are_exactly_the_version_script_with_debians_nodes() {
 #[test]
 fn every_xen_import_of_libxenguest_and_the_save_helper_is_defined_here() {
     let dir = lib_dir();
-    let ours: BTreeMap<String, String> = LIBS.iter().flat_map(|(s, _, _)| defined(&dir.join(s))).collect();
+    let ours: BTreeMap<String, String> = LIBS
+        .iter()
+        .flat_map(|(s, _, _)| defined(&dir.join(s)))
+        .collect();
     let real: BTreeSet<String> = LIBS
         .iter()
         .flat_map(|(_, _, r)| defined(&Path::new(SYSLIB).join(r)).into_keys())
@@ -213,13 +259,18 @@ fn every_xen_import_of_libxenguest_and_the_save_helper_is_defined_here() {
                 continue; // libc, zlib, libxentoollog, libxenguest itself
             }
             checked += 1;
-            let got = ours.get(&name).unwrap_or_else(|| panic!("{consumer} imports {name}, not defined by the shims"));
+            let got = ours
+                .get(&name)
+                .unwrap_or_else(|| panic!("{consumer} imports {name}, not defined by the shims"));
             if !ver.is_empty() {
                 assert_eq!(got, &ver, "{consumer} imports {name}@{ver}");
             }
         }
     }
-    assert!(checked >= 67, "only {checked} Xen imports found: nm output changed?");
+    assert!(
+        checked >= 67,
+        "only {checked} Xen imports found: nm output changed?"
+    );
 }
 
 fn compile(name: &str, src: &str, libs: &[&str]) -> PathBuf {
@@ -262,17 +313,33 @@ int main(void) {
 fn debian_libxenguest_loads_with_bind_now_against_the_shims() {
     let dir = lib_dir();
     let exe = compile("dlopen-smoke", DLOPEN_SMOKE, &["-ldl"]);
-    let out = Command::new(&exe).env("LD_LIBRARY_PATH", dir).env("LD_BIND_NOW", "1").output().unwrap();
+    let out = Command::new(&exe)
+        .env("LD_LIBRARY_PATH", dir)
+        .env("LD_BIND_NOW", "1")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let canon = dir.canonicalize().unwrap();
     for line in text.lines() {
         let (sym, file) = line.split_once(' ').unwrap();
         let file = Path::new(file).canonicalize().unwrap();
         if sym == "xc_domain_save" {
-            assert!(file.starts_with(SYSLIB) || file.starts_with("/lib"), "{sym} from {}", file.display());
+            assert!(
+                file.starts_with(SYSLIB) || file.starts_with("/lib"),
+                "{sym} from {}",
+                file.display()
+            );
         } else {
-            assert!(file.starts_with(&canon), "{sym} resolved to {} instead of the shims", file.display());
+            assert!(
+                file.starts_with(&canon),
+                "{sym} resolved to {} instead of the shims",
+                file.display()
+            );
         }
     }
 }
@@ -282,13 +349,24 @@ fn debian_save_helper_loads_and_reaches_main_against_the_shims() {
     let dir = lib_dir();
     // With no mode argument the helper's first assert fires: that proves the
     // dynamic loader bound every import (BIND_NOW) and main() ran.
-    let out = Command::new(HELPER).env("LD_LIBRARY_PATH", dir).env("LD_DEBUG", "files").output().unwrap();
+    let out = Command::new(HELPER)
+        .env("LD_LIBRARY_PATH", dir)
+        .env("LD_DEBUG", "files")
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("Assertion"), "helper did not reach main: {err}");
-    assert!(!err.contains("symbol lookup error") && !err.contains("version `"), "{err}");
+    assert!(
+        err.contains("Assertion"),
+        "helper did not reach main: {err}"
+    );
+    assert!(
+        !err.contains("symbol lookup error") && !err.contains("version `"),
+        "{err}"
+    );
     let canon = dir.canonicalize().unwrap();
     assert!(
-        err.lines().any(|l| l.contains("calling init:") && l.contains(canon.join("libxenctrl.so.4.17").to_str().unwrap())),
+        err.lines().any(|l| l.contains("calling init:")
+            && l.contains(canon.join("libxenctrl.so.4.17").to_str().unwrap())),
         "the helper did not load our libxenctrl: {err}"
     );
 }
@@ -308,7 +386,11 @@ int main(void) {
 #[test]
 fn xc_interface_open_without_a_host_fails_with_a_logged_reason() {
     let dir = lib_dir();
-    let exe = compile("open-without-host", OPEN_WITHOUT_HOST, &["-L", dir.to_str().unwrap(), "-l:libxenctrl.so.4.17"]);
+    let exe = compile(
+        "open-without-host",
+        OPEN_WITHOUT_HOST,
+        &["-L", dir.to_str().unwrap(), "-l:libxenctrl.so.4.17"],
+    );
     let out = Command::new(&exe)
         .env("LD_LIBRARY_PATH", dir)
         .env_remove("XENSIM_HOST")
@@ -318,7 +400,10 @@ fn xc_interface_open_without_a_host_fails_with_a_logged_reason() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert_eq!(stdout.trim(), format!("errno {}", libc::ENOENT));
-    assert!(stderr.contains("XENSIM_HOST is not set"), "reason not logged: {stderr}");
+    assert!(
+        stderr.contains("XENSIM_HOST is not set"),
+        "reason not logged: {stderr}"
+    );
     let out = Command::new(&exe)
         .env("LD_LIBRARY_PATH", dir)
         .env("XENSIM_HOST", "/nonexistent/xensim-host")

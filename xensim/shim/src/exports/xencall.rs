@@ -32,7 +32,9 @@ pub unsafe extern "C" fn xencall_close(xcall: *mut Handle) -> c_int {
 /// There is no privcmd device behind a simulated host.
 #[no_mangle]
 pub unsafe extern "C" fn xencall_fd(xcall: *mut Handle) -> c_int {
-    ret_int(handle_call(xcall, "xencall_fd", |_| Err(ShimError::nosys("xencall_fd"))))
+    ret_int(handle_call(xcall, "xencall_fd", |_| {
+        Err(ShimError::nosys("xencall_fd"))
+    }))
 }
 
 #[no_mangle]
@@ -58,14 +60,20 @@ pub unsafe extern "C" fn xencall1(xcall: *mut Handle, op: c_uint, arg1: u64) -> 
                 s.copy_from_slice(&buf);
                 r.map(|v| v as c_int)
             }
-            other => Err(ShimError::new(libc::ENOSYS, format!("hypercall {other} is not simulated"))),
+            other => Err(ShimError::new(
+                libc::ENOSYS,
+                format!("hypercall {other} is not simulated"),
+            )),
         }
     }))
 }
 
 fn nosys(h: *mut Handle, call: &str, op: c_uint) -> c_int {
     ret_int(handle_call(h, call, |_| {
-        Err(ShimError::new(libc::ENOSYS, format!("hypercall {op} is not simulated")))
+        Err(ShimError::new(
+            libc::ENOSYS,
+            format!("hypercall {op} is not simulated"),
+        ))
     }))
 }
 
@@ -85,12 +93,25 @@ pub unsafe extern "C" fn xencall2L(xcall: *mut Handle, op: c_uint, _a1: u64, _a2
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xencall3(xcall: *mut Handle, op: c_uint, _a1: u64, _a2: u64, _a3: u64) -> c_int {
+pub unsafe extern "C" fn xencall3(
+    xcall: *mut Handle,
+    op: c_uint,
+    _a1: u64,
+    _a2: u64,
+    _a3: u64,
+) -> c_int {
     nosys(xcall, "xencall3", op)
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xencall4(xcall: *mut Handle, op: c_uint, _a1: u64, _a2: u64, _a3: u64, _a4: u64) -> c_int {
+pub unsafe extern "C" fn xencall4(
+    xcall: *mut Handle,
+    op: c_uint,
+    _a1: u64,
+    _a2: u64,
+    _a3: u64,
+    _a4: u64,
+) -> c_int {
     nosys(xcall, "xencall4", op)
 }
 
@@ -118,12 +139,21 @@ fn empty_buffer() -> HypercallBuffer {
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xencall_alloc_buffer_pages(xcall: *mut Handle, nr_pages: usize) -> *mut c_void {
-    ret_ptr(handle_call(xcall, "xencall_alloc_buffer_pages", |_| hcall::alloc_pages(&mut empty_buffer(), nr_pages)))
+pub unsafe extern "C" fn xencall_alloc_buffer_pages(
+    xcall: *mut Handle,
+    nr_pages: usize,
+) -> *mut c_void {
+    ret_ptr(handle_call(xcall, "xencall_alloc_buffer_pages", |_| {
+        hcall::alloc_pages(&mut empty_buffer(), nr_pages)
+    }))
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xencall_free_buffer_pages(xcall: *mut Handle, p: *mut c_void, nr_pages: usize) {
+pub unsafe extern "C" fn xencall_free_buffer_pages(
+    xcall: *mut Handle,
+    p: *mut c_void,
+    nr_pages: usize,
+) {
     let _ = handle_call(xcall, "xencall_free_buffer_pages", |_| {
         let mut b = empty_buffer();
         b.hbuf = p;

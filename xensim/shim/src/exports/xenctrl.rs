@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use xensim::{DomId, TscInfo};
 
-use crate::abi::{self, dominfo, domaininfo};
+use crate::abi::{self, domaininfo, dominfo};
 use crate::ctx::{self, free_call, xc_call, Xch};
 use crate::dispatch;
 use crate::error::{ShimError, ShimResult};
@@ -19,7 +19,7 @@ use crate::fdio;
 use crate::ffi::{self, ret_int, ret_ptr};
 use crate::fmap::{self, FrameSource};
 use crate::hcall::{self, HypercallBuffer, PAGE_SIZE};
-use crate::iface::{self, Session, XcInterface, ERROR_MSG_LEN};
+use crate::iface::{Session, XcInterface, ERROR_MSG_LEN};
 use crate::xtl::{self, XtlLogger};
 
 /// `XENVER_version`.
@@ -64,7 +64,11 @@ fn sources(dom: &xensim::Domain, frames: &[u64]) -> Vec<FrameSource> {
     let fd = dom.memory_file().as_raw_fd();
     frames
         .iter()
-        .map(|&f| dom.frame_offset(f).map(|off| (fd, off)).ok_or(-libc::EINVAL))
+        .map(|&f| {
+            dom.frame_offset(f)
+                .map(|off| (fd, off))
+                .ok_or(-libc::EINVAL)
+        })
         .collect()
 }
 
@@ -95,13 +99,23 @@ pub unsafe extern "C" fn xc_interface_open(
         }) {
             Ok(h) => Arc::new(h),
             Err(e) => {
-                xtl::log(error_handler, xtl::XTL_ERROR, e.errno, "xc", &format!("xc_interface_open: {e}"));
+                xtl::log(
+                    error_handler,
+                    xtl::XTL_ERROR,
+                    e.errno,
+                    "xc",
+                    &format!("xc_interface_open: {e}"),
+                );
                 xtl::destroy(tofree);
                 return Err(e);
             }
         };
         let session = |h: &Arc<xensim::Host>| {
-            Box::into_raw(Box::new(Session::new(Arc::clone(h), error_handler, std::ptr::null_mut())))
+            Box::into_raw(Box::new(Session::new(
+                Arc::clone(h),
+                error_handler,
+                std::ptr::null_mut(),
+            )))
         };
         let x = Box::new(XcInterface {
             flags: open_flags as c_int,
@@ -177,7 +191,9 @@ pub unsafe extern "C" fn xensim_shim_report_msg(
             }
         }
         let line = if code != 0 {
-            format!("{text}: {}", iface::error_code_desc(code))
+            // SAFETY: returns a static string.
+            let desc = unsafe { std::ffi::CStr::from_ptr(xc_error_code_to_desc(code)) };
+            format!("{text}: {}", desc.to_string_lossy())
         } else {
             text
         };
@@ -191,7 +207,7 @@ pub unsafe extern "C" fn xc_strerror(_xch: *mut Xch, errcode: c_int) -> *const c
     thread_local! {
         static BUF: std::cell::RefCell<[c_char; 128]> = const { std::cell::RefCell::new([0; 128]) };
     }
-    let text = std::io::Error::from_raw_os_error(errcode).to_string();
+    let text = crate::error::strerror(errcode);
     BUF.with(|b| {
         let mut b = b.borrow_mut();
         let n = text.len().min(b.len() - 1);
@@ -206,7 +222,10 @@ pub unsafe extern "C" fn xc_strerror(_xch: *mut Xch, errcode: c_int) -> *const c
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc_set_progress_prefix(xch: *mut Xch, doing: *const c_char) -> *const c_char {
+pub unsafe extern "C" fn xc_set_progress_prefix(
+    xch: *mut Xch,
+    doing: *const c_char,
+) -> *const c_char {
     // SAFETY: live interface (C contract).
     match unsafe { xch.as_mut() } {
         Some(x) => std::mem::replace(&mut x.currently_progress_reporting, doing),
@@ -226,7 +245,13 @@ pub unsafe extern "C" fn xc_report_progress_single(xch: *mut Xch, doing: *const 
 pub unsafe extern "C" fn xc_report_progress_step(xch: *mut Xch, done: c_ulong, total: c_ulong) {
     // SAFETY: live interface (C contract).
     if let Some(x) = unsafe { xch.as_ref() } {
-        xtl::progress(x.error_handler, "xc", x.currently_progress_reporting, done as u64, total as u64);
+        xtl::progress(
+            x.error_handler,
+            "xc",
+            x.currently_progress_reporting,
+            done,
+            total,
+        );
     }
 }
 
@@ -322,7 +347,11 @@ pub unsafe extern "C" fn xc__hypercall_buffer_alloc_pages(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc__hypercall_buffer_free_pages(xch: *mut Xch, b: *mut HypercallBuffer, nr_pages: c_int) {
+pub unsafe extern "C" fn xc__hypercall_buffer_free_pages(
+    xch: *mut Xch,
+    b: *mut HypercallBuffer,
+    nr_pages: c_int,
+) {
     let _ = xc_call(xch, "xc__hypercall_buffer_free_pages", |_| {
         // SAFETY: b is the caller's descriptor (C contract).
         let b = unsafe { ffi::opt_mut(b, "hypercall buffer") }?;
@@ -332,7 +361,11 @@ pub unsafe extern "C" fn xc__hypercall_buffer_free_pages(xch: *mut Xch, b: *mut 
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc__hypercall_buffer_alloc(xch: *mut Xch, b: *mut HypercallBuffer, size: usize) -> *mut c_void {
+pub unsafe extern "C" fn xc__hypercall_buffer_alloc(
+    xch: *mut Xch,
+    b: *mut HypercallBuffer,
+    size: usize,
+) -> *mut c_void {
     ret_ptr(xc_call(xch, "xc__hypercall_buffer_alloc", |_| {
         // SAFETY: b is the caller's descriptor (C contract).
         let b = unsafe { ffi::opt_mut(b, "hypercall buffer") }?;
@@ -392,7 +425,10 @@ pub unsafe extern "C" fn xc_version(xch: *mut Xch, cmd: c_int, arg: *mut c_void)
         match cmd {
             XENVER_VERSION => Ok(xensim::XEN_VERSION as c_int),
             XENVER_EXTRAVERSION => put_str(16, ".7-xensim"),
-            XENVER_CAPABILITIES => put_str(1024, "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64"),
+            XENVER_CAPABILITIES => put_str(
+                1024,
+                "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64",
+            ),
             XENVER_CHANGESET => put_str(64, "xensim"),
             XENVER_PLATFORM_PARAMETERS => {
                 // SAFETY: xen_platform_parameters_t is one u64.
@@ -401,7 +437,10 @@ pub unsafe extern "C" fn xc_version(xch: *mut Xch, cmd: c_int, arg: *mut c_void)
                 Ok(0)
             }
             XENVER_PAGESIZE => Ok(PAGE_SIZE as c_int),
-            other => Err(ShimError::new(libc::ENOSYS, format!("xen_version {other} is not simulated"))),
+            other => Err(ShimError::new(
+                libc::ENOSYS,
+                format!("xen_version {other} is not simulated"),
+            )),
         }
     }))
 }
@@ -420,7 +459,12 @@ fn getinfo_raw(x: &Xch, first: u32) -> ShimResult<[u8; domaininfo::SIZE]> {
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc_domain_getinfo(xch: *mut Xch, first_domid: u32, max_doms: c_uint, info: *mut c_void) -> c_int {
+pub unsafe extern "C" fn xc_domain_getinfo(
+    xch: *mut Xch,
+    first_domid: u32,
+    max_doms: c_uint,
+    info: *mut c_void,
+) -> c_int {
     ret_int(xc_call(xch, "xc_domain_getinfo", |x| {
         let n = max_doms as usize;
         // SAFETY: info holds max_doms xc_dominfo_t (C contract).
@@ -430,7 +474,10 @@ pub unsafe extern "C" fn xc_domain_getinfo(xch: *mut Xch, first_domid: u32, max_
         while count < n && next < xensim::DOMID_FIRST_RESERVED {
             // As libxenctrl: stop at the first failure and report what was found.
             let Ok(di) = getinfo_raw(x, next) else { break };
-            dispatch::fill_dominfo(&mut out[count * dominfo::SIZE..(count + 1) * dominfo::SIZE], &di);
+            dispatch::fill_dominfo(
+                &mut out[count * dominfo::SIZE..(count + 1) * dominfo::SIZE],
+                &di,
+            );
             next = u32::from(abi::get_u16(&di, domaininfo::DOMAIN)) + 1;
             count += 1;
         }
@@ -439,7 +486,12 @@ pub unsafe extern "C" fn xc_domain_getinfo(xch: *mut Xch, first_domid: u32, max_
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc_domain_getinfolist(xch: *mut Xch, first_domain: u32, max_domains: c_uint, info: *mut c_void) -> c_int {
+pub unsafe extern "C" fn xc_domain_getinfolist(
+    xch: *mut Xch,
+    first_domain: u32,
+    max_domains: c_uint,
+    info: *mut c_void,
+) -> c_int {
     ret_int(xc_call(xch, "xc_domain_getinfolist", |x| {
         let n = max_domains as usize;
         // SAFETY: info holds max_domains xc_domaininfo_t (C contract).
@@ -449,7 +501,10 @@ pub unsafe extern "C" fn xc_domain_getinfolist(xch: *mut Xch, first_domain: u32,
         for id in ids.into_iter().filter(|&d| d >= first_domain).take(n) {
             let Ok(d) = x.host().domain(id) else { continue };
             let Ok(i) = d.info() else { continue };
-            dispatch::fill_domaininfo(&mut out[count * domaininfo::SIZE..(count + 1) * domaininfo::SIZE], &i);
+            dispatch::fill_domaininfo(
+                &mut out[count * domaininfo::SIZE..(count + 1) * domaininfo::SIZE],
+                &i,
+            );
             count += 1;
         }
         Ok(count as c_int)
@@ -459,7 +514,8 @@ pub unsafe extern "C" fn xc_domain_getinfolist(xch: *mut Xch, first_domain: u32,
 #[no_mangle]
 pub unsafe extern "C" fn xc_domain_shutdown(xch: *mut Xch, domid: u32, reason: c_int) -> c_int {
     ret_int(xc_call(xch, "xc_domain_shutdown", |x| {
-        let r = u32::try_from(reason).map_err(|_| ShimError::inval(format!("shutdown reason {reason}")))?;
+        let r = u32::try_from(reason)
+            .map_err(|_| ShimError::inval(format!("shutdown reason {reason}")))?;
         domain(x, domid)?.shutdown(r)?;
         Ok(0)
     }))
@@ -467,17 +523,23 @@ pub unsafe extern "C" fn xc_domain_shutdown(xch: *mut Xch, domid: u32, reason: c
 
 #[no_mangle]
 pub unsafe extern "C" fn xc_domain_pause(xch: *mut Xch, domid: u32) -> c_int {
-    ret_int(xc_call(xch, "xc_domain_pause", |x| Ok(domain(x, domid)?.pause().map(|_| 0)?)))
+    ret_int(xc_call(xch, "xc_domain_pause", |x| {
+        Ok(domain(x, domid)?.pause().map(|_| 0)?)
+    }))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn xc_domain_unpause(xch: *mut Xch, domid: u32) -> c_int {
-    ret_int(xc_call(xch, "xc_domain_unpause", |x| Ok(domain(x, domid)?.unpause().map(|_| 0)?)))
+    ret_int(xc_call(xch, "xc_domain_unpause", |x| {
+        Ok(domain(x, domid)?.unpause().map(|_| 0)?)
+    }))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn xc_domain_destroy(xch: *mut Xch, domid: u32) -> c_int {
-    ret_int(xc_call(xch, "xc_domain_destroy", |x| Ok(x.host().destroy_domain(domid as DomId).map(|_| 0)?)))
+    ret_int(xc_call(xch, "xc_domain_destroy", |x| {
+        Ok(x.host().destroy_domain(domid as DomId).map(|_| 0)?)
+    }))
 }
 
 #[no_mangle]
@@ -509,8 +571,15 @@ pub unsafe extern "C" fn xc_sysctl(xch: *mut Xch, s: *mut c_void) -> c_int {
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc_memory_op(xch: *mut Xch, cmd: c_uint, arg: *mut c_void, len: usize) -> c_long {
-    match xc_call(xch, "xc_memory_op", |x| dispatch::memory_op(x.host(), cmd, arg.cast(), len)) {
+pub unsafe extern "C" fn xc_memory_op(
+    xch: *mut Xch,
+    cmd: c_uint,
+    arg: *mut c_void,
+    len: usize,
+) -> c_long {
+    match xc_call(xch, "xc_memory_op", |x| {
+        dispatch::memory_op(x.host(), cmd, arg.cast(), len)
+    }) {
         Ok(v) => v as c_long,
         Err(e) => {
             ffi::set_errno(e.errno);
@@ -520,7 +589,11 @@ pub unsafe extern "C" fn xc_memory_op(xch: *mut Xch, cmd: c_uint, arg: *mut c_vo
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc_domain_maximum_gpfn(xch: *mut Xch, domid: u32, gpfns: *mut u64) -> c_int {
+pub unsafe extern "C" fn xc_domain_maximum_gpfn(
+    xch: *mut Xch,
+    domid: u32,
+    gpfns: *mut u64,
+) -> c_int {
     ret_int(xc_call(xch, "xc_domain_maximum_gpfn", |x| {
         let v = domain(x, domid)?.max_gpfn();
         // SAFETY: gpfns points to an xen_pfn_t (C contract).
@@ -540,7 +613,13 @@ pub unsafe extern "C" fn xc_domain_nr_gpfns(xch: *mut Xch, domid: u32, gpfns: *m
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc_shadow_control(xch: *mut Xch, domid: u32, sop: c_uint, mb: *mut c_uint, mode: c_uint) -> c_int {
+pub unsafe extern "C" fn xc_shadow_control(
+    xch: *mut Xch,
+    domid: u32,
+    sop: c_uint,
+    mb: *mut c_uint,
+    mode: c_uint,
+) -> c_int {
     ret_int(xc_call(xch, "xc_shadow_control", |x| {
         let mut d = [0u8; abi::DOMCTL_SIZE];
         abi::put_u32(&mut d, 0, abi::domctl::SHADOW_OP);
@@ -581,7 +660,7 @@ pub unsafe extern "C" fn xc_logdirty_control(
         abi::put_u32(&mut d, u + abi::shadow_op::OP, sop);
         abi::put_u32(&mut d, u + abi::shadow_op::MODE, mode);
         abi::put_u64(&mut d, u + abi::shadow_op::DIRTY_BITMAP, bm as usize as u64);
-        abi::put_u64(&mut d, u + abi::shadow_op::PAGES, pages as u64);
+        abi::put_u64(&mut d, u + abi::shadow_op::PAGES, pages);
         dispatch::domctl(x.host(), &mut d)?;
         // SAFETY: stats is NULL or points to xc_shadow_op_stats_t {u32, u32}.
         if let Ok(s) = unsafe { ffi::slice_mut(stats, 2, "stats") } {
@@ -600,10 +679,18 @@ pub unsafe extern "C" fn xc_logdirty_control(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc_get_pfn_type_batch(xch: *mut Xch, dom: u32, num: c_uint, arr: *mut u64) -> c_int {
+pub unsafe extern "C" fn xc_get_pfn_type_batch(
+    xch: *mut Xch,
+    dom: u32,
+    num: c_uint,
+    arr: *mut u64,
+) -> c_int {
     ret_int(xc_call(xch, "xc_get_pfn_type_batch", |x| {
         if num as usize > xensim::MAX_PFINFO_BATCH {
-            return Err(ShimError::new(libc::E2BIG, format!("{num} entries in one type query")));
+            return Err(ShimError::new(
+                libc::E2BIG,
+                format!("{num} entries in one type query"),
+            ));
         }
         // SAFETY: arr holds num xen_pfn_t (C contract).
         let frames = unsafe { ffi::slice_mut(arr, num as usize, "arr") }?;
@@ -613,7 +700,12 @@ pub unsafe extern "C" fn xc_get_pfn_type_batch(xch: *mut Xch, dom: u32, num: c_u
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc_domain_hvm_getcontext(xch: *mut Xch, domid: u32, buf: *mut u8, size: u32) -> c_int {
+pub unsafe extern "C" fn xc_domain_hvm_getcontext(
+    xch: *mut Xch,
+    domid: u32,
+    buf: *mut u8,
+    size: u32,
+) -> c_int {
     ret_int(xc_call(xch, "xc_domain_hvm_getcontext", |x| {
         let dom = domain(x, domid)?;
         if buf.is_null() {
@@ -621,7 +713,10 @@ pub unsafe extern "C" fn xc_domain_hvm_getcontext(xch: *mut Xch, domid: u32, buf
         }
         let ctx = dom.hvm_context()?;
         if (size as usize) < ctx.len() {
-            return Err(ShimError::new(libc::ENOSPC, format!("HVM context is {} bytes, buffer holds {size}", ctx.len())));
+            return Err(ShimError::new(
+                libc::ENOSPC,
+                format!("HVM context is {} bytes, buffer holds {size}", ctx.len()),
+            ));
         }
         // SAFETY: buf holds size >= ctx.len() bytes (C contract).
         unsafe { ffi::slice_mut(buf, ctx.len(), "buf") }?.copy_from_slice(&ctx);
@@ -630,7 +725,12 @@ pub unsafe extern "C" fn xc_domain_hvm_getcontext(xch: *mut Xch, domid: u32, buf
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc_domain_hvm_setcontext(xch: *mut Xch, domid: u32, buf: *mut u8, size: u32) -> c_int {
+pub unsafe extern "C" fn xc_domain_hvm_setcontext(
+    xch: *mut Xch,
+    domid: u32,
+    buf: *mut u8,
+    size: u32,
+) -> c_int {
     ret_int(xc_call(xch, "xc_domain_hvm_setcontext", |x| {
         // SAFETY: buf holds size bytes (C contract).
         let blob = unsafe { ffi::slice(buf.cast_const(), size as usize, "hvm_ctxt") }?;
@@ -640,7 +740,12 @@ pub unsafe extern "C" fn xc_domain_hvm_setcontext(xch: *mut Xch, domid: u32, buf
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc_hvm_param_get(xch: *mut Xch, dom: u32, param: u32, value: *mut u64) -> c_int {
+pub unsafe extern "C" fn xc_hvm_param_get(
+    xch: *mut Xch,
+    dom: u32,
+    param: u32,
+    value: *mut u64,
+) -> c_int {
     ret_int(xc_call(xch, "xc_hvm_param_get", |x| {
         let v = domain(x, dom)?.hvm_param(param)?;
         // SAFETY: value points to a u64 (C contract).
@@ -650,8 +755,15 @@ pub unsafe extern "C" fn xc_hvm_param_get(xch: *mut Xch, dom: u32, param: u32, v
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc_hvm_param_set(xch: *mut Xch, dom: u32, param: u32, value: u64) -> c_int {
-    ret_int(xc_call(xch, "xc_hvm_param_set", |x| Ok(domain(x, dom)?.set_hvm_param(param, value).map(|_| 0)?)))
+pub unsafe extern "C" fn xc_hvm_param_set(
+    xch: *mut Xch,
+    dom: u32,
+    param: u32,
+    value: u64,
+) -> c_int {
+    ret_int(xc_call(xch, "xc_hvm_param_set", |x| {
+        Ok(domain(x, dom)?.set_hvm_param(param, value).map(|_| 0)?)
+    }))
 }
 
 #[no_mangle]
@@ -686,7 +798,12 @@ pub unsafe extern "C" fn xc_domain_set_tsc_info(
     incarnation: u32,
 ) -> c_int {
     ret_int(xc_call(xch, "xc_domain_set_tsc_info", |x| {
-        let t = TscInfo { mode: tsc_mode, elapsed_nsec, gtsc_khz, incarnation };
+        let t = TscInfo {
+            mode: tsc_mode,
+            elapsed_nsec,
+            gtsc_khz,
+            incarnation,
+        };
         Ok(domain(x, domid)?.set_tsc_info(t).map(|_| 0)?)
     }))
 }
@@ -705,7 +822,10 @@ pub unsafe extern "C" fn xc_domain_populate_physmap_exact(
         let ext = unsafe { ffi::slice_mut(extent_start, nr_extents as usize, "extent_start") }?;
         let done = dispatch::populate(x.host(), domid, ext, extent_order, mem_flags)?;
         if done != ext.len() {
-            return Err(ShimError::new(libc::EBUSY, format!("populated {done} of {} extents", ext.len())));
+            return Err(ShimError::new(
+                libc::EBUSY,
+                format!("populated {done} of {} extents", ext.len()),
+            ));
         }
         Ok(0)
     }))
@@ -728,10 +848,15 @@ pub unsafe extern "C" fn xc_domain_populate_physmap(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc_clear_domain_pages(xch: *mut Xch, domid: u32, dst_pfn: c_ulong, num: c_int) -> c_int {
+pub unsafe extern "C" fn xc_clear_domain_pages(
+    xch: *mut Xch,
+    domid: u32,
+    dst_pfn: c_ulong,
+    num: c_int,
+) -> c_int {
     ret_int(xc_call(xch, "xc_clear_domain_pages", |x| {
         let n = usize::try_from(num).map_err(|_| ShimError::inval("negative page count"))?;
-        let frames: Vec<u64> = (0..n as u64).map(|i| dst_pfn as u64 + i).collect();
+        let frames: Vec<u64> = (0..n as u64).map(|i| dst_pfn + i).collect();
         let p = map_all(x, domid, libc::PROT_READ | libc::PROT_WRITE, &frames)?;
         // SAFETY: p maps n writable pages.
         unsafe { std::ptr::write_bytes(p, 0, n * PAGE_SIZE) };
@@ -741,17 +866,29 @@ pub unsafe extern "C" fn xc_clear_domain_pages(xch: *mut Xch, domid: u32, dst_pf
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc_map_foreign_range(xch: *mut Xch, dom: u32, size: c_int, prot: c_int, mfn: c_ulong) -> *mut c_void {
+pub unsafe extern "C" fn xc_map_foreign_range(
+    xch: *mut Xch,
+    dom: u32,
+    size: c_int,
+    prot: c_int,
+    mfn: c_ulong,
+) -> *mut c_void {
     ret_ptr(xc_call(xch, "xc_map_foreign_range", |x| {
         let size = usize::try_from(size).map_err(|_| ShimError::inval("negative size"))?;
         let n = size.div_ceil(PAGE_SIZE);
-        let frames: Vec<u64> = (0..n as u64).map(|i| mfn as u64 + i).collect();
+        let frames: Vec<u64> = (0..n as u64).map(|i| mfn + i).collect();
         Ok(map_all(x, dom, prot, &frames)?.cast())
     }))
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc_map_foreign_pages(xch: *mut Xch, dom: u32, prot: c_int, arr: *const u64, num: c_int) -> *mut c_void {
+pub unsafe extern "C" fn xc_map_foreign_pages(
+    xch: *mut Xch,
+    dom: u32,
+    prot: c_int,
+    arr: *const u64,
+    num: c_int,
+) -> *mut c_void {
     ret_ptr(xc_call(xch, "xc_map_foreign_pages", |x| {
         let n = usize::try_from(num).map_err(|_| ShimError::inval("negative count"))?;
         // SAFETY: arr holds num entries (C contract).
@@ -773,7 +910,9 @@ pub unsafe extern "C" fn xc_map_foreign_ranges(
     ret_ptr(xc_call(xch, "xc_map_foreign_ranges", |x| {
         let ne = usize::try_from(nentries).map_err(|_| ShimError::inval("negative count"))?;
         if chunksize == 0 || chunksize % PAGE_SIZE != 0 || size != ne * chunksize {
-            return Err(ShimError::inval(format!("size {size}, chunksize {chunksize}, {ne} entries")));
+            return Err(ShimError::inval(format!(
+                "size {size}, chunksize {chunksize}, {ne} entries"
+            )));
         }
         // SAFETY: entries holds nentries privcmd_mmap_entry_t (C contract).
         let e = unsafe { ffi::slice(entries, ne * MMAP_ENTRY_SIZE, "entries") }?;
@@ -808,7 +947,11 @@ pub unsafe extern "C" fn xc_map_foreign_bulk(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xc_domain_get_guest_width(xch: *mut Xch, domid: u32, guest_width: *mut c_uint) -> c_int {
+pub unsafe extern "C" fn xc_domain_get_guest_width(
+    xch: *mut Xch,
+    domid: u32,
+    guest_width: *mut c_uint,
+) -> c_int {
     ret_int(xc_call(xch, "xc_domain_get_guest_width", |x| {
         let mut d = [0u8; abi::DOMCTL_SIZE];
         abi::put_u32(&mut d, 0, abi::domctl::GET_ADDRESS_SIZE);
@@ -824,7 +967,12 @@ pub unsafe extern "C" fn xc_domain_get_guest_width(xch: *mut Xch, domid: u32, gu
 /// x86 needs no cache maintenance for foreign writes; Xen's libxenctrl
 /// returns 0 without a hypercall, and so do we.
 #[no_mangle]
-pub unsafe extern "C" fn xc_domain_cacheflush(xch: *mut Xch, _domid: u32, _start: u64, _nr: u64) -> c_int {
+pub unsafe extern "C" fn xc_domain_cacheflush(
+    xch: *mut Xch,
+    _domid: u32,
+    _start: u64,
+    _nr: u64,
+) -> c_int {
     ret_int(xc_call(xch, "xc_domain_cacheflush", |_| Ok(0)))
 }
 
@@ -877,24 +1025,44 @@ unsupported_int! {
 /// PV page-table updates: NULL with ENOSYS.
 #[no_mangle]
 pub unsafe extern "C" fn xc_alloc_mmu_updates(xch: *mut Xch, _subject: c_uint) -> *mut c_void {
-    ret_ptr(xc_call(xch, "xc_alloc_mmu_updates", |_| Err(ShimError::nosys("xc_alloc_mmu_updates"))))
+    ret_ptr(xc_call(xch, "xc_alloc_mmu_updates", |_| {
+        Err(ShimError::nosys("xc_alloc_mmu_updates"))
+    }))
 }
 
 /// Page offlining: returns 0 (no frame) with ENOSYS.
 #[no_mangle]
-pub unsafe extern "C" fn xc_make_page_below_4G(xch: *mut Xch, _domid: u32, _mfn: c_ulong) -> c_ulong {
-    let _ = ret_int(xc_call(xch, "xc_make_page_below_4G", |_| Err(ShimError::nosys("xc_make_page_below_4G"))));
+pub unsafe extern "C" fn xc_make_page_below_4G(
+    xch: *mut Xch,
+    _domid: u32,
+    _mfn: c_ulong,
+) -> c_ulong {
+    let _ = ret_int(xc_call(xch, "xc_make_page_below_4G", |_| {
+        Err(ShimError::nosys("xc_make_page_below_4G"))
+    }));
     0
 }
 
 /// Grant-table v1 mapping (page offlining): NULL with ENOSYS.
 #[no_mangle]
-pub unsafe extern "C" fn xc_gnttab_map_table_v1(xch: *mut Xch, _domid: u32, _gnt_num: *mut c_int) -> *mut c_void {
-    ret_ptr(xc_call(xch, "xc_gnttab_map_table_v1", |_| Err(ShimError::nosys("xc_gnttab_map_table_v1"))))
+pub unsafe extern "C" fn xc_gnttab_map_table_v1(
+    xch: *mut Xch,
+    _domid: u32,
+    _gnt_num: *mut c_int,
+) -> *mut c_void {
+    ret_ptr(xc_call(xch, "xc_gnttab_map_table_v1", |_| {
+        Err(ShimError::nosys("xc_gnttab_map_table_v1"))
+    }))
 }
 
 /// Grant-table v2 mapping: NULL with ENOSYS.
 #[no_mangle]
-pub unsafe extern "C" fn xc_gnttab_map_table_v2(xch: *mut Xch, _domid: u32, _gnt_num: *mut c_int) -> *mut c_void {
-    ret_ptr(xc_call(xch, "xc_gnttab_map_table_v2", |_| Err(ShimError::nosys("xc_gnttab_map_table_v2"))))
+pub unsafe extern "C" fn xc_gnttab_map_table_v2(
+    xch: *mut Xch,
+    _domid: u32,
+    _gnt_num: *mut c_int,
+) -> *mut c_void {
+    ret_ptr(xc_call(xch, "xc_gnttab_map_table_v2", |_| {
+        Err(ShimError::nosys("xc_gnttab_map_table_v2"))
+    }))
 }

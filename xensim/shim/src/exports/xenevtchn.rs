@@ -32,7 +32,11 @@ pub unsafe extern "C" fn xenevtchn_open(logger: *mut XtlLogger, _flags: c_uint) 
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xenevtchn_fdopen(logger: *mut XtlLogger, _fd: c_int, _flags: c_uint) -> *mut c_void {
+pub unsafe extern "C" fn xenevtchn_fdopen(
+    logger: *mut XtlLogger,
+    _fd: c_int,
+    _flags: c_uint,
+) -> *mut c_void {
     open(logger, "xenevtchn_fdopen")
 }
 
@@ -42,7 +46,10 @@ pub unsafe extern "C" fn xenevtchn_close(xce: *mut c_void) -> c_int {
     if xce.is_null() {
         0
     } else {
-        ret_int(Err(ShimError::new(libc::EBADF, "not an event channel handle")))
+        ret_int(Err(ShimError::new(
+            libc::EBADF,
+            "not an event channel handle",
+        )))
     }
 }
 

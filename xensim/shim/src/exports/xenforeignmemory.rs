@@ -37,7 +37,10 @@ struct Resource {
 fn check_restriction(h: &Handle, dom: u32) -> ShimResult<()> {
     let r = h.restricted.load(Ordering::Relaxed);
     if r != u32::MAX && r != dom {
-        return Err(ShimError::new(libc::EPERM, format!("handle is restricted to domain {r}")));
+        return Err(ShimError::new(
+            libc::EPERM,
+            format!("handle is restricted to domain {r}"),
+        ));
     }
     Ok(())
 }
@@ -61,8 +64,13 @@ fn map(h: &Handle, dom: u32, prot: c_int, arr: &[u64], err: *mut c_int) -> ShimR
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xenforeignmemory_open(logger: *mut XtlLogger, _open_flags: c_uint) -> *mut Handle {
-    ret_ptr(ffi::no_unwind(|| ctx::open_handle(logger, "xenforeignmemory_open")))
+pub unsafe extern "C" fn xenforeignmemory_open(
+    logger: *mut XtlLogger,
+    _open_flags: c_uint,
+) -> *mut Handle {
+    ret_ptr(ffi::no_unwind(|| {
+        ctx::open_handle(logger, "xenforeignmemory_open")
+    }))
 }
 
 #[no_mangle]
@@ -100,7 +108,10 @@ pub unsafe extern "C" fn xenforeignmemory_map2(
 ) -> *mut c_void {
     ret_ptr(handle_call(fmem, "xenforeignmemory_map2", |h| {
         if !addr.is_null() || flags != 0 {
-            return Err(ShimError::new(libc::EOPNOTSUPP, "placed foreign mappings are not simulated"));
+            return Err(ShimError::new(
+                libc::EOPNOTSUPP,
+                "placed foreign mappings are not simulated",
+            ));
         }
         // SAFETY: arr holds `pages` entries (C contract).
         let frames = unsafe { ffi::slice(arr, pages, "arr") }?;
@@ -109,8 +120,14 @@ pub unsafe extern "C" fn xenforeignmemory_map2(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xenforeignmemory_unmap(fmem: *mut Handle, addr: *mut c_void, pages: usize) -> c_int {
-    ret_int(handle_call(fmem, "xenforeignmemory_unmap", |_| fmap::unmap(addr.cast(), pages).map(|_| 0)))
+pub unsafe extern "C" fn xenforeignmemory_unmap(
+    fmem: *mut Handle,
+    addr: *mut c_void,
+    pages: usize,
+) -> c_int {
+    ret_int(handle_call(fmem, "xenforeignmemory_unmap", |_| {
+        fmap::unmap(addr.cast(), pages).map(|_| 0)
+    }))
 }
 
 #[no_mangle]
@@ -118,7 +135,10 @@ pub unsafe extern "C" fn xenforeignmemory_restrict(fmem: *mut Handle, domid: u16
     ret_int(handle_call(fmem, "xenforeignmemory_restrict", |h| {
         let cur = h.restricted.load(Ordering::Relaxed);
         if cur != u32::MAX && cur != u32::from(domid) {
-            return Err(ShimError::new(libc::EPERM, format!("already restricted to domain {cur}")));
+            return Err(ShimError::new(
+                libc::EPERM,
+                format!("already restricted to domain {cur}"),
+            ));
         }
         h.restricted.store(u32::from(domid), Ordering::Relaxed);
         Ok(0)
@@ -146,7 +166,9 @@ pub unsafe extern "C" fn xenforeignmemory_map_resource(
             ));
         }
         if frame != 0 || nr_frames != 1 {
-            return Err(ShimError::inval(format!("grant frames {frame}+{nr_frames}: only frame 0 exists")));
+            return Err(ShimError::inval(format!(
+                "grant frames {frame}+{nr_frames}: only frame 0 exists"
+            )));
         }
         // SAFETY: paddr points to the caller's address variable (C contract).
         let pa = unsafe { ffi::opt_mut(paddr, "paddr") }?;
@@ -155,18 +177,32 @@ pub unsafe extern "C" fn xenforeignmemory_map_resource(
         // SAFETY: a shared mapping of one page of the domain's grant file;
         // *paddr is only a hint unless the caller passed MAP_FIXED in flags.
         let p = unsafe {
-            libc::mmap(*pa, PAGE_SIZE, prot, flags | libc::MAP_SHARED, file.as_raw_fd(), off as libc::off_t)
+            libc::mmap(
+                *pa,
+                PAGE_SIZE,
+                prot,
+                flags | libc::MAP_SHARED,
+                file.as_raw_fd(),
+                off as libc::off_t,
+            )
         };
         if p == libc::MAP_FAILED {
             return Err(ShimError::last_os("mmap grant frame"));
         }
         *pa = p;
-        Ok(Box::into_raw(Box::new(Resource { addr: p.cast(), pages: 1 })).cast())
+        Ok(Box::into_raw(Box::new(Resource {
+            addr: p.cast(),
+            pages: 1,
+        }))
+        .cast())
     }))
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn xenforeignmemory_unmap_resource(fmem: *mut Handle, fres: *mut c_void) -> c_int {
+pub unsafe extern "C" fn xenforeignmemory_unmap_resource(
+    fmem: *mut Handle,
+    fres: *mut c_void,
+) -> c_int {
     ret_int(handle_call(fmem, "xenforeignmemory_unmap_resource", |_| {
         if fres.is_null() {
             return Ok(0);
@@ -188,7 +224,10 @@ pub unsafe extern "C" fn xenforeignmemory_resource_size(
 ) -> c_int {
     ret_int(handle_call(fmem, "xenforeignmemory_resource_size", |h| {
         if type_ != RESOURCE_GRANT_TABLE || id != GRANT_TABLE_ID_SHARED {
-            return Err(ShimError::new(libc::EOPNOTSUPP, format!("resource type {type_} id {id} is not simulated")));
+            return Err(ShimError::new(
+                libc::EOPNOTSUPP,
+                format!("resource type {type_} id {id} is not simulated"),
+            ));
         }
         h.host.domain(DomId::from(domid))?;
         // SAFETY: size points to a size_t (C contract).
