@@ -177,20 +177,29 @@ fn big_endian_records_are_read_and_warned_about() {
     );
 }
 
+/// Name, input, expected rule, offset, and (record index, type).
+type Case = (
+    &'static str,
+    Vec<u8>,
+    LibxlErrorKind,
+    u64,
+    Option<(u64, u32)>,
+);
+
 #[test]
 fn malformed_streams_fail_with_the_expected_rule_and_offset() {
     use LibxlErrorKind as K;
     let end = rec(rec_type::END, &[]);
-    let mut bad_ident = stream(&[end.clone()]);
+    let mut bad_ident = stream(std::slice::from_ref(&end));
     bad_ident[0] = b'l';
-    let mut bad_version = stream(&[end.clone()]);
+    let mut bad_version = stream(std::slice::from_ref(&end));
     bad_version[11] = 3;
-    let mut reserved = stream(&[end.clone()]);
+    let mut reserved = stream(std::slice::from_ref(&end));
     reserved[15] = 4;
     let mut bad_pad = stream(&[rec(rec_type::EMULATOR_CONTEXT, &emu_body(2, 0, b"abc"))]);
     let last = bad_pad.len() - 1;
     bad_pad[last] = 1;
-    let cases: Vec<(&str, Vec<u8>, K, u64, Option<(u64, u32)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "bad ident",
             bad_ident,

@@ -854,6 +854,15 @@ impl<W: Write> LibxlWriter<W> {
         })
     }
 
+    /// A writer that continues a stream whose `header` was already written,
+    /// e.g. after the sink was handed to a libxc writer and back.
+    pub fn resume(inner: W, header: &LibxlHeader) -> Self {
+        LibxlWriter {
+            inner,
+            endianness: header.endianness(),
+        }
+    }
+
     /// Writes one record with its padding. Fails (writing nothing) when the
     /// body does not fit the 32-bit length field.
     pub fn write_record(&mut self, rec: &LibxlRecord) -> io::Result<()> {
@@ -1104,6 +1113,12 @@ impl LibxlGrammar {
     /// Whether END has been accepted.
     pub fn is_done(&self) -> bool {
         self.phase == Phase::Ended
+    }
+
+    /// Whether libxl records of a checkpoint are being read (after a libxc
+    /// CHECKPOINT, before CHECKPOINT_END).
+    pub fn in_checkpoint(&self) -> bool {
+        self.phase == Phase::InCheckpoint
     }
 
     /// Whether the libxc stream is currently being read.
