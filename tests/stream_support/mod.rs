@@ -50,7 +50,7 @@ impl Bytes {
         self
     }
     pub fn zeros(mut self, _field: &str, n: usize) -> Self {
-        self.v.extend(std::iter::repeat_n(0u8, n));
+        self.v.resize(self.v.len() + n, 0);
         self
     }
     pub fn done(self) -> Vec<u8> {
@@ -312,4 +312,41 @@ pub fn boundaries(stream: &[u8], e: E) -> Vec<usize> {
         b.push(off);
     }
     b
+}
+
+/// Debian's checker for libxc streams (from `xen-utils-4.17`).
+pub const VERIFY_STREAM_V2: &str = "/usr/lib/xen-4.17/bin/verify-stream-v2";
+
+/// Runs `verify-stream-v2 -f libxc` on `bytes`, written to a file under the
+/// test's temporary directory; `Err` carries its output. Panics when the tool
+/// is missing (`make test` installs it).
+pub fn verify_stream_v2(name: &str, bytes: &[u8]) -> Result<(), String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    assert!(
+        std::path::Path::new(VERIFY_STREAM_V2).exists(),
+        "{VERIFY_STREAM_V2} is missing: install xen-utils-4.17 (make test does)"
+    );
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("verify-stream-v2");
+    std::fs::create_dir_all(&dir).unwrap();
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("{}-{}-{seq}.xc", std::process::id(), name));
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new(VERIFY_STREAM_V2)
+        .env("PYTHONPATH", "/usr/lib/xen-4.17/lib/python")
+        .args(["-f", "libxc", "-i"])
+        .arg(&path)
+        .output()
+        .expect("running verify-stream-v2");
+    let _ = std::fs::remove_file(&path);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name}: verify-stream-v2 exit {:?}: {}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }
