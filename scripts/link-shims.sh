@@ -5,6 +5,9 @@
 #
 #   scripts/link-shims.sh [release|debug]     (default: release)
 #
+# SHIM_ARCHIVE=path overrides the archive (the tests use the one cargo test
+# built, which stays in <profile>/deps/).
+#
 # Why not a cdylib: rustc's own version script wins, and exported symbols end
 # up as "Base" instead of VERS_4.17.0 (DESIGN section 6). So each library is
 # linked here with gcc from the whole archive and its own version script,
@@ -24,7 +27,7 @@ release | debug) ;;
     ;;
 esac
 target=${CARGO_TARGET_DIR:-target}
-archive="$target/$profile/libxensim_shim.a"
+archive=${SHIM_ARCHIVE:-$target/$profile/libxensim_shim.a}
 vers="xensim/shim/vers"
 out="$target/xensim/lib"
 CC=${CC:-gcc}

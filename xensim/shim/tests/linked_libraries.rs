@@ -5,10 +5,13 @@
 //! The test links the libraries itself from the archive of its own profile,
 //! into `<target>/xensim/lib`, the directory the contract names.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
+
+use common::{compile, lib_dir, repo_root};
 
 const SYSLIB: &str = "/usr/lib/x86_64-linux-gnu";
 const HELPER: &str = "/usr/lib/xen-4.17/bin/libxl-save-helper";
@@ -24,38 +27,6 @@ const LIBS: &[(&str, &str, &str)] = &[
     ),
     ("libxenevtchn.so.1", "libxenevtchn.map", "libxenevtchn.so.1"),
 ];
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// Links the libraries once per test process and returns their directory.
-fn lib_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        // <target>/<profile>/deps/<test binary>
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap();
-        let profile = profile_dir
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string();
-        let target = profile_dir.parent().unwrap().to_path_buf();
-        let st = Command::new(repo_root().join("scripts/link-shims.sh"))
-            .arg(&profile)
-            .env("CARGO_TARGET_DIR", &target)
-            .current_dir(repo_root())
-            .status()
-            .expect("run scripts/link-shims.sh");
-        assert!(st.success(), "scripts/link-shims.sh {profile} failed");
-        target.join("xensim/lib")
-    })
-}
 
 fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)
@@ -271,23 +242,6 @@ fn every_xen_import_of_libxenguest_and_the_save_helper_is_defined_here() {
         checked >= 67,
         "only {checked} Xen imports found: nm output changed?"
     );
-}
-
-fn compile(name: &str, src: &str, libs: &[&str]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("xensim-shim-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let c = dir.join(format!("{name}.c"));
-    std::fs::write(&c, src).unwrap();
-    let exe = dir.join(name);
-    let st = Command::new("gcc")
-        .args(["-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(&c)
-        .args(libs)
-        .status()
-        .unwrap();
-    assert!(st.success(), "compiling {name}");
-    exe
 }
 
 const DLOPEN_SMOKE: &str = r#"
