@@ -514,3 +514,8 @@ fn cleanup<H: Hypervisor, W: Write>(ctx: &mut Ctx<'_, H, W>, guest: &mut x86_hvm
         ctx.log_error(&e, "Failed to clean up");
     }
 }
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub(crate) mod testutil;
