@@ -18,6 +18,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(crate) const F_CONFIG: &str = "config";
@@ -228,8 +229,14 @@ impl Config {
     }
 }
 
-/// An open domain. Cheap to keep; every method sees the latest shared state.
+/// An open domain. Cheap to clone and keep: clones share one set of
+/// mappings, and every method sees the latest shared state.
+#[derive(Clone)]
 pub struct Domain {
+    i: Arc<Inner>,
+}
+
+struct Inner {
     id: DomId,
     dir: PathBuf,
     conf: Config,
@@ -271,45 +278,47 @@ impl Domain {
         )?;
         let dirty = SharedMap::map(&open_rw(&dir.join(F_DIRTY))?, BITMAP_BYTES, "dirty bitmap")?;
         Ok(Domain {
-            id,
-            dir: dir.to_path_buf(),
-            conf,
-            ctl,
-            populated,
-            dirty,
-            mem: open_rw(&dir.join(F_MEM))?,
-            grant: open_rw(&dir.join(F_GRANT))?,
-            lock: open_rw(&dir.join(F_LOCK))?,
+            i: Arc::new(Inner {
+                id,
+                dir: dir.to_path_buf(),
+                conf,
+                ctl,
+                populated,
+                dirty,
+                mem: open_rw(&dir.join(F_MEM))?,
+                grant: open_rw(&dir.join(F_GRANT))?,
+                lock: open_rw(&dir.join(F_LOCK))?,
+            }),
         })
     }
 
     pub(crate) fn ctl(&self, i: usize) -> &AtomicU64 {
-        &self.ctl.words()[i]
+        &self.i.ctl.words()[i]
     }
 
     /// Domain id.
     pub fn id(&self) -> DomId {
-        self.id
+        self.i.id
     }
 
     /// Guest type.
     pub fn guest_type(&self) -> GuestType {
-        self.conf.cfg.guest_type
+        self.i.conf.cfg.guest_type
     }
 
     /// The configuration the domain was created with.
     pub fn config(&self) -> &DomainConfig {
-        &self.conf.cfg
+        &self.i.conf.cfg
     }
 
     /// Number of vCPUs allocated (`max_vcpu_id + 1`).
     pub fn vcpus(&self) -> u32 {
-        self.conf.cfg.vcpus
+        self.i.conf.cfg.vcpus
     }
 
     /// Directory holding the domain's files.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.i.dir
     }
 
     /// True once the domain is being (or has been) destroyed.
@@ -319,7 +328,7 @@ impl Domain {
 
     fn require_alive(&self) -> Result<()> {
         if self.is_dying() {
-            return err(libc::ESRCH, format!("domain {} is dying", self.id));
+            return err(libc::ESRCH, format!("domain {} is dying", self.i.id));
         }
         Ok(())
     }
@@ -328,7 +337,7 @@ impl Domain {
         if !self.guest_type().is_hvm() {
             return err(
                 libc::EINVAL,
-                format!("domain {} is not an HVM domain", self.id),
+                format!("domain {} is not an HVM domain", self.i.id),
             );
         }
         Ok(())
@@ -362,7 +371,7 @@ impl Domain {
         let online = (0..self.vcpus()).filter(|&v| self.vcpu_online(v)).count() as u32;
         let running = online > 0 && pause == 0 && !shut && !self.is_dying();
         Ok(DomainInfo {
-            domid: self.id,
+            domid: self.i.id,
             guest_type: self.guest_type(),
             hvm: self.guest_type().is_hvm(),
             hap: self.guest_type().is_hvm(),
@@ -378,11 +387,11 @@ impl Domain {
             max_vcpu_id: self.vcpus() - 1,
             nr_online_vcpus: online,
             tot_pages: self.ctl(w::TOT_PAGES).load(SeqCst),
-            max_pages: self.conf.max_pages,
+            max_pages: self.i.conf.max_pages,
             shared_info_frame: u64::MAX,
             cpu_time_ns: self.ctl(w::CPU_TIME_NS).load(SeqCst),
-            handle: self.conf.handle,
-            frame_base: self.conf.frame_base,
+            handle: self.i.conf.handle,
+            frame_base: self.i.conf.frame_base,
         })
     }
 
@@ -417,7 +426,7 @@ impl Domain {
         let mut cur = c.load(SeqCst);
         loop {
             if cur == 0 {
-                return err(libc::EINVAL, format!("domain {} is not paused", self.id));
+                return err(libc::EINVAL, format!("domain {} is not paused", self.i.id));
             }
             match c.compare_exchange(cur, cur - 1, SeqCst, SeqCst) {
                 Ok(_) => break,
@@ -487,21 +496,21 @@ impl Domain {
     /// Whether `gfn` currently has a page.
     pub fn is_populated(&self, gfn: u64) -> bool {
         gfn < GFN_LIMIT
-            && self.populated.words()[(gfn / 64) as usize].load(SeqCst) & (1 << (gfn % 64)) != 0
+            && self.i.populated.words()[(gfn / 64) as usize].load(SeqCst) & (1 << (gfn % 64)) != 0
     }
 
     pub(crate) fn populated_words(&self) -> &[AtomicU64] {
-        self.populated.words()
+        self.i.populated.words()
     }
 
     pub(crate) fn mem_file(&self) -> &File {
-        &self.mem
+        &self.i.mem
     }
 
     /// Mark `gfn` populated without touching contents (domain build).
     pub(crate) fn set_populated(&self, gfn: u64) -> bool {
         let bit = 1u64 << (gfn % 64);
-        let old = self.populated.words()[(gfn / 64) as usize].fetch_or(bit, SeqCst);
+        let old = self.i.populated.words()[(gfn / 64) as usize].fetch_or(bit, SeqCst);
         self.ctl(w::TOT_PAGES).fetch_add(1, SeqCst);
         self.ctl(w::MAX_GPFN).fetch_max(gfn, SeqCst);
         old & bit != 0
@@ -558,18 +567,18 @@ impl Domain {
                 );
                 return (done, Some(e));
             }
-            if self.ctl(w::TOT_PAGES).load(SeqCst) >= self.conf.max_pages {
+            if self.ctl(w::TOT_PAGES).load(SeqCst) >= self.i.conf.max_pages {
                 let e = Error::new(
                     libc::ENOMEM,
                     format!(
                         "populate: domain {} at max_pages {}",
-                        self.id, self.conf.max_pages
+                        self.i.id, self.i.conf.max_pages
                     ),
                 );
                 return (done, Some(e));
             }
             if self.set_populated(g) {
-                if let Err(e) = punch_hole(&self.mem, g * PAGE_SIZE, PAGE_SIZE) {
+                if let Err(e) = punch_hole(&self.i.mem, g * PAGE_SIZE, PAGE_SIZE) {
                     return (done, Some(e));
                 }
             }
@@ -580,7 +589,7 @@ impl Domain {
 
     /// The file that holds guest memory; see [`Domain::frame_offset`].
     pub fn memory_file(&self) -> &File {
-        &self.mem
+        &self.i.mem
     }
 
     /// Offset in [`Domain::memory_file`] of a populated frame (the value a
@@ -595,7 +604,7 @@ impl Domain {
     pub fn map_frames(&self, frames: &[u64], prot: Prot) -> Result<ForeignMapping> {
         self.require_alive()?;
         let offs: Vec<Option<u64>> = frames.iter().map(|&f| self.frame_offset(f)).collect();
-        ForeignMapping::map(&self.mem, &offs, prot, libc::EINVAL)
+        ForeignMapping::map(&self.i.mem, &offs, prot, libc::EINVAL)
     }
 
     /// Read a populated frame (toolstack access; no log-dirty effect).
@@ -604,7 +613,8 @@ impl Domain {
             .frame_offset(frame)
             .ok_or_else(|| Error::new(libc::EINVAL, format!("frame {frame:#x} not populated")))?;
         let n = out.len().min(PAGE_SIZE as usize);
-        self.mem
+        self.i
+            .mem
             .read_exact_at(&mut out[..n], off)
             .map_err(|e| Error::io("reading guest memory", e))
     }
@@ -616,7 +626,8 @@ impl Domain {
             .frame_offset(frame)
             .ok_or_else(|| Error::new(libc::EINVAL, format!("frame {frame:#x} not populated")))?;
         let n = data.len().min(PAGE_SIZE as usize);
-        self.mem
+        self.i
+            .mem
             .write_all_at(&data[..n], off)
             .map_err(|e| Error::io("writing guest memory", e))
     }
@@ -631,7 +642,7 @@ impl Domain {
         if let Some(f) = (first..end).find(|&f| !self.is_populated(f)) {
             return err(libc::EINVAL, format!("frame {f:#x} not populated"));
         }
-        punch_hole(&self.mem, first * PAGE_SIZE, count * PAGE_SIZE)
+        punch_hole(&self.i.mem, first * PAGE_SIZE, count * PAGE_SIZE)
     }
 
     // ---- log-dirty -------------------------------------------------------
@@ -643,7 +654,7 @@ impl Domain {
 
     fn clear_dirty_bitmap(&self) {
         let limit = (self.max_gpfn() / 64 + 1) as usize;
-        for word in &self.dirty.words()[..limit.min(BITMAP_BYTES / 8)] {
+        for word in &self.i.dirty.words()[..limit.min(BITMAP_BYTES / 8)] {
             word.store(0, SeqCst);
         }
     }
@@ -713,7 +724,7 @@ impl Domain {
                 dirty_count: cap(self.ctl(w::DIRTY_COUNT).load(SeqCst)),
             },
         };
-        let words = self.dirty.words();
+        let words = self.i.dirty.words();
         let covered = pages.min(GFN_LIMIT);
         let nwords = covered.div_ceil(64) as usize;
         let mut out = bitmap;
@@ -752,7 +763,7 @@ impl Domain {
             return false;
         }
         let bit = 1u64 << (pfn % 64);
-        let old = self.dirty.words()[(pfn / 64) as usize].fetch_or(bit, SeqCst);
+        let old = self.i.dirty.words()[(pfn / 64) as usize].fetch_or(bit, SeqCst);
         self.ctl(w::FAULT_COUNT).fetch_add(1, SeqCst);
         if old & bit == 0 {
             self.ctl(w::DIRTY_COUNT).fetch_add(1, SeqCst);
@@ -765,22 +776,22 @@ impl Domain {
     // ---- state files -----------------------------------------------------
 
     fn read_state(&self, name: &str) -> Result<Vec<u8>> {
-        std::fs::read(self.dir.join(name)).map_err(|e| {
+        std::fs::read(self.i.dir.join(name)).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound && self.is_dying() {
-                Error::new(libc::ESRCH, format!("domain {} was destroyed", self.id))
+                Error::new(libc::ESRCH, format!("domain {} was destroyed", self.i.id))
             } else {
-                Error::io(self.dir.join(name).display(), e)
+                Error::io(self.i.dir.join(name).display(), e)
             }
         })
     }
 
     /// Replace a state file atomically. Callers hold the domain lock.
     pub(crate) fn write_state(&self, name: &str, data: &[u8]) -> Result<()> {
-        write_atomic(&self.dir.join(name), data)
+        write_atomic(&self.i.dir.join(name), data)
     }
 
     fn locked(&self) -> Result<FileLock<'_>> {
-        FileLock::exclusive(&self.lock)
+        FileLock::exclusive(&self.i.lock)
     }
 
     pub(crate) fn params_raw(&self) -> Result<Vec<u64>> {
@@ -936,20 +947,21 @@ impl Domain {
     /// Grant table frame 0 (shared v1 entries): the file and the offset of
     /// the page in it. Map it `MAP_SHARED` (`XENMEM_acquire_resource`).
     pub fn grant_frame(&self) -> (&File, u64) {
-        (&self.grant, 0)
+        (&self.i.grant, 0)
     }
 
     /// Map grant frame 0 (`xenforeignmemory_map_resource`, grant table,
     /// shared, frame 0, one frame).
     pub fn map_grant_frame(&self, prot: Prot) -> Result<ForeignMapping> {
         self.require_alive()?;
-        ForeignMapping::map(&self.grant, &[Some(0)], prot, libc::EINVAL)
+        ForeignMapping::map(&self.i.grant, &[Some(0)], prot, libc::EINVAL)
     }
 
     /// Grant entries v1 of frame 0 as `(flags, domid, frame)`.
     pub fn grant_entries(&self) -> Result<Vec<(u16, u16, u32)>> {
         let mut b = vec![0u8; PAGE_SIZE as usize];
-        self.grant
+        self.i
+            .grant
             .read_exact_at(&mut b, 0)
             .map_err(|e| Error::io("reading grant frame", e))?;
         Ok(b.chunks_exact(8)

@@ -49,6 +49,9 @@ pub struct Host {
     ctl: SharedMap,
     lock: File,
     faults: Mutex<FaultState>,
+    /// Open domains, reused while not dying (destroy marks a domain dying
+    /// before removing it, so a live cached handle is always current).
+    cache: Mutex<HashMap<DomId, Domain>>,
 }
 
 fn io<E: std::fmt::Display>(what: E) -> impl FnOnce(std::io::Error) -> Error {
@@ -97,6 +100,7 @@ impl Host {
                 file_gen: u64::MAX,
                 ..Default::default()
             }),
+            cache: Mutex::new(HashMap::new()),
         };
         Ok(host)
     }
@@ -133,9 +137,20 @@ impl Host {
         Ok(self.domain_ids()?.into_iter().find(|&d| d >= id))
     }
 
-    /// Open domain `id` (ESRCH if it doesn't exist).
+    /// Open domain `id` (ESRCH if it doesn't exist). Handles are cached per
+    /// `Host`: a lookup of a live domain costs a hash lookup and an atomic
+    /// load, not a re-open.
     pub fn domain(&self, id: DomId) -> Result<Domain> {
-        Domain::open_dir(id, &self.domain_dir(id))
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = cache.get(&id) {
+            if !d.is_dying() {
+                return Ok(d.clone());
+            }
+            cache.remove(&id);
+        }
+        let d = Domain::open_dir(id, &self.domain_dir(id))?;
+        cache.insert(id, d.clone());
+        Ok(d)
     }
 
     /// Check the fault rules for a call named after the libxenctrl function

@@ -91,7 +91,9 @@ fn pv_domains_are_refused_clearly() {
 fn destroyed_domain_turns_dying_for_open_handles() {
     let t = TempHost::new();
     let d = small_hvm(&t.host);
-    t.host.destroy_domain(d.id()).unwrap();
+    // Destroyed through another opener: this host's cached handle notices.
+    Host::open(&t.dir).unwrap().destroy_domain(d.id()).unwrap();
+    assert_eq!(t.host.domain(d.id()).err().unwrap().errno(), libc::ESRCH);
     assert!(d.info().unwrap().dying);
     assert_eq!(d.populate(&[1]).unwrap_err().errno(), libc::ESRCH);
 }
