@@ -639,3 +639,71 @@ fn creating_a_256_mib_mixed_guest_is_quick_and_sparse() {
     // About half of 256 MiB is written; the 64 GiB file stays sparse.
     assert!(blocks > (100 << 20) && blocks < (160 << 20), "{blocks}");
 }
+
+const FAULT_CHILD_ENV: &str = "XENSIM_UNIT_FAULT_CHILD";
+
+/// Run in a child process by `env_faults_count_per_process`.
+#[test]
+fn child_process_fault_entry() {
+    let Ok(dir) = std::env::var(FAULT_CHILD_ENV) else {
+        return;
+    };
+    let seq: Vec<String> = match Host::open(std::path::Path::new(&dir)) {
+        Ok(h) => (0..4)
+            .map(|_| match h.fault_point("xc_domain_getinfo") {
+                Ok(()) => "ok".to_string(),
+                Err(e) => errno_name(e.errno()),
+            })
+            .collect(),
+        Err(e) => vec![format!("open-{}", errno_name(e.errno()))],
+    };
+    println!("CHILD-FAULTS {}", seq.join(","));
+}
+
+fn run_fault_child(dir: &std::path::Path, spec: &str) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "host_tests::child_process_fault_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(FAULT_CHILD_ENV, dir)
+        .env("XENSIM_FAULTS", spec)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines()
+        .find_map(|l| l.split_once("CHILD-FAULTS ").map(|(_, r)| r))
+        .expect("child output")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn env_faults_count_per_process() {
+    if std::env::var(FAULT_CHILD_ENV).is_ok() {
+        return;
+    }
+    let t = TempHost::new();
+    assert_eq!(
+        run_fault_child(&t.dir, "xc_domain_getinfo:ESRCH:2"),
+        "ok,ESRCH,ok,ok"
+    );
+    assert_eq!(
+        run_fault_child(&t.dir, "xc_domain_getinfo:EIO:3:always"),
+        "ok,ok,EIO,EIO"
+    );
+    // Each process counts from its own start.
+    assert_eq!(
+        run_fault_child(&t.dir, "xc_domain_getinfo:5:1"),
+        "EIO,ok,ok,ok"
+    );
+    assert_eq!(
+        run_fault_child(&t.dir, "xc_domain_getinfo:EWHAT"),
+        "open-EINVAL"
+    );
+}
