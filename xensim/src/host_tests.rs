@@ -504,6 +504,7 @@ fn workload_dirties_its_working_set_and_stops_on_pause() {
             working_set_bytes: 64 << 12,
             seed: 1,
             max_duration: Some(Duration::from_secs(20)),
+            follow: false,
         };
         workload::run(&d2, &o).unwrap()
     });
@@ -551,6 +552,7 @@ fn child_process_workload_entry() {
         working_set_bytes: 1 << 20,
         seed: 3,
         max_duration: Some(Duration::from_secs(30)),
+        follow: false,
     };
     let s = workload::run(&d, &o).unwrap();
     println!("CHILD-WROTE {}", s.pages_written);
@@ -706,4 +708,51 @@ fn env_faults_count_per_process() {
         run_fault_child(&t.dir, "xc_domain_getinfo:EWHAT"),
         "open-EINVAL"
     );
+}
+
+#[test]
+fn following_workload_survives_suspend_resume_and_stops_on_destroy() {
+    let t = TempHost::new();
+    let d = small_hvm(&t.host);
+    d.logdirty_enable().unwrap();
+    let d2 = d.clone();
+    let worker = std::thread::spawn(move || {
+        let o = workload::RunOptions {
+            dirty_rate_bytes: 4 << 20,
+            working_set_bytes: 32 << 12,
+            seed: 2,
+            max_duration: Some(Duration::from_secs(30)),
+            follow: true,
+        };
+        workload::run(&d2, &o).unwrap()
+    });
+    let wait_dirty = || {
+        let start = Instant::now();
+        while d
+            .logdirty_op(LogDirtyOp::Peek, None, 0, false)
+            .unwrap()
+            .dirty_count
+            == 0
+        {
+            assert!(start.elapsed() < Duration::from_secs(10), "no writes");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_dirty();
+    d.shutdown(SHUTDOWN_SUSPEND).unwrap();
+    d.logdirty_op(LogDirtyOp::Clean, None, 0, false).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        d.logdirty_op(LogDirtyOp::Peek, None, 0, false)
+            .unwrap()
+            .dirty_count,
+        0,
+        "quiet while suspended"
+    );
+    assert!(!worker.is_finished());
+    d.resume().unwrap();
+    wait_dirty();
+    t.host.destroy_domain(d.id()).unwrap();
+    let stats = worker.join().unwrap();
+    assert!(stats.pages_written > 0);
 }

@@ -97,6 +97,10 @@ enum DomainCmd {
         /// Stop after this many seconds even if the domain keeps running.
         #[arg(long, value_name = "SECS")]
         duration: Option<f64>,
+        /// Keep running across pauses and suspend/resume cycles; stop only
+        /// when the domain is destroyed or --duration passes.
+        #[arg(long)]
+        follow: bool,
     },
     /// List domains.
     List {
@@ -251,6 +255,7 @@ fn run(cli: Cli) -> xensim::Result<()> {
             working_set,
             seed,
             duration,
+            follow,
         }) => {
             if !(dirty_rate >= 0.0 && dirty_rate.is_finite()) {
                 return Err(fail("--dirty-rate must be a non-negative number"));
@@ -268,6 +273,7 @@ fn run(cli: Cli) -> xensim::Result<()> {
                 working_set_bytes: ws,
                 seed,
                 max_duration,
+                follow,
             };
             let s = workload::run(&d, &opts)?;
             eprintln!(

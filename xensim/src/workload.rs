@@ -1,7 +1,8 @@
 //! The guest workload (`xensim domain run`): writes pages of the guest
 //! through a shared mapping of its memory at a set rate and marks them in the
 //! log-dirty bitmap, like a running guest under Xen's log-dirty tracking,
-//! until the domain is shut down (suspended), paused or destroyed.
+//! until the domain is shut down (suspended), paused or destroyed (or, with
+//! `follow`, across suspend/resume cycles until it is destroyed).
 
 use crate::domain::{w, Domain};
 use crate::error::Result;
@@ -22,6 +23,10 @@ pub struct RunOptions {
     pub seed: u64,
     /// Stop after this long even if the guest keeps running.
     pub max_duration: Option<Duration>,
+    /// Keep going across pauses and suspend/resume cycles (checkpointed
+    /// streams): wait while the guest is stopped, stop only when it is
+    /// destroyed or `max_duration` passes.
+    pub follow: bool,
 }
 
 /// What a workload run did.
@@ -81,21 +86,29 @@ pub fn run(d: &Domain, opts: &RunOptions) -> Result<RunStats> {
     let mut page = vec![0u8; PAGE_SIZE as usize];
     let start = Instant::now();
     let mut written = 0u64;
+    // Time the guest spent stopped doesn't count towards the rate.
+    let mut stopped_for = Duration::ZERO;
     'outer: loop {
-        if d.guest_stopped() {
+        let elapsed = start.elapsed();
+        if opts.max_duration.is_some_and(|m| elapsed >= m) || d.is_dying() {
             break;
         }
-        let elapsed = start.elapsed();
-        if opts.max_duration.is_some_and(|m| elapsed >= m) {
-            break;
+        if d.guest_stopped() {
+            if !opts.follow {
+                break;
+            }
+            let t = Instant::now();
+            std::thread::sleep(Duration::from_millis(2));
+            stopped_for += t.elapsed();
+            continue;
         }
         if let Some(map) = &map {
-            let due = (elapsed.as_secs_f64() * rate) as u64;
+            let due = ((elapsed.saturating_sub(stopped_for)).as_secs_f64() * rate) as u64;
             while written < due {
                 let pfn = set[(rng.next_u64() % set.len() as u64) as usize];
                 rng.fill(&mut page);
                 if !d.guest_enter() {
-                    break 'outer;
+                    continue 'outer;
                 }
                 // Write first, then mark: a CLEAN between the two leaves the
                 // bit set for the next round, never a sent-but-stale page.
