@@ -576,6 +576,17 @@ fn walk_libxl<R: Read, V: Visitor>(
                     DomainType::X86Hvm => GuestKind::Hvm,
                 };
                 g.set_guest(guest)?;
+                // convert-legacy-stream marks both layers: the libxl legacy
+                // bit and xen_major 0 in the libxc domain header.
+                let converted = reader.domain_header().is_legacy_converted();
+                if converted != lx.header().legacy() {
+                    v.warning(&format!(
+                        "offset {}, libxc domain header: xen_major {} but the libxl legacy bit is {}",
+                        ctx.start + IMAGE_HEADER_LEN as u64,
+                        reader.domain_header().xen_major,
+                        if lx.header().legacy() { "set" } else { "clear" }
+                    ));
+                }
                 let (r, _) = xc.insert((reader, ctx));
                 libxc_loop(r, ctx, v, true)?
             }

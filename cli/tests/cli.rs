@@ -756,3 +756,33 @@ fn an_explicit_format_overrides_detection() {
         &["offset 0,", "libxc image header", "truncated"],
     );
 }
+
+#[test]
+fn legacy_and_big_endian_libxl_headers_are_accepted_with_warnings() {
+    // The legacy bit without xen_major 0 in the libxc header, and a
+    // big-endian libxl layer (libxl itself refuses it; the spec allows it).
+    for options in [
+        xcmig::stream::libxl::LIBXL_OPT_LEGACY,
+        xcmig::stream::libxl::LIBXL_OPT_BIG_ENDIAN,
+    ] {
+        let header = LibxlHeader {
+            version: 2,
+            options,
+        };
+        let mut lx = LibxlWriter::new(Vec::new(), header).unwrap();
+        lx.write_record(&LibxlRecord::LibxcContext).unwrap();
+        lx.inner_mut()
+            .write_all(&common::libxc_hvm(small()))
+            .unwrap();
+        lx.write_record(&emu(2)).unwrap();
+        lx.write_record(&LibxlRecord::End).unwrap();
+        let s = lx.into_inner().unwrap();
+        let o = assert_valid(&s, None);
+        let want = if options == xcmig::stream::libxl::LIBXL_OPT_LEGACY {
+            "legacy bit is set"
+        } else {
+            "big-endian"
+        };
+        assert!(stderr(&o).contains(want), "{}", stderr(&o));
+    }
+}
