@@ -12,7 +12,7 @@
 //! libxenctrl then calls `xtl_log`/`xtl_progress` with context "xc", which is
 //! what `libxl-save-helper` forwards to libxl.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_ulong, CStr, CString};
 use std::ptr::{self, NonNull};
 
@@ -33,6 +33,8 @@ pub struct XcLog {
     /// The progress prefix libxenctrl points at (`xc_set_progress_prefix`
     /// stores the pointer), kept alive until replaced or until drop.
     prefix: RefCell<Option<CString>>,
+    /// Whether an error-level message has been sent.
+    reported_error: Cell<bool>,
 }
 
 impl XcLog {
@@ -47,7 +49,14 @@ impl XcLog {
             // SAFETY: `xch` is live per this function's contract.
             logger: unsafe { xen::error_handler(xch) },
             prefix: RefCell::new(None),
+            reported_error: Cell::new(false),
         }
+    }
+
+    /// Whether an error-level message has reached the logger, so that the
+    /// C layer can make sure every failed call explains itself.
+    pub fn reported_error(&self) -> bool {
+        self.reported_error.get()
     }
 
     /// The errno text libxenctrl gives for `errno` (`xc_strerror`).
@@ -78,6 +87,7 @@ impl Log for XcLog {
         };
         let text = c_text(&text);
         if level >= Level::Error {
+            self.reported_error.set(true);
             // SAFETY: FFI call with a "%s" format and one matching C string.
             unsafe {
                 sys::xc_report_error(

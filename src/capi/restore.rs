@@ -94,9 +94,15 @@ pub unsafe fn restore(args: &RestoreArgs) -> Result<(), Failure> {
         stream_type,
     };
     let mut io = FdIo::new(args.io_fd);
-    let out = restore_domain(&hv, args.dom, &mut io, &params, &mut callbacks, &log)
-        // The engine has logged why.
-        .map_err(|e| Failure::Logged(e.errno()))?;
+    let out =
+        restore_domain(&hv, args.dom, &mut io, &params, &mut callbacks, &log).map_err(|e| {
+            if log.reported_error() {
+                Failure::Logged(e.errno())
+            } else {
+                // Every failure must explain itself.
+                fail(format!("Restore failed: {e}"), e.errno())
+            }
+        })?;
     // Written on success only, as libxenguest does; NULL is tolerated.
     if !args.store_mfn.is_null() {
         // SAFETY: non-NULL and writable per this function's contract.

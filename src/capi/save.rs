@@ -83,7 +83,9 @@ pub unsafe fn save(args: &SaveArgs) -> Result<(), Failure> {
     let mut io = FdIo::new(args.io_fd);
     match save_domain(&hv, args.dom, &mut io, &params, &mut callbacks, &log) {
         Ok(_) => Ok(()),
-        // The engine has logged why.
-        Err(e) => Err(Failure::Logged(e.errno())),
+        Err(e) if log.reported_error() => Err(Failure::Logged(e.errno())),
+        // Every failure must explain itself, even one the engine passed up
+        // without a message.
+        Err(e) => Err(fail(format!("Save failed: {e}"), e.errno())),
     }
 }
