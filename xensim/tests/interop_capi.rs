@@ -102,6 +102,11 @@ fn check_stream(img: &Path) -> StreamSummary {
 /// Restores `img` into a new empty domain and checks the restored digest.
 fn restore_and_compare(host: &Host, guest_type: &str, img: &Path, source_digest: &str) -> String {
     let dst = host.create_empty(guest_type, GUEST_MEMORY);
+    assert_ne!(
+        host.digest(dst),
+        source_digest,
+        "an empty domain must not digest like the source (the comparison would prove nothing)"
+    );
     let out = xg_restore(host, dst, img, None);
     assert!(
         out.status.success(),
@@ -158,6 +163,15 @@ fn nonlive_round_trip(guest_type: &str, seed: u64) {
         describe(&out)
     );
     assert_eq!(field(&result_line(&out, "xg-save: "), "rc"), Some("0"));
+    host.assert_info(
+        src,
+        &[
+            ("shutdown", "1"),
+            ("shutdown_reason", "2"),
+            ("logdirty", "0"),
+        ],
+        "after a non-live save",
+    );
 
     let summary = check_stream(&img);
     assert_eq!(
@@ -230,6 +244,16 @@ fn live_round_trip(guest_type: &str, seed: u64) {
         "expected the full pass, at least one dirty round and the final pass, got {phases:?}"
     );
 
+    host.assert_info(
+        src,
+        &[
+            ("shutdown", "1"),
+            ("shutdown_reason", "2"),
+            ("logdirty", "0"),
+        ],
+        "after a live save (libxenguest switches log-dirty off at cleanup)",
+    );
+
     let summary = check_stream(&img);
     assert!(
         summary.resent_pfns > 0,
@@ -289,6 +313,39 @@ fn capi_restore_with_injected_fault_returns_minus_one_and_logs_reason() {
     let dst = host.create_empty("hvm", GUEST_MEMORY);
     let out = xg_restore(&host, dst, &img, Some(RESTORE_FAULT));
     assert_failed_with_reason(&out, "xg-restore: ");
+}
+
+/// Fault in the first log-dirty CLEAN of a live save, with the workload
+/// running: -1 with a reason, log-dirty switched off again by libxenguest's
+/// cleanup, and the guest never suspended.
+#[test]
+fn capi_live_save_with_fault_in_logdirty_clean_returns_minus_one_and_disables_logdirty() {
+    let host = Host::new("capi-live-fault");
+    let src = host.create("hvm", GUEST_MEMORY, "mixed", 23);
+    let img = host.scratch("live-fault.img");
+    let workload = host.start_workload(src, "32", "32M");
+    let out = xg_save(
+        &host,
+        src,
+        &["--live"],
+        &img,
+        Some("xc_logdirty_control:EIO"),
+    );
+    assert_failed_with_reason(&out, "xg-save: ");
+    host.assert_info(
+        src,
+        &[("logdirty", "0"), ("shutdown", "0")],
+        "after a failed live save",
+    );
+    let err = stderr(&out);
+    assert!(
+        !tagged_lines(&err, "xg-save: ")
+            .iter()
+            .any(|l| l.starts_with("suspend ")),
+        "the guest must not be suspended when precopy fails\n{}",
+        describe(&out)
+    );
+    drop(workload);
 }
 
 /// A call only the save path makes, failing with EIO on its first use.

@@ -244,6 +244,29 @@ impl Host {
         line
     }
 
+    /// `xensim domain info` as a key=value map.
+    pub fn info(&self, domid: u32) -> std::collections::HashMap<String, String> {
+        let out = self.xensim("info", &[&domid.to_string()]);
+        out.lines()
+            .flat_map(|l| l.split_whitespace())
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Asserts what `xensim domain info` reports for some keys.
+    pub fn assert_info(&self, domid: u32, expect: &[(&str, &str)], context: &str) {
+        let info = self.info(domid);
+        for (k, v) in expect {
+            assert_eq!(
+                info.get(*k).map(String::as_str),
+                Some(*v),
+                "{context}: domain {domid} reports {k}={:?}, expected {v} (info {info:?})",
+                info.get(*k)
+            );
+        }
+    }
+
     /// Starts the guest workload `xensim domain run` in the background.
     pub fn start_workload(&self, domid: u32, dirty_rate: &str, working_set: &str) -> Background {
         let mut cmd = self.xensim_cmd(
