@@ -19,6 +19,9 @@ use common::{
     OP_TIMEOUT,
 };
 
+/// Record type of VERIFY.
+const REC_VERIFY: u32 = 0xd;
+
 /// Event channels handed to the restore, as a toolstack allocates them.
 const STORE_EVTCHN: &str = "5";
 const CONSOLE_EVTCHN: &str = "6";
@@ -188,7 +191,10 @@ fn nonlive_round_trip(guest_type: &str, seed: u64) {
     );
 }
 
-fn live_round_trip(guest_type: &str, seed: u64) {
+/// Live round trip; with `debug` (XCFLAGS_DEBUG) the saver appends a
+/// VERIFY record and sends every page again, and the restorer compares them
+/// with what it wrote instead of writing.
+fn live_round_trip(guest_type: &str, seed: u64, debug: bool) {
     let host = Host::new(&format!("capi-live-{guest_type}"));
     let src = host.create(guest_type, GUEST_MEMORY, "mixed", seed);
     let img = host.scratch("live.img");
@@ -199,7 +205,12 @@ fn live_round_trip(guest_type: &str, seed: u64) {
         workload.running(),
         "xensim domain run exited before the save started"
     );
-    let out = xg_save(&host, src, &["--live", "--stats"], &img, None);
+    let opts: &[&str] = if debug {
+        &["--live", "--stats", "--debug"]
+    } else {
+        &["--live", "--stats"]
+    };
+    let out = xg_save(&host, src, opts, &img, None);
     assert!(
         out.status.success(),
         "live xg-save failed: {}\n{}",
@@ -259,10 +270,22 @@ fn live_round_trip(guest_type: &str, seed: u64) {
         summary.resent_pfns > 0,
         "a live save with a dirtying workload resends pages: {summary:?}"
     );
+    assert_eq!(
+        summary.count(REC_VERIFY),
+        usize::from(debug),
+        "VERIFY records in a {} stream: {summary:?}",
+        if debug { "debug" } else { "plain" }
+    );
+    if debug {
+        assert!(
+            summary.resent_pfns >= GUEST_PAGES,
+            "the verify pass resends every page: {summary:?}"
+        );
+    }
     let source_digest = host.digest(src);
     let figures = restore_and_compare(&host, guest_type, &img, &source_digest);
     eprintln!(
-        "capi live {guest_type}: precopy stats {stats:?}; phases {iterations:?}; \
+        "capi live {guest_type} (debug {debug}): precopy stats {stats:?}; phases {iterations:?}; \
          {} pages sent ({} distinct, {} resent, max {} sends of one page); {figures}",
         summary.pages_with_data,
         summary.distinct_pfns,
@@ -283,12 +306,12 @@ fn capi_nonlive_pvh_round_trip_restores_identical_domain() {
 
 #[test]
 fn capi_live_hvm_with_workload_iterates_and_restores_identical_domain() {
-    live_round_trip("hvm", 13);
+    live_round_trip("hvm", 13, false);
 }
 
 #[test]
-fn capi_live_pvh_with_workload_iterates_and_restores_identical_domain() {
-    live_round_trip("pvh", 14);
+fn capi_live_pvh_debug_with_workload_iterates_verifies_and_restores_identical_domain() {
+    live_round_trip("pvh", 14, true);
 }
 
 /// Fault on the save path: the named call fails, xc_domain_save returns -1
