@@ -207,7 +207,7 @@ impl Config {
         let num = |k: &str| -> Result<u64> { get(k)?.parse().map_err(|_| bad(k)) };
         let hs = get("handle")?;
         let mut handle = [0u8; 16];
-        if hs.len() != 32 {
+        if hs.len() != 32 || !hs.is_ascii() {
             return Err(bad("handle"));
         }
         for (i, b) in handle.iter_mut().enumerate() {

@@ -756,3 +756,56 @@ fn following_workload_survives_suspend_resume_and_stops_on_destroy() {
     let stats = worker.join().unwrap();
     assert!(stats.pages_written > 0);
 }
+
+#[test]
+fn corrupt_domain_files_give_errors_not_crashes() {
+    let t = TempHost::new();
+    let d = small_hvm(&t.host);
+    let dir = d.dir().to_path_buf();
+    let fresh = || {
+        Host::open(&t.dir)
+            .unwrap()
+            .domain(d.id())
+            .err()
+            .map(|e| e.errno())
+    };
+    std::fs::write(dir.join("config"), "type=hvm\nhandle=\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\n").unwrap();
+    assert_eq!(fresh(), Some(libc::EIO));
+    std::fs::write(dir.join("config"), "garbage").unwrap();
+    assert_eq!(fresh(), Some(libc::EIO));
+    let id = t
+        .host
+        .create_domain(&cfg(GuestType::Hvm, 2 << 20, true))
+        .unwrap();
+    let d2 = t.host.domain(id).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(d2.dir().join("ctl"))
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    assert_eq!(
+        Host::open(&t.dir)
+            .unwrap()
+            .domain(id)
+            .err()
+            .map(|e| e.errno()),
+        Some(libc::EIO)
+    );
+    std::fs::write(
+        d2.dir().join("hvmctx"),
+        [1u8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff],
+    )
+    .unwrap();
+    assert!(d2.hvm_context().is_err());
+    std::fs::write(d2.dir().join("cpu_policy"), [9u8; 5]).unwrap();
+    assert_eq!(d2.cpu_policy().unwrap_err().errno(), libc::EIO);
+    std::fs::write(d2.dir().join("params"), [0u8; 7]).unwrap();
+    assert_eq!(d2.hvm_param(1).unwrap_err().errno(), libc::EIO);
+    std::fs::write(t.dir.join("faults"), "not a rule\n").unwrap();
+    // A bad host fault file counts as no rules rather than failing every call.
+    t.host.clear_faults().unwrap();
+    std::fs::write(t.dir.join("faults"), "not a rule\n").unwrap();
+    assert!(t.host.faults().is_err());
+    t.host.fault_point("xc_domain_getinfo").unwrap();
+}

@@ -33,6 +33,18 @@ impl SharedMap {
                 format!("bad mapping size for {what}"),
             ));
         }
+        // Touching a mapping beyond the end of the file raises SIGBUS, so a
+        // truncated (corrupt) file must be refused here.
+        let flen = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {what}"), e))?
+            .len();
+        if flen < len as u64 {
+            return Err(Error::new(
+                libc::EIO,
+                format!("{what} is truncated ({flen} < {len} bytes)"),
+            ));
+        }
         // SAFETY: a fresh mapping at a kernel-chosen address; the fd is valid
         // for the duration of the call and the kernel keeps its own reference.
         let ptr = unsafe {
