@@ -343,6 +343,9 @@ mod tests {
         assert_eq!(p.msrs.len(), 2);
         assert_eq!(p.canonical().unwrap(), p);
         assert_eq!(p.leaves[0].a as usize, 0xd);
+        // 20 basic entries (leaf 4: 4 subleaves, 7: 1, 0xb: 2, 0xd: 3), two
+        // hypervisor leaves, extended 0x80000000..=0x80000008 (README).
+        assert_eq!(p.leaves.len(), 31);
         let enc = CpuPolicy::from_bytes(&p.leaves_to_bytes(), &p.msrs_to_bytes()).unwrap();
         assert_eq!(enc, p);
     }
