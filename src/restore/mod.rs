@@ -341,3 +341,6 @@ fn restore_inner<H: Hypervisor, R: Read>(
     );
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,700 @@
+//! Save → restore round trips and hostile streams, over temporary xensim
+//! hosts (one per side, as two machines).
+
+use std::io::{BufReader, BufWriter, Write};
+use std::time::Duration;
+
+use xensim::workload::{run, RunOptions};
+use xensim::{GuestType, Host};
+
+use super::*;
+use crate::hv::sim::SimHypervisor;
+use crate::hv::{param, MappedPages};
+use crate::save::testutil::{verify_stream_v2, RecLog, TempHost, ToolstackRestore, ToolstackSave};
+use crate::save::{save_domain, SaveParams, SaveSummary};
+use crate::stream::{
+    HvmParam, ImageHeader, PageType, PfnEntry, Record, RecordType, Version, Writer, WriterOptions,
+};
+
+const BIG: u64 = 256 << 20;
+const SMALL: u64 = 16 << 20;
+
+fn restore_params() -> RestoreParams {
+    RestoreParams {
+        store_evtchn: 5,
+        store_domid: 0,
+        console_evtchn: 6,
+        console_domid: 0,
+        stream_type: StreamType::Plain,
+    }
+}
+
+struct RoundTrip {
+    save: SaveSummary,
+    restored: RestoreOutputs,
+    missing: Vec<u32>,
+    workload_pages: u64,
+}
+
+/// Saves a fresh `mem`-byte guest of type `t` on one host (optionally with
+/// a workload dirtying it), checks the stream with verify-stream-v2,
+/// restores it into an empty domain on another host and compares digests.
+fn round_trip(t: GuestType, mem: u64, params: SaveParams, workload: bool) -> RoundTrip {
+    let src = TempHost::new("src");
+    let dst = TempHost::new("dst");
+    let sid = src.create(t, mem, 42, false);
+    let did = dst.create(t, mem, 0, true);
+
+    let worker = workload.then(|| {
+        let dir = src.dir.clone();
+        std::thread::spawn(move || {
+            let host = Host::open(&dir).expect("host");
+            let d = host.domain(sid).expect("domain");
+            run(
+                &d,
+                &RunOptions {
+                    dirty_rate_bytes: 64 << 20,
+                    working_set_bytes: 8 << 20,
+                    seed: 9,
+                    max_duration: Some(Duration::from_secs(120)),
+                    follow: false,
+                },
+            )
+            .expect("workload")
+        })
+    });
+    if workload {
+        // Let the guest run a little before the save starts.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let path = src.dir.join("stream.xc");
+    let mut cb = ToolstackSave::new(src.domain(sid));
+    let save = {
+        let mut f = BufWriter::new(std::fs::File::create(&path).expect("stream file"));
+        let s = save_domain(&src.hv(), sid, &mut f, &params, &mut cb, &RecLog::default())
+            .expect("save");
+        f.flush().expect("flush");
+        s
+    };
+    let workload_pages = worker.map_or(0, |w| w.join().expect("workload thread").pages_written);
+    let src_digest = cb.digest_at_suspend.clone().expect("suspended");
+    assert_eq!(save.bytes_written, std::fs::metadata(&path).unwrap().len());
+    if let Err(out) = verify_stream_v2(&path) {
+        panic!("verify-stream-v2 rejected our stream:\n{out}");
+    }
+
+    let mut rcb = ToolstackRestore::default();
+    let log = RecLog::default();
+    let mut input = BufReader::new(std::fs::File::open(&path).expect("open stream"));
+    let restored = restore_domain(
+        &dst.hv(),
+        did,
+        &mut input,
+        &restore_params(),
+        &mut rcb,
+        &log,
+    )
+    .unwrap_or_else(|e| panic!("restore: {e}; log: {:?}", log.lines.borrow()));
+
+    let target = dst.domain(did);
+    assert_eq!(
+        target.digest().expect("digest"),
+        src_digest,
+        "restored digest differs: source {:?}\ntarget {:?}",
+        src.domain(sid).digest_report().ok(),
+        target.digest_report().ok()
+    );
+    // Outputs and grant seeding follow the source's store/console pages.
+    let source = src.domain(sid);
+    let store = source.hvm_param(param::STORE_PFN).unwrap();
+    let console = source.hvm_param(param::CONSOLE_PFN).unwrap();
+    assert_eq!(restored.store_gfn, store);
+    assert_eq!(restored.console_gfn, console);
+    let g = target.grant_entries().unwrap();
+    assert_eq!(g[0], (1, 0, console as u32));
+    assert_eq!(g[1], (1, 0, store as u32));
+    assert_eq!(target.hvm_param(param::STORE_EVTCHN).unwrap(), 5);
+    assert_eq!(target.hvm_param(param::CONSOLE_EVTCHN).unwrap(), 6);
+    RoundTrip {
+        save,
+        restored,
+        missing: rcb.missing,
+        workload_pages,
+    }
+}
+
+#[test]
+fn nonlive_hvm_256m_round_trip_restores_the_source_digest() {
+    let r = round_trip(GuestType::Hvm, BIG, SaveParams::default(), false);
+    assert_eq!(r.missing, vec![0]);
+    assert_eq!(r.save.precopy_iterations, 0);
+    assert_eq!(r.save.pages_sent, r.restored.pages_written);
+    assert_eq!(r.restored.pages_populated, r.save.pages_sent);
+    assert_eq!(r.save.pages_sent, r.save.pages_sent_suspended);
+    eprintln!(
+        "non-live HVM 256 MiB: {} pages, {} PAGE_DATA records, {} bytes",
+        r.save.pages_sent, r.save.page_data_records, r.save.bytes_written
+    );
+}
+
+#[test]
+fn nonlive_pvh_256m_round_trip_restores_the_source_digest() {
+    let r = round_trip(GuestType::Pvh, BIG, SaveParams::default(), false);
+    assert_eq!(r.missing, vec![0]);
+    assert_eq!(r.save.pages_sent, r.restored.pages_written);
+}
+
+#[test]
+fn live_hvm_256m_with_workload_and_verify_pass_restores_the_source_digest() {
+    let params = SaveParams {
+        live: true,
+        debug: true,
+        ..SaveParams::default()
+    };
+    let r = round_trip(GuestType::Hvm, BIG, params, true);
+    assert!(r.workload_pages > 0, "the workload dirtied nothing");
+    assert!(r.save.precopy_iterations >= 2);
+    // The verify pass resends every page; the restorer compares them all.
+    let ram = r.restored.pages_populated;
+    assert_eq!(r.restored.pages_verified, ram);
+    assert_eq!(r.restored.verify_mismatches, 0);
+    assert_eq!(r.restored.pages_written + ram, r.save.pages_sent);
+    eprintln!(
+        "live HVM 256 MiB + workload ({} page writes): {} rounds, {} pages sent ({} while suspended, {} verify), {} bytes; policy calls {:?}",
+        r.workload_pages,
+        r.save.precopy_iterations,
+        r.save.pages_sent,
+        r.save.pages_sent_suspended,
+        ram,
+        r.save.bytes_written,
+        r.save.policy_calls
+    );
+}
+
+#[test]
+fn live_pvh_256m_with_workload_restores_the_source_digest() {
+    let params = SaveParams {
+        live: true,
+        ..SaveParams::default()
+    };
+    let r = round_trip(GuestType::Pvh, BIG, params, true);
+    assert!(r.workload_pages > 0);
+    assert!(r.save.pages_sent > r.restored.pages_populated);
+    assert_eq!(r.restored.pages_verified, 0);
+    eprintln!(
+        "live PVH 256 MiB + workload ({} page writes): {} rounds, {} pages sent ({} while suspended), {} bytes",
+        r.workload_pages,
+        r.save.precopy_iterations,
+        r.save.pages_sent,
+        r.save.pages_sent_suspended,
+        r.save.bytes_written
+    );
+}
+
+/// A valid non-live stream of a small HVM guest.
+fn small_stream(seed: u64) -> Vec<u8> {
+    let h = TempHost::new("small");
+    let id = h.create(GuestType::Hvm, SMALL, seed, false);
+    let mut cb = ToolstackSave::new(h.domain(id));
+    let mut out = Vec::new();
+    save_domain(
+        &h.hv(),
+        id,
+        &mut out,
+        &SaveParams::default(),
+        &mut cb,
+        &RecLog::default(),
+    )
+    .expect("save");
+    out
+}
+
+/// Re-encodes `stream` record by record; `f` may write replacements (and
+/// return true) or leave the record to be copied.
+fn rewrite(
+    stream: &[u8],
+    image: Option<ImageHeader>,
+    mut f: impl FnMut(&Record<'_>, &mut Writer<&mut Vec<u8>>) -> bool,
+) -> Vec<u8> {
+    let mut r = stream::Reader::new(stream).expect("valid input");
+    let dh = *r.domain_header();
+    let ih = image.unwrap_or(*r.image_header());
+    let mut out = Vec::new();
+    {
+        let mut w = Writer::with_options(
+            &mut out,
+            &dh,
+            WriterOptions {
+                image: ih,
+                check_grammar: false,
+                ..WriterOptions::default()
+            },
+        )
+        .expect("headers");
+        while let Some(rec) = r.next_record().expect("record") {
+            if !f(&rec, &mut w) {
+                w.write_record(&rec).expect("copy record");
+            }
+        }
+    }
+    out
+}
+
+/// Restores `stream` into a fresh empty HVM domain.
+fn restore_into_fresh(stream: &[u8]) -> (Result<RestoreOutputs, RestoreError>, ToolstackRestore) {
+    let h = TempHost::new("bad");
+    let id = h.create(GuestType::Hvm, SMALL, 0, true);
+    let mut cb = ToolstackRestore::default();
+    let mut input = stream;
+    let r = restore_domain(
+        &SimHypervisor::new(h.reopen()),
+        id,
+        &mut input,
+        &restore_params(),
+        &mut cb,
+        &RecLog::default(),
+    );
+    (r, cb)
+}
+
+#[test]
+fn malformed_streams_each_stop_the_restore_with_a_clear_error() {
+    let good = small_stream(3);
+    assert!(restore_into_fresh(&good).0.is_ok(), "baseline restore");
+
+    let set = |b: &[u8], off: usize, v: &[u8]| {
+        let mut c = b.to_vec();
+        c[off..off + v.len()].copy_from_slice(v);
+        c
+    };
+    let first_rec = 40;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty input", Vec::new(), "truncated in image header"),
+        (
+            "cut in domain header",
+            good[..30].to_vec(),
+            "truncated in domain header",
+        ),
+        (
+            "cut mid stream",
+            good[..good.len() / 2].to_vec(),
+            "truncated",
+        ),
+        ("no END", good[..good.len() - 8].to_vec(), "without an END"),
+        ("bad marker", set(&good, 0, &[0]), "bad image marker"),
+        ("bad id", set(&good, 8, b"XENG"), "bad image id"),
+        (
+            "version 4",
+            set(&good, 12, &4u32.to_be_bytes()),
+            "unsupported stream version 4",
+        ),
+        (
+            "version 1",
+            set(&good, 12, &1u32.to_be_bytes()),
+            "unsupported stream version 1",
+        ),
+        (
+            "PV stream",
+            set(&good, 24, &1u32.to_le_bytes()),
+            "x86 PV domain into an x86 HVM",
+        ),
+        (
+            "reserved domain type",
+            set(&good, 24, &7u32.to_le_bytes()),
+            "reserved domain type",
+        ),
+        (
+            "page shift 13",
+            set(&good, 28, &13u16.to_le_bytes()),
+            "page_shift 13",
+        ),
+        (
+            "record too long",
+            set(&good, first_rec + 4, &(200u32 << 20).to_le_bytes()),
+            "128 MiB",
+        ),
+        (
+            "unknown mandatory record",
+            set(&good, first_rec, &0x13u32.to_le_bytes()),
+            "unknown mandatory record type 0x13",
+        ),
+    ];
+    let mut cases = cases;
+
+    let rw = |f: &mut dyn FnMut(&Record<'_>, &mut Writer<&mut Vec<u8>>) -> bool| {
+        rewrite(&good, None, |r, w| f(r, w))
+    };
+    cases.push((
+        "no STATIC_DATA_END",
+        rw(&mut |r, _| matches!(r, Record::StaticDataEnd)),
+        "STATIC_DATA_END",
+    ));
+    cases.push((
+        "two STATIC_DATA_END",
+        rw(&mut |r, w| {
+            if matches!(r, Record::StaticDataEnd) {
+                w.write_static_data_end().unwrap();
+                w.write_static_data_end().unwrap();
+                true
+            } else {
+                false
+            }
+        }),
+        "STATIC_DATA_END",
+    ));
+    cases.push((
+        "PAGE_DATA count 0",
+        rw(&mut |r, w| {
+            if matches!(r, Record::StaticDataEnd) {
+                w.write_static_data_end().unwrap();
+                w.write_raw(RecordType::PAGE_DATA, &[&[0u8; 8]]).unwrap();
+                true
+            } else {
+                false
+            }
+        }),
+        "count is zero",
+    ));
+    cases.push((
+        "PAGE_DATA short of its page",
+        rw(&mut |r, w| {
+            if matches!(r, Record::StaticDataEnd) {
+                w.write_static_data_end().unwrap();
+                let mut b = Vec::new();
+                b.extend_from_slice(&1u32.to_le_bytes());
+                b.extend_from_slice(&0u32.to_le_bytes());
+                b.extend_from_slice(&5u64.to_le_bytes());
+                b.extend_from_slice(&[0xaa; 100]);
+                w.write_raw(RecordType::PAGE_DATA, &[&b]).unwrap();
+                true
+            } else {
+                false
+            }
+        }),
+        "body_length",
+    ));
+    cases.push((
+        "PAGE_DATA reserved page type",
+        rw(&mut |r, w| {
+            if matches!(r, Record::StaticDataEnd) {
+                w.write_static_data_end().unwrap();
+                let mut b = Vec::new();
+                b.extend_from_slice(&1u32.to_le_bytes());
+                b.extend_from_slice(&0u32.to_le_bytes());
+                b.extend_from_slice(&((5u64 << 60) | 7).to_le_bytes());
+                w.write_raw(RecordType::PAGE_DATA, &[&b]).unwrap();
+                true
+            } else {
+                false
+            }
+        }),
+        "reserved page type",
+    ));
+    cases.push((
+        "PAGE_DATA pfn beyond the guest address space",
+        rw(&mut |r, w| {
+            if matches!(r, Record::StaticDataEnd) {
+                w.write_static_data_end().unwrap();
+                let page = [0x5a_u8; 4096];
+                w.write_page_data(&[PfnEntry::new(1 << 40, PageType::NoTab)], &[&page])
+                    .unwrap();
+                true
+            } else {
+                false
+            }
+        }),
+        "xc_domain_populate_physmap_exact failed",
+    ));
+    cases.push((
+        "CHECKPOINT in a plain stream",
+        rw(&mut |r, w| {
+            if matches!(r, Record::X86TscInfo(_)) {
+                w.write_checkpoint().unwrap();
+            }
+            false
+        }),
+        "CHECKPOINT in a plain stream",
+    ));
+    cases.push((
+        "PV record in an HVM stream",
+        rw(&mut |r, w| {
+            if matches!(r, Record::X86TscInfo(_)) {
+                w.write_raw(RecordType::X86_PV_INFO, &[&[8, 4, 0, 0, 0, 0, 0, 0]])
+                    .unwrap();
+            }
+            false
+        }),
+        "not valid in an x86 HVM stream",
+    ));
+    cases.push((
+        "no HVM_CONTEXT",
+        rw(&mut |r, _| matches!(r, Record::HvmContext(_))),
+        "without an HVM_CONTEXT record",
+    ));
+    cases.push((
+        "HVM_CONTEXT without header",
+        rw(&mut |r, w| {
+            if matches!(r, Record::HvmContext(_)) {
+                w.write_hvm_context(&[0u8; 16]).unwrap();
+                true
+            } else {
+                false
+            }
+        }),
+        "xc_domain_hvm_setcontext failed",
+    ));
+    cases.push((
+        "TSC mode 7",
+        rw(&mut |r, w| {
+            if let Record::X86TscInfo(t) = r {
+                let mut t = *t;
+                t.mode = 7;
+                w.write_x86_tsc_info(&t).unwrap();
+                true
+            } else {
+                false
+            }
+        }),
+        "xc_domain_set_tsc_info failed",
+    ));
+    cases.push((
+        "HVM param index out of range",
+        rw(&mut |r, w| {
+            if matches!(r, Record::HvmParams(_)) {
+                w.write_hvm_params(&[HvmParam {
+                    index: 1000,
+                    value: 1,
+                }])
+                .unwrap();
+                true
+            } else {
+                false
+            }
+        }),
+        "xc_hvm_param_set failed",
+    ));
+    cases.push((
+        "HVM_PARAMS count disagrees with length",
+        rw(&mut |r, w| {
+            if matches!(r, Record::HvmParams(_)) {
+                let mut b = Vec::new();
+                b.extend_from_slice(&3u32.to_le_bytes());
+                b.extend_from_slice(&0u32.to_le_bytes());
+                b.extend_from_slice(&[0u8; 16]);
+                w.write_raw(RecordType::HVM_PARAMS, &[&b]).unwrap();
+                true
+            } else {
+                false
+            }
+        }),
+        "body_length",
+    ));
+    cases.push((
+        "CPUID policy of 25 bytes",
+        rw(&mut |r, w| {
+            if matches!(r, Record::X86CpuidPolicy(_)) {
+                w.write_raw(RecordType::X86_CPUID_POLICY, &[&[0u8; 25]])
+                    .unwrap();
+                true
+            } else {
+                false
+            }
+        }),
+        "multiple of 24",
+    ));
+    for (name, stream, expect) in cases {
+        let (r, _) = restore_into_fresh(&stream);
+        let e = match r {
+            Ok(_) => panic!("{name}: restore accepted a malformed stream"),
+            Err(e) => e,
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains(expect),
+            "{name}: error {msg:?} does not mention {expect:?}"
+        );
+        assert!(e.errno() > 0, "{name}: errno");
+    }
+}
+
+#[test]
+fn every_truncation_of_a_stream_fails_cleanly() {
+    let good = small_stream(4);
+    // Cut points across headers, the first records and the tail.
+    let mut cuts: Vec<usize> = (0..200).step_by(7).collect();
+    cuts.extend((good.len() - 200..good.len()).step_by(13));
+    cuts.extend((1..8).map(|i| good.len() * i / 8));
+    for cut in cuts {
+        let (r, _) = restore_into_fresh(&good[..cut]);
+        let e = match r {
+            Ok(_) => panic!("restore accepted a stream cut at {cut} of {}", good.len()),
+            Err(e) => e,
+        };
+        assert!(matches!(e, RestoreError::Stream(_)), "cut at {cut}: {e}");
+    }
+}
+
+#[test]
+fn v2_stream_infers_static_data_end_and_reports_missing_policies() {
+    let good = small_stream(5);
+    let v2 = ImageHeader {
+        version: Version::V2,
+        ..ImageHeader::V3_LE
+    };
+    let stream = rewrite(&good, Some(v2), |r, _| {
+        matches!(
+            r,
+            Record::StaticDataEnd | Record::X86CpuidPolicy(_) | Record::X86MsrPolicy(_)
+        )
+    });
+    let (r, cb) = restore_into_fresh(&stream);
+    let out = r.expect("v2 restore");
+    assert_eq!(out.stream_version, 2);
+    assert_eq!(
+        cb.missing,
+        vec![XGR_SDD_MISSING_CPUID | XGR_SDD_MISSING_MSR]
+    );
+}
+
+#[test]
+fn static_data_done_failure_stops_the_restore() {
+    let good = small_stream(6);
+    let h = TempHost::new("sdd");
+    let id = h.create(GuestType::Hvm, SMALL, 0, true);
+    let mut cb = ToolstackRestore {
+        rc: 1,
+        ..Default::default()
+    };
+    let mut input = &good[..];
+    let e = restore_domain(
+        &h.hv(),
+        id,
+        &mut input,
+        &restore_params(),
+        &mut cb,
+        &RecLog::default(),
+    )
+    .expect_err("callback failure");
+    assert!(
+        matches!(
+            e,
+            RestoreError::Callback {
+                name: "static_data_done",
+                rc: 1
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(cb.missing, vec![0]);
+}
+
+#[test]
+fn deprecated_pae_param_is_skipped_and_magic_pages_are_cleared() {
+    let h = TempHost::new("magic");
+    let id = h.create(GuestType::Hvm, SMALL, 7, false);
+    let src = h.domain(id);
+    let store = src.hvm_param(param::STORE_PFN).unwrap();
+    let mut page = [0u8; 4096];
+    src.read_frame(store, &mut page).unwrap();
+    let mut cb = ToolstackSave::new(h.domain(id));
+    let mut good = Vec::new();
+    save_domain(
+        &h.hv(),
+        id,
+        &mut good,
+        &SaveParams::default(),
+        &mut cb,
+        &RecLog::default(),
+    )
+    .unwrap();
+    let stream = rewrite(&good, None, |r, w| {
+        if let Record::HvmParams(p) = r {
+            let mut v = p.to_vec();
+            v.push(HvmParam {
+                index: u64::from(param::PAE_ENABLED),
+                value: 1,
+            });
+            w.write_hvm_params(&v).unwrap();
+            true
+        } else {
+            false
+        }
+    });
+    let d = TempHost::new("magic-dst");
+    let did = d.create(GuestType::Hvm, SMALL, 0, true);
+    let mut rcb = ToolstackRestore::default();
+    let mut input = &stream[..];
+    let out = restore_domain(
+        &d.hv(),
+        did,
+        &mut input,
+        &restore_params(),
+        &mut rcb,
+        &RecLog::default(),
+    )
+    .expect("PAE_ENABLED must be skipped");
+    assert_eq!(out.store_gfn, store);
+    let target = d.domain(did);
+    let mut after = [0xffu8; 4096];
+    target.read_frame(store, &mut after).unwrap();
+    assert!(after.iter().all(|&b| b == 0), "store page not cleared");
+    assert_eq!(target.hvm_param(param::PAE_ENABLED).unwrap_or(0), 0);
+    assert_eq!(target.digest().unwrap(), cb.digest_at_suspend.unwrap());
+}
+
+#[test]
+fn grant_entries_are_skipped_for_a_backend_that_is_the_guest_itself() {
+    let good = small_stream(8);
+    let h = TempHost::new("gnt");
+    let id = h.create(GuestType::Hvm, SMALL, 0, true);
+    let params = RestoreParams {
+        console_domid: id,
+        store_domid: 7,
+        ..restore_params()
+    };
+    let mut input = &good[..];
+    let out = restore_domain(
+        &h.hv(),
+        id,
+        &mut input,
+        &params,
+        &mut ToolstackRestore::default(),
+        &RecLog::default(),
+    )
+    .expect("restore");
+    let g = h.domain(id).grant_entries().unwrap();
+    assert_eq!(g[0], (0, 0, 0), "console entry must stay empty");
+    assert_eq!(g[1], (1, 7, out.store_gfn as u32));
+}
+
+#[test]
+fn restoring_into_a_running_domain_fails_on_the_cpu_policy() {
+    let good = small_stream(9);
+    let h = TempHost::new("running");
+    // Not empty: created and already run, so Xen refuses a new CPU policy.
+    let id = h.create(GuestType::Hvm, SMALL, 1, false);
+    let mut input = &good[..];
+    let e = restore_domain(
+        &h.hv(),
+        id,
+        &mut input,
+        &restore_params(),
+        &mut ToolstackRestore::default(),
+        &RecLog::default(),
+    )
+    .expect_err("EEXIST");
+    assert_eq!(e.errno(), 17, "{e}");
+}
+
+#[test]
+fn sim_mapping_reports_unpopulated_frames_per_slot() {
+    let h = TempHost::new("map");
+    let id = h.create(GuestType::Hvm, SMALL, 1, false);
+    let hv = h.hv();
+    let m = hv.map_read(id, &[0, 0xfff_ffff, 1]).expect("map");
+    assert_eq!(m.count(), 3);
+    assert_eq!(m.error(0), 0);
+    assert_ne!(m.error(1), 0);
+    assert_eq!(m.error(2), 0);
+}
