@@ -9,14 +9,16 @@
 
 mod common;
 
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 use common::stream::{summarise, StreamSummary};
 use common::{
-    describe, field, parse_num, run, tagged_lines, verify_stream, Host, GUEST_MEMORY, GUEST_PAGES,
-    OP_TIMEOUT,
+    describe, field, inherit_fd, parse_num, run, tagged_lines, verify_stream, Background, Host,
+    GUEST_MEMORY, GUEST_PAGES, OP_TIMEOUT,
 };
 
 /// Record type of VERIFY.
@@ -336,6 +338,72 @@ fn capi_restore_with_injected_fault_returns_minus_one_and_logs_reason() {
     let dst = host.create_empty("hvm", GUEST_MEMORY);
     let out = xg_restore(&host, dst, &img, Some(RESTORE_FAULT));
     assert_failed_with_reason(&out, "xg-restore: ");
+}
+
+/// Live migration between two harness processes joined by a socket (`fd:N`
+/// on both sides), the restore running while the save iterates, as
+/// `xl migrate` does; the stream never touches a file.
+#[test]
+fn capi_live_hvm_over_socket_concurrent_restore_restores_identical_domain() {
+    let host = Host::new("capi-live-socket");
+    let src = host.create("hvm", GUEST_MEMORY, "mixed", 15);
+    let dst = host.create_empty("hvm", GUEST_MEMORY);
+    let (save_end, restore_end) = UnixStream::pair().expect("socketpair");
+
+    let mut workload = host.start_workload(src, "32", "32M");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(workload.running(), "xensim domain run exited early");
+
+    let mut save = host.command(host.env.capi("xg-save"));
+    save.args(["--live", &src.to_string()])
+        .arg(format!("fd:{}", save_end.as_raw_fd()));
+    inherit_fd(&mut save, save_end.as_raw_fd());
+    let mut restore = host.command(host.env.capi("xg-restore"));
+    restore
+        .args([
+            "--store-evtchn",
+            STORE_EVTCHN,
+            "--console-evtchn",
+            CONSOLE_EVTCHN,
+        ])
+        .arg(dst.to_string())
+        .arg(format!("fd:{}", restore_end.as_raw_fd()));
+    inherit_fd(&mut restore, restore_end.as_raw_fd());
+    let saver = Background::spawn(&mut save, "xg-save --live fd:N");
+    let restorer = Background::spawn(&mut restore, "xg-restore fd:N");
+    // Only the children hold the socket now, so either side's exit is seen.
+    drop(save_end);
+    drop(restore_end);
+    let save_out = saver.wait(OP_TIMEOUT);
+    let restore_out = restorer.wait(OP_TIMEOUT);
+    let wl = workload.wait(Duration::from_secs(60));
+    assert!(wl.status.success(), "workload: {}", wl.status);
+
+    assert!(
+        save_out.status.success(),
+        "xg-save failed\n{}",
+        describe(&save_out)
+    );
+    assert!(
+        restore_out.status.success(),
+        "xg-restore failed\n{}",
+        describe(&restore_out)
+    );
+    let phases = progress_phases(&save_out, "xg-save: ");
+    let iterations = phases
+        .iter()
+        .filter(|(w, _)| w.starts_with("Frames iteration"))
+        .count();
+    assert!(iterations >= 3, "phases {phases:?}");
+    let source_digest = host.digest(src);
+    let restored = host.digest(dst);
+    assert_eq!(
+        restored, source_digest,
+        "restored domain differs from the source"
+    );
+    eprintln!(
+        "capi live hvm over a socket: {iterations} iteration phases {phases:?}; digest {restored}"
+    );
 }
 
 /// Fault in the first log-dirty CLEAN of a live save, with the workload

@@ -542,3 +542,21 @@ pub fn tee(
         Ok(total)
     })
 }
+
+/// Makes `fd` (CLOEXEC in this process, like every descriptor Rust opens)
+/// survive `exec` in the child `cmd` starts, and in that child alone, the
+/// way a toolstack hands a stream descriptor to a helper.
+pub fn inherit_fd(cmd: &mut Command, fd: std::os::fd::RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls fcntl(2), which is async-signal-safe and touches no memory of
+    // the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

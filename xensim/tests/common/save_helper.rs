@@ -22,11 +22,10 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{describe, run, wait_until, Host, HostHandle, CMD_TIMEOUT, SAVE_HELPER};
+use super::{describe, inherit_fd, run, wait_until, Host, HostHandle, CMD_TIMEOUT, SAVE_HELPER};
 
 /// Callback-flag bits (1 << msgnum) libxl passes.
 pub const CB_SUSPEND: u32 = 1 << 3;
@@ -313,18 +312,7 @@ pub fn run_helper(
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: the closure runs in the child between fork and exec and only
-    // calls fcntl(2), which is async-signal-safe; it makes the stream
-    // descriptor (CLOEXEC in the parent, like every descriptor Rust opens)
-    // survive exec in this child alone, as libxl's helper expects.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    inherit_fd(&mut cmd, fd);
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {SAVE_HELPER}: {e}"));
