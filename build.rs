@@ -5,7 +5,9 @@
 //!   installed Xen headers (`xenctrl.h`, `xenforeignmemory.h`, `xenguest.h`,
 //!   the public `xen/*.h`), allowlisting only what `hv::xen` and `capi` use,
 //!   with bindgen's layout tests kept, and links libxenctrl,
-//!   libxenforeignmemory and libxenguest (whose public CPU-policy API is used).
+//!   libxenforeignmemory and libxenguest (whose public CPU-policy API is
+//!   used), and libxentoollog for the C layer's unit tests (`--as-needed`
+//!   keeps it out of the library itself).
 //!
 //! `XEN_INCLUDE_DIR` overrides the header directory (default `/usr/include`).
 
@@ -46,7 +48,13 @@ const FUNCTIONS: &[&str] = &[
     "xc_clear_domain_pages",
     "xc_version",
     "xc_strerror",
-    "xc_interface_fmem_handle",
+    // Used by the unit tests of the C layer (a dummy interface and a stdio
+    // logger); with --as-needed they add no dependency to the library.
+    "xc_interface_open",
+    "xc_interface_close",
+    "xc_get_last_error",
+    "xtl_createlogger_stdiostream",
+    "xtl_logger_destroy",
     // libxenforeignmemory
     "xenforeignmemory_open",
     "xenforeignmemory_close",
@@ -92,6 +100,7 @@ const VARS: &[&str] = &[
     "XGR_SDD_.*",
     "XGR_CHECKPOINT_.*",
     "XC_PAGE_SHIFT",
+    "XTL_STDIOSTREAM_.*",
     "SHUTDOWN_suspend",
 ];
 
@@ -102,7 +111,7 @@ fn main() {
 
     if env::var_os("CARGO_FEATURE_XEN").is_some() {
         generate_xen_bindings();
-        for lib in ["xenctrl", "xenforeignmemory", "xenguest"] {
+        for lib in ["xenctrl", "xenforeignmemory", "xenguest", "xentoollog"] {
             println!("cargo:rustc-link-lib=dylib={lib}");
         }
     }
@@ -134,6 +143,8 @@ fn generate_xen_bindings() {
     for v in VARS {
         builder = builder.allowlist_var(v);
     }
+    // `enum xc_open_flags`, for the C layer's unit tests.
+    builder = builder.allowlist_type("xc_open_flags");
 
     let bindings = builder
         .generate()

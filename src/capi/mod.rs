@@ -25,6 +25,9 @@ pub mod restore;
 pub mod save;
 pub mod types;
 
+#[cfg(test)]
+mod tests;
+
 use std::ffi::{c_int, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
