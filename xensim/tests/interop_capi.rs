@@ -145,6 +145,13 @@ fn restore_and_compare(host: &Host, guest_type: &str, img: &Path, source_digest:
         restored, source_digest,
         "restored domain {dst} differs from the source after suspend"
     );
+    host.assert_restore_plumbing(
+        dst,
+        store,
+        console,
+        STORE_EVTCHN.parse().expect("number"),
+        CONSOLE_EVTCHN.parse().expect("number"),
+    );
     format!("store_gfn={store:#x} console_gfn={console:#x} digest={restored}")
 }
 

@@ -161,6 +161,13 @@ fn nonlive_round_trip(guest_type: &str, seed: u64) {
     );
     let (store, console) = assert_restore_ok(&restore);
     let restored = host.digest(dst);
+    host.assert_restore_plumbing(
+        dst,
+        store,
+        console,
+        STORE_EVTCHN.into(),
+        CONSOLE_EVTCHN.into(),
+    );
     assert_eq!(
         restored, source_digest,
         "restored domain differs from the source"
@@ -250,6 +257,13 @@ fn live_round_trip(guest_type: &str, seed: u64) {
     );
     let source_digest = host.digest(src);
     let restored = host.digest(dst);
+    host.assert_restore_plumbing(
+        dst,
+        store,
+        console,
+        STORE_EVTCHN.into(),
+        CONSOLE_EVTCHN.into(),
+    );
     assert_eq!(
         restored, source_digest,
         "restored domain differs from the source"

@@ -106,7 +106,7 @@ impl Env {
                 "make build (scripts/link-shims.sh links target/xensim/lib)",
             );
         }
-        for prog in ["xg-save", "xg-restore", "xg-suspend"] {
+        for prog in ["xg-save", "xg-restore", "xg-suspend", "xg-hvmparam"] {
             env.require_capi(prog);
         }
         for lib in ["libxenguest.so.4.17", "libxentoollog.so.1"] {
@@ -558,5 +558,119 @@ pub fn inherit_fd(cmd: &mut Command, fd: std::os::fd::RawFd) {
             }
             Ok(())
         });
+    }
+}
+
+/// HVM param indices a restore sets on purpose (xen/hvm/params.h).
+pub const HVM_PARAM_STORE_PFN: u32 = 1;
+/// Xenstore event channel.
+pub const HVM_PARAM_STORE_EVTCHN: u32 = 2;
+/// Console ring gfn.
+pub const HVM_PARAM_CONSOLE_PFN: u32 = 17;
+/// Console event channel.
+pub const HVM_PARAM_CONSOLE_EVTCHN: u32 = 18;
+
+impl Host {
+    /// HVM params read through libxenctrl (`xg-hvmparam`).
+    pub fn hvm_params(&self, domid: u32, indices: &[u32]) -> Vec<u64> {
+        let mut cmd = self.command(self.env.capi("xg-hvmparam"));
+        cmd.arg(domid.to_string())
+            .args(indices.iter().map(u32::to_string));
+        let out = run(&mut cmd, CMD_TIMEOUT);
+        assert!(
+            out.status.success(),
+            "xg-hvmparam failed\n{}",
+            describe(&out)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        indices
+            .iter()
+            .map(|i| {
+                let prefix = format!("param {i} ");
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&prefix))
+                    .and_then(parse_num)
+                    .unwrap_or_else(|| panic!("xg-hvmparam printed no param {i}:\n{text}"))
+            })
+            .collect()
+    }
+
+    /// Reads one page of a domain's memory from its file (README section 3:
+    /// `domains/<domid>/mem`, frame F at offset F*4096).
+    pub fn read_page(&self, domid: u32, gfn: u64) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
+        let path = self.dir.join("domains").join(domid.to_string()).join("mem");
+        let f =
+            std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let mut page = vec![0u8; 4096];
+        f.read_exact_at(&mut page, gfn * 4096)
+            .unwrap_or_else(|e| panic!("read gfn {gfn:#x} of {}: {e}", path.display()));
+        page
+    }
+
+    /// Grant-table entry `n` (v1: u16 flags, u16 domid, u32 frame) of a
+    /// domain's grant frame 0 (README section 3: `domains/<domid>/grant`).
+    pub fn grant_entry(&self, domid: u32, n: u64) -> (u16, u16, u32) {
+        use std::os::unix::fs::FileExt;
+        let path = self
+            .dir
+            .join("domains")
+            .join(domid.to_string())
+            .join("grant");
+        let f =
+            std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let mut e = [0u8; 8];
+        f.read_exact_at(&mut e, n * 8)
+            .unwrap_or_else(|err| panic!("read grant entry {n} of {}: {err}", path.display()));
+        (
+            u16::from_le_bytes([e[0], e[1]]),
+            u16::from_le_bytes([e[2], e[3]]),
+            u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+        )
+    }
+
+    /// What a restore must leave beyond the digest (which leaves these out
+    /// on purpose): the event channels from its arguments, the magic-page
+    /// params equal to the gfns it reported, those pages cleared, and grant
+    /// entries 0 (console) and 1 (xenstore) seeded for dom0.
+    pub fn assert_restore_plumbing(
+        &self,
+        domid: u32,
+        store_gfn: u64,
+        console_gfn: u64,
+        store_evtchn: u64,
+        console_evtchn: u64,
+    ) {
+        let p = self.hvm_params(
+            domid,
+            &[
+                HVM_PARAM_STORE_PFN,
+                HVM_PARAM_STORE_EVTCHN,
+                HVM_PARAM_CONSOLE_PFN,
+                HVM_PARAM_CONSOLE_EVTCHN,
+            ],
+        );
+        assert_eq!(
+            p,
+            vec![store_gfn, store_evtchn, console_gfn, console_evtchn],
+            "restored params STORE_PFN, STORE_EVTCHN, CONSOLE_PFN, CONSOLE_EVTCHN"
+        );
+        for (what, gfn) in [("xenstore", store_gfn), ("console", console_gfn)] {
+            assert!(
+                self.read_page(domid, gfn).iter().all(|&b| b == 0),
+                "the restored {what} page {gfn:#x} was not cleared"
+            );
+        }
+        const GTF_PERMIT_ACCESS: u16 = 1;
+        assert_eq!(
+            self.grant_entry(domid, 0),
+            (GTF_PERMIT_ACCESS, 0, console_gfn as u32),
+            "grant entry 0 (console)"
+        );
+        assert_eq!(
+            self.grant_entry(domid, 1),
+            (GTF_PERMIT_ACCESS, 0, store_gfn as u32),
+            "grant entry 1 (xenstore)"
+        );
     }
 }
