@@ -279,7 +279,41 @@ impl<R: Read> Core<R> {
             Ok(None) => return Ok(None),
             Err(e) => return Err(self.fail(e)),
         };
+        if cur.rtype == RecordType::PAGE_DATA {
+            return self.full_page_data(cur, len).map(Some);
+        }
         self.finish_record(cur, len).map(Some)
+    }
+
+    /// A whole PAGE_DATA record, checked in the same order as the streaming
+    /// path (header and pfn array before the pages), so both paths give the
+    /// same verdict on every input.
+    fn full_page_data(&mut self, cur: Current, len: u32) -> Result<Record<'_>, Error> {
+        if let Err(e) = self.page_data_head(len, cur) {
+            return Err(self.fail(e));
+        }
+        let pfn_bytes = self.buf.len();
+        let want = std::mem::take(&mut self.pending_skip);
+        let got = match (&mut self.inner).take(want).read_to_end(&mut self.buf) {
+            Ok(n) => n as u64,
+            Err(e) => {
+                let mut err = Error::io(self.offset, &e);
+                err.record_index = Some(cur.index);
+                err.record_type = Some(cur.rtype);
+                return Err(self.fail(err));
+            }
+        };
+        self.offset += got;
+        if got < want {
+            let mut err = self.rec_err(cur, ErrorKind::Truncated(Part::RecordBody));
+            err.offset = self.offset;
+            return Err(self.fail(err));
+        }
+        self.pending = None;
+        Ok(Record::PageData(PageData::from_parts(
+            &self.entries,
+            &self.buf[pfn_bytes..],
+        )))
     }
 
     /// Reads the body and padding of a record whose header was read, then

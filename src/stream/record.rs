@@ -177,6 +177,12 @@ impl<'a> PageData<'a> {
         Ok(PageData { entries, data })
     }
 
+    /// A value from parts already checked against each other.
+    pub(crate) fn from_parts(entries: &'a [PfnEntry], data: &'a [u8]) -> Self {
+        debug_assert_eq!(data.len(), data_pages(entries) * PAGE_SIZE);
+        PageData { entries, data }
+    }
+
     /// A value with entries only, for callers that read page bytes separately
     /// (the streaming reader); `data()` is then empty.
     pub(crate) fn entries_only(entries: &'a [PfnEntry]) -> Self {
