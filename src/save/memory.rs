@@ -151,7 +151,9 @@ fn verify_frames<H: Hypervisor, W: Write>(ctx: &mut Ctx<'_, H, W>) -> Result<(),
     ctx.msg(Level::Debug, "Enabling verify mode");
     ctx.out.verify()?;
     ctx.prefix = Some("Frames verify".to_string());
+    ctx.verifying = true;
     let res = send_all_pages(ctx);
+    ctx.verifying = false;
     ctx.prefix = None;
     res?;
     let pages = ctx.mem.p2m_size;
@@ -291,7 +293,9 @@ fn write_batch<H: Hypervisor, W: Write>(ctx: &mut Ctx<'_, H, W>) -> Result<(), S
         .page_data(&mem.batch, &mem.types, &mem.data[..nr_pages * PAGE_SIZE])?;
     ctx.summary.page_data_records += 1;
     ctx.summary.pages_sent += nr_pages as u64;
-    if ctx.suspended {
+    if ctx.verifying {
+        ctx.summary.pages_sent_verify += nr_pages as u64;
+    } else if ctx.suspended {
         ctx.summary.pages_sent_suspended += nr_pages as u64;
     }
     Ok(())

@@ -160,8 +160,11 @@ pub struct SaveSummary {
     pub precopy_iterations: u32,
     /// Pages (with data) sent, all rounds and checkpoints included.
     pub pages_sent: u64,
-    /// Pages sent after the domain was suspended (the downtime copy).
+    /// Pages sent after the domain was suspended (the downtime copy),
+    /// the verification pass excluded.
     pub pages_sent_suspended: u64,
+    /// Pages sent again by the verification pass (`XCFLAGS_DEBUG`).
+    pub pages_sent_verify: u64,
     /// PAGE_DATA records written.
     pub page_data_records: u64,
     /// Bytes written to the stream.
@@ -313,6 +316,7 @@ pub fn save_domain<H: Hypervisor, W: Write>(
         summary: SaveSummary::default(),
         prefix: None,
         suspended: false,
+        verifying: false,
     };
     let mut guest = x86_hvm::HvmSave::default();
     let res = run(&mut ctx, &mut guest);
@@ -374,6 +378,8 @@ pub(crate) struct Ctx<'a, H: Hypervisor, W: Write> {
     /// Whether the domain has been suspended (pages sent from then on are
     /// downtime).
     pub(crate) suspended: bool,
+    /// Whether the verification pass is being sent.
+    pub(crate) verifying: bool,
 }
 
 impl<H: Hypervisor, W: Write> Ctx<'_, H, W> {
