@@ -418,3 +418,177 @@ fn preloaded_libxl_save_helper_saves_and_restores_hvm() {
         restore.log_text()
     );
 }
+
+/// `xensim domain info` as key=value pairs.
+fn info(h: &Host, domid: u32) -> std::collections::HashMap<String, String> {
+    h.xensim(&["info", &domid.to_string()])
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn preloaded_live_save_with_injected_faults_returns_minus_one_and_leaves_logdirty_off() {
+    let h = Host::new("dropin-faults");
+    for rule in [
+        "xenforeignmemory_map:EIO:5",
+        "xc_logdirty_control:EIO:2",
+        "xc_get_pfn_type_batch:EFAULT:40",
+    ] {
+        let src = h.create("hvm", 51);
+        let out = run(
+            h.harness("xg-save", true)
+                .env("XENSIM_FAULTS", rule)
+                .arg("--live")
+                .arg(src.to_string())
+                .arg(h.dir.join("fault.img")),
+            TIMEOUT,
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{rule}: {}", describe(&out));
+        assert!(err.contains("xg-save: result rc=-1"), "{rule}: {err}");
+        assert!(
+            err.contains("xc: error:"),
+            "{rule}: no reason logged\n{err}"
+        );
+        assert!(
+            err.contains("switch_qemu_logdirty domid=") && err.contains("enable=0"),
+            "{rule}: qemu log-dirty not switched back off\n{err}"
+        );
+        let i = info(&h, src);
+        assert_eq!(
+            i.get("logdirty").map(String::as_str),
+            Some("0"),
+            "{rule}: {i:?}"
+        );
+    }
+}
+
+#[test]
+fn preloaded_restore_with_injected_fault_returns_minus_one_with_a_reason() {
+    let h = Host::new("dropin-rfault");
+    let src = h.create("hvm", 61);
+    let img = h.dir.join("ok.img");
+    run_ok(h.harness("xg-save", true).arg(src.to_string()).arg(&img));
+    for rule in [
+        "xc_domain_populate_physmap_exact:ENOMEM:2",
+        "xenforeignmemory_map:EIO:3",
+    ] {
+        let dst = h.create_empty("hvm");
+        let out = run(
+            h.harness("xg-restore", true)
+                .env("XENSIM_FAULTS", rule)
+                .arg(dst.to_string())
+                .arg(&img),
+            TIMEOUT,
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{rule}: {}", describe(&out));
+        assert!(
+            err.contains("Restore failed"),
+            "{rule}: no reason logged\n{err}"
+        );
+    }
+}
+
+#[test]
+fn preloaded_libxl_save_helper_live_save_with_workload_restores_identically() {
+    let h = Host::new("dropin-helper-live");
+    let src = h.create("pvh", 71);
+    let mut workload = Command::new(h.env.xensim());
+    workload
+        .args(["domain", "run", "--host"])
+        .arg(h.path())
+        .args([
+            "--dirty-rate",
+            "64",
+            "--working-set",
+            "16M",
+            "--duration",
+            "120",
+        ])
+        .arg(src.to_string());
+    let worker = std::thread::spawn(move || run(&mut workload, TIMEOUT));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    let img = h.dir.join("helper-live.img");
+    let host = h.path();
+    let cmd = HelperCmd {
+        ld_library_path: h.env.ld_library_path(),
+        preload: Some(&h.env.libxcmig),
+        host: &host,
+        extra_env: Vec::new(),
+    };
+    let suspend = h.env.capi("xg-suspend");
+    let ld_path = h.env.ld_library_path();
+    let on_suspend = || {
+        let out = run(
+            Command::new(&suspend)
+                .arg(src.to_string())
+                .env("LD_LIBRARY_PATH", &ld_path)
+                .env("XENSIM_HOST", &host)
+                .env_remove("LD_PRELOAD"),
+            TIMEOUT,
+        );
+        i32::from(out.status.success())
+    };
+    // xcflags 1 = XCFLAGS_LIVE.
+    let argv: Vec<String> = [
+        "--save-domain",
+        "3",
+        "-1",
+        &src.to_string(),
+        "1",
+        "136",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let save = run_helper(&cmd, &argv, &img, true, on_suspend);
+    let w = worker.join().expect("workload thread");
+    assert!(w.status.success(), "workload failed\n{}", describe(&w));
+    assert_eq!(
+        save.complete,
+        Some((0, 0)),
+        "helper live save failed\n{}",
+        save.log_text()
+    );
+    let iterations: std::collections::BTreeSet<&str> = save
+        .progress
+        .iter()
+        .map(|(_, what, _, _)| what.as_str())
+        .filter(|w| w.starts_with("Frames iteration"))
+        .collect();
+    assert!(
+        iterations.len() >= 2,
+        "expected several pre-copy rounds, saw {iterations:?}"
+    );
+    verify_stream(&img);
+    let digest = h.digest(src);
+    let dst = h.create_empty("pvh");
+    let argv: Vec<String> = [
+        "--restore-domain",
+        "3",
+        "-1",
+        &dst.to_string(),
+        "5",
+        "0",
+        "6",
+        "0",
+        "768",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let restore = run_helper(&cmd, &argv, &img, false, || 0);
+    assert_eq!(
+        restore.complete,
+        Some((0, 0)),
+        "helper restore failed\n{}",
+        restore.log_text()
+    );
+    assert_eq!(h.digest(dst), digest, "helper live restore differs");
+}
