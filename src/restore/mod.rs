@@ -27,6 +27,7 @@
 //! A stream that breaks a rule ends the restore with an error that names
 //! the rule and where it was broken; nothing in here panics on bad input.
 
+mod checkpoint;
 mod memory;
 mod x86_hvm;
 
@@ -35,6 +36,8 @@ use std::io::Read;
 use crate::hv::{DomId, HvError, Hypervisor, Level, Log};
 use crate::save::StreamType;
 use crate::stream;
+
+pub use checkpoint::{XGR_CHECKPOINT_FAILOVER, XGR_CHECKPOINT_SUCCESS};
 
 /// `XGR_SDD_MISSING_CPUID`: the stream had no X86_CPUID_POLICY.
 pub const XGR_SDD_MISSING_CPUID: u32 = 1 << 0;
@@ -135,6 +138,8 @@ pub struct RestoreOutputs {
     pub verify_mismatches: u64,
     /// Frames populated.
     pub pages_populated: u64,
+    /// CHECKPOINT records applied (checkpointed streams).
+    pub checkpoints: u64,
     /// Stream warnings (tolerated oddities), one line each.
     pub warnings: Vec<String>,
 }
@@ -232,6 +237,17 @@ pub fn restore_domain<H: Hypervisor, R: Read>(
     res
 }
 
+/// Whether a reader error means the sender went away (input ended or
+/// failed) rather than that the stream broke a rule.
+fn is_broken_channel(e: &stream::Error) -> bool {
+    matches!(
+        e.kind,
+        stream::ErrorKind::Io { .. }
+            | stream::ErrorKind::Truncated(_)
+            | stream::ErrorKind::MissingEnd
+    )
+}
+
 fn restore_inner<H: Hypervisor, R: Read>(
     hv: &H,
     domid: DomId,
@@ -242,9 +258,14 @@ fn restore_inner<H: Hypervisor, R: Read>(
 ) -> Result<RestoreOutputs, RestoreError> {
     match params.stream_type {
         StreamType::Plain => {}
-        StreamType::Remus | StreamType::Colo => {
+        StreamType::Remus => {
+            if !callbacks.has(RestoreHook::Checkpoint) {
+                return Err(RestoreError::MissingCallback("checkpoint"));
+            }
+        }
+        StreamType::Colo => {
             return Err(RestoreError::Unsupported(
-                "checkpointed (Remus/COLO) restore is not supported yet".into(),
+                "COLO restore is not supported yet".into(),
             ))
         }
     }
@@ -268,7 +289,11 @@ fn restore_inner<H: Hypervisor, R: Read>(
 
     let options = stream::ReaderOptions {
         grammar: stream::GrammarOptions {
-            checkpoints: stream::Checkpoints::Reject,
+            checkpoints: if params.stream_type == StreamType::Plain {
+                stream::Checkpoints::Reject
+            } else {
+                stream::Checkpoints::Accept
+            },
             ..Default::default()
         },
         ..Default::default()
@@ -308,12 +333,61 @@ fn restore_inner<H: Hypervisor, R: Read>(
 
     let mut ctx = x86_hvm::HvmRestore::new(hv, domid, *params, callbacks, log);
     ctx.outputs.stream_version = version.number();
-    while let Some(rec) = reader.next_record()? {
+    let v2 = version == stream::Version::V2;
+    // Checkpointed streams: after the first CHECKPOINT, records wait here
+    // until the next one completes their set.
+    let mut buffering = false;
+    let mut held: Vec<checkpoint::Buffered> = Vec::new();
+    loop {
+        let rec = match reader.next_record() {
+            Ok(Some(rec)) => rec,
+            Ok(None) => break,
+            Err(e) if buffering && is_broken_channel(&e) => {
+                // The primary is gone mid-checkpoint: fail over to the
+                // last complete checkpoint, dropping the partial one.
+                log.log(
+                    Level::Info,
+                    None,
+                    &format!("Failed to read a record ({e}): failing over to the last checkpoint"),
+                );
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
         ctx.outputs.records += 1;
-        let is_end = matches!(rec, stream::Record::End);
-        ctx.process_record(&rec, version == stream::Version::V2)?;
-        if is_end {
-            break;
+        match rec {
+            stream::Record::End => {
+                ctx.process_record(&rec, v2)?;
+                break;
+            }
+            stream::Record::Checkpoint => {
+                let rc = ctx.checkpoint_callback();
+                match rc {
+                    XGR_CHECKPOINT_SUCCESS => {}
+                    XGR_CHECKPOINT_FAILOVER if buffering => {
+                        log.log(Level::Info, None, "checkpoint(): failover requested");
+                        break;
+                    }
+                    _ => {
+                        return Err(RestoreError::Callback {
+                            name: "checkpoint",
+                            rc,
+                        })
+                    }
+                }
+                if buffering {
+                    for b in held.drain(..) {
+                        ctx.process_buffered(&b, v2)?;
+                    }
+                    log.log(Level::Info, None, "All records processed");
+                } else {
+                    buffering = true;
+                    log.log(Level::Info, None, "All records buffered");
+                }
+                ctx.outputs.checkpoints += 1;
+            }
+            _ if buffering => held.push(checkpoint::Buffered::from_record(&rec)),
+            _ => ctx.process_record(&rec, v2)?,
         }
     }
     for w in reader.warnings() {

@@ -767,3 +767,118 @@ fn live_migration_over_a_socket_restores_while_the_save_runs() {
         saved.precopy_iterations, saved.pages_sent, saved.bytes_written, saved.pages_sent_suspended
     );
 }
+
+/// A Remus stream of three checkpoints of a guest that rewrites 300 pages
+/// after each resume, with the digest at each suspend.
+fn remus_stream() -> (Vec<u8>, Vec<String>) {
+    let h = TempHost::new("remus-src");
+    let id = h.create(GuestType::Hvm, SMALL, 21, false);
+    let mut cb = ToolstackSave::new(h.domain(id));
+    cb.checkpoint_answers = [1, 1, 0].into_iter().collect();
+    cb.dirty_on_resume = 300;
+    let params = SaveParams {
+        live: true,
+        debug: false,
+        stream_type: StreamType::Remus,
+    };
+    let mut out = Vec::new();
+    let s = save_domain(&h.hv(), id, &mut out, &params, &mut cb, &RecLog::default())
+        .expect("remus save");
+    assert_eq!(s.checkpoints, 3);
+    assert_eq!(cb.digests.len(), 3);
+    assert_ne!(
+        cb.digests[1], cb.digests[2],
+        "the guest changed between checkpoints"
+    );
+    (out, cb.digests)
+}
+
+fn remus_restore(stream: &[u8], answers: &[i32]) -> (Result<RestoreOutputs, RestoreError>, String) {
+    let h = TempHost::new("remus-dst");
+    let id = h.create(GuestType::Hvm, SMALL, 0, true);
+    let mut cb = ToolstackRestore {
+        checkpoint_answers: answers.iter().copied().collect(),
+        ..Default::default()
+    };
+    let params = RestoreParams {
+        stream_type: StreamType::Remus,
+        ..restore_params()
+    };
+    let mut input = stream;
+    let r = restore_domain(
+        &h.hv(),
+        id,
+        &mut input,
+        &params,
+        &mut cb,
+        &RecLog::default(),
+    );
+    let digest = h.domain(id).digest().unwrap();
+    (r, digest)
+}
+
+#[test]
+fn remus_restore_fails_over_to_the_last_complete_checkpoint() {
+    let (stream, digests) = remus_stream();
+    // The primary stopped after its third checkpoint: EOF after CHECKPOINT.
+    let (r, digest) = remus_restore(&stream, &[]);
+    let out = r.expect("failover restore");
+    assert_eq!(out.checkpoints, 3);
+    assert_eq!(digest, digests[2]);
+
+    // The primary died in the middle of the third checkpoint's records: the
+    // partial set is dropped and the second checkpoint is restored.
+    let cut = {
+        let mut r = stream::Reader::with_options(
+            &stream[..],
+            stream::ReaderOptions {
+                grammar: stream::GrammarOptions {
+                    checkpoints: stream::Checkpoints::Accept,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut seen = 0;
+        let mut at = 0;
+        while let Some(rec) = r.next_record().unwrap() {
+            if matches!(rec, Record::Checkpoint) {
+                seen += 1;
+                if seen == 2 {
+                    at = r.offset();
+                }
+            }
+        }
+        // Somewhere inside the third checkpoint's PAGE_DATA.
+        at as usize + 8 + 4096
+    };
+    let (r, digest) = remus_restore(&stream[..cut], &[]);
+    let out = r.expect("failover to checkpoint 2");
+    assert_eq!(out.checkpoints, 2);
+    assert_eq!(digest, digests[1]);
+
+    // checkpoint() asking for failover at the second checkpoint restores the first.
+    let (r, digest) = remus_restore(&stream, &[1, 2]);
+    assert_eq!(r.expect("failover on request").checkpoints, 1);
+    assert_eq!(digest, digests[0]);
+}
+
+#[test]
+fn remus_failover_before_any_checkpoint_is_an_error() {
+    let (stream, _) = remus_stream();
+    let (r, _) = remus_restore(&stream, &[2]);
+    let e = r.expect_err("no consistent state yet");
+    assert!(
+        matches!(
+            e,
+            RestoreError::Callback {
+                name: "checkpoint",
+                rc: 2
+            }
+        ),
+        "{e}"
+    );
+    let (r, _) = remus_restore(&stream, &[0]);
+    assert!(r.is_err());
+}

@@ -8,7 +8,16 @@ use crate::hv::{
     param, CpuPolicy, CpuidLeaf, DomId, GrantEntry, Hypervisor, Level, Log, MsrEntry, TscInfo,
     GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE, GTF_PERMIT_ACCESS,
 };
-use crate::stream::Record;
+use crate::stream::{Record, RecordType};
+
+use super::checkpoint::Buffered;
+
+fn unhandled(t: RecordType) -> RestoreError {
+    RestoreError::Record {
+        what: "mandatory",
+        msg: format!("{t} not handled in an x86 HVM restore"),
+    }
+}
 
 /// State of one HVM restore.
 pub(crate) struct HvmRestore<'a, H: Hypervisor> {
@@ -64,33 +73,16 @@ impl<'a, H: Hypervisor> HvmRestore<'a, H> {
         match rec {
             Record::End => Ok(()),
             Record::PageData(pd) => {
-                if v2 && !self.seen_static_data_end {
-                    self.static_data_end()?;
-                }
-                if !self.seen_static_data_end {
-                    return Err(RestoreError::Record {
-                        what: "PAGE_DATA",
-                        msg: "no STATIC_DATA_END seen".into(),
-                    });
-                }
-                self.entries.clear();
-                self.entries.extend(
+                let mut entries = std::mem::take(&mut self.entries);
+                entries.clear();
+                entries.extend(
                     pd.entries()
                         .iter()
                         .map(|e| (e.pfn, e.page_type.domctl_value())),
                 );
-                memory::process_page_data(
-                    self.hv,
-                    self.domid,
-                    &mut self.populated,
-                    &mut self.mem,
-                    self.verify,
-                    &self.entries,
-                    pd.data(),
-                    self.log,
-                )?;
-                self.outputs.page_data_records += 1;
-                Ok(())
+                let r = self.page_data(&entries, pd.data(), v2);
+                self.entries = entries;
+                r
             }
             Record::Verify => {
                 self.log.log(Level::Debug, None, "Verify mode enabled");
@@ -126,43 +118,108 @@ impl<'a, H: Hypervisor> HvmRestore<'a, H> {
                 );
                 Ok(())
             }
-            Record::X86TscInfo(t) => {
-                let tsc = TscInfo {
-                    mode: t.mode,
-                    elapsed_nsec: t.nsec,
-                    gtsc_khz: t.khz,
-                    incarnation: t.incarnation,
-                };
-                self.hv.set_tsc_info(self.domid, &tsc)?;
-                Ok(())
-            }
+            Record::X86TscInfo(t) => self.tsc_info(&TscInfo {
+                mode: t.mode,
+                elapsed_nsec: t.nsec,
+                gtsc_khz: t.khz,
+                incarnation: t.incarnation,
+            }),
             Record::HvmContext(blob) => {
                 self.context = Some(blob.to_vec());
                 Ok(())
             }
-            Record::HvmParams(a) => {
-                if a.is_empty() {
-                    self.log
-                        .log(Level::Debug, None, "Skipping empty HVM_PARAMS record");
-                }
-                for p in a.iter() {
-                    self.apply_param(p.index, p.value)?;
-                }
-                Ok(())
-            }
+            Record::HvmParams(a) => self.hvm_params(a.iter().map(|p| (p.index, p.value))),
             Record::Optional { record_type, .. } => {
-                self.log.log(
-                    Level::Debug,
-                    None,
-                    &format!("Ignoring optional record {record_type}"),
-                );
+                self.optional(*record_type);
                 Ok(())
             }
-            other => Err(RestoreError::Record {
-                what: "mandatory",
-                msg: format!("{} not handled in an x86 HVM restore", other.record_type()),
-            }),
+            other => Err(unhandled(other.record_type())),
         }
+    }
+
+    /// Apply a record buffered since the last checkpoint.
+    pub(crate) fn process_buffered(
+        &mut self,
+        rec: &Buffered,
+        v2: bool,
+    ) -> Result<(), RestoreError> {
+        match rec {
+            Buffered::PageData { entries, data } => self.page_data(entries, data, v2),
+            Buffered::Verify => {
+                self.log.log(Level::Debug, None, "Verify mode enabled");
+                self.verify = true;
+                Ok(())
+            }
+            Buffered::TscInfo(t) => self.tsc_info(t),
+            Buffered::HvmContext(blob) => {
+                self.context = Some(blob.clone());
+                Ok(())
+            }
+            Buffered::HvmParams(p) => self.hvm_params(p.iter().copied()),
+            Buffered::Optional(t) => {
+                self.optional(*t);
+                Ok(())
+            }
+            Buffered::Other(t) => Err(unhandled(*t)),
+        }
+    }
+
+    fn page_data(
+        &mut self,
+        entries: &[(u64, u32)],
+        data: &[u8],
+        v2: bool,
+    ) -> Result<(), RestoreError> {
+        if v2 && !self.seen_static_data_end {
+            self.static_data_end()?;
+        }
+        if !self.seen_static_data_end {
+            return Err(RestoreError::Record {
+                what: "PAGE_DATA",
+                msg: "no STATIC_DATA_END seen".into(),
+            });
+        }
+        memory::process_page_data(
+            self.hv,
+            self.domid,
+            &mut self.populated,
+            &mut self.mem,
+            self.verify,
+            entries,
+            data,
+            self.log,
+        )?;
+        self.outputs.page_data_records += 1;
+        Ok(())
+    }
+
+    fn tsc_info(&mut self, tsc: &TscInfo) -> Result<(), RestoreError> {
+        self.hv.set_tsc_info(self.domid, tsc)?;
+        Ok(())
+    }
+
+    fn hvm_params(
+        &mut self,
+        params: impl ExactSizeIterator<Item = (u64, u64)>,
+    ) -> Result<(), RestoreError> {
+        if params.len() == 0 {
+            self.log
+                .log(Level::Debug, None, "Skipping empty HVM_PARAMS record");
+        }
+        for (index, value) in params {
+            self.apply_param(index, value)?;
+        }
+        Ok(())
+    }
+
+    fn optional(&self, t: RecordType) {
+        self.log
+            .log(Level::Debug, None, &format!("Ignoring optional record {t}"));
+    }
+
+    /// The toolstack's `checkpoint` callback (1 continue, 2 failover).
+    pub(crate) fn checkpoint_callback(&mut self) -> i32 {
+        self.cb.checkpoint()
     }
 
     /// One HVM_PARAMS entry, as libxenguest applies it.

@@ -117,6 +117,10 @@ pub(crate) struct ToolstackSave {
     pub(crate) has_qemu: bool,
     pub(crate) suspends: u32,
     pub(crate) digest_at_suspend: Option<String>,
+    /// Digests at every suspend (one per checkpoint).
+    pub(crate) digests: Vec<String>,
+    /// Pages the guest rewrites (and dirties) after each resume.
+    pub(crate) dirty_on_resume: u64,
     /// Remus: postcopy resumes the domain; checkpoint answers from here.
     pub(crate) checkpoint_answers: VecDeque<i32>,
 }
@@ -134,6 +138,8 @@ impl ToolstackSave {
             has_qemu: true,
             suspends: 0,
             digest_at_suspend: None,
+            digests: Vec::new(),
+            dirty_on_resume: 0,
             checkpoint_answers: VecDeque::new(),
         }
     }
@@ -155,7 +161,9 @@ impl SaveCallbacks for ToolstackSave {
             self.dom
                 .shutdown(xensim::SHUTDOWN_SUSPEND)
                 .expect("shutdown for suspend");
-            self.digest_at_suspend = Some(self.dom.digest().expect("digest at suspend"));
+            let d = self.dom.digest().expect("digest at suspend");
+            self.digests.push(d.clone());
+            self.digest_at_suspend = Some(d);
         }
         self.suspend_rc
     }
@@ -170,6 +178,15 @@ impl SaveCallbacks for ToolstackSave {
 
     fn postcopy(&mut self) -> i32 {
         self.dom.resume().expect("resume");
+        // The guest runs on: rewrite a few pages, as its own writes would.
+        let ram = xensim::workload::working_set(&self.dom, self.dirty_on_resume * 4096, 1);
+        for (i, &pfn) in ram.iter().enumerate() {
+            let fill = (self.digests.len() * 31 + i) as u8;
+            self.dom
+                .write_frame(pfn, &[fill; 4096])
+                .expect("guest write");
+            self.dom.mark_dirty(pfn);
+        }
         1
     }
 
@@ -183,20 +200,27 @@ impl SaveCallbacks for ToolstackSave {
     }
 }
 
-/// Restore callbacks that record `static_data_done`.
+/// Restore callbacks that record `static_data_done` and answer
+/// `checkpoint` from a script (1 when it runs out).
 #[derive(Default)]
 pub(crate) struct ToolstackRestore {
     pub(crate) missing: Vec<u32>,
     pub(crate) rc: i32,
+    pub(crate) checkpoint_answers: VecDeque<i32>,
+    pub(crate) checkpoints: u32,
 }
 
 impl RestoreCallbacks for ToolstackRestore {
     fn has(&self, hook: RestoreHook) -> bool {
-        hook == RestoreHook::StaticDataDone
+        matches!(hook, RestoreHook::StaticDataDone | RestoreHook::Checkpoint)
     }
     fn static_data_done(&mut self, missing: u32) -> i32 {
         self.missing.push(missing);
         self.rc
+    }
+    fn checkpoint(&mut self) -> i32 {
+        self.checkpoints += 1;
+        self.checkpoint_answers.pop_front().unwrap_or(1)
     }
 }
 
