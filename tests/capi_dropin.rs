@@ -304,7 +304,7 @@ fn preloaded_libxl_save_helper_saves_and_restores_hvm() {
     };
     let suspend = h.env.capi("xg-suspend");
     let ld_path = h.env.ld_library_path();
-    let on_suspend = || {
+    let on_suspend = |_: &str| {
         let out = run(
             Command::new(&suspend)
                 .arg(src.to_string())
@@ -387,7 +387,7 @@ fn preloaded_libxl_save_helper_saves_and_restores_hvm() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let restore = run_helper(&cmd, &argv, &img, false, || 0);
+    let restore = run_helper(&cmd, &argv, &img, false, |_| 0);
     assert_eq!(
         restore.complete,
         Some((0, 0)),
@@ -522,7 +522,7 @@ fn preloaded_libxl_save_helper_live_save_with_workload_restores_identically() {
     };
     let suspend = h.env.capi("xg-suspend");
     let ld_path = h.env.ld_library_path();
-    let on_suspend = || {
+    let on_suspend = |_: &str| {
         let out = run(
             Command::new(&suspend)
                 .arg(src.to_string())
@@ -583,7 +583,7 @@ fn preloaded_libxl_save_helper_live_save_with_workload_restores_identically() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let restore = run_helper(&cmd, &argv, &img, false, || 0);
+    let restore = run_helper(&cmd, &argv, &img, false, |_| 0);
     assert_eq!(
         restore.complete,
         Some((0, 0)),
@@ -591,4 +591,138 @@ fn preloaded_libxl_save_helper_live_save_with_workload_restores_identically() {
         restore.log_text()
     );
     assert_eq!(h.digest(dst), digest, "helper live restore differs");
+}
+
+/// A Remus save and failover restore through libxl-save-helper, with
+/// libxcmig preloaded or not; returns the callbacks seen on each side.
+fn remus_through_helper(preload: Option<&Path>) -> (Vec<String>, Vec<String>) {
+    let h = Host::new("dropin-remus");
+    let src = h.create("hvm", 81);
+    let img = h.dir.join("remus.img");
+    let host = h.path();
+    let cmd = HelperCmd {
+        ld_library_path: h.env.ld_library_path(),
+        preload,
+        host: &host,
+        extra_env: Vec::new(),
+    };
+    let suspend = h.env.capi("xg-suspend");
+    let ld_path = h.env.ld_library_path();
+    let xensim = h.env.xensim();
+    let mut checkpoints = 0;
+    // As libxl's Remus: suspend; postcopy resumes the guest; checkpoint
+    // asks for another one (1) twice, then ends replication (0).
+    let on_callback = |name: &str| match name {
+        "suspend" => {
+            let out = run(
+                Command::new(&suspend)
+                    .arg(src.to_string())
+                    .env("LD_LIBRARY_PATH", &ld_path)
+                    .env("XENSIM_HOST", &host)
+                    .env_remove("LD_PRELOAD"),
+                TIMEOUT,
+            );
+            i32::from(out.status.success())
+        }
+        "postcopy" => {
+            let out = run(
+                Command::new(&xensim)
+                    .args(["domain", "resume", "--host"])
+                    .arg(&host)
+                    .arg(src.to_string()),
+                TIMEOUT,
+            );
+            i32::from(out.status.success())
+        }
+        "checkpoint" => {
+            checkpoints += 1;
+            i32::from(checkpoints < 3)
+        }
+        _ => 0,
+    };
+    // xcflags 1 (live first round), cbflags 0xb8 = suspend + postcopy +
+    // checkpoint + switch_qemu_logdirty, stream type 1 = Remus.
+    let argv: Vec<String> = [
+        "--save-domain",
+        "3",
+        "-1",
+        &src.to_string(),
+        "1",
+        "184",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let save = run_helper(&cmd, &argv, &img, true, on_callback);
+    // Ending replication is a successful save without an END record.
+    assert_eq!(
+        save.complete,
+        Some((0, 0)),
+        "Remus save failed\n{}",
+        save.log_text()
+    );
+    let n = |name: &str| save.callbacks.iter().filter(|c| *c == name).count();
+    assert_eq!(
+        (n("suspend"), n("postcopy"), n("checkpoint")),
+        (3, 3, 3),
+        "{:?}",
+        save.callbacks
+    );
+    let digest = h.digest(src);
+
+    let dst = h.create_empty("hvm");
+    // cbflags 0x320 = checkpoint + static_data_done + restore_results.
+    let argv: Vec<String> = [
+        "--restore-domain",
+        "3",
+        "-1",
+        &dst.to_string(),
+        "5",
+        "0",
+        "6",
+        "0",
+        "800",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let restore = run_helper(&cmd, &argv, &img, false, |name| {
+        i32::from(name == "checkpoint")
+    });
+    assert_eq!(
+        restore.complete,
+        Some((0, 0)),
+        "Remus restore failed\n{}",
+        restore.log_text()
+    );
+    assert_eq!(
+        restore
+            .callbacks
+            .iter()
+            .filter(|c| *c == "checkpoint")
+            .count(),
+        3,
+        "{:?}",
+        restore.callbacks
+    );
+    assert_eq!(
+        h.digest(dst),
+        digest,
+        "Remus failover state differs\n{}",
+        restore.log_text()
+    );
+    (save.callbacks, restore.callbacks)
+}
+
+#[test]
+fn preloaded_libxl_save_helper_remus_checkpoints_like_libxenguest_and_fails_over() {
+    let libxcmig = Env::locate().require_libxcmig();
+    let ours = remus_through_helper(Some(&libxcmig));
+    let theirs = remus_through_helper(None);
+    assert_eq!(
+        ours, theirs,
+        "callback sequences differ (xcmig, libxenguest)"
+    );
 }

@@ -81,14 +81,16 @@ impl Args<'_> {
 }
 
 /// Run the helper with `argv` (after the program name), the stream file
-/// opened on fd 3 for writing (`save`) or reading, and `on_suspend` called
-/// for the `suspend` callback (its result is the reply).
+/// opened on fd 3 for writing (`save`) or reading, and `on_callback` called
+/// with the name of each `suspend`, `postcopy`, `checkpoint` and
+/// `wait_checkpoint` callback (its result is the reply);
+/// `switch_qemu_logdirty` and `static_data_done` are answered 0 (success).
 pub fn run_helper(
     cmd: &HelperCmd<'_>,
     argv: &[String],
     stream: &Path,
     save: bool,
-    mut on_suspend: impl FnMut() -> i32,
+    mut on_callback: impl FnMut(&str) -> i32,
 ) -> HelperRun {
     // The shell opens the stream on fd 3 without close-on-exec, as libxl
     // hands the helper its descriptors.
@@ -143,21 +145,11 @@ pub fn run_helper(
                 run.progress.push((ctx, what, done, total));
                 None
             }
-            3 => {
-                run.callbacks.push("suspend".into());
-                Some(on_suspend())
-            }
-            4 => {
-                run.callbacks.push("postcopy".into());
-                Some(0)
-            }
-            5 => {
-                run.callbacks.push("checkpoint".into());
-                Some(0)
-            }
-            6 => {
-                run.callbacks.push("wait_checkpoint".into());
-                Some(0)
+            3..=6 => {
+                let name =
+                    ["suspend", "postcopy", "checkpoint", "wait_checkpoint"][usize::from(num - 3)];
+                run.callbacks.push(name.into());
+                Some(on_callback(name))
             }
             7 => {
                 let domid = a.u32();
