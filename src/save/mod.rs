@@ -319,8 +319,14 @@ pub fn save_domain<H: Hypervisor, W: Write>(
         verifying: false,
     };
     let mut guest = x86_hvm::HvmSave::default();
+    let guard = LogDirtyGuard {
+        hv,
+        domid,
+        armed: true,
+    };
     let res = run(&mut ctx, &mut guest);
     cleanup(&mut ctx, &mut guest);
+    guard.disarm();
     match res {
         Ok(()) => {
             ctx.summary.bytes_written = ctx.out.bytes();
@@ -329,6 +335,28 @@ pub fn save_domain<H: Hypervisor, W: Write>(
         Err(e) => {
             ctx.log_error(&e, "Save failed");
             Err(e)
+        }
+    }
+}
+
+/// Switches log-dirty off if the save unwinds (a panic caught by the C
+/// layer's boundary) before its cleanup ran; the normal paths disarm it.
+struct LogDirtyGuard<'a, H: Hypervisor> {
+    hv: &'a H,
+    domid: DomId,
+    armed: bool,
+}
+
+impl<H: Hypervisor> LogDirtyGuard<'_, H> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl<H: Hypervisor> Drop for LogDirtyGuard<'_, H> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.hv.logdirty_off(self.domid);
         }
     }
 }

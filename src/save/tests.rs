@@ -419,3 +419,29 @@ fn colo_save_without_wait_checkpoint_is_refused() {
     );
     assert!(out.is_empty());
 }
+
+#[test]
+fn a_panic_inside_a_callback_still_leaves_log_dirty_off() {
+    struct Panicky(ToolstackSave);
+    impl SaveCallbacks for Panicky {
+        fn has(&self, hook: SaveHook) -> bool {
+            self.0.has(hook)
+        }
+        fn suspend(&mut self) -> i32 {
+            panic!("toolstack bug in suspend");
+        }
+        fn switch_qemu_logdirty(&mut self, domid: DomId, enable: bool) -> i32 {
+            self.0.switch_qemu_logdirty(domid, enable)
+        }
+    }
+    let h = TempHost::new("panic");
+    let id = h.create(GuestType::Hvm, SMALL, 13, false);
+    let mut cb = Panicky(ToolstackSave::new(h.domain(id)));
+    let hv = h.hv();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut out = Vec::new();
+        save_domain(&hv, id, &mut out, &live(), &mut cb, &RecLog::default())
+    }));
+    assert!(r.is_err(), "the panic propagates to the caller's boundary");
+    assert!(!h.domain(id).logdirty_enabled());
+}
