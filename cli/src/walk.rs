@@ -209,8 +209,64 @@ pub struct Done {
     pub ending: Ending,
 }
 
+/// Warnings passed on to the visitor; later ones are only counted, so a
+/// hostile stream repeating a warned-about record cannot flood the output
+/// or the memory of `inspect`.
+pub const MAX_WARNINGS: u64 = 1000;
+
+/// Forwards to a visitor, capping warnings at [`MAX_WARNINGS`].
+struct Capped<'v, V> {
+    inner: &'v mut V,
+    warnings: u64,
+}
+
+impl<V: Visitor> Visitor for Capped<'_, V> {
+    fn wants_summaries(&self) -> bool {
+        self.inner.wants_summaries()
+    }
+    fn xl_header(&mut self, h: &XlHeader) {
+        self.inner.xl_header(h)
+    }
+    fn libxl_header(&mut self, offset: u64, h: &LibxlHeader) {
+        self.inner.libxl_header(offset, h)
+    }
+    fn libxc_headers(&mut self, offset: u64, ih: &ImageHeader, dh: &DomainHeader) {
+        self.inner.libxc_headers(offset, ih, dh)
+    }
+    fn record(&mut self, r: &RecordInfo) {
+        self.inner.record(r)
+    }
+    fn pages(&mut self, entries: &[PfnEntry]) {
+        self.inner.pages(entries)
+    }
+    fn warning(&mut self, w: &str) {
+        self.warnings += 1;
+        if self.warnings <= MAX_WARNINGS {
+            self.inner.warning(w)
+        }
+    }
+    fn checkpoints(&mut self, libxc: u64, libxl: u64) {
+        self.inner.checkpoints(libxc, libxl)
+    }
+}
+
 /// Walks `input` as `format`, checking everything; stops at the first error.
 pub fn walk<R: Read, V: Visitor>(input: R, format: Format, v: &mut V) -> Result<Done, WalkError> {
+    let mut capped = Capped {
+        inner: v,
+        warnings: 0,
+    };
+    let result = walk_inner(input, format, &mut capped);
+    if capped.warnings > MAX_WARNINGS {
+        let n = capped.warnings - MAX_WARNINGS;
+        capped
+            .inner
+            .warning(&format!("{n} further warnings not shown"));
+    }
+    result
+}
+
+fn walk_inner<R: Read, V: Visitor>(input: R, format: Format, v: &mut V) -> Result<Done, WalkError> {
     let cell = RefCell::new(input);
     let shared = Shared(&cell);
     match format {

@@ -786,3 +786,30 @@ fn legacy_and_big_endian_libxl_headers_are_accepted_with_warnings() {
         assert!(stderr(&o).contains(want), "{}", stderr(&o));
     }
 }
+
+#[test]
+fn warnings_are_capped_at_1000_and_the_rest_counted() {
+    // 1100 empty HVM_PARAMS records: each is tolerated with a warning.
+    let mut w = Writer::new(Vec::new(), &DomainHeader::new(DomainType::X86Hvm, 4, 17)).unwrap();
+    w.write_static_data_end().unwrap();
+    w.write_page_data(&[PfnEntry::new(1, PageType::NoTab)], &[&[7u8; 4096]])
+        .unwrap();
+    for _ in 0..1100 {
+        w.write_raw(RecordType::HVM_PARAMS, &[&[0u8; 8]]).unwrap();
+    }
+    w.write_hvm_context(&[1; 64]).unwrap();
+    w.write_end().unwrap();
+    let s = w.into_inner();
+    let o = assert_valid(&s, None);
+    let err = stderr(&o);
+    assert_eq!(
+        err.lines().count(),
+        1001,
+        "{}",
+        &err[err.len().saturating_sub(300)..]
+    );
+    assert_eq!(
+        err.lines().last().unwrap(),
+        "warning: 100 further warnings not shown"
+    );
+}
