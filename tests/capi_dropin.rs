@@ -178,6 +178,19 @@ fn nonlive_preloaded_save(guest: &str, seed: u64) {
         describe(&out)
     );
     assert_bound_to_xcmig(&err, "xg-save", "xc_domain_save", &h.env.libxcmig);
+    // libxcmig uses libxenguest's public CPU-policy API; preloading must
+    // not make libxenguest's calls land back in libxcmig, nor the reverse.
+    for sym in ["xc_cpu_policy_get_domain", "xc_set_domain_cpu_policy"] {
+        let want = format!(
+            "to {}/libxenguest.so.4.17 [0]: normal symbol `{sym}'",
+            capi_support::SYSTEM_XEN_LIBDIR
+        );
+        assert!(
+            err.lines()
+                .any(|l| l.contains("libxcmig.so [0] to") && l.contains(&want)),
+            "libxcmig's {sym} is not bound to libxenguest"
+        );
+    }
     assert!(err.contains("xg-save: result rc=0"), "{err}");
     assert!(
         err.contains("what=\"Start of stream\""),
