@@ -402,7 +402,7 @@ pub enum LibxlErrorKind {
     XenstoreEmptyKey(usize),
     /// EMULATOR_XENSTORE_DATA key that is absolute (starts with '/').
     XenstoreAbsoluteKey(String),
-    /// EMULATOR_XENSTORE_DATA key with a character outside [A-Za-z0-9-/_@].
+    /// EMULATOR_XENSTORE_DATA key with a character outside `[A-Za-z0-9-/_@]`.
     XenstoreBadKeyChar(String),
     /// CHECKPOINT_STATE body not 4 octets.
     CheckpointStateLength(u32),
