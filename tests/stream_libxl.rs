@@ -309,7 +309,7 @@ fn malformed_streams_fail_with_the_expected_rule_and_offset() {
         ),
         (
             "checkpoint state length",
-            stream(&[rec(rec_type::CHECKPOINT_STATE, &[0; 8])]),
+            stream(&[rec(rec_type::CHECKPOINT_STATE, &[0, 0, 0, 0, 1, 0, 0, 0])]),
             K::CheckpointStateLength(8),
             16,
             Some((0, 5)),
@@ -631,4 +631,23 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn checkpoint_state_with_a_zero_padding_word_is_accepted_with_a_warning() {
+    let bytes = stream(&[
+        rec(rec_type::CHECKPOINT_STATE, &[1, 0, 0, 0, 0, 0, 0, 0]),
+        rec(rec_type::CHECKPOINT_STATE, &[0; 6]),
+    ]);
+    let mut r = LibxlReader::new(&bytes[..]).unwrap();
+    let (_, rec) = r.next_record().unwrap();
+    assert_eq!(
+        rec,
+        LibxlRecord::CheckpointState {
+            control: CheckpointControl::SvmSuspended
+        }
+    );
+    assert_eq!(r.take_warnings().len(), 1);
+    let e = r.next_record().unwrap_err();
+    assert_eq!(e.kind, LibxlErrorKind::CheckpointStateLength(6));
 }

@@ -404,7 +404,7 @@ pub enum LibxlErrorKind {
     XenstoreAbsoluteKey(String),
     /// EMULATOR_XENSTORE_DATA key with a character outside `[A-Za-z0-9-/_@]`.
     XenstoreBadKeyChar(String),
-    /// CHECKPOINT_STATE body not 4 octets.
+    /// CHECKPOINT_STATE body neither 4 octets nor 8 ending in a zero word.
     CheckpointStateLength(u32),
     /// CHECKPOINT_STATE with an undefined `control_id`.
     BadControlId(u32),
@@ -454,7 +454,12 @@ impl fmt::Display for LibxlErrorKind {
                     "xenstore key {k:?} has a character outside [A-Za-z0-9-/_@]"
                 )
             }
-            CheckpointStateLength(n) => write!(f, "body_length {n}, expected 4"),
+            CheckpointStateLength(n) => {
+                write!(
+                    f,
+                    "body_length {n}, expected 4 (or 8 with a zero padding word)"
+                )
+            }
             BadControlId(v) => write!(f, "undefined control_id {v:#x}"),
             NonZeroPadding => write!(f, "non-zero padding octet"),
             Grammar(s) => write!(f, "{s}"),
@@ -774,8 +779,17 @@ impl<R: Read> LibxlReader<R> {
                 })
             }
             rec_type::CHECKPOINT_STATE => {
-                if body.len() != 4 {
-                    return fail(LibxlErrorKind::CheckpointStateLength(pos.body_len));
+                // libxl writes body_length 4; the spec draws the record as
+                // control_id plus a padding word, so 8 with that word zero
+                // is accepted too.
+                match body.len() {
+                    4 => {}
+                    8 if body[4..8] == [0; 4] => self.warnings.push(LibxlWarning {
+                        offset: pos.offset,
+                        record: Some(pos),
+                        message: "body_length 8 with a zero padding word (libxl writes 4)".into(),
+                    }),
+                    _ => return fail(LibxlErrorKind::CheckpointStateLength(pos.body_len)),
                 }
                 let id = e.u32_from(body[0..4].try_into().expect("4 octets"));
                 match CheckpointControl::from_u32(id) {
