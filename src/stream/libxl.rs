@@ -1113,15 +1113,19 @@ impl LibxlGrammar {
     }
 
     /// The libxc stream read a CHECKPOINT record: libxl records follow.
+    /// Ignored unless the libxc stream is being read.
     pub fn libxc_checkpoint(&mut self) {
-        debug_assert_eq!(self.phase, Phase::InLibxc);
-        self.phase = Phase::InCheckpoint;
+        if self.phase == Phase::InLibxc {
+            self.phase = Phase::InCheckpoint;
+        }
     }
 
     /// The libxc stream read its END record: libxl records follow.
+    /// Ignored unless the libxc stream is being read.
     pub fn libxc_end(&mut self) {
-        debug_assert_eq!(self.phase, Phase::InLibxc);
-        self.phase = Phase::AfterLibxc;
+        if self.phase == Phase::InLibxc {
+            self.phase = Phase::AfterLibxc;
+        }
     }
 
     /// Whether END has been accepted.
