@@ -295,6 +295,14 @@ fn walk_inner<R: Read, V: Visitor>(input: R, format: Format, v: &mut V) -> Resul
     }
 }
 
+/// A state the libxl grammar rules out; reported, never a panic.
+fn internal(offset: u64) -> WalkError {
+    WalkError {
+        line: format!("offset {offset}, libxl stream: internal error: libxc reader missing"),
+        io: false,
+    }
+}
+
 /// Reads one byte past the end; data there is an error.
 fn expect_eof<R: Read>(mut r: R, offset: u64, after: &str) -> Result<(), WalkError> {
     let mut b = [0u8; 1];
@@ -647,15 +655,18 @@ fn walk_libxl<R: Read, V: Visitor>(
                 libxc_loop(r, ctx, v, true)?
             }
             LibxlNext::ResumeLibxc => {
-                let (r, ctx) = xc
-                    .as_mut()
-                    .expect("grammar resumes libxc only after it started");
+                // The grammar resumes libxc only after it started.
+                let Some((r, ctx)) = xc.as_mut() else {
+                    return Err(internal(pos.offset));
+                };
                 r.set_offset(lx.offset());
                 let ctx = *ctx;
                 libxc_loop(r, ctx, v, true)?
             }
         };
-        let (r, _) = xc.as_mut().expect("libxc reader exists once started");
+        let Some((r, _)) = xc.as_mut() else {
+            return Err(internal(pos.offset));
+        };
         drain_xc_warnings(r, v);
         let consumed = r.offset() - lx.offset();
         lx.advance(consumed);
@@ -663,6 +674,9 @@ fn walk_libxl<R: Read, V: Visitor>(
             LibxcStop::End => g.libxc_end(),
             LibxcStop::Checkpoint => g.libxc_checkpoint(),
             LibxcStop::EofAfterCheckpoint => {
+                for w in lx.take_warnings().into_iter().chain(g.take_warnings()) {
+                    v.warning(&w.to_string());
+                }
                 v.checkpoints(r.grammar().checkpoints(), g.checkpoints());
                 return Ok(Done {
                     bytes: lx.offset(),
