@@ -88,7 +88,8 @@ pub struct Report {
     format: Format,
     valid: bool,
     error: Option<String>,
-    bytes: u64,
+    /// Octets of the whole stream; null when it is invalid.
+    bytes: Option<u64>,
     ending: Option<Ending>,
     xl: Option<XlInfo>,
     libxl: Option<LibxlInfo>,
@@ -125,7 +126,7 @@ impl Report {
             format,
             valid: false,
             error: None,
-            bytes: 0,
+            bytes: None,
             ending: None,
             xl: None,
             libxl: None,
@@ -154,12 +155,11 @@ impl Report {
         match result {
             Ok((bytes, ending)) => {
                 self.valid = true;
-                self.bytes = bytes;
+                self.bytes = Some(bytes);
                 self.ending = Some(ending);
             }
             Err(line) => {
                 self.error = Some(line);
-                self.bytes = self.by_type.values().map(|t| t.bytes).sum::<u64>();
             }
         }
         self.record_types = std::mem::take(&mut self.by_type).into_values().collect();
@@ -248,21 +248,17 @@ impl Report {
             "checkpoints: {} (libxc CHECKPOINT), {} (libxl CHECKPOINT_END)",
             self.checkpoints_libxc, self.checkpoints_libxl
         );
-        match (&self.ending, &self.error) {
-            (Some(Ending::End), _) => {
-                let _ = writeln!(o, "end: END record, {} octets", self.bytes);
+        match (&self.ending, &self.error, self.bytes) {
+            (Some(Ending::End), _, Some(n)) => {
+                let _ = writeln!(o, "end: END record, {n} octets");
             }
-            (Some(Ending::EofAfterCheckpoint), _) => {
-                let _ = writeln!(
-                    o,
-                    "end: EOF after a complete checkpoint, {} octets",
-                    self.bytes
-                );
+            (Some(Ending::EofAfterCheckpoint), _, Some(n)) => {
+                let _ = writeln!(o, "end: EOF after a complete checkpoint, {n} octets");
             }
-            (None, Some(e)) => {
+            (_, Some(e), _) => {
                 let _ = writeln!(o, "invalid: {e}");
             }
-            (None, None) => {}
+            _ => {}
         }
         let _ = writeln!(o, "warnings: {}", self.warnings.len());
         o

@@ -813,3 +813,20 @@ fn warnings_are_capped_at_1000_and_the_rest_counted() {
         "warning: 100 further warnings not shown"
     );
 }
+
+#[test]
+fn inspect_json_of_an_invalid_stream_reports_the_error_and_exits_1() {
+    let libxl = common::libxl_hvm(small());
+    let cut = &libxl[..libxl.len() - 8];
+    let o = run(&["inspect", "--json", "-"], Some(cut));
+    assert_eq!(o.status.code(), Some(1));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(j["valid"], false);
+    assert!(j["bytes"].is_null());
+    let err = j["error"].as_str().unwrap();
+    assert!(err.contains(&format!("offset {}", cut.len())), "{err}");
+    assert!(err.contains("before the libxl END record"), "{err}");
+    // What was read before the error is still reported.
+    assert_eq!(j["pages"]["entries"], 64);
+    assert!(stderr(&o).contains("invalid libxl stream"));
+}
