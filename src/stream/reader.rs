@@ -52,6 +52,9 @@ pub enum StreamEnd {
     BackChannelEof,
 }
 
+/// Largest read used to discard unread page bytes.
+const SKIP_CHUNK: u64 = 1 << 20;
+
 /// Reads as much of `buf` as the input has; returns the count (short only at EOF).
 fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
@@ -188,8 +191,25 @@ impl<R: Read> Core<R> {
         });
         let want = self.pending_skip;
         self.pending_skip = 0;
-        let got = io::copy(&mut (&mut self.inner).take(want), &mut io::sink())
-            .map_err(|e| Error::io(self.offset, &e))?;
+        // Discard through the body buffer in large reads (io::copy's 8 KiB
+        // buffer would cost a syscall per two pages).
+        let chunk = want.min(SKIP_CHUNK) as usize;
+        if self.buf.len() < chunk {
+            self.buf.resize(chunk, 0);
+        }
+        let mut got = 0u64;
+        while got < want {
+            let n = (want - got).min(self.buf.len() as u64) as usize;
+            match self.inner.read(&mut self.buf[..n]) {
+                Ok(0) => break,
+                Ok(k) => got += k as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.offset += got;
+                    return Err(Error::io(self.offset, &e));
+                }
+            }
+        }
         self.offset += got;
         if got < want {
             let mut err = self.rec_err(cur, ErrorKind::Truncated(Part::RecordBody));

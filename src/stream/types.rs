@@ -549,3 +549,56 @@ impl VcpuKind {
 pub(crate) fn padded_len(len: u64) -> u64 {
     (len + 7) & !7
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_type_bits_round_trip_and_reserved_values_are_rejected() {
+        for t in PageType::ALL {
+            assert_eq!(PageType::from_bits(t.bits()), Some(t));
+            assert_eq!(t.domctl_value() >> 28, u32::from(t.bits()));
+        }
+        for bits in 5..=8 {
+            assert_eq!(PageType::from_bits(bits), None);
+        }
+        let without_data: Vec<_> = PageType::ALL.iter().filter(|t| !t.has_data()).collect();
+        assert_eq!(
+            without_data,
+            [&PageType::Broken, &PageType::XAlloc, &PageType::XTab]
+        );
+    }
+
+    #[test]
+    fn pfn_entry_raw_form_puts_type_in_the_top_nibble() {
+        let e = PfnEntry::new(0x000f_ffff_ffff_ffff, PageType::L2TabPin);
+        assert_eq!(e.to_raw(), 0xa00f_ffff_ffff_ffff);
+    }
+
+    #[test]
+    fn headers_encode_as_the_spec_draws_them() {
+        let ih = ImageHeader {
+            version: Version::V2,
+            endian: Endian::Big,
+        }
+        .to_bytes();
+        assert_eq!(
+            ih,
+            [
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, b'X', b'E', b'N', b'F', 0, 0, 0, 2,
+                0, 1, 0, 0, 0, 0, 0, 0
+            ]
+        );
+        let dh = DomainHeader::new(DomainType::X86Pv, 4, 17).to_bytes(Endian::Little);
+        assert_eq!(dh, [1, 0, 0, 0, 12, 0, 0, 0, 4, 0, 0, 0, 17, 0, 0, 0]);
+    }
+
+    #[test]
+    fn record_type_names_and_optional_bit() {
+        assert_eq!(RecordType::X86_MSR_POLICY.name(), "X86_MSR_POLICY");
+        assert!(RecordType(0x8000_0000).is_optional());
+        assert!(!RecordType(0x13).is_known());
+        assert_eq!(RecordType(0x13).to_string(), "UNKNOWN 0x00000013");
+    }
+}

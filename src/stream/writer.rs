@@ -524,3 +524,91 @@ impl<W: Write> Writer<W> {
         self.inner
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes one byte per call and fails every other call with EINTR.
+    struct Stutter {
+        out: Vec<u8>,
+        calls: usize,
+    }
+
+    impl Write for Stutter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls % 2 == 0 {
+                return Err(io::Error::from(io::ErrorKind::Interrupted));
+            }
+            self.out.push(buf[0]);
+            Ok(1)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn vectored_write_survives_one_byte_writes_and_eintr() {
+        let parts: [&[u8]; 4] = [b"ab", b"", b"cde", b"f"];
+        let mut s = Stutter {
+            out: Vec::new(),
+            calls: 0,
+        };
+        write_all_vectored(&mut s, &parts).unwrap();
+        assert_eq!(s.out, b"abcdef");
+    }
+
+    struct Full;
+
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Ok(0)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn vectored_write_reports_a_sink_that_takes_nothing() {
+        let e = write_all_vectored(&mut Full, &[b"x"]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WriteZero);
+    }
+
+    #[test]
+    fn vectored_write_caps_iovecs_per_call() {
+        struct Count(Vec<usize>);
+        impl Write for Count {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                Ok(b.len())
+            }
+            fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                self.0.push(bufs.len());
+                Ok(bufs.iter().map(|b| b.len()).sum())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let page = [0u8; 16];
+        let parts: Vec<&[u8]> = vec![&page; 2500];
+        let mut c = Count(Vec::new());
+        write_all_vectored(&mut c, &parts).unwrap();
+        assert_eq!(c.0, vec![1024, 1024, 452]);
+    }
+
+    #[test]
+    fn records_are_padded_to_eight_bytes() {
+        let mut w = Writer::new(Vec::new(), &DomainHeader::new(DomainType::X86Hvm, 4, 17)).unwrap();
+        w.write_static_data_end().unwrap();
+        w.write_hvm_context(&[9; 3]).unwrap();
+        let b = w.into_inner();
+        assert_eq!(b.len(), 40 + 8 + 16);
+        assert_eq!(
+            &b[48..64],
+            &[9, 0, 0, 0, 3, 0, 0, 0, 9, 9, 9, 0, 0, 0, 0, 0]
+        );
+    }
+}
