@@ -33,7 +33,7 @@ fn hvm(version: Version, endian: Endian, checkpoints: usize, end: bool) -> Vec<u
             leaf: 7,
             subleaf: 0,
             a: 0,
-            b: 0x29c6_fbf,
+            b: 0x029c_6fbf,
             c: 0,
             d: 0,
         }])
@@ -65,7 +65,7 @@ fn hvm(version: Version, endian: Endian, checkpoints: usize, end: bool) -> Vec<u
         .unwrap();
         w.write_hvm_params(&[HvmParam {
             index: 2,
-            value: 0xfeff_f,
+            value: 0x000f_efff,
         }])
         .unwrap();
         w.write_hvm_context(&[0xab; 100]).unwrap();
