@@ -44,7 +44,7 @@ pub use domain::{DirtyStats, Domain, DomainInfo, LogDirtyOp, TscInfo};
 pub use error::{errno_name, parse_errno, Error, Result};
 pub use faults::{FaultMode, FaultRule};
 pub use foreign::{ForeignMapping, Prot};
-pub use host::Host;
+pub use host::{Host, ENV_FAULTS, ENV_HOST};
 pub use hvmctx::{HvmRecord, HVM_FILE_MAGIC, HVM_FILE_VERSION};
 pub use layout::{MemoryLayout, SPECIAL_PFN_BASE};
 pub use params::*;
