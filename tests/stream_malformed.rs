@@ -1012,3 +1012,65 @@ fn truncation_at_every_byte_of_a_pv_stream() {
     padded.extend(record(E::Le, END, &[]));
     check_every_prefix(&padded, E::Le);
 }
+
+#[test]
+fn streaming_page_reads_report_truncation_and_stay_failed() {
+    let records = vec![
+        sde(),
+        rec(
+            PAGE_DATA,
+            &page_data_body(LE, &[pfn_entry(0, 1), pfn_entry(0, 2)], &[page(1), page(2)]),
+        ),
+        end(),
+    ];
+    let full = hvm3(&records);
+    // Cut inside the second page.
+    let cut = offset_of(&records, 1) as usize + 8 + 24 + 4096 + 100;
+    let bytes = &full[..cut];
+    let mut r = Reader::new(bytes).unwrap();
+    r.next_item().unwrap();
+    let Some(xcmig::stream::Item::Pages(mut p)) = r.next_item().unwrap() else {
+        panic!("expected pages");
+    };
+    let mut buf = vec![0u8; 4096];
+    p.read_pages(&mut buf).unwrap();
+    assert_eq!(buf, page(1));
+    let e = p.read_pages(&mut buf).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Truncated(Part::RecordBody));
+    assert_eq!((e.offset, e.record_index), (cut as u64, Some(1)));
+    // Misuse after the error neither panics nor reads on.
+    assert_eq!(p.read_pages(&mut buf).unwrap_err(), e);
+    drop(p);
+    assert_eq!(r.next_item().unwrap_err(), e);
+}
+
+#[test]
+fn streaming_page_reads_refuse_more_than_the_record_holds() {
+    let bytes = hvm3(&[sde(), one_page(), end()]);
+    let mut r = Reader::new(&bytes[..]).unwrap();
+    r.next_item().unwrap();
+    let Some(xcmig::stream::Item::Pages(mut p)) = r.next_item().unwrap() else {
+        panic!("expected pages");
+    };
+    let mut two = vec![0u8; 8192];
+    let e = p.read_pages(&mut two).unwrap_err();
+    assert!(matches!(
+        e.kind,
+        ErrorKind::Io {
+            kind: std::io::ErrorKind::InvalidInput,
+            ..
+        }
+    ));
+    let mut odd = vec![0u8; 100];
+    assert!(p.read_pages(&mut odd).is_err());
+    // The refused calls consumed nothing: the page is still there.
+    let mut one = vec![0u8; 4096];
+    p.read_pages(&mut one).unwrap();
+    assert_eq!(one, page(1));
+    drop(p);
+    assert!(matches!(
+        r.next_item().unwrap(),
+        Some(xcmig::stream::Item::Record(_))
+    ));
+    assert_eq!(r.end(), Some(StreamEnd::End));
+}

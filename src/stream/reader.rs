@@ -511,6 +511,9 @@ impl<R: Read> PageReader<'_, R> {
     /// the data-bearing entries. `dst.len()` must be a multiple of 4096 and
     /// at most the remaining bytes.
     pub fn read_pages(&mut self, dst: &mut [u8]) -> Result<(), Error> {
+        if let Some(e) = &self.core.failed {
+            return Err(e.clone());
+        }
         let pages = (dst.len() / PAGE_SIZE) as u64;
         if dst.len() % PAGE_SIZE != 0 || pages > self.remaining {
             return Err(self.core.rec_err(
@@ -532,6 +535,7 @@ impl<R: Read> PageReader<'_, R> {
         let r = self.core.read_exact_part(dst, Part::RecordBody, cur);
         if let Err(e) = r {
             self.core.pending_skip = 0;
+            self.remaining = 0;
             return Err(self.core.fail(e));
         }
         Ok(())
