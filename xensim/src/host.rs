@@ -148,6 +148,9 @@ impl Host {
             }
             cache.remove(&id);
         }
+        // Drop handles of domains destroyed meanwhile, so their (unlinked)
+        // files don't stay allocated while this process lives.
+        cache.retain(|_, d| !d.is_dying());
         let d = Domain::open_dir(id, &self.domain_dir(id))?;
         cache.insert(id, d.clone());
         Ok(d)
@@ -215,6 +218,10 @@ impl Host {
         ));
         std::fs::rename(self.domain_dir(id), &grave).map_err(io("moving domain away"))?;
         drop(d);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         std::fs::remove_dir_all(&grave).map_err(io(grave.display()))
     }
 
