@@ -36,7 +36,8 @@ echo "run-c-tests: xg-layout ok ($(wc -l < "$work/layout") facts)"
 
 # 2. Usage errors.
 for cmd in "xg-save" "xg-save 1" "xg-save --bogus 1 f" "xg-restore" \
-           "xg-restore --store-evtchn x 1 f" "xg-suspend" "xg-suspend -1"; do
+           "xg-restore --store-evtchn x 1 f" "xg-suspend" "xg-suspend -1" \
+           "xg-hvmparam 1" "xg-hvmparam 1 x"; do
     set +e
     # shellcheck disable=SC2086 # word splitting is the point
     "$capi"/$cmd 2> /dev/null
