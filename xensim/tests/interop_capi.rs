@@ -347,70 +347,106 @@ fn capi_restore_with_injected_fault_returns_minus_one_and_logs_reason() {
     assert_failed_with_reason(&out, "xg-restore: ");
 }
 
-/// Live migration between two harness processes joined by a socket (`fd:N`
-/// on both sides), the restore running while the save iterates, as
+/// A live migration between two harness processes joined by a socket
+/// (`fd:N` on both sides), the restore running while the save iterates, as
 /// `xl migrate` does; the stream never touches a file.
+struct SocketMigration {
+    guest_type: &'static str,
+    src: u32,
+    dst: u32,
+    workload: Background,
+    saver: Background,
+    restorer: Background,
+}
+
+impl SocketMigration {
+    /// Creates the guests, starts the workload, then the saver and restorer.
+    fn start(host: &Host, guest_type: &'static str, seed: u64) -> SocketMigration {
+        let src = host.create(guest_type, GUEST_MEMORY, "mixed", seed);
+        let dst = host.create_empty(guest_type, GUEST_MEMORY);
+        let (save_end, restore_end) = UnixStream::pair().expect("socketpair");
+        let mut workload = host.start_workload(src, "32", "32M");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(workload.running(), "xensim domain run exited early");
+
+        let mut save = host.command(host.env.capi("xg-save"));
+        save.args(["--live", &src.to_string()])
+            .arg(format!("fd:{}", save_end.as_raw_fd()));
+        inherit_fd(&mut save, save_end.as_raw_fd());
+        let mut restore = host.command(host.env.capi("xg-restore"));
+        restore
+            .args([
+                "--store-evtchn",
+                STORE_EVTCHN,
+                "--console-evtchn",
+                CONSOLE_EVTCHN,
+            ])
+            .arg(dst.to_string())
+            .arg(format!("fd:{}", restore_end.as_raw_fd()));
+        inherit_fd(&mut restore, restore_end.as_raw_fd());
+        let saver = Background::spawn(&mut save, "xg-save --live fd:N");
+        let restorer = Background::spawn(&mut restore, "xg-restore fd:N");
+        // Only the children hold the socket now, so either side's exit is seen.
+        drop(save_end);
+        drop(restore_end);
+        SocketMigration {
+            guest_type,
+            src,
+            dst,
+            workload,
+            saver,
+            restorer,
+        }
+    }
+
+    /// Waits for both sides and checks the result; returns the figures.
+    fn finish(self, host: &Host) -> String {
+        let save_out = self.saver.wait(OP_TIMEOUT);
+        let restore_out = self.restorer.wait(OP_TIMEOUT);
+        let wl = self.workload.wait(Duration::from_secs(60));
+        assert!(wl.status.success(), "workload: {}", wl.status);
+        assert!(
+            save_out.status.success(),
+            "xg-save failed\n{}",
+            describe(&save_out)
+        );
+        assert!(
+            restore_out.status.success(),
+            "xg-restore failed\n{}",
+            describe(&restore_out)
+        );
+        let phases = progress_phases(&save_out, "xg-save: ");
+        let iterations: Vec<u64> = phases
+            .iter()
+            .filter(|(w, _)| w.starts_with("Frames iteration"))
+            .map(|(_, total)| *total)
+            .collect();
+        assert!(iterations.len() >= 3, "phases {phases:?}");
+        let source_digest = host.digest(self.src);
+        let restored = host.digest(self.dst);
+        assert_eq!(
+            restored, source_digest,
+            "restored {} domain {} differs from its source {}",
+            self.guest_type, self.dst, self.src
+        );
+        format!(
+            "{} over a socket: pages per iteration phase {iterations:?}; digest {restored}",
+            self.guest_type
+        )
+    }
+}
+
+/// Two live migrations at once on one host (HVM and PVH), each over its own
+/// socket: four toolstack processes and two workloads share the host's
+/// state, and each restored domain equals its source.
 #[test]
-fn capi_live_hvm_over_socket_concurrent_restore_restores_identical_domain() {
-    let host = Host::new("capi-live-socket");
-    let src = host.create("hvm", GUEST_MEMORY, "mixed", 15);
-    let dst = host.create_empty("hvm", GUEST_MEMORY);
-    let (save_end, restore_end) = UnixStream::pair().expect("socketpair");
-
-    let mut workload = host.start_workload(src, "32", "32M");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(workload.running(), "xensim domain run exited early");
-
-    let mut save = host.command(host.env.capi("xg-save"));
-    save.args(["--live", &src.to_string()])
-        .arg(format!("fd:{}", save_end.as_raw_fd()));
-    inherit_fd(&mut save, save_end.as_raw_fd());
-    let mut restore = host.command(host.env.capi("xg-restore"));
-    restore
-        .args([
-            "--store-evtchn",
-            STORE_EVTCHN,
-            "--console-evtchn",
-            CONSOLE_EVTCHN,
-        ])
-        .arg(dst.to_string())
-        .arg(format!("fd:{}", restore_end.as_raw_fd()));
-    inherit_fd(&mut restore, restore_end.as_raw_fd());
-    let saver = Background::spawn(&mut save, "xg-save --live fd:N");
-    let restorer = Background::spawn(&mut restore, "xg-restore fd:N");
-    // Only the children hold the socket now, so either side's exit is seen.
-    drop(save_end);
-    drop(restore_end);
-    let save_out = saver.wait(OP_TIMEOUT);
-    let restore_out = restorer.wait(OP_TIMEOUT);
-    let wl = workload.wait(Duration::from_secs(60));
-    assert!(wl.status.success(), "workload: {}", wl.status);
-
-    assert!(
-        save_out.status.success(),
-        "xg-save failed\n{}",
-        describe(&save_out)
-    );
-    assert!(
-        restore_out.status.success(),
-        "xg-restore failed\n{}",
-        describe(&restore_out)
-    );
-    let phases = progress_phases(&save_out, "xg-save: ");
-    let iterations = phases
-        .iter()
-        .filter(|(w, _)| w.starts_with("Frames iteration"))
-        .count();
-    assert!(iterations >= 3, "phases {phases:?}");
-    let source_digest = host.digest(src);
-    let restored = host.digest(dst);
-    assert_eq!(
-        restored, source_digest,
-        "restored domain differs from the source"
-    );
-    eprintln!(
-        "capi live hvm over a socket: {iterations} iteration phases {phases:?}; digest {restored}"
-    );
+fn capi_two_concurrent_live_migrations_over_sockets_restore_identical_domains() {
+    let host = Host::new("capi-live-sockets");
+    let hvm = SocketMigration::start(&host, "hvm", 15);
+    let pvh = SocketMigration::start(&host, "pvh", 16);
+    let hvm_figures = hvm.finish(&host);
+    let pvh_figures = pvh.finish(&host);
+    eprintln!("capi live, concurrent: {hvm_figures}; {pvh_figures}");
 }
 
 /// Fault in the first log-dirty CLEAN of a live save, with the workload
