@@ -31,6 +31,11 @@
 //!     [`Reader::expect_eof`] after END: bytes after END are an error
 //!     (the spec: END "shall be the final record").
 //!   - [`Reader::verify_to_end`] checks a whole stream, skipping page bytes.
+//!   - Reads are exact (8-byte header, body, padding); wrap a file or
+//!     socket in a `BufReader` to save syscalls on small records (large
+//!     bodies bypass its buffer), and share that `BufReader` with any
+//!     enclosing-stream reader. Memory: one body buffer (grown to the
+//!     largest record read, at most 128 MiB) and one pfn array, reused.
 //!   - Warnings are values ([`Reader::warnings`]), never printed.
 //!   - [`ReaderOptions`]: [`Checkpoints::Reject`] for a plain restore,
 //!     `start_offset` for streams embedded in another.
