@@ -625,3 +625,79 @@ fn vcpu_sizes_xen_would_refuse_warn() {
         .count();
     assert_eq!(n, 4);
 }
+
+/// Every reserved field and padding byte set, in an HVM and a PV stream.
+fn dirty_streams() -> Vec<Vec<u8>> {
+    let e = E::Le;
+    let mut ih = image_header(3, 0x0002);
+    ih[20] = 0xee;
+    let mut dh_hvm = domain_header(e, HVM, 4, 17);
+    dh_hvm[6] = 0xdd;
+    let mut pd = page_data_body(e, &[pfn_entry(0, 0x10) | (0xab << 52)], &[page(1)]);
+    pd[4] = 0xcc;
+    let mut tsc = tsc_body(e, 1, 2, 3, 4);
+    tsc[23] = 0xbb;
+    let mut params = hvm_params_body(e, &[(1, 2)]);
+    params[7] = 0xaa;
+    let mut ctx = record(e, HVM_CONTEXT, &[1, 2, 3]);
+    ctx[8 + 3 + 2] = 0x99;
+    let hvm = cat(&[
+        ih.clone(),
+        dh_hvm,
+        record(e, STATIC_DATA_END, &[]),
+        record(e, PAGE_DATA, &pd),
+        record(e, X86_TSC_INFO, &tsc),
+        record(e, HVM_PARAMS, &params),
+        ctx,
+        record(e, END, &[]),
+    ]);
+    let mut info = pv_info_body(8, 4);
+    info[5] = 0x88;
+    let mut basic = vcpu_body(e, 0, &[0; 5168]);
+    basic[6] = 0x77;
+    let pv = cat(&[
+        ih,
+        domain_header(e, PV, 4, 17),
+        record(e, X86_PV_INFO, &info),
+        record(e, STATIC_DATA_END, &[]),
+        record(e, X86_PV_P2M_FRAMES, &p2m_frames_body(e, 0, 0, &[1])),
+        record(
+            e,
+            PAGE_DATA,
+            &page_data_body(e, &[pfn_entry(0, 0)], &[page(1)]),
+        ),
+        record(e, X86_PV_VCPU_BASIC, &basic),
+        record(e, END, &[]),
+    ]);
+    vec![hvm, pv]
+}
+
+#[test]
+fn reserved_fields_are_errors_by_default_and_ignored_on_request() {
+    use xcmig::stream::Reserved;
+    for bytes in dirty_streams() {
+        // Default: the first reserved field (image options) is an error.
+        let e = Reader::new(&bytes[..]).unwrap_err();
+        assert_eq!(e.kind, xcmig::stream::ErrorKind::ReservedOptions(2));
+        let opts = ReaderOptions {
+            reserved: Reserved::Ignore,
+            ..ReaderOptions::default()
+        };
+        let mut r = Reader::with_options(&bytes[..], opts).unwrap();
+        assert_eq!(r.image_header().endian, Endian::Little);
+        let mut pfns = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            match rec {
+                Record::PageData(pd) => pfns.extend(pd.entries().iter().map(|e| e.pfn)),
+                Record::HvmContext(c) => assert_eq!(c, &[1, 2, 3]),
+                Record::X86TscInfo(t) => assert_eq!(t.incarnation, 4),
+                _ => {}
+            }
+        }
+        assert_eq!(r.end(), Some(StreamEnd::End));
+        // Bits 52-59 of a pfn entry are masked off, not part of the pfn.
+        assert!(pfns.iter().all(|&p| p < 0x100));
+        let mut r = Reader::with_options(&bytes[..], opts).unwrap();
+        assert_eq!(r.verify_to_end().unwrap(), StreamEnd::End);
+    }
+}

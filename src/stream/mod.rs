@@ -38,7 +38,9 @@
 //!     largest record read, at most 128 MiB) and one pfn array, reused.
 //!   - Warnings are values ([`Reader::warnings`]), never printed.
 //!   - [`ReaderOptions`]: [`Checkpoints::Reject`] for a plain restore,
-//!     `start_offset` for streams embedded in another.
+//!     [`Reserved::Ignore`] for a restore that ignores reserved fields and
+//!     padding as the spec says restorers must (the default rejects them,
+//!     as a checker should), `start_offset` for streams embedded in another.
 //! - [`BackChannelReader`]: the COLO back channel (no headers, only
 //!   CHECKPOINT_DIRTY_PFN_LIST, ends at EOF).
 //! - [`Writer`] over any `Write`: [`Writer::new`] writes v3 LE headers, then
@@ -56,8 +58,9 @@
 //!
 //! # Decisions where the spec, Xen and `verify-stream-v2` differ
 //! - Reserved fields and padding: the spec says writers zero them and
-//!   readers ignore them; like `verify-stream-v2` we reject non-zero values
-//!   (a checker must catch them; libxenguest ignores most).
+//!   restorers ignore them; by default we reject non-zero values like
+//!   `verify-stream-v2` (a checker must catch them), and
+//!   [`Reserved::Ignore`] gives the restorer's behaviour (libxenguest's).
 //! - Record types introduced in v3 (STATIC_DATA_END, X86_CPUID_POLICY,
 //!   X86_MSR_POLICY) are errors in v2 streams (they were reserved mandatory
 //!   types then), as in `verify-stream-v2`.
@@ -92,7 +95,9 @@ pub use reader::{
     parse_domain_header, parse_image_header, BackChannelReader, Item, PageReader, Reader,
     ReaderOptions, StreamEnd,
 };
-pub use record::{data_pages, parse, Array, Element, P2mFrames, PageData, Record, VcpuContext};
+pub use record::{
+    data_pages, parse, Array, Element, P2mFrames, PageData, Record, Reserved, VcpuContext,
+};
 pub use types::{
     CpuidLeaf, DomainHeader, DomainType, Endian, HvmParam, ImageHeader, MsrEntry, PageType,
     PfnEntry, RecordType, TscInfo, VcpuKind, Version, X86PvInfo, DOMAIN_HEADER_LEN, IHDR_ID,

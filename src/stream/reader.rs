@@ -11,7 +11,7 @@ use std::io::{self, Read};
 
 use super::error::{Error, ErrorKind, Part, Warning, WarningKind};
 use super::grammar::{Channel, Grammar, GrammarOptions, State};
-use super::record::{self, PageData, Record};
+use super::record::{self, PageData, Record, Reserved};
 use super::types::{
     padded_len, DomainHeader, DomainType, Endian, ImageHeader, PfnEntry, RecordType, Version,
     DOMAIN_HEADER_LEN, IHDR_ID, IHDR_MARKER, IHDR_OPT_BIG_ENDIAN, IMAGE_HEADER_LEN, MAX_RECORD_LEN,
@@ -28,6 +28,8 @@ pub struct ReaderOptions {
     pub start_offset: u64,
     /// At most this many warnings are kept; later ones are only counted.
     pub max_warnings: usize,
+    /// Non-zero reserved fields and padding: errors (default) or ignored.
+    pub reserved: Reserved,
 }
 
 impl Default for ReaderOptions {
@@ -36,6 +38,7 @@ impl Default for ReaderOptions {
             grammar: GrammarOptions::default(),
             start_offset: 0,
             max_warnings: 1000,
+            reserved: Reserved::Reject,
         }
     }
 }
@@ -91,6 +94,7 @@ struct Core<R> {
     warnings: Vec<Warning>,
     warnings_dropped: u64,
     max_warnings: usize,
+    reserved: Reserved,
     end: Option<StreamEnd>,
     /// Page bytes of a streamed PAGE_DATA record the caller did not read.
     pending_skip: u64,
@@ -112,6 +116,7 @@ impl<R: Read> Core<R> {
             warnings: Vec::new(),
             warnings_dropped: 0,
             max_warnings: opts.max_warnings,
+            reserved: opts.reserved,
             end: None,
             pending_skip: 0,
             pending: None,
@@ -272,7 +277,7 @@ impl<R: Read> Core<R> {
         if pad > 0 {
             let mut p = [0u8; 8];
             self.read_exact_part(&mut p[..pad], Part::Padding, cur)?;
-            if p[..pad].iter().any(|&b| b != 0) {
+            if self.reserved == Reserved::Reject && p[..pad].iter().any(|&b| b != 0) {
                 return Err(self.rec_err(cur, ErrorKind::NonZeroPadding));
             }
         }
@@ -347,7 +352,13 @@ impl<R: Read> Core<R> {
         }
         // Field-level borrows: the record borrows the body buffer while the
         // grammar, warnings and end marker are updated.
-        let rec = match record::parse(cur.rtype, &self.buf, self.endian, &mut self.entries) {
+        let rec = match record::parse(
+            cur.rtype,
+            &self.buf,
+            self.endian,
+            self.reserved,
+            &mut self.entries,
+        ) {
             Ok(r) => r,
             Err(kind) => {
                 let e = Error::in_record(cur.offset, cur.index, cur.rtype, kind);
@@ -423,7 +434,8 @@ impl<R: Read> Core<R> {
         }
         let mut hdr = [0u8; 8];
         self.read_exact_part(&mut hdr, Part::RecordBody, cur)?;
-        let count = record::page_data_count(&hdr, self.endian).map_err(|k| self.rec_err(cur, k))?;
+        let count = record::page_data_count(&hdr, self.endian, self.reserved)
+            .map_err(|k| self.rec_err(cur, k))?;
         let pfn_bytes = 8 * u64::from(count);
         if len64 < 8 + pfn_bytes {
             return Err(self.rec_err(
@@ -435,8 +447,9 @@ impl<R: Read> Core<R> {
             ));
         }
         self.read_body(pfn_bytes, cur)?;
-        let with_data = record::decode_pfns(&self.buf, self.endian, &mut self.entries)
-            .map_err(|k| self.rec_err(cur, k))?;
+        let with_data =
+            record::decode_pfns(&self.buf, self.endian, self.reserved, &mut self.entries)
+                .map_err(|k| self.rec_err(cur, k))?;
         record::page_data_length(len64, count, with_data).map_err(|k| self.rec_err(cur, k))?;
         let rec = Record::PageData(PageData::entries_only(&self.entries));
         let warning = self
@@ -664,6 +677,12 @@ impl<R: Read> Reader<R> {
                 ErrorKind::Truncated(Part::ImageHeader),
             ));
         }
+        if options.reserved == Reserved::Ignore {
+            // Keep only what the spec defines: options bit 0.
+            ih[16] = 0;
+            ih[17] &= IHDR_OPT_BIG_ENDIAN as u8;
+            ih[18..24].fill(0);
+        }
         let image = parse_image_header(&ih).map_err(|k| Error::at(start, k))?;
         let dstart = start + IMAGE_HEADER_LEN as u64;
         let mut dh = [0u8; DOMAIN_HEADER_LEN];
@@ -673,6 +692,9 @@ impl<R: Read> Reader<R> {
                 dstart + n as u64,
                 ErrorKind::Truncated(Part::DomainHeader),
             ));
+        }
+        if options.reserved == Reserved::Ignore {
+            dh[6..8].fill(0);
         }
         let domain = parse_domain_header(&dh, image.endian).map_err(|k| Error::at(dstart, k))?;
         let grammar = Grammar::new(

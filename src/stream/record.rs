@@ -14,6 +14,21 @@ use super::types::{
     X86PvInfo, PAGE_SIZE, PFN_MASK, PFN_RESERVED_MASK,
 };
 
+/// What to do with non-zero reserved fields and padding.
+///
+/// The spec says savers zero them and restorers ignore them. A checker
+/// wants them rejected ([`Reserved::Reject`], the default); a restore that
+/// follows the spec to the letter (as libxenguest does) ignores them
+/// ([`Reserved::Ignore`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Reserved {
+    /// Non-zero reserved bits, bytes or padding are errors.
+    #[default]
+    Reject,
+    /// They are ignored (PAGE_DATA pfn bits 52-59 are masked off).
+    Ignore,
+}
+
 /// A fixed-size element of a record array.
 pub trait Element: Copy {
     /// Wire size in bytes.
@@ -365,17 +380,21 @@ fn multiple_of(body: &[u8], n: u64, non_zero: bool) -> Result<(), ErrorKind> {
     Ok(())
 }
 
-fn reserved_zero(bytes: &[u8], name: &'static str) -> Result<(), ErrorKind> {
-    if bytes.iter().any(|&b| b != 0) {
+fn reserved_zero(bytes: &[u8], name: &'static str, policy: Reserved) -> Result<(), ErrorKind> {
+    if policy == Reserved::Reject && bytes.iter().any(|&b| b != 0) {
         return Err(ErrorKind::ReservedField(name));
     }
     Ok(())
 }
 
 /// Checks the 8-byte PAGE_DATA header; returns `count`.
-pub(crate) fn page_data_count(header: &[u8], endian: Endian) -> Result<u32, ErrorKind> {
+pub(crate) fn page_data_count(
+    header: &[u8],
+    endian: Endian,
+    policy: Reserved,
+) -> Result<u32, ErrorKind> {
     let count = endian.u32(header, 0);
-    reserved_zero(&header[4..8], "PAGE_DATA reserved")?;
+    reserved_zero(&header[4..8], "PAGE_DATA reserved", policy)?;
     if count == 0 {
         return Err(ErrorKind::ZeroPageCount);
     }
@@ -387,6 +406,7 @@ pub(crate) fn page_data_count(header: &[u8], endian: Endian) -> Result<u32, Erro
 pub(crate) fn decode_pfns(
     bytes: &[u8],
     endian: Endian,
+    policy: Reserved,
     out: &mut Vec<PfnEntry>,
 ) -> Result<usize, ErrorKind> {
     out.clear();
@@ -397,7 +417,7 @@ pub(crate) fn decode_pfns(
         let index = i as u32;
         let bits = (raw >> 60) as u8;
         let page_type = PageType::from_bits(bits).ok_or(ErrorKind::BadPageType { index, bits })?;
-        if raw & PFN_RESERVED_MASK != 0 {
+        if policy == Reserved::Reject && raw & PFN_RESERVED_MASK != 0 {
             return Err(ErrorKind::ReservedPfnBits { index });
         }
         with_data += usize::from(page_type.has_data());
@@ -422,7 +442,8 @@ pub(crate) fn page_data_length(len: u64, count: u32, with_data: usize) -> Result
 }
 
 /// Parses and checks one record body (without padding) of type `rtype`.
-/// `entries` is scratch space for PAGE_DATA's decoded pfn array.
+/// `entries` is scratch space for PAGE_DATA's decoded pfn array; `policy`
+/// says whether non-zero reserved fields are errors.
 ///
 /// Layout rules checked here are those that need nothing but the record;
 /// order, guest type and cross-record rules are the grammar's.
@@ -430,6 +451,7 @@ pub fn parse<'a>(
     rtype: RecordType,
     body: &'a [u8],
     endian: Endian,
+    policy: Reserved,
     entries: &'a mut Vec<PfnEntry>,
 ) -> Result<Record<'a>, ErrorKind> {
     Ok(match rtype {
@@ -439,7 +461,7 @@ pub fn parse<'a>(
         }
         RecordType::PAGE_DATA => {
             at_least(body, 8)?;
-            let count = page_data_count(&body[..8], endian)?;
+            let count = page_data_count(&body[..8], endian, policy)?;
             let pfn_end = 8 + 8 * count as usize;
             if body.len() < pfn_end {
                 return Err(ErrorKind::BadLength {
@@ -447,7 +469,7 @@ pub fn parse<'a>(
                     got: body.len() as u64,
                 });
             }
-            let with_data = decode_pfns(&body[8..pfn_end], endian, entries)?;
+            let with_data = decode_pfns(&body[8..pfn_end], endian, policy, entries)?;
             page_data_length(body.len() as u64, count, with_data)?;
             Record::PageData(PageData {
                 entries: entries.as_slice(),
@@ -466,7 +488,7 @@ pub fn parse<'a>(
             if (width == 4) != (levels == 3) {
                 return Err(ErrorKind::WidthLevelsMismatch { width, levels });
             }
-            reserved_zero(&body[2..8], "X86_PV_INFO reserved")?;
+            reserved_zero(&body[2..8], "X86_PV_INFO reserved", policy)?;
             Record::X86PvInfo(X86PvInfo {
                 guest_width: width,
                 pt_levels: levels,
@@ -492,7 +514,7 @@ pub fn parse<'a>(
         | RecordType::X86_PV_VCPU_XSAVE
         | RecordType::X86_PV_VCPU_MSRS => {
             at_least(body, 8)?;
-            reserved_zero(&body[4..8], "X86_PV_VCPU reserved")?;
+            reserved_zero(&body[4..8], "X86_PV_VCPU reserved", policy)?;
             let kind = VcpuKind::from_record_type(rtype).unwrap_or(VcpuKind::Basic);
             Record::X86PvVcpu(VcpuContext {
                 kind,
@@ -506,7 +528,7 @@ pub fn parse<'a>(
         }
         RecordType::X86_TSC_INFO => {
             exactly(body, 24)?;
-            reserved_zero(&body[20..24], "X86_TSC_INFO reserved")?;
+            reserved_zero(&body[20..24], "X86_TSC_INFO reserved", policy)?;
             Record::X86TscInfo(TscInfo {
                 mode: endian.u32(body, 0),
                 khz: endian.u32(body, 4),
@@ -521,7 +543,7 @@ pub fn parse<'a>(
         RecordType::HVM_PARAMS => {
             at_least(body, 8)?;
             let count = endian.u32(body, 0);
-            reserved_zero(&body[4..8], "HVM_PARAMS reserved")?;
+            reserved_zero(&body[4..8], "HVM_PARAMS reserved", policy)?;
             exactly(body, 8 + 16 * u64::from(count))?;
             Record::HvmParams(Array::new(&body[8..], endian))
         }

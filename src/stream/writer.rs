@@ -11,7 +11,9 @@ use std::io::{self, IoSlice, Write};
 
 use super::error::{Error, ErrorKind, LengthRule, Warning};
 use super::grammar::{Channel, Grammar, GrammarOptions};
-use super::record::{self, data_pages, Element, P2mFrames, PageData, Record, VcpuContext};
+use super::record::{
+    self, data_pages, Element, P2mFrames, PageData, Record, Reserved, VcpuContext,
+};
 use super::types::{
     padded_len, CpuidLeaf, DomainHeader, DomainType, Endian, HvmParam, ImageHeader, MsrEntry,
     PfnEntry, RecordType, TscInfo, VcpuKind, Version, X86PvInfo, MAX_RECORD_LEN, PAGE_SIZE,
@@ -254,11 +256,12 @@ impl<W: Write> Writer<W> {
     fn emit_encoded(&mut self, rtype: RecordType) -> Result<(), Error> {
         let scratch = std::mem::take(&mut self.scratch);
         let mut entries = std::mem::take(&mut self.entries);
-        let result = match record::parse(rtype, &scratch, self.endian, &mut entries) {
-            Ok(rec) => self.check(&rec),
-            Err(kind) => Err(self.err(rtype, kind)),
-        }
-        .and_then(|_| self.emit(rtype, &[&scratch]));
+        let result =
+            match record::parse(rtype, &scratch, self.endian, Reserved::Reject, &mut entries) {
+                Ok(rec) => self.check(&rec),
+                Err(kind) => Err(self.err(rtype, kind)),
+            }
+            .and_then(|_| self.emit(rtype, &[&scratch]));
         self.scratch = scratch;
         self.entries = entries;
         result
