@@ -32,8 +32,9 @@ test: build
 	scripts/run-c-tests.sh
 	scripts/fuzz-smoke.sh
 
+# make demo DEMO_ARGS="--memory 4G --dirty-rate 200" passes options on.
 demo: build
-	scripts/demo.sh
+	scripts/demo.sh $(DEMO_ARGS)
 
 # make install PREFIX=... [DESTDIR=...]: libxcmig (with its soname links),
 # include/xcmig.h and xcmig.pc, from the library `make build` produced.

@@ -40,7 +40,7 @@ static void harness_logger_progress(xentoollog_logger *logger,
         snprintf(lg->last_what, sizeof(lg->last_what), "%s", what);
         lg->phases++;
     }
-    if (new_phase || done == total)
+    if (new_phase || done == total || lg->every_step)
         fprintf(stderr, "%s: progress context=%s what=\"%s\" done=%lu total=%lu\n",
                 lg->prog, context ? context : "-", what, done, total);
 }

@@ -26,6 +26,8 @@
  * printed when a phase starts (done == 0 or a new "what") and when it
  * finishes (done == total).  The stdio logger itself drops progress updates
  * whose percentage did not change, which would hide short iterations.
+ * With every_step set (a harness's --progress option), every update is
+ * printed in that form, so a live display can follow a phase as it goes.
  */
 struct harness_logger {
     xentoollog_logger vtable;
@@ -33,6 +35,7 @@ struct harness_logger {
     const char *prog;
     char last_what[128];
     unsigned long phases;
+    bool every_step;
 };
 
 /* Creates the logger; exits with HARNESS_EXIT_SETUP on failure. */

@@ -1,7 +1,7 @@
 /*
  * xg-save: saves a domain through xc_domain_save(), as a toolstack does.
  *
- *   xg-save [--live] [--debug] [--stats] [--verbose] DOMID TARGET
+ *   xg-save [--live] [--debug] [--stats] [--progress] [--verbose] DOMID TARGET
  *
  * TARGET is a file (created or truncated) or "fd:N" for an open descriptor.
  * The suspend callback suspends the guest with
@@ -10,7 +10,9 @@
  * succeeds.  --stats installs a precopy_policy callback that prints every
  * statistics snapshot and decides like libxenguest's documented default
  * (stop and copy below 50 dirty pages or from iteration 5); without it the
- * library's own default policy runs.
+ * library's own default policy runs.  --progress prints every progress
+ * update the library reports, not only the first and last of each phase
+ * (the demo's live display follows them).
  *
  * Lines on stderr starting with "xg-save: " are meant to be parsed:
  *   xg-save: switch_qemu_logdirty domid=D enable=E
@@ -88,7 +90,8 @@ static int cb_precopy_policy(struct precopy_stats stats, void *data)
 static void usage(void)
 {
     fprintf(stderr, "usage: " PROG
-                    " [--live] [--debug] [--stats] [--verbose] DOMID "
+                    " [--live] [--debug] [--stats] [--progress] [--verbose] "
+                    "DOMID "
                     "FILE|fd:N\n");
     exit(HARNESS_EXIT_USAGE);
 }
@@ -97,6 +100,7 @@ int main(int argc, char **argv)
 {
     uint32_t flags = 0;
     bool stats = false;
+    bool every_step = false;
     xentoollog_level level = XTL_DETAIL;
     unsigned long domid;
     struct harness_logger *lg;
@@ -114,6 +118,8 @@ int main(int argc, char **argv)
             flags |= XCFLAGS_DEBUG;
         else if (!strcmp(opt, "--stats"))
             stats = true;
+        else if (!strcmp(opt, "--progress"))
+            every_step = true;
         else if (!strcmp(opt, "--verbose"))
             level = XTL_DEBUG;
         else {
@@ -127,6 +133,7 @@ int main(int argc, char **argv)
         usage();
 
     lg = harness_logger_create(PROG, level);
+    lg->every_step = every_step;
     fd = harness_open_stream(PROG, argv[argi + 1],
                              O_WRONLY | O_CREAT | O_TRUNC);
     if (fd < 0)
