@@ -810,6 +810,13 @@ fn grammar_violations() {
             kind: g(Violation::DuplicatePvInfo),
         },
         RecCase {
+            name: "v3 X86_PV_INFO after STATIC_DATA_END",
+            build: pv3,
+            records: vec![sde(), pv_info(), p2m()],
+            index: 1,
+            kind: g(Violation::StaticAfterStaticDataEnd),
+        },
+        RecCase {
             name: "X86_PV_P2M_FRAMES before X86_PV_INFO",
             build: pv3,
             records: vec![sde(), p2m()],

@@ -98,7 +98,7 @@ pub enum Violation {
     BeforeStaticDataEnd,
     /// A second STATIC_DATA_END.
     DuplicateStaticDataEnd,
-    /// A static record (CPU policy) after STATIC_DATA_END.
+    /// A static record (CPU policy, X86_PV_INFO) after the end of static data.
     StaticAfterStaticDataEnd,
     /// A record that belongs to the other guest type.
     WrongGuestType(DomainType),

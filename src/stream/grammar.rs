@@ -39,8 +39,8 @@
 //!
 //! Rules across states: records of the other guest type are rejected
 //! (HVM_CONTEXT/HVM_PARAMS in PV; X86_PV_*, SHARED_INFO in HVM);
-//! STATIC_DATA_END and the CPU policy records are v3 only; CPU policies
-//! only before STATIC_DATA_END; optional records are allowed anywhere before
+//! STATIC_DATA_END and the CPU policy records are v3 only; the static
+//! records (CPU policies, X86_PV_INFO) only in state Static; optional records are allowed anywhere before
 //! END. Warnings (not errors): TOOLSTACK (deprecated), empty HVM_PARAMS and
 //! X86_PV_VCPU_* (spec errata), HVM_PARAMS after HVM_CONTEXT in one
 //! checkpoint (libxenguest's own order, against the spec's "must"), and vcpu
@@ -290,6 +290,11 @@ impl Grammar {
             Record::X86PvInfo(info) => {
                 if self.pv_width.is_some() {
                     return Err(Violation::DuplicatePvInfo);
+                }
+                // Static data (spec 5.1); v2 had no STATIC_DATA_END, and there
+                // X86_PV_P2M_FRAMES (which needs the width) ends static data.
+                if self.static_ended() {
+                    return Err(Violation::StaticAfterStaticDataEnd);
                 }
                 // X86_PV_P2M_FRAMES needs the width, so a first X86_PV_INFO
                 // can never come after it.
