@@ -36,6 +36,18 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// A memory size as a person would write it: `1 GiB`, `256 MiB`, else
+/// as [`bytes`].
+pub fn size_label(n: u64) -> String {
+    if n >= 1 << 30 && n % (1 << 30) == 0 {
+        format!("{} GiB", n >> 30)
+    } else if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{} MiB", n >> 20)
+    } else {
+        bytes(n)
+    }
+}
+
 /// Seconds with two decimals.
 pub fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
@@ -131,6 +143,15 @@ mod tests {
         assert_eq!(bytes(1536), "1.50 KiB");
         assert_eq!(bytes(256 << 20), "256 MiB");
         assert_eq!(bytes(1 << 30), "1.00 GiB");
+    }
+
+    #[test]
+    fn size_label_prefers_whole_units() {
+        assert_eq!(size_label(1 << 30), "1 GiB");
+        assert_eq!(size_label(4 << 30), "4 GiB");
+        assert_eq!(size_label(1536 << 20), "1536 MiB");
+        assert_eq!(size_label(256 << 20), "256 MiB");
+        assert_eq!(size_label(1000), "1000 B");
     }
 
     #[test]

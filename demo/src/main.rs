@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde::Serialize;
 
-use display::{bar, bytes, millis, secs, thousands, Screen};
+use display::{bar, bytes, millis, secs, size_label, thousands, Screen};
 use events::{iteration_of, parse_line, HarnessEvent};
 use meter::{StreamCounts, StreamMeter};
 use procs::{check_interrupted, run_to_end, Msg, Proc, Who};
@@ -516,10 +516,10 @@ fn run(args: &Args) -> Result<(), String> {
         .unwrap_or_else(|| PathBuf::from("target"));
     let pieces = Pieces::locate(&target)?;
     let memory = parse_size(&args.memory)?;
-    parse_size(&args.working_set)?;
+    let working_set = parse_size(&args.working_set)?;
     let guest = format!(
-        "{} {} guest, {} vCPU{}",
-        bytes(memory),
+        "{} {} guest ({} vCPU{})",
+        size_label(memory),
         args.guest_type.name().to_uppercase(),
         args.vcpus,
         if args.vcpus == 1 { "" } else { "s" }
@@ -547,7 +547,10 @@ fn run(args: &Args) -> Result<(), String> {
     let tty = !args.plain && std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut screen = Screen::new(tty);
     let engine_text = match args.engine {
-        Engine::Xcmig => format!("libxcmig ({}), preloaded", pieces.libxcmig.display()),
+        Engine::Xcmig => format!(
+            "libxcmig ({}), preloaded",
+            target.join("release/libxcmig.so").display()
+        ),
         Engine::Libxenguest => "Debian's libxenguest (reference run)".to_string(),
     };
     screen.line(&format!(
@@ -640,8 +643,9 @@ fn run(args: &Args) -> Result<(), String> {
         ));
     }
     screen.line(&format!(
-        "  workload       guest writing {} MiB/s over a {} working set",
-        args.dirty_rate, args.working_set
+        "  workload       the guest writes {} MiB/s over a {} working set (xensim domain run)",
+        args.dirty_rate,
+        size_label(working_set)
     ));
 
     // The link between the hosts, and the relay that meters it.
