@@ -46,6 +46,8 @@ const SYSTEM_XEN_LIBDIR: &str = "/usr/lib/x86_64-linux-gnu";
 /// Event channels the restorer is given (as the xensim guests use).
 const STORE_EVTCHN: &str = "1";
 const CONSOLE_EVTCHN: &str = "2";
+/// How long to wait for the other side's exit after one side failed.
+const FAILURE_GRACE: Duration = Duration::from_secs(2);
 
 /// Which implementation of xc_domain_save/xc_domain_restore runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -675,6 +677,7 @@ fn run(args: &Args) -> Result<(), String> {
         if args.engine == Engine::Xcmig {
             c.env("LD_PRELOAD", &pieces.libxcmig);
         }
+        sys::ignore_sigpipe(&mut c);
         c
     };
     let receiver_fd = link.receiver.as_raw_fd();
@@ -738,12 +741,9 @@ fn run(args: &Args) -> Result<(), String> {
     let mut saver_status = None;
     let mut restorer_status = None;
     let mut last_draw = Instant::now() - Duration::from_secs(1);
+    let mut first_failure: Option<Instant> = None;
     let fail = |m: &Migration, who: Who, what: String| -> String {
-        format!(
-            "{what}; its last lines:{}\n  logs: {}",
-            m.tail_text(who),
-            logs.display()
-        )
+        format!("{what}; its last lines:{}", m.tail_text(who))
     };
     loop {
         check_interrupted()?;
@@ -814,11 +814,16 @@ fn run(args: &Args) -> Result<(), String> {
             restorer_status = restorer.poll()?;
         }
         // Judge a child once it has exited and all its output is read.
+        // When one fails, the other usually follows (a broken link); wait
+        // a moment for it so that the message shows both, restorer first.
+        let mut failures = Vec::new();
+        let mut judged = 0;
         for (who, status, name) in [
             (Who::Restorer, restorer_status, "xg-restore"),
             (Who::Saver, saver_status, "xg-save"),
         ] {
             if let (Some(s), true) = (status, closed[who as usize]) {
+                judged += 1;
                 let result = if who == Who::Saver {
                     &m.saved
                 } else {
@@ -829,9 +834,19 @@ fn run(args: &Args) -> Result<(), String> {
                         Some((_, _, d)) => format!("{name} failed ({s}): {d}"),
                         None => format!("{name} failed ({s})"),
                     };
-                    screen.clear_status();
-                    return Err(fail(&m, who, what));
+                    failures.push(fail(&m, who, what));
                 }
+            }
+        }
+        if !failures.is_empty() {
+            let since = *first_failure.get_or_insert_with(Instant::now);
+            if judged == 2 || since.elapsed() >= FAILURE_GRACE {
+                screen.clear_status();
+                return Err(format!(
+                    "{}\n  logs: {}",
+                    failures.join("\n"),
+                    logs.display()
+                ));
             }
         }
         let done = matches!((saver_status, restorer_status), (Some(_), Some(_)))
@@ -874,10 +889,14 @@ fn run(args: &Args) -> Result<(), String> {
         }
     }
     if !ws.success() {
-        return Err(fail(
-            &m,
-            Who::Workload,
-            format!("the guest workload failed ({ws})"),
+        return Err(format!(
+            "{}\n  logs: {}",
+            fail(
+                &m,
+                Who::Workload,
+                format!("the guest workload failed ({ws})")
+            ),
+            logs.display()
         ));
     }
 

@@ -56,6 +56,23 @@ pub fn inherit_fd(cmd: &mut Command, fd: RawFd) {
     }
 }
 
+/// Starts the child with SIGPIPE ignored, as toolstacks run their
+/// save/restore helpers: a write to a broken link then fails with EPIPE,
+/// which the library reports, instead of killing the process silently.
+pub fn ignore_sigpipe(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the child between fork and exec; signal(2) is
+    // async-signal-safe and the disposition SIG_IGN survives exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::signal(libc::SIGPIPE, libc::SIG_IGN) == libc::SIG_ERR {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Sends SIGTERM to process `pid` (a child we have not reaped yet, so the
 /// id cannot have been reused).
 pub fn terminate(pid: u32) {
