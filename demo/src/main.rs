@@ -429,14 +429,11 @@ impl Migration {
         let elapsed = secs(self.t0.elapsed());
         match self.rounds.last() {
             Some(r) if !r.finished => format!(
-                "  round {:<2} {:<13} {} {:>3}%  {}/{} pfns  {}  {}",
+                // Short enough for 80 columns with a 1 GiB guest.
+                "  round {} {} {} {:>3}%  {}/{} pfns  {}  {}",
                 self.rounds.len() - 1,
-                if r.after_suspend {
-                    "stop-and-copy"
-                } else {
-                    "live"
-                },
-                bar(r.done, r.pfns, 20),
+                if r.after_suspend { "final" } else { "live" },
+                bar(r.done, r.pfns, 12),
                 (r.done.min(r.pfns) * 100)
                     .checked_div(r.pfns)
                     .unwrap_or(100),
