@@ -60,6 +60,7 @@ impl Proc {
     ) -> Result<Proc, String> {
         let log_file = File::create(log)
             .map_err(|e| format!("cannot create the log {}: {e}", log.display()))?;
+        sys::die_with_parent(cmd);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -169,6 +170,7 @@ pub fn check_interrupted() -> Result<(), String> {
 /// Runs a short command to completion (stopped at `deadline`); returns its
 /// stdout, or an error naming `what` with its stderr.
 pub fn run_to_end(cmd: &mut Command, what: &str, deadline: Instant) -> Result<String, String> {
+    sys::die_with_parent(cmd);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -73,6 +73,28 @@ pub fn ignore_sigpipe(cmd: &mut Command) {
     }
 }
 
+/// Makes the child die with the demo: if the demo is killed outright
+/// (SIGKILL, where no cleanup can run), the kernel kills the child too,
+/// so no workload or harness is left behind.
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: runs in the child between fork and exec; prctl(2) and
+    // getppid(2) are async-signal-safe system calls on plain integers.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl took effect.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Sends SIGTERM to process `pid` (a child we have not reaped yet, so the
 /// id cannot have been reused).
 pub fn terminate(pid: u32) {

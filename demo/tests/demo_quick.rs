@@ -328,22 +328,13 @@ fn demo_with_failing_restore_exits_1_naming_the_failure_and_cleans_up() {
     );
 }
 
-#[test]
-fn demo_interrupted_by_sigterm_stops_its_children_and_exits_130() {
-    let s = Scratch::new("sigterm");
-    let work = s.0.join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    // A guest big and busy enough that the migration is still running
-    // when the signal arrives.
-    let mut cmd = demo(&work, &[]);
-    cmd.args([
-        "--memory",
-        "1G",
-        "--dirty-rate",
-        "2000",
-        "--working-set",
-        "512M",
-    ]);
+/// Starts a demo big and busy enough that the migration is still running
+/// a moment later, and returns once it has opened the link (its children
+/// are running then).
+fn start_long_demo(work: &Path) -> std::process::Child {
+    let mut cmd = demo(work, &[]);
+    cmd.args(["--memory", "1G", "--dirty-rate", "2000"])
+        .args(["--working-set", "512M"]);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -363,9 +354,19 @@ fn demo_interrupted_by_sigterm_stops_its_children_and_exits_130() {
         seen.iter().any(|l| l.trim_start().starts_with("link")),
         "the demo stopped before opening the link: {seen:?}"
     );
-    assert!(!processes_using(&work).is_empty(), "no children running");
-    let pid = libc_kill_term(child.id());
-    assert!(pid, "kill failed");
+    // Keep draining stdout so that the demo never blocks on it.
+    std::thread::spawn(move || lines.for_each(drop));
+    assert!(!processes_using(work).is_empty(), "no children running");
+    child
+}
+
+#[test]
+fn demo_interrupted_by_sigterm_stops_its_children_and_exits_130() {
+    let s = Scratch::new("sigterm");
+    let work = s.0.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut child = start_long_demo(&work);
+    assert!(send_signal(child.id(), "TERM"), "kill failed");
     let mut err = String::new();
     child
         .stderr
@@ -384,10 +385,31 @@ fn demo_interrupted_by_sigterm_stops_its_children_and_exits_130() {
     );
 }
 
-/// SIGTERM via kill(1), to keep this test free of unsafe code.
-fn libc_kill_term(pid: u32) -> bool {
+#[test]
+fn demo_killed_outright_takes_its_children_with_it() {
+    let s = Scratch::new("sigkill");
+    let work = s.0.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut child = start_long_demo(&work);
+    assert!(send_signal(child.id(), "KILL"), "kill failed");
+    let _ = child.wait();
+    // The kernel delivers the children's parent-death signal at once;
+    // allow for a loaded machine.
+    let until = Instant::now() + Duration::from_secs(10);
+    while !processes_using(&work).is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        processes_using(&work).is_empty(),
+        "{:?}",
+        processes_using(&work)
+    );
+}
+
+/// A signal via kill(1), to keep this test free of unsafe code.
+fn send_signal(pid: u32, sig: &str) -> bool {
     Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([&format!("-{sig}"), &pid.to_string()])
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
