@@ -636,9 +636,17 @@ fn run(args: &Args) -> Result<(), String> {
     )?;
     std::thread::sleep(Duration::from_millis(500));
     if let Some(s) = workload.poll()? {
+        // Its output is all in the channel (or about to be): show it.
+        let mut said = Vec::new();
+        while let Ok(msg) = rx.recv_timeout(Duration::from_secs(1)) {
+            match msg {
+                Msg::Line { text, .. } => said.push(format!("\n    {text}")),
+                Msg::Closed(_) => break,
+            }
+        }
         return Err(format!(
-            "the guest workload exited early ({s}); see {}",
-            logs.join("workload.log").display()
+            "the guest workload (xensim domain run) exited early ({s}):{}",
+            said.concat()
         ));
     }
     screen.line(&format!(
