@@ -810,7 +810,10 @@ fn run(args: &Args) -> Result<(), String> {
             }
             Ok(Msg::Closed(who)) => closed[who as usize] = true,
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => unreachable!("the loop holds a sender"),
+            // Cannot happen while `tx` lives, but never spin on it.
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err("internal error: the message channel closed".into())
+            }
         }
         if saver_status.is_none() {
             saver_status = saver.poll()?;
@@ -871,12 +874,11 @@ fn run(args: &Args) -> Result<(), String> {
     let counts = relay_thread
         .join()
         .map_err(|_| "the relay thread panicked".to_string())??;
-    let (t_saved, _, _) = m.saved.clone().ok_or("xg-save printed no result")?;
+    m.saved.as_ref().ok_or("xg-save printed no result")?;
     let (t_restored, _, _) = m.restored.clone().ok_or("xg-restore printed no result")?;
     let t_suspend = m
         .suspended_at
         .ok_or("the suspend callback never ran (no suspend line from xg-save)")?;
-    let _ = t_saved;
 
     // The guest stopped at suspend, so its workload has ended.
     let ws = workload.wait_until((Instant::now() + Duration::from_secs(30)).min(deadline))?;
