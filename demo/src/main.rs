@@ -387,6 +387,19 @@ impl Migration {
         screen.line(&line);
     }
 
+    /// The suspend callback returned: the live rounds are over.
+    fn suspended(&mut self, at: Instant, rc: i64, wire: u64, screen: &mut Screen) {
+        self.finish_round(at, wire, screen);
+        self.suspended_at = Some(at);
+        screen.line(&format!(
+            "  guest suspended at {} (suspend callback rc={rc}); the last round follows",
+            secs(at.saturating_duration_since(self.t0))
+        ));
+    }
+
+    /// A progress message: rounds are the `Frames iteration N` phases. A
+    /// label seen again (the last live round and the one after suspend
+    /// share it) or a count going back starts a new round.
     fn progress(
         &mut self,
         at: Instant,
@@ -779,14 +792,7 @@ fn run(args: &Args) -> Result<(), String> {
                         Some(HarnessEvent::Progress { what, done, total }) => {
                             m.progress(at, &what, done, total, w, &mut screen)
                         }
-                        Some(HarnessEvent::Suspend { rc }) => {
-                            m.finish_round(at, w, &mut screen);
-                            m.suspended_at = Some(at);
-                            screen.line(&format!(
-                                "  guest suspended at {} (suspend callback rc={rc}); the last round follows",
-                                secs(at - t0)
-                            ));
-                        }
+                        Some(HarnessEvent::Suspend { rc }) => m.suspended(at, rc, w, &mut screen),
                         Some(HarnessEvent::Result { rc, detail }) => {
                             m.finish_round(at, w, &mut screen);
                             m.saved = Some((at, rc, detail));
@@ -1026,4 +1032,83 @@ fn run(args: &Args) -> Result<(), String> {
         screen.line(&format!("  kept               {}", work.path.display()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn migration() -> Migration {
+        Migration {
+            t0: Instant::now(),
+            rounds: Vec::new(),
+            suspended_at: None,
+            saved: None,
+            restored: None,
+            workload_last: None,
+            tails: Default::default(),
+        }
+    }
+
+    #[test]
+    fn rounds_follow_iteration_phases_and_the_suspend_starts_the_last_one() {
+        let mut m = migration();
+        let mut screen = Screen::new(false);
+        let t = Instant::now();
+        let steps: [(&str, u64, u64); 7] = [
+            ("Start of stream", 0, 0),
+            ("Frames iteration 0", 0, 100),
+            ("Frames iteration 0", 50, 100),
+            ("Frames iteration 0", 100, 100),
+            ("Frames iteration 1", 0, 10),
+            ("Frames iteration 1", 10, 10),
+            ("Frames iteration 2", 0, 3),
+        ];
+        for (what, done, total) in steps {
+            m.progress(t, what, done, total, 0, &mut screen);
+        }
+        m.suspended(t, 0, 0, &mut screen);
+        // The same label again, after the suspend.
+        m.progress(t, "Frames iteration 2", 0, 0, 0, &mut screen);
+        m.progress(t, "End of stream", 0, 0, 0, &mut screen);
+        let got: Vec<(Option<u32>, u64, bool, bool)> = m
+            .rounds
+            .iter()
+            .map(|r| (r.iteration, r.pfns, r.after_suspend, r.finished))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(0), 100, false, true),
+                (Some(1), 10, false, true),
+                (Some(2), 3, false, true),
+                (Some(2), 0, true, true),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_count_going_back_under_one_label_is_a_new_round() {
+        let mut m = migration();
+        let mut screen = Screen::new(false);
+        let t = Instant::now();
+        m.progress(t, "Frames iteration 4", 0, 20, 0, &mut screen);
+        m.progress(t, "Frames iteration 4", 10, 20, 0, &mut screen);
+        m.progress(t, "Frames iteration 4", 0, 5, 0, &mut screen);
+        assert_eq!(m.rounds.len(), 2);
+        assert!(m.rounds[0].finished);
+        assert_eq!(m.rounds[1].pfns, 5);
+    }
+
+    #[test]
+    fn sizes_parse_like_xensim() {
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("4096K"), Ok(4 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("12345"), Ok(12345));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
 }
