@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static void harness_logger_vmessage(xentoollog_logger *logger,
@@ -129,4 +130,15 @@ xc_interface *harness_open_xc(const char *prog, struct harness_logger *lg)
         fprintf(stderr, "%s: xc_interface_open failed: %s\n", prog,
                 strerror(errno));
     return xch;
+}
+
+void harness_timestamp(const char *prog, const char *event)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
+        fprintf(stderr, "%s: timestamp event=%s monotonic_ns=%llu\n", prog,
+                event,
+                (unsigned long long)ts.tv_sec * 1000000000ULL +
+                    (unsigned long long)ts.tv_nsec);
 }

@@ -59,4 +59,11 @@ int harness_open_stream(const char *prog, const char *spec, int flags);
 /* Opens the Xen interface with the logger for both log channels. */
 xc_interface *harness_open_xc(const char *prog, struct harness_logger *lg);
 
+/*
+ * Prints "<prog>: timestamp event=<event> monotonic_ns=<N>" on stderr, N
+ * being CLOCK_MONOTONIC now, so another process (the benchmark) can time
+ * the span between events of different harnesses on one machine.
+ */
+void harness_timestamp(const char *prog, const char *event);
+
 #endif

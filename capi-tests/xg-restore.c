@@ -12,6 +12,7 @@
  *   xg-restore: static_data_done missing=0xM
  *   xg-restore: restore_results store_gfn=0xS console_gfn=0xC
  *   xg-restore: progress context=C what="W" done=N total=N
+ *   xg-restore: timestamp event=restored monotonic_ns=N  (restore returned 0)
  *   xg-restore: result rc=R errno=E (text) store_gfn=0xS console_gfn=0xC
  * On success stdout gets one line "store_gfn=0xS console_gfn=0xC".
  * Exit status: 0 restored, 1 xc_domain_restore returned -1, 2 usage, 3 setup.
@@ -116,6 +117,8 @@ int main(int argc, char **argv)
                            (unsigned)console_evtchn, &console_gfn,
                            (uint32_t)console_domid, XC_STREAM_PLAIN, &cbs, -1);
     saved_errno = errno;
+    if (rc == 0)
+        harness_timestamp(PROG, "restored");
     fprintf(stderr,
             PROG ": result rc=%d errno=%d (%s) store_gfn=0x%lx "
                  "console_gfn=0x%lx\n",

@@ -17,6 +17,7 @@
  * Lines on stderr starting with "xg-save: " are meant to be parsed:
  *   xg-save: switch_qemu_logdirty domid=D enable=E
  *   xg-save: suspend domid=D rc=R
+ *   xg-save: timestamp event=suspended monotonic_ns=N  (the guest stopped)
  *   xg-save: precopy iteration=I total_written=W dirty_count=C decision=P
  *   xg-save: progress context=C what="W" done=N total=N
  *   xg-save: result rc=R errno=E (text)
@@ -51,6 +52,8 @@ static int cb_suspend(void *data)
     struct save_ctx *ctx = data;
     int rc = xc_domain_shutdown(ctx->xch, ctx->domid, SHUTDOWN_suspend);
 
+    if (rc == 0)
+        harness_timestamp(PROG, "suspended");
     ctx->suspends++;
     fprintf(stderr, PROG ": suspend domid=%u rc=%d\n", ctx->domid, rc);
     if (rc < 0) {
