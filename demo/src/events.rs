@@ -19,6 +19,15 @@ pub enum HarnessEvent {
         /// The return code of `xc_domain_shutdown`.
         rc: i64,
     },
+    /// `<prog>: timestamp event=E monotonic_ns=N`: CLOCK_MONOTONIC at an
+    /// event (`suspended` in xg-save, `restored` in xg-restore), comparable
+    /// across processes.
+    Timestamp {
+        /// The event's name.
+        event: String,
+        /// CLOCK_MONOTONIC in nanoseconds.
+        ns: u64,
+    },
     /// `<prog>: result rc=R errno=E (text) ...`: the library call returned.
     Result {
         /// The return value of `xc_domain_save`/`xc_domain_restore`.
@@ -50,6 +59,11 @@ pub fn parse_line(prog: &str, line: &str) -> Option<HarnessEvent> {
     if let Some(p) = rest.strip_prefix("suspend ") {
         let rc = field(p, "rc")?.parse().ok()?;
         return Some(HarnessEvent::Suspend { rc });
+    }
+    if let Some(p) = rest.strip_prefix("timestamp ") {
+        let event = field(p, "event")?.to_string();
+        let ns = field(p, "monotonic_ns")?.parse().ok()?;
+        return Some(HarnessEvent::Timestamp { event, ns });
     }
     if let Some(p) = rest.strip_prefix("result ") {
         let rc = field(p, "rc")?.parse().ok()?;
@@ -96,6 +110,27 @@ mod tests {
                 rc: -1,
                 detail: "rc=-1 errno=12 (Cannot allocate memory) store_gfn=0x0".into()
             })
+        );
+    }
+
+    #[test]
+    fn parses_timestamp_lines() {
+        assert_eq!(
+            parse_line(
+                "xg-restore",
+                "xg-restore: timestamp event=restored monotonic_ns=123456789"
+            ),
+            Some(HarnessEvent::Timestamp {
+                event: "restored".into(),
+                ns: 123456789
+            })
+        );
+        assert_eq!(
+            parse_line(
+                "xg-save",
+                "xg-save: timestamp event=suspended monotonic_ns=x"
+            ),
+            None
         );
     }
 

@@ -339,6 +339,10 @@ struct Migration {
     t0: Instant,
     rounds: Vec<Round>,
     suspended_at: Option<Instant>,
+    /// CLOCK_MONOTONIC of the suspend and of the restore's return, when
+    /// the harnesses report them (more precise than reading times).
+    suspended_ns: Option<u64>,
+    restored_ns: Option<u64>,
     saved: Option<(Instant, i64, String)>,
     restored: Option<(Instant, i64, String)>,
     workload_last: Option<String>,
@@ -750,6 +754,8 @@ fn run(args: &Args) -> Result<(), String> {
         t0,
         rounds: Vec::new(),
         suspended_at: None,
+        suspended_ns: None,
+        restored_ns: None,
         saved: None,
         restored: None,
         workload_last: None,
@@ -793,6 +799,9 @@ fn run(args: &Args) -> Result<(), String> {
                             m.progress(at, &what, done, total, w, &mut screen)
                         }
                         Some(HarnessEvent::Suspend { rc }) => m.suspended(at, rc, w, &mut screen),
+                        Some(HarnessEvent::Timestamp { event, ns }) if event == "suspended" => {
+                            m.suspended_ns = Some(ns)
+                        }
                         Some(HarnessEvent::Result { rc, detail }) => {
                             m.finish_round(at, w, &mut screen);
                             m.saved = Some((at, rc, detail));
@@ -800,18 +809,20 @@ fn run(args: &Args) -> Result<(), String> {
                                 screen.line(&format!("  save complete at {}", secs(at - t0)));
                             }
                         }
-                        None => {}
+                        Some(HarnessEvent::Timestamp { .. }) | None => {}
                     },
-                    Who::Restorer => {
-                        if let Some(HarnessEvent::Result { rc, detail }) =
-                            parse_line("xg-restore", &text)
-                        {
+                    Who::Restorer => match parse_line("xg-restore", &text) {
+                        Some(HarnessEvent::Timestamp { event, ns }) if event == "restored" => {
+                            m.restored_ns = Some(ns)
+                        }
+                        Some(HarnessEvent::Result { rc, detail }) => {
                             m.restored = Some((at, rc, detail));
                             if rc == 0 {
                                 screen.line(&format!("  restore complete at {}", secs(at - t0)));
                             }
                         }
-                    }
+                        _ => {}
+                    },
                 }
             }
             Ok(Msg::Closed(who)) => closed[who as usize] = true,
@@ -949,7 +960,12 @@ fn run(args: &Args) -> Result<(), String> {
     let d_src = last_line(&d_src.map_err(|_| "digest thread panicked")??).to_string();
     let d_dst = last_line(&d_dst.map_err(|_| "digest thread panicked")??).to_string();
 
-    let downtime = t_restored.saturating_duration_since(t_suspend);
+    // Both harnesses stamp CLOCK_MONOTONIC when they can; else the times
+    // their lines were read here (a pipe's latency later) serve.
+    let downtime = match (m.suspended_ns, m.restored_ns) {
+        (Some(a), Some(b)) if b >= a => Duration::from_nanos(b - a),
+        _ => t_restored.saturating_duration_since(t_suspend),
+    };
     let total = t_restored.saturating_duration_since(t0);
     let live = m.rounds.iter().filter(|r| !r.after_suspend).count();
     let last = m.rounds.iter().filter(|r| r.after_suspend).count();
@@ -1043,6 +1059,8 @@ mod tests {
             t0: Instant::now(),
             rounds: Vec::new(),
             suspended_at: None,
+            suspended_ns: None,
+            restored_ns: None,
             saved: None,
             restored: None,
             workload_last: None,
