@@ -40,8 +40,8 @@
 //! Rules across states: records of the other guest type are rejected
 //! (HVM_CONTEXT/HVM_PARAMS in PV; X86_PV_*, SHARED_INFO in HVM);
 //! STATIC_DATA_END and the CPU policy records are v3 only; the static
-//! records (CPU policies, X86_PV_INFO) only in state Static; optional records are allowed anywhere before
-//! END. Warnings (not errors): TOOLSTACK (deprecated), empty HVM_PARAMS and
+//! records (CPU policies, X86_PV_INFO) only in state Static; optional
+//! records are allowed anywhere before END. Warnings (not errors): TOOLSTACK (deprecated), empty HVM_PARAMS and
 //! X86_PV_VCPU_* (spec errata), HVM_PARAMS after HVM_CONTEXT in one
 //! checkpoint (libxenguest's own order, against the spec's "must"), and vcpu
 //! contexts of a size Xen 4.17's restore refuses.
