@@ -217,7 +217,8 @@ impl RestoreError {
 ///
 /// On success the domain holds the saved memory, CPU policy, TSC, params
 /// and HVM context, its grant table is seeded, and the outputs carry the
-/// store and console gfns.
+/// store and console gfns. COLO streams need
+/// [`restore_domain_with_back_channel`].
 pub fn restore_domain<H: Hypervisor, R: Read>(
     hv: &H,
     domid: DomId,
@@ -226,7 +227,24 @@ pub fn restore_domain<H: Hypervisor, R: Read>(
     callbacks: &mut dyn RestoreCallbacks,
     log: &dyn Log,
 ) -> Result<RestoreOutputs, RestoreError> {
-    let res = restore_inner(hv, domid, io, params, callbacks, log);
+    restore_domain_with_back_channel(hv, domid, io, None, params, callbacks, log)
+}
+
+/// [`restore_domain`] with the COLO back channel (`send_back_fd`): at each
+/// checkpoint the secondary is resumed and suspended again through the
+/// callbacks, and the pages it dirtied meanwhile are reported to the
+/// primary as a CHECKPOINT_DIRTY_PFN_LIST record on `back`. Ignored for
+/// plain and Remus streams.
+pub fn restore_domain_with_back_channel<H: Hypervisor, R: Read>(
+    hv: &H,
+    domid: DomId,
+    io: &mut R,
+    back: Option<&mut dyn std::io::Write>,
+    params: &RestoreParams,
+    callbacks: &mut dyn RestoreCallbacks,
+    log: &dyn Log,
+) -> Result<RestoreOutputs, RestoreError> {
+    let res = restore_inner(hv, domid, io, back, params, callbacks, log);
     if let Err(e) = &res {
         log.log(
             Level::Error,
@@ -252,6 +270,7 @@ fn restore_inner<H: Hypervisor, R: Read>(
     hv: &H,
     domid: DomId,
     io: &mut R,
+    mut back: Option<&mut dyn std::io::Write>,
     params: &RestoreParams,
     callbacks: &mut dyn RestoreCallbacks,
     log: &dyn Log,
@@ -264,11 +283,25 @@ fn restore_inner<H: Hypervisor, R: Read>(
             }
         }
         StreamType::Colo => {
-            return Err(RestoreError::Unsupported(
-                "COLO restore is not supported yet".into(),
-            ))
+            for (hook, name) in [
+                (RestoreHook::Suspend, "suspend"),
+                (RestoreHook::Postcopy, "postcopy"),
+                (RestoreHook::WaitCheckpoint, "wait_checkpoint"),
+                (RestoreHook::RestoreResults, "restore_results"),
+                (RestoreHook::Checkpoint, "checkpoint"),
+            ] {
+                if !callbacks.has(hook) {
+                    return Err(RestoreError::MissingCallback(name));
+                }
+            }
+            if back.is_none() {
+                return Err(RestoreError::Unsupported(
+                    "a COLO restore needs the back channel (send_back_fd)".into(),
+                ));
+            }
         }
     }
+    let colo = params.stream_type == StreamType::Colo;
     let info = hv.domain_info(domid)?;
     if info.domid != domid {
         return Err(RestoreError::NoSuchDomain(domid));
@@ -328,7 +361,7 @@ fn restore_inner<H: Hypervisor, R: Read>(
     }
     // libxenguest reads the p2m size here; it only matters to COLO, but the
     // call also confirms the domain can be queried before any change.
-    hv.nr_gpfns(domid)?;
+    let p2m_size = hv.nr_gpfns(domid)?;
     log.log(Level::Info, None, "Restoring domain");
 
     let mut ctx = x86_hvm::HvmRestore::new(hv, domid, *params, callbacks, log);
@@ -385,6 +418,14 @@ fn restore_inner<H: Hypervisor, R: Read>(
                     log.log(Level::Info, None, "All records buffered");
                 }
                 ctx.outputs.checkpoints += 1;
+                if colo {
+                    let Some(back) = back.as_deref_mut() else {
+                        return Err(RestoreError::Unsupported("no back channel".into()));
+                    };
+                    if ctx.colo_checkpoint(p2m_size, back)? == x86_hvm::Colo::Failover {
+                        break;
+                    }
+                }
             }
             _ if buffering => held.push(checkpoint::Buffered::from_record(&rec)),
             _ => ctx.process_record(&rec, v2)?,
@@ -394,8 +435,14 @@ fn restore_inner<H: Hypervisor, R: Read>(
         log.log(Level::Warn, None, &format!("stream: {w}"));
         ctx.outputs.warnings.push(w.to_string());
     }
-    ctx.stream_complete()?;
-    log.log(Level::Info, None, "Restore successful");
+    if colo {
+        // The stream was completed at each checkpoint; the secondary runs
+        // from the last one.
+        log.log(Level::Info, None, "COLO Failover");
+    } else {
+        ctx.stream_complete()?;
+        log.log(Level::Info, None, "Restore successful");
+    }
     let out = ctx.finish();
     log.log(
         Level::Info,

@@ -882,3 +882,114 @@ fn remus_failover_before_any_checkpoint_is_an_error() {
     let (r, _) = remus_restore(&stream, &[0]);
     assert!(r.is_err());
 }
+
+/// The secondary side of a COLO pair: its guest rewrites pfn 0 while it
+/// runs between the first two checkpoints.
+struct ColoSecondary {
+    dom: xensim::Domain,
+    results: Vec<(u64, u64)>,
+    waits: u32,
+}
+
+impl RestoreCallbacks for ColoSecondary {
+    fn has(&self, _hook: RestoreHook) -> bool {
+        true
+    }
+    fn checkpoint(&mut self) -> i32 {
+        XGR_CHECKPOINT_SUCCESS
+    }
+    fn postcopy(&mut self) -> i32 {
+        1
+    }
+    fn wait_checkpoint(&mut self) -> i32 {
+        self.waits += 1;
+        if self.waits <= 2 {
+            self.dom.write_frame(0, &[0xee; 4096]).unwrap();
+            assert!(self.dom.mark_dirty(0), "secondary log-dirty is on");
+        }
+        1
+    }
+    fn suspend(&mut self) -> i32 {
+        1
+    }
+    fn restore_results(&mut self, store_gfn: u64, console_gfn: u64) {
+        self.results.push((store_gfn, console_gfn));
+    }
+}
+
+#[test]
+fn colo_pair_merges_the_secondarys_dirty_pages_and_fails_over_to_the_last_checkpoint() {
+    use std::os::unix::net::UnixStream;
+
+    let src = TempHost::new("colo-p");
+    let dst = TempHost::new("colo-s");
+    let sid = src.create(GuestType::Hvm, SMALL, 31, false);
+    let did = dst.create(GuestType::Hvm, SMALL, 0, true);
+    // libxl, not libxenguest, turns log-dirty on for the secondary.
+    dst.domain(did).logdirty_enable().unwrap();
+    let (fwd_tx, fwd_rx) = UnixStream::pair().unwrap();
+    let (back_tx, back_rx) = UnixStream::pair().unwrap();
+
+    let sdir = src.dir.clone();
+    let primary = std::thread::spawn(move || {
+        let host = Host::open(&sdir).unwrap();
+        let mut cb = ToolstackSave::new(host.domain(sid).unwrap());
+        cb.checkpoint_answers = [1, 1, 1].into_iter().collect();
+        cb.wait_answers = [1, 1, 0].into_iter().collect();
+        cb.dirty_on_resume = 50;
+        let hv = SimHypervisor::new(host);
+        let mut w = BufWriter::new(fwd_tx);
+        let mut back = BufReader::new(back_rx);
+        let params = SaveParams {
+            live: true,
+            debug: false,
+            stream_type: StreamType::Colo,
+        };
+        let r = crate::save::save_domain_with_back_channel(
+            &hv,
+            sid,
+            &mut w,
+            Some(&mut back),
+            &params,
+            &mut cb,
+            &RecLog::default(),
+        )
+        .map_err(|e| e.to_string());
+        drop(w);
+        // Like libxl, keep the back channel open after the save: the
+        // secondary still reports its last dirty set.
+        (r, cb.digests, back)
+    });
+
+    let mut cb = ColoSecondary {
+        dom: dst.domain(did),
+        results: Vec::new(),
+        waits: 0,
+    };
+    let mut input = BufReader::new(fwd_rx);
+    let mut back = back_tx;
+    let params = RestoreParams {
+        stream_type: StreamType::Colo,
+        ..restore_params()
+    };
+    let out = restore_domain_with_back_channel(
+        &dst.hv(),
+        did,
+        &mut input,
+        Some(&mut back),
+        &params,
+        &mut cb,
+        &RecLog::default(),
+    )
+    .expect("COLO restore");
+    let (saved, digests, _back) = primary.join().unwrap();
+    let saved = saved.expect("COLO save");
+    assert_eq!(saved.checkpoints, 3);
+    assert_eq!(out.checkpoints, 3);
+    assert_eq!(cb.results.len(), 3);
+    assert_eq!(cb.results[0], (out.store_gfn, out.console_gfn));
+    // pfn 0, rewritten on the secondary, came back from the primary at the
+    // next checkpoint: the secondary holds exactly the last checkpoint.
+    assert_eq!(digests.len(), 3);
+    assert_eq!(dst.domain(did).digest().unwrap(), digests[2]);
+}

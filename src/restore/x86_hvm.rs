@@ -19,6 +19,15 @@ fn unhandled(t: RecordType) -> RestoreError {
     }
 }
 
+/// What a COLO checkpoint leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Colo {
+    /// Wait for the next checkpoint.
+    Continue,
+    /// The channel broke: the secondary takes over.
+    Failover,
+}
+
 /// State of one HVM restore.
 pub(crate) struct HvmRestore<'a, H: Hypervisor> {
     hv: &'a H,
@@ -215,6 +224,59 @@ impl<'a, H: Hypervisor> HvmRestore<'a, H> {
     fn optional(&self, t: RecordType) {
         self.log
             .log(Level::Debug, None, &format!("Ignoring optional record {t}"));
+    }
+
+    /// COLO, after a checkpoint's records are applied: complete the
+    /// stream, report the gfns, resume the secondary, wait for the next
+    /// checkpoint, suspend it again, and send the primary the pages it
+    /// dirtied meanwhile.
+    pub(crate) fn colo_checkpoint(
+        &mut self,
+        p2m_size: u64,
+        back: &mut dyn std::io::Write,
+    ) -> Result<Colo, RestoreError> {
+        self.stream_complete()?;
+        self.cb
+            .restore_results(self.outputs.store_gfn, self.outputs.console_gfn);
+        for name in ["postcopy", "wait_checkpoint", "suspend"] {
+            let rc = match name {
+                "postcopy" => self.cb.postcopy(),
+                "wait_checkpoint" => self.cb.wait_checkpoint(),
+                _ => self.cb.suspend(),
+            };
+            match rc {
+                1 => {}
+                2 => {
+                    self.log.log(
+                        Level::Info,
+                        None,
+                        &format!("{name}(): broken channel, failing over"),
+                    );
+                    return Ok(Colo::Failover);
+                }
+                _ => return Err(RestoreError::Callback { name, rc }),
+            }
+        }
+        let mut bitmap = vec![0u64; p2m_size.div_ceil(64) as usize];
+        let r = self
+            .hv
+            .logdirty_clean(self.domid, &mut bitmap, p2m_size, false)?;
+        if r.pages != p2m_size {
+            return Err(RestoreError::Record {
+                what: "CHECKPOINT",
+                msg: format!(
+                    "log-dirty bitmap covers {} pages, expected {p2m_size}",
+                    r.pages
+                ),
+            });
+        }
+        let pfns: Vec<u64> = (0..p2m_size)
+            .filter(|&p| bitmap[(p / 64) as usize] & (1 << (p % 64)) != 0)
+            .collect();
+        let mut w = crate::stream::Writer::back_channel(back);
+        w.write_checkpoint_dirty_pfn_list(&pfns)?;
+        w.flush()?;
+        Ok(Colo::Continue)
     }
 
     /// The toolstack's `checkpoint` callback (1 continue, 2 failover).

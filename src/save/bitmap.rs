@@ -26,7 +26,6 @@ impl Bitmap {
         bit < self.len && self.words[(bit / 64) as usize] & (1 << (bit % 64)) != 0
     }
 
-    #[cfg(test)]
     /// Sets `bit`; out-of-range bits are ignored.
     pub(crate) fn set(&mut self, bit: u64) {
         if bit < self.len {

@@ -138,10 +138,45 @@ fn suspend_and_send_dirty_inner<H: Hypervisor, W: Write>(
     let deferred = std::mem::take(&mut ctx.mem.deferred);
     ctx.mem.dirty.or_with(&deferred);
     ctx.mem.deferred = deferred;
+    if !ctx.live && ctx.stream_type == StreamType::Colo {
+        merge_secondary_dirty(ctx)?;
+    }
     let entries = u64::from(report.dirty_count) + ctx.mem.nr_deferred;
     send_dirty_pages(ctx, entries)?;
     ctx.mem.deferred.clear_all();
     ctx.mem.nr_deferred = 0;
+    Ok(())
+}
+
+/// COLO: read the secondary's CHECKPOINT_DIRTY_PFN_LIST from the back
+/// channel and add its pfns to this round's dirty set.
+fn merge_secondary_dirty<H: Hypervisor, W: Write>(
+    ctx: &mut Ctx<'_, H, W>,
+) -> Result<(), SaveError> {
+    let p2m_size = ctx.mem.p2m_size;
+    let Some(back) = ctx.back.as_mut() else {
+        return Err(SaveError::BackChannel("no back channel".into()));
+    };
+    let mut r = crate::stream::BackChannelReader::new(&mut **back, crate::stream::Endian::Little);
+    let rec = r
+        .next_record()
+        .map_err(|e| SaveError::BackChannel(format!("reading the secondary's dirty pages: {e}")))?;
+    let Some(crate::stream::Record::CheckpointDirtyPfnList(pfns)) = rec else {
+        return Err(SaveError::BackChannel(format!(
+            "expected a CHECKPOINT_DIRTY_PFN_LIST record, got {}",
+            rec.map_or("end of channel".to_string(), |r| r
+                .record_type()
+                .to_string())
+        )));
+    };
+    for pfn in pfns.iter() {
+        if pfn >= p2m_size {
+            return Err(SaveError::BackChannel(format!(
+                "secondary reports pfn {pfn:#x} beyond the p2m size {p2m_size:#x}"
+            )));
+        }
+        ctx.mem.dirty.set(pfn);
+    }
     Ok(())
 }
 

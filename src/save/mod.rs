@@ -263,11 +263,27 @@ pub(crate) mod libc_errno {
 /// record; checkpointed streams end when a callback stops them, without
 /// END, as libxenguest does). On any outcome log-dirty has been switched
 /// off and qemu's log-dirty tracking has been switched back off if it was
-/// switched on.
+/// switched on. COLO streams need [`save_domain_with_back_channel`].
 pub fn save_domain<H: Hypervisor, W: Write>(
     hv: &H,
     domid: DomId,
     io: &mut W,
+    params: &SaveParams,
+    callbacks: &mut dyn SaveCallbacks,
+    log: &dyn Log,
+) -> Result<SaveSummary, SaveError> {
+    save_domain_with_back_channel(hv, domid, io, None, params, callbacks, log)
+}
+
+/// [`save_domain`] with the COLO back channel (`recv_fd`): before sending
+/// each checkpoint's dirty pages, one CHECKPOINT_DIRTY_PFN_LIST record is
+/// read from `back` and the secondary's dirty pages are sent too. Ignored
+/// for plain and Remus streams.
+pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
+    hv: &H,
+    domid: DomId,
+    io: &mut W,
+    back: Option<&mut dyn std::io::Read>,
     params: &SaveParams,
     callbacks: &mut dyn SaveCallbacks,
     log: &dyn Log,
@@ -295,8 +311,8 @@ pub fn save_domain<H: Hypervisor, W: Write>(
         log.log(Level::Error, None, &format!("Save failed: {e}"));
         return Err(e);
     }
-    if params.stream_type == StreamType::Colo {
-        let e = SaveError::Unsupported("COLO streams are not supported yet".into());
+    if params.stream_type == StreamType::Colo && back.is_none() {
+        let e = SaveError::BackChannel("a COLO save needs the back channel (recv_fd)".into());
         log.log(Level::Error, None, &format!("Save failed: {e}"));
         return Err(e);
     }
@@ -317,6 +333,7 @@ pub fn save_domain<H: Hypervisor, W: Write>(
         prefix: None,
         suspended: false,
         verifying: false,
+        back: back.map(|b| b as &mut dyn std::io::Read),
     };
     let mut guest = x86_hvm::HvmSave::default();
     let guard = LogDirtyGuard {
@@ -408,6 +425,8 @@ pub(crate) struct Ctx<'a, H: Hypervisor, W: Write> {
     pub(crate) suspended: bool,
     /// Whether the verification pass is being sent.
     pub(crate) verifying: bool,
+    /// COLO: the secondary's dirty-page reports.
+    pub(crate) back: Option<&'a mut dyn std::io::Read>,
 }
 
 impl<H: Hypervisor, W: Write> Ctx<'_, H, W> {
@@ -508,7 +527,20 @@ fn run<H: Hypervisor, W: Write>(
         // the dirty set of a suspended guest.
         ctx.live = false;
         ctx.out.checkpoint()?;
+        // The checkpoint must reach the other side before the callbacks
+        // wait on it (a buffered writer would hold it back).
+        ctx.out.flush()?;
         ctx.summary.checkpoints += 1;
+        let colo = ctx.stream_type == StreamType::Colo;
+        if colo {
+            let rc = ctx.cb.checkpoint();
+            if rc == 0 {
+                return Err(SaveError::Callback {
+                    name: "checkpoint",
+                    rc,
+                });
+            }
+        }
         let rc = ctx.cb.postcopy();
         if rc <= 0 {
             ctx.msg(
@@ -517,11 +549,15 @@ fn run<H: Hypervisor, W: Write>(
             );
             return Ok(());
         }
-        let rc = ctx.cb.checkpoint();
+        let (name, rc) = if colo {
+            ("wait_checkpoint", ctx.cb.wait_checkpoint())
+        } else {
+            ("checkpoint", ctx.cb.checkpoint())
+        };
         if rc <= 0 {
             ctx.msg(
                 Level::Info,
-                &format!("checkpoint() returned {rc}: checkpointing stopped"),
+                &format!("{name}() returned {rc}: checkpointing stopped"),
             );
             return Ok(());
         }

@@ -123,6 +123,8 @@ pub(crate) struct ToolstackSave {
     pub(crate) dirty_on_resume: u64,
     /// Remus: postcopy resumes the domain; checkpoint answers from here.
     pub(crate) checkpoint_answers: VecDeque<i32>,
+    /// COLO: wait_checkpoint answers from here (provided when non-empty).
+    pub(crate) wait_answers: VecDeque<i32>,
 }
 
 impl ToolstackSave {
@@ -141,6 +143,7 @@ impl ToolstackSave {
             digests: Vec::new(),
             dirty_on_resume: 0,
             checkpoint_answers: VecDeque::new(),
+            wait_answers: VecDeque::new(),
         }
     }
 }
@@ -151,7 +154,7 @@ impl SaveCallbacks for ToolstackSave {
             SaveHook::PrecopyPolicy => self.policy.is_some(),
             SaveHook::SwitchQemuLogdirty => self.has_qemu,
             SaveHook::Postcopy | SaveHook::Checkpoint => !self.checkpoint_answers.is_empty(),
-            SaveHook::WaitCheckpoint => false,
+            SaveHook::WaitCheckpoint => !self.wait_answers.is_empty(),
         }
     }
 
@@ -192,6 +195,10 @@ impl SaveCallbacks for ToolstackSave {
 
     fn checkpoint(&mut self) -> i32 {
         self.checkpoint_answers.pop_front().unwrap_or(0)
+    }
+
+    fn wait_checkpoint(&mut self) -> i32 {
+        self.wait_answers.pop_front().unwrap_or(0)
     }
 
     fn switch_qemu_logdirty(&mut self, _domid: DomId, enable: bool) -> i32 {
