@@ -9,7 +9,7 @@ CARGO ?= cargo
 PREFIX ?= /usr/local
 # Debian packages the build and the tests need; installed only when missing.
 DEB_PACKAGES := libxen-dev libclang-dev xen-utils-4.17 libxenmisc4.17 xen-doc \
-	gcc make pkg-config iproute2 python3
+	gcc make pkg-config iproute2 python3 python3-matplotlib
 
 .PHONY: all deps build shim test test-rust test-c lint fuzz-smoke demo install clean
 
@@ -31,10 +31,25 @@ test: build
 	$(CARGO) test --release --workspace
 	scripts/run-c-tests.sh
 	scripts/fuzz-smoke.sh
+	$(BENCH_PYTHON) bench/test_bench.py
 
 # make demo DEMO_ARGS="--memory 4G --dirty-rate 200" passes options on.
 demo: build
 	scripts/demo.sh $(DEMO_ARGS)
+
+# make bench [BENCH_ARGS="--runs 5 | --quick | --scenario NAME ..."]: xcmig
+# (preloaded) and Debian's libxenguest side by side on xensim; writes
+# bench/results/results.md, results.json and plot.png (see bench/README.md).
+.PHONY: bench bench-smoke
+# Debian's interpreter: python3-matplotlib is installed for it.
+BENCH_PYTHON ?= /usr/bin/python3
+bench: build
+	$(BENCH_PYTHON) bench/xcmig_bench.py $(BENCH_ARGS)
+
+# The benchmark's own tests, including a --quick run into a temporary
+# directory (about 30 s; also part of `make test`).
+bench-smoke: build
+	$(BENCH_PYTHON) bench/test_bench.py
 
 # make install PREFIX=... [DESTDIR=...]: libxcmig (with its soname links),
 # include/xcmig.h and xcmig.pc, from the library `make build` produced.

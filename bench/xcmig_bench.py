@@ -1,0 +1,1145 @@
+#!/usr/bin/env python3
+"""xcmig-bench: xcmig and Debian's libxenguest side by side on xensim.
+
+Runs the C toolstack harnesses (capi-tests/xg-save, xg-restore) on the same
+simulated domains twice per run: once with LD_PRELOAD=libxcmig.so (the
+drop-in path a toolstack uses) and once without (Debian's libxenguest), plus
+a raw-copy baseline, and writes results.md, results.json and plot.png.
+
+See bench/README.md for how to run it and how to read the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import mmap
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+PAGE = 4096
+MiB = 1 << 20
+GiB = 1 << 30
+# A copy chunk of 1024 pages: the batch size both libraries use.
+CHUNK = 1024 * PAGE
+SYSTEM_XEN_LIBDIR = "/usr/lib/x86_64-linux-gnu"
+REPO = Path(__file__).resolve().parent.parent
+
+IMPLS = ("libxenguest", "xcmig")
+
+
+class BenchError(Exception):
+    """A failure that ends the benchmark with a one-line reason."""
+
+
+# --------------------------------------------------------------------------
+# Child processes
+
+
+@dataclass
+class ChildResult:
+    """What a finished child did, with its own resource usage."""
+
+    name: str
+    argv: list[str]
+    returncode: int
+    start_ns: int
+    end_ns: int
+    utime: float
+    stime: float
+    stdout: str
+    # (arrival time in CLOCK_MONOTONIC ns, line) for every stderr line.
+    stderr: list[tuple[int, str]]
+
+    @property
+    def wall(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+    @property
+    def cpu(self) -> float:
+        return self.utime + self.stime
+
+    def stderr_text(self) -> str:
+        return "\n".join(line for _, line in self.stderr)
+
+    def tail(self, n: int = 15) -> str:
+        return "\n".join("    " + line for _, line in self.stderr[-n:])
+
+    def check(self) -> "ChildResult":
+        if self.returncode != 0:
+            raise BenchError(
+                f"{self.name} exited with status {self.returncode}: "
+                f"{' '.join(self.argv)}\n  last stderr lines:\n{self.tail()}"
+            )
+        return self
+
+
+class Child:
+    """A child process in its own process group, reaped with wait4 so its
+    CPU time (including its own reaped children) is known exactly."""
+
+    live: set["Child"] = set()
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str],
+                 pass_fds: tuple[int, ...] = ()):
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.start_ns = time.monotonic_ns()
+        try:
+            self.proc = subprocess.Popen(
+                self.argv, env=env, pass_fds=pass_fds, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                start_new_session=True)
+        except OSError as e:
+            raise BenchError(f"cannot start {name} ({self.argv[0]}): {e}") from e
+        Child.live.add(self)
+        self._stdout: list[bytes] = []
+        self._stderr: list[tuple[int, str]] = []
+        self._done = threading.Event()
+        self._status = 0
+        self._ru = None
+        self.end_ns = 0
+        self._readers = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+        threading.Thread(target=self._reap, daemon=True).start()
+
+    def _read_stdout(self) -> None:
+        for chunk in iter(lambda: self.proc.stdout.read(65536), b""):
+            self._stdout.append(chunk)
+
+    def _read_stderr(self) -> None:
+        for raw in self.proc.stderr:
+            self._stderr.append(
+                (time.monotonic_ns(), raw.decode("utf-8", "replace").rstrip("\n")))
+
+    def _reap(self) -> None:
+        _, status, ru = os.wait4(self.proc.pid, 0)
+        self.end_ns = time.monotonic_ns()
+        self._status = os.waitstatus_to_exitcode(status)
+        self.proc.returncode = self._status  # Popen must not reap it again
+        self._ru = ru
+        self._done.set()
+
+    def running(self) -> bool:
+        return not self._done.is_set()
+
+    def kill(self) -> None:
+        if self.running():
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout: float) -> ChildResult:
+        if not self._done.wait(timeout):
+            self.kill()
+            self._done.wait(30)
+            for t in self._readers:
+                t.join(5)
+            Child.live.discard(self)
+            raise BenchError(
+                f"{self.name} did not finish within {timeout:.0f} s and was "
+                f"killed: {' '.join(self.argv)}\n  last stderr lines:\n"
+                + "\n".join("    " + l for _, l in self._stderr[-15:]))
+        for t in self._readers:
+            t.join(30)
+        Child.live.discard(self)
+        return ChildResult(
+            name=self.name, argv=self.argv, returncode=self._status,
+            start_ns=self.start_ns, end_ns=self.end_ns,
+            utime=self._ru.ru_utime, stime=self._ru.ru_stime,
+            stdout=b"".join(self._stdout).decode("utf-8", "replace"),
+            stderr=list(self._stderr))
+
+    @classmethod
+    def kill_all(cls) -> None:
+        for c in list(cls.live):
+            c.kill()
+            c._done.wait(10)
+        cls.live.clear()
+
+
+# --------------------------------------------------------------------------
+# The built pieces and the simulated host
+
+
+@dataclass
+class Build:
+    """Paths of what `make build` produced."""
+
+    target: Path
+
+    @classmethod
+    def locate(cls) -> "Build":
+        t = Path(os.environ.get("CARGO_TARGET_DIR", "target"))
+        b = cls(t if t.is_absolute() else REPO / t)
+        missing = [p for p in (b.xensim, b.xcmig, b.libxcmig, b.xg_save,
+                               b.xg_restore, b.shim_dir / "libxenctrl.so.4.17")
+                   if not p.exists()]
+        if missing:
+            raise BenchError(
+                "missing build outputs (run `make build` first): "
+                + ", ".join(str(p) for p in missing))
+        return b
+
+    @property
+    def xensim(self) -> Path:
+        return self.target / "release" / "xensim"
+
+    @property
+    def xcmig(self) -> Path:
+        return self.target / "release" / "xcmig"
+
+    @property
+    def libxcmig(self) -> Path:
+        return self.target / "release" / "libxcmig.so"
+
+    @property
+    def xg_save(self) -> Path:
+        return self.target / "capi-tests" / "xg-save"
+
+    @property
+    def xg_restore(self) -> Path:
+        return self.target / "capi-tests" / "xg-restore"
+
+    @property
+    def shim_dir(self) -> Path:
+        return self.target / "xensim" / "lib"
+
+
+class SimHost:
+    """A xensim host directory, removed by close()."""
+
+    def __init__(self, base: Path, build: Build, timeout: float):
+        self.dir = Path(tempfile.mkdtemp(prefix="xcmig-bench-", dir=base))
+        self.build = build
+        self.timeout = timeout
+
+    def env(self, impl: str | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LD_PRELOAD", "XENSIM_FAULTS")}
+        env["XENSIM_HOST"] = str(self.dir)
+        env["LD_LIBRARY_PATH"] = f"{self.build.shim_dir}:{SYSTEM_XEN_LIBDIR}"
+        if impl == "xcmig":
+            env["LD_PRELOAD"] = str(self.build.libxcmig)
+        return env
+
+    def xensim(self, *args: str, timeout: float | None = None) -> str:
+        c = Child("xensim " + " ".join(args[:2]),
+                  [self.build.xensim, *args], self.env())
+        return c.wait(timeout or self.timeout).check().stdout
+
+    def create(self, guest_type: str, memory: int, vcpus: int, fill: str | None,
+               seed: int = 0) -> int:
+        args = ["domain", "create", "--type", guest_type, "--memory",
+                f"{memory // MiB}M", "--vcpus", str(vcpus)]
+        args += ["--fill", fill, "--seed", str(seed)] if fill else ["--empty"]
+        return int(self.xensim(*args).split()[-1])
+
+    def info(self, domid: int) -> dict[str, str]:
+        out = self.xensim("domain", "info", str(domid))
+        return dict(l.split("=", 1) for l in out.splitlines() if "=" in l)
+
+    def digest(self, domid: int) -> str:
+        return self.xensim("domain", "digest", str(domid)).split()[-1]
+
+    def destroy(self, domid: int) -> None:
+        self.xensim("domain", "destroy", str(domid))
+
+    def resume_if_suspended(self, domid: int) -> None:
+        if self.info(domid).get("shutdown") == "1":
+            self.xensim("domain", "resume", str(domid))
+
+    def domain_dir(self, domid: int) -> Path:
+        return self.dir / "domains" / str(domid)
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# Raw-copy baseline (also run as subcommands of this script)
+
+
+def populated_runs(bitmap: Path) -> list[tuple[int, int]]:
+    """(first gfn, count) of each run of populated gfns in xensim's
+    `populated` bitmap (64-bit little-endian words, bit g%64 of word g/64)."""
+    data = bitmap.read_bytes()
+    runs: list[tuple[int, int]] = []
+    start = None
+    full = (1 << 64) - 1
+    for w in range(len(data) // 8):
+        word = int.from_bytes(data[w * 8:w * 8 + 8], "little")
+        base = w * 64
+        if word == 0 or word == full:
+            bit_set = word == full
+            if bit_set and start is None:
+                start = base
+            elif not bit_set and start is not None:
+                runs.append((start, base - start))
+                start = None
+            continue
+        for b in range(64):
+            if (word >> b) & 1:
+                if start is None:
+                    start = base + b
+            elif start is not None:
+                runs.append((start, base + b - start))
+                start = None
+    if start is not None:
+        runs.append((start, len(data) * 8 - start))
+    return runs
+
+
+def write_all(fd: int, view: memoryview) -> None:
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class CopyTimer:
+    """Wall and CPU time of the copy itself, without the interpreter's start,
+    written as JSON to a report file when the copy ends."""
+
+    def __init__(self, report: str | None):
+        self.report = report
+
+    def __enter__(self) -> "CopyTimer":
+        self.t0 = time.monotonic_ns()
+        self.r0 = resource.getrusage(resource.RUSAGE_SELF)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        t1 = time.monotonic_ns()
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        if self.report and exc[0] is None:
+            cpu = (r1.ru_utime + r1.ru_stime) - (self.r0.ru_utime + self.r0.ru_stime)
+            Path(self.report).write_text(json.dumps(
+                {"wall_s": (t1 - self.t0) / 1e9, "cpu_s": cpu}))
+
+
+def cmd_copy_mem(args: argparse.Namespace) -> int:
+    """Writes the populated frames of a domain's memory file to stdout, in
+    1024-page chunks from one shared mapping: what a save must at least do."""
+    mem = Path(args.domain_dir) / "mem"
+    runs = populated_runs(Path(args.domain_dir) / "populated")
+    end = max((s + n for s, n in runs), default=0) * PAGE
+    out = sys.stdout.fileno()
+    with CopyTimer(args.report), open(mem, "rb") as f:
+        mm = mmap.mmap(f.fileno(), end, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        view = memoryview(mm)
+        for s, n in runs:
+            for off in range(s * PAGE, (s + n) * PAGE, CHUNK):
+                write_all(out, view[off:min(off + CHUNK, (s + n) * PAGE)])
+        view.release()
+        mm.close()
+    return 0
+
+
+def cmd_copy_in(args: argparse.Namespace) -> int:
+    """Reads a flat file of pages into a fresh shared mapping of a new sparse
+    file, 1024 pages per read: what a restore must at least do."""
+    size = os.path.getsize(args.source)
+    with CopyTimer(args.report), open(args.dest, "w+b") as d, \
+            open(args.source, "rb", buffering=0) as s:
+        d.truncate(max(size, PAGE))
+        mm = mmap.mmap(d.fileno(), max(size, PAGE), flags=mmap.MAP_SHARED)
+        view = memoryview(mm)
+        off = 0
+        while off < size:
+            n = s.readinto(view[off:min(off + CHUNK, size)])
+            if not n:
+                raise BenchError(f"{args.source}: short read at {off}")
+            off += n
+        view.release()
+        mm.close()
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Parsing the harnesses' output
+
+PROGRESS_RE = re.compile(
+    r'^xg-save: progress context=\S+ what="([^"]*)" done=(\d+) total=(\d+)$')
+TIMESTAMP_RE = re.compile(r"^xg-(?:save|restore): timestamp event=(\w+) monotonic_ns=(\d+)$")
+
+
+@dataclass
+class SaveLog:
+    """What xg-save's stderr says about a save."""
+
+    suspended_ns: int | None = None
+    # Totals of the memory passes ("Frames..." phases) before the suspend.
+    precopy_totals: list[int] = field(default_factory=list)
+    # Total of the memory pass after the suspend (stop and copy).
+    suspended_pages: int | None = None
+
+
+def parse_save_log(lines: list[tuple[int, str]]) -> SaveLog:
+    """Reads the suspend moment and the memory passes from xg-save output.
+
+    A pass is a progress phase whose "what" starts with "Frames"; its total
+    is on the line where done == total. The suspend moment is the
+    `timestamp event=suspended` line, or, from an older harness, the arrival
+    time of the `suspend domid=` line."""
+    log = SaveLog()
+    suspended = False
+    phase_after: list[int] = []
+    for arrival, line in lines:
+        m = TIMESTAMP_RE.match(line)
+        if m and m.group(1) == "suspended":
+            log.suspended_ns = int(m.group(2))
+            continue
+        if line.startswith("xg-save: suspend domid="):
+            suspended = True
+            if log.suspended_ns is None:
+                log.suspended_ns = arrival
+            continue
+        m = PROGRESS_RE.match(line)
+        if not m or not m.group(1).startswith("Frames"):
+            continue
+        done, total = int(m.group(2)), int(m.group(3))
+        if done != total:
+            continue
+        if suspended:
+            phase_after.append(total)
+        else:
+            log.precopy_totals.append(total)
+    if suspended and phase_after:
+        log.suspended_pages = phase_after[0]
+    elif suspended:
+        log.suspended_pages = 0
+    return log
+
+
+def restore_done_ns(res: ChildResult) -> int:
+    """When xc_domain_restore returned: the harness's timestamp, or the
+    arrival of its result line, or its exit."""
+    for arrival, line in res.stderr:
+        m = TIMESTAMP_RE.match(line)
+        if m and m.group(1) == "restored":
+            return int(m.group(2))
+    for arrival, line in res.stderr:
+        if line.startswith("xg-restore: result "):
+            return arrival
+    return res.end_ns
+
+
+# --------------------------------------------------------------------------
+# The relay that counts bytes on the wire
+
+
+class Relay:
+    """Moves the stream from the saver's socket to the restorer's socket
+    through a pipe with splice(2) (no copy through user space), counting
+    bytes. Closing the saver's end propagates as EOF to the restorer."""
+
+    def __init__(self) -> None:
+        self.save_end, self._in = socket.socketpair()
+        self._out, self.restore_end = socket.socketpair()
+        self.bytes = 0
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        r, w = os.pipe()
+        try:
+            try:
+                import fcntl
+                fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, MiB)
+            except OSError:
+                pass
+            src, dst = self._in.fileno(), self._out.fileno()
+            while True:
+                n = os.splice(src, w, MiB)
+                if n == 0:
+                    break
+                self.bytes += n
+                while n:
+                    n -= os.splice(r, dst, n)
+        except OSError as e:
+            self.error = str(e)
+        finally:
+            os.close(r)
+            os.close(w)
+            try:
+                self._out.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self._in.close()
+
+    def close_child_ends(self) -> None:
+        """After the children have inherited their ends."""
+        self.save_end.close()
+        self.restore_end.close()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        self._out.close()
+
+
+# --------------------------------------------------------------------------
+# Scenarios
+
+
+@dataclass
+class Scenario:
+    name: str
+    kind: str  # "nonlive" or "live"
+    memory: int
+    fill: str
+    vcpus: int = 2
+    dirty_rate: int = 0  # MiB/s
+    working_set: int = 0  # bytes
+    title: str = ""
+
+    def params(self) -> dict:
+        p = {"memory_bytes": self.memory, "fill": self.fill, "vcpus": self.vcpus,
+             "guest_type": "hvm"}
+        if self.kind == "live":
+            p.update(dirty_rate_mib_s=self.dirty_rate,
+                     working_set_bytes=self.working_set)
+        return p
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    if quick:
+        m = 256 * MiB
+        return [
+            Scenario("random", "nonlive", m, "random",
+                     title="non-live save+restore, random HVM 256 MiB"),
+            Scenario("mixed", "nonlive", m, "mixed",
+                     title="non-live save+restore, half-zero HVM 256 MiB"),
+            Scenario("live-converging", "live", m, "random", dirty_rate=8,
+                     working_set=4 * MiB,
+                     title="live, 8 MiB/s over 4 MiB"),
+            Scenario("live-busy", "live", m, "random", dirty_rate=256,
+                     working_set=128 * MiB,
+                     title="live, 256 MiB/s over 128 MiB"),
+        ]
+    m = 2 * GiB
+    return [
+        Scenario("random", "nonlive", m, "random",
+                 title="non-live save+restore, random HVM 2 GiB"),
+        Scenario("mixed", "nonlive", m, "mixed",
+                 title="non-live save+restore, half-zero (mixed) HVM 2 GiB"),
+        Scenario("live-converging", "live", m, "random", dirty_rate=16,
+                 working_set=16 * MiB,
+                 title="live, 16 MiB/s over a 16 MiB working set"),
+        Scenario("live-moderate", "live", m, "random", dirty_rate=64,
+                 working_set=256 * MiB,
+                 title="live, 64 MiB/s over 256 MiB"),
+        Scenario("live-busy", "live", m, "random", dirty_rate=256,
+                 working_set=1 * GiB,
+                 title="live, 256 MiB/s over 1 GiB"),
+    ]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, build: Build):
+        self.args = args
+        self.build = build
+        self.timeout = args.timeout
+
+    def log(self, msg: str) -> None:
+        print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+    # ---- helpers
+
+    def save(self, host: SimHost, impl: str, domid: int, target: str,
+             live: bool, pass_fds: tuple[int, ...] = ()) -> Child:
+        argv = [self.build.xg_save] + (["--live"] if live else []) + [str(domid), target]
+        return Child(f"xg-save ({impl})", argv, host.env(impl), pass_fds)
+
+    def restore(self, host: SimHost, impl: str, domid: int, source: str,
+                pass_fds: tuple[int, ...] = ()) -> Child:
+        argv = [self.build.xg_restore, str(domid), source]
+        return Child(f"xg-restore ({impl})", argv, host.env(impl), pass_fds)
+
+    def inspect(self, path: Path) -> dict:
+        c = Child("xcmig inspect", [self.build.xcmig, "inspect", "--json", path],
+                  dict(os.environ))
+        res = c.wait(self.timeout)
+        try:
+            report = json.loads(res.stdout)
+        except json.JSONDecodeError as e:
+            raise BenchError(f"xcmig inspect --json {path}: not JSON ({e})") from e
+        if not report.get("valid"):
+            raise BenchError(f"stream {path} is not valid: {report.get('error')}")
+        return report
+
+    def keep_log(self, tag: str, res: ChildResult) -> None:
+        """With --logs DIR, keeps a child's stderr for a post-mortem."""
+        if self.args.logs:
+            d = Path(self.args.logs)
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"{tag}.log").write_text(
+                f"$ {' '.join(res.argv)}\n# exit {res.returncode}, wall {res.wall:.3f} s, "
+                f"cpu {res.cpu:.3f} s\n" + res.stderr_text() + "\n")
+
+    def order(self, run: int) -> list[str]:
+        impls = [i for i in IMPLS if i in self.args.impl]
+        return impls if run % 2 == 0 else impls[::-1]
+
+    def verify_run(self, run: int) -> bool:
+        return self.args.verify == "all" or (self.args.verify == "first" and run == 0)
+
+    # ---- non-live
+
+    def run_nonlive(self, sc: Scenario, host: SimHost) -> dict:
+        seed = self.args.seed
+        src = host.create("hvm", sc.memory, sc.vcpus, sc.fill, seed)
+        guest_pages = int(host.info(src)["tot_pages"])
+        guest_bytes = guest_pages * PAGE
+        scratch = host.dir / "scratch"
+        scratch.mkdir()
+        runs: dict[str, list[dict]] = {i: [] for i in IMPLS if i in self.args.impl}
+        base_runs: list[dict] = []
+        src_digest = None
+        for run in range(self.args.runs):
+            if not self.args.no_baseline:
+                base_runs.append(self.baseline(host, src, guest_bytes, scratch))
+            for impl in self.order(run):
+                host.resume_if_suspended(src)
+                img = scratch / f"{impl}.img"
+                s = self.save(host, impl, src, str(img), live=False).wait(self.timeout)
+                self.keep_log(f"{sc.name}-{run + 1}-{impl}-save", s)
+                s.check()
+                stream_bytes = img.stat().st_size
+                dst = host.create("hvm", sc.memory, sc.vcpus, None)
+                r = self.restore(host, impl, dst, str(img)).wait(self.timeout)
+                self.keep_log(f"{sc.name}-{run + 1}-{impl}-restore", r)
+                r.check()
+                m = {
+                    "save_wall_s": s.wall, "save_cpu_s": s.cpu,
+                    "save_gib_s": guest_bytes / GiB / s.wall,
+                    "restore_wall_s": r.wall, "restore_cpu_s": r.cpu,
+                    "restore_gib_s": guest_bytes / GiB / r.wall,
+                    "stream_bytes": stream_bytes,
+                }
+                if run == 0:
+                    rep = self.inspect(img)
+                    m["page_entries"] = rep["pages"]["entries"]
+                    m["data_pages"] = rep["pages"]["data_pages"]
+                if self.verify_run(run):
+                    if src_digest is None:
+                        src_digest = host.digest(src)
+                    got = host.digest(dst)
+                    if got != src_digest:
+                        raise BenchError(f"{sc.name}: {impl}'s restored domain {dst} "
+                                         f"differs from its source ({got} != {src_digest})")
+                    m["verified"] = True
+                host.destroy(dst)
+                img.unlink()
+                runs[impl].append(m)
+                self.log(f"{sc.name} run {run + 1} {impl}: save {s.wall:.2f} s "
+                         f"({m['save_gib_s']:.2f} GiB/s), restore {r.wall:.2f} s "
+                         f"({m['restore_gib_s']:.2f} GiB/s), stream {stream_bytes / GiB:.3f} GiB")
+        host.destroy(src)
+        out = {"guest_pages": guest_pages, "guest_bytes": guest_bytes,
+               "results": {i: summarise(v) for i, v in runs.items()}}
+        if base_runs:
+            out["baseline"] = summarise(base_runs)
+        return out
+
+    def baseline(self, host: SimHost, src: int, guest_bytes: int, scratch: Path) -> dict:
+        """Raw copies of the same bytes with no format, timed inside the
+        copier (the interpreter's start is left out): guest memory into a
+        pipe read by cat, guest memory into a file, and that file into fresh
+        guest memory."""
+        me = [sys.executable, str(Path(__file__).resolve())]
+        ddir = host.domain_dir(src)
+        flat, fresh = scratch / "flat.bin", scratch / "fresh.mem"
+        reports = [scratch / f"copy-{i}.json" for i in range(3)]
+        q = " ".join(f"'{a}'" for a in me)
+        steps = [
+            ("baseline copy-mem | cat",
+             ["sh", "-c", f"{q} copy-mem '{ddir}' --report '{reports[0]}' | cat >/dev/null"]),
+            ("baseline copy-mem > file",
+             ["sh", "-c", f"{q} copy-mem '{ddir}' --report '{reports[1]}' > '{flat}'"]),
+            ("baseline copy-in", [*me, "copy-in", flat, fresh, "--report", reports[2]]),
+        ]
+        for name, argv in steps:
+            Child(name, argv, dict(os.environ)).wait(self.timeout).check()
+        if flat.stat().st_size != guest_bytes:
+            raise BenchError(f"baseline copied {flat.stat().st_size} bytes, "
+                             f"the guest has {guest_bytes}")
+        pipe, to_file, back = (json.loads(r.read_text()) for r in reports)
+        for p in [flat, fresh, *reports]:
+            p.unlink()
+        return {"pipe_wall_s": pipe["wall_s"], "pipe_cpu_s": pipe["cpu_s"],
+                "pipe_gib_s": guest_bytes / GiB / pipe["wall_s"],
+                "save_wall_s": to_file["wall_s"], "save_cpu_s": to_file["cpu_s"],
+                "save_gib_s": guest_bytes / GiB / to_file["wall_s"],
+                "restore_wall_s": back["wall_s"], "restore_cpu_s": back["cpu_s"],
+                "restore_gib_s": guest_bytes / GiB / back["wall_s"],
+                "stream_bytes": guest_bytes}
+
+    # ---- live
+
+    def run_live(self, sc: Scenario, host: SimHost) -> dict:
+        src = host.create("hvm", sc.memory, sc.vcpus, sc.fill, self.args.seed)
+        guest_pages = int(host.info(src)["tot_pages"])
+        guest_bytes = guest_pages * PAGE
+        runs: dict[str, list[dict]] = {i: [] for i in IMPLS if i in self.args.impl}
+        for run in range(self.args.runs):
+            for impl in self.order(run):
+                host.resume_if_suspended(src)
+                m = self.live_once(sc, host, src, impl, run)
+                runs[impl].append(m)
+                self.log(f"{sc.name} run {run + 1} {impl}: {m['wall_s']:.2f} s, "
+                         f"wire {m['wire_bytes'] / GiB:.3f} GiB, "
+                         f"{m['precopy_passes']} precopy passes, "
+                         f"{m['suspended_pages']} pages suspended, "
+                         f"downtime {m['downtime_ms']:.0f} ms")
+        host.destroy(src)
+        return {"guest_pages": guest_pages, "guest_bytes": guest_bytes,
+                "results": {i: summarise(v) for i, v in runs.items()}}
+
+    def live_once(self, sc: Scenario, host: SimHost, src: int, impl: str, run: int) -> dict:
+        dst = host.create("hvm", sc.memory, sc.vcpus, None)
+        wl = Child("xensim domain run", [
+            self.build.xensim, "domain", "run", str(src), "--dirty-rate",
+            str(sc.dirty_rate), "--working-set", f"{sc.working_set // MiB}M",
+            "--seed", str(self.args.seed + run), "--duration",
+            str(int(self.timeout))], host.env())
+        relay = Relay()
+        saver = restorer = None
+        try:
+            time.sleep(self.args.warmup)
+            if not wl.running():
+                res = wl.wait(1)
+                raise BenchError(f"the workload exited before the migration:\n{res.tail()}")
+            sfd, rfd = relay.save_end.fileno(), relay.restore_end.fileno()
+            relay.start()
+            restorer = self.restore(host, impl, dst, f"fd:{rfd}", (rfd,))
+            saver = self.save(host, impl, src, f"fd:{sfd}", True, (sfd,))
+            relay.close_child_ends()
+            s = saver.wait(self.timeout)
+            r = restorer.wait(self.timeout)
+            relay.join(30)
+            self.keep_log(f"{sc.name}-{run + 1}-{impl}-save", s)
+            self.keep_log(f"{sc.name}-{run + 1}-{impl}-restore", r)
+            s.check()
+            r.check()
+            w = wl.wait(60).check()
+        finally:
+            for c in (saver, restorer, wl):
+                if c is not None:
+                    c.kill()
+        if relay.error:
+            raise BenchError(f"relay: {relay.error}")
+        log = parse_save_log(s.stderr)
+        if log.suspended_ns is None:
+            raise BenchError(f"{impl}: xg-save never reported a suspend")
+        done = restore_done_ns(r)
+        m = {
+            "wall_s": (max(s.end_ns, r.end_ns) - s.start_ns) / 1e9,
+            "save_cpu_s": s.cpu, "restore_cpu_s": r.cpu,
+            "cpu_s": s.cpu + r.cpu,
+            "wire_bytes": relay.bytes,
+            "wire_gib_s": relay.bytes / GiB / ((max(s.end_ns, r.end_ns) - s.start_ns) / 1e9),
+            "precopy_passes": len(log.precopy_totals),
+            "precopy_totals": log.precopy_totals,
+            "suspended_pages": log.suspended_pages or 0,
+            "downtime_ms": (done - log.suspended_ns) / 1e6,
+            "workload_pages_written": int(w.stdout.split()[-1]) if w.stdout.split() else 0,
+        }
+        # The rate the workload reached (it shares the CPUs with the saver).
+        m["workload_mib_s"] = m["workload_pages_written"] * PAGE / MiB / max(w.wall, 1e-9)
+        if self.verify_run(run):
+            a, b = host.digest(src), host.digest(dst)
+            if a != b:
+                raise BenchError(f"{sc.name}: {impl}'s restored domain {dst} differs "
+                                 f"from its suspended source ({b} != {a})")
+            m["verified"] = True
+        host.destroy(dst)
+        return m
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Median of every numeric metric over the runs, plus the runs."""
+    med = {}
+    for k in runs[0]:
+        vals = [r[k] for r in runs if k in r]
+        if vals and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            med[k] = statistics.median(vals)
+    return {"median": med, "runs": runs}
+
+
+# --------------------------------------------------------------------------
+# Output
+
+
+def git_state() -> dict:
+    def git(*a: str) -> str:
+        p = subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True)
+        return p.stdout.rstrip("\n") if p.returncode == 0 else ""
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--",
+                "src", "Cargo.toml", "Cargo.lock", "capi-tests", "xensim", "build.rs")
+    return {"commit": git("rev-parse", "HEAD"),
+            "subject": git("log", "-1", "--format=%s"),
+            "uncommitted": [l[3:] for l in dirty.splitlines()]}
+
+
+def sha256_file(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(MiB), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def machine() -> dict:
+    mem = 0
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_bytes": mem,
+            "kernel": platform.release()}
+
+
+def fmt(v, digits=2) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def ratio(a, b) -> str:
+    if not a or not b:
+        return "–"
+    return f"{a / b:.2f}×"
+
+
+def render_markdown(doc: dict) -> str:
+    g = doc["git"]
+    lines = [
+        "# xcmig vs libxenguest on xensim",
+        "",
+        f"Measured commit `{g['commit'][:12]}` ({g['subject']})"
+        + (f", with uncommitted changes in {', '.join(g['uncommitted'])} "
+           f"(libxcmig.so sha256 `{doc['libxcmig_sha256'][:16]}`)" if g["uncommitted"] else "")
+        + f", {doc['date']}.",
+        f"Machine: {doc['machine']['cpus']} CPUs ({doc['machine']['cpu_model']}), "
+        f"{doc['machine']['memory_bytes'] / GiB:.0f} GiB RAM, Linux {doc['machine']['kernel']}; "
+        f"host directories on `{doc['config']['host_base']}`; load average "
+        f"{doc['machine'].get('loadavg_start', '?')} at the start, "
+        f"{doc['machine'].get('loadavg_end', '?')} at the end.",
+        f"Medians of {doc['config']['runs']} runs{' (quick mode)' if doc['config']['quick'] else ''}. "
+        "`xcmig` = the C harness with `LD_PRELOAD=libxcmig.so`; `libxenguest` = the same "
+        "harness on Debian's `libxenguest.so.4.17`; `baseline` = the same guest bytes copied "
+        "with no format (guest memory into a pipe read by `cat`, and a flat file into fresh "
+        "guest memory). See `bench/README.md` for definitions.",
+        "",
+    ]
+    nonlive = [s for s in doc["scenarios"] if s["kind"] == "nonlive"]
+    live = [s for s in doc["scenarios"] if s["kind"] == "live"]
+    if nonlive:
+        lines += [
+            "## Non-live save and restore",
+            "",
+            "| scenario | impl | save s | save CPU s | save GiB/s | restore s | restore CPU s "
+            "| restore GiB/s | stream GiB | data pages |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for s in nonlive:
+            rows = []
+            if "baseline" in s:
+                b = s["baseline"]["median"]
+                rows.append(("baseline (pipe)", {
+                    "save_wall_s": b["pipe_wall_s"], "save_cpu_s": b["pipe_cpu_s"],
+                    "save_gib_s": b["pipe_gib_s"], "stream_bytes": b["stream_bytes"]}))
+                rows.append(("baseline (file)", b))
+            rows += [(i, s["results"][i]["median"]) for i in IMPLS if i in s["results"]]
+            for name, m in rows:
+                lines.append(
+                    f"| {s['name']} | {name} | {fmt(m.get('save_wall_s'))} | "
+                    f"{fmt(m.get('save_cpu_s'))} | {fmt(m.get('save_gib_s'))} | "
+                    f"{fmt(m.get('restore_wall_s'))} | {fmt(m.get('restore_cpu_s'))} | "
+                    f"{fmt(m.get('restore_gib_s'))} | {fmt(m.get('stream_bytes', 0) / GiB, 3)} | "
+                    f"{fmt(m.get('data_pages'))} |")
+        lines += ["", "Ratios (xcmig / libxenguest; xcmig / baseline):", ""]
+        for s in nonlive:
+            r = s["results"]
+            if "xcmig" in r and "libxenguest" in r:
+                x, l = r["xcmig"]["median"], r["libxenguest"]["median"]
+                b = s.get("baseline", {}).get("median", {})
+                lines.append(
+                    f"- {s['name']}: save throughput {ratio(x['save_gib_s'], l['save_gib_s'])} "
+                    f"libxenguest, {ratio(x['save_gib_s'], b.get('save_gib_s'))} baseline (file), "
+                    f"{ratio(x['save_gib_s'], b.get('pipe_gib_s'))} baseline (pipe); "
+                    f"restore throughput {ratio(x['restore_gib_s'], l['restore_gib_s'])} "
+                    f"libxenguest, {ratio(x['restore_gib_s'], b.get('restore_gib_s'))} baseline; "
+                    f"stream bytes {ratio(x['stream_bytes'], l['stream_bytes'])} libxenguest's.")
+        lines.append("")
+    if live:
+        lines += [
+            "## Live migration over a socket",
+            "",
+            "| scenario | impl | total s | save CPU s | restore CPU s | wire GiB | precopy passes "
+            "| pages while suspended | downtime ms | dirtied MiB/s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for s in live:
+            for i in IMPLS:
+                if i not in s["results"]:
+                    continue
+                m = s["results"][i]["median"]
+                lines.append(
+                    f"| {s['name']} ({s['params']['dirty_rate_mib_s']} MiB/s, "
+                    f"{s['params']['working_set_bytes'] // MiB} MiB) | {i} | {fmt(m['wall_s'])} | "
+                    f"{fmt(m['save_cpu_s'])} | {fmt(m['restore_cpu_s'])} | "
+                    f"{fmt(m['wire_bytes'] / GiB, 3)} | {fmt(m['precopy_passes'], 0)} | "
+                    f"{fmt(m['suspended_pages'], 0)} | {fmt(m['downtime_ms'], 0)} | "
+                    f"{fmt(m.get('workload_mib_s'), 0)} |")
+        lines += ["", "Ratios (xcmig / libxenguest):", ""]
+        for s in live:
+            r = s["results"]
+            if "xcmig" in r and "libxenguest" in r:
+                x, l = r["xcmig"]["median"], r["libxenguest"]["median"]
+                forced = [r for r in s["results"]["libxenguest"]["runs"]
+                          if r["precopy_passes"] >= 5 and r["precopy_totals"]
+                          and r["precopy_totals"][-1] >= 50]
+                how = (f"libxenguest hit its 5-iteration limit in {len(forced)} of "
+                       f"{len(s['results']['libxenguest']['runs'])} runs"
+                       if forced else "libxenguest converged (under 50 dirty pages)")
+                lines.append(
+                    f"- {s['name']}: downtime {ratio(x['downtime_ms'], l['downtime_ms'])}, "
+                    f"wire bytes {ratio(x['wire_bytes'], l['wire_bytes'])}, "
+                    f"total time {ratio(x['wall_s'], l['wall_s'])}; {how}.")
+        lines.append("")
+    lines += ["## Scenarios", ""]
+    for s in doc["scenarios"]:
+        lines.append(f"- `{s['name']}`: {s['title']} ({s['guest_pages']} populated pages).")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def render_plot(doc: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nonlive = [s for s in doc["scenarios"] if s["kind"] == "nonlive"]
+    live = [s for s in doc["scenarios"] if s["kind"] == "live"]
+    colours = {"baseline (pipe)": "#cccccc", "baseline (file)": "#888888",
+               "libxenguest": "#d62728", "xcmig": "#1f77b4"}
+    panels = (1 if nonlive else 0) + (2 if live else 0)
+    fig, axes = plt.subplots(1, max(panels, 1), figsize=(5.5 * max(panels, 1), 4.5))
+    if not isinstance(axes, (list, tuple)) and not hasattr(axes, "__len__"):
+        axes = [axes]
+    ax_i = 0
+
+    def bars(ax, groups, series, title, ylabel, log=False):
+        n = len(series)
+        width = 0.8 / max(n, 1)
+        for k, (name, values) in enumerate(series):
+            xs = [g + (k - (n - 1) / 2) * width for g in range(len(groups))]
+            ax.bar(xs, [v or 0 for v in values], width, label=name,
+                   color=colours.get(name, None))
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels(groups, rotation=20, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(ylabel)
+        if log:
+            ax.set_yscale("log")
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+
+    if nonlive:
+        groups, series = [], {}
+        for s in nonlive:
+            for op in ("save", "restore"):
+                groups.append(f"{s['name']} {op}")
+                base = s.get("baseline", {}).get("median", {})
+                series.setdefault("baseline (pipe)", []).append(
+                    base.get("pipe_gib_s") if op == "save" else None)
+                series.setdefault("baseline (file)", []).append(base.get(f"{op}_gib_s"))
+                for name in IMPLS:
+                    src = s["results"].get(name)
+                    series.setdefault(name, []).append(
+                        src["median"].get(f"{op}_gib_s") if src else None)
+        bars(axes[ax_i], groups, [(k, v) for k, v in series.items() if any(v)],
+             "non-live throughput (guest GiB/s)", "GiB/s")
+        ax_i += 1
+    if live:
+        groups = [s["name"] for s in live]
+        series = [(i, [s["results"][i]["median"]["downtime_ms"] if i in s["results"] else None
+                       for s in live]) for i in IMPLS]
+        bars(axes[ax_i], groups, series, "live: downtime (suspend → restored)", "ms", log=True)
+        series = [(i, [s["results"][i]["median"]["wire_bytes"] / GiB if i in s["results"] else None
+                       for s in live]) for i in IMPLS]
+        bars(axes[ax_i + 1], groups, series, "live: bytes on the wire", "GiB")
+    fig.suptitle(f"xcmig vs libxenguest on xensim (commit {doc['git']['commit'][:12]})",
+                 fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------
+# Main
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def mem_available() -> int:
+    for line in open("/proc/meminfo"):
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def pick_host_base(requested: str | None, need: int, log: Callable[[str], None]) -> Path:
+    if requested:
+        return Path(requested)
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        free = shutil.disk_usage(shm).free
+        # tmpfs pages are RAM: leave headroom for everyone else.
+        if free >= need and mem_available() >= need + 2 * GiB:
+            return shm
+        log(f"/dev/shm lacks {need / GiB:.1f} GiB (+2 GiB headroom); "
+            "using a directory on disk, which is slower")
+    return Path(tempfile.gettempdir())
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    build = Build.locate()
+    bench = Bench(args, build)
+    scs = [s for s in scenarios(args.quick)
+           if not args.scenario or s.name in args.scenario]
+    if not scs:
+        raise BenchError(f"no scenario matches {args.scenario}")
+    need = max(s.memory * (4 if s.kind == "nonlive" else 2) for s in scs) + 256 * MiB
+    base = pick_host_base(args.host_base, need, bench.log)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "tool": "xcmig-bench",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "git": git_state(),
+        "libxcmig_sha256": sha256_file(build.libxcmig),
+        "machine": machine(),
+        "config": {"runs": args.runs, "quick": args.quick, "seed": args.seed,
+                   "host_base": str(base), "warmup_s": args.warmup,
+                   "impls": [i for i in IMPLS if i in args.impl]},
+        "scenarios": [],
+    }
+    doc["machine"]["loadavg_start"] = loadavg()
+    for sc in scs:
+        bench.log(f"scenario {sc.name}: {sc.title}")
+        host = SimHost(base, build, args.timeout)
+        try:
+            body = bench.run_nonlive(sc, host) if sc.kind == "nonlive" else bench.run_live(sc, host)
+        finally:
+            Child.kill_all()
+            host.close()
+        doc["scenarios"].append({"name": sc.name, "kind": sc.kind, "title": sc.title,
+                                 "params": sc.params(), **body})
+    doc["machine"]["loadavg_end"] = loadavg()
+    (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out_dir / "results.md").write_text(render_markdown(doc))
+    if not args.no_plot:
+        render_plot(doc, out_dir / "plot.png")
+    bench.log(f"wrote {out_dir}/results.md, results.json"
+              + ("" if args.no_plot else ", plot.png"))
+    print((out_dir / "results.md").read_text())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="xcmig-bench",
+        description="xcmig and Debian's libxenguest side by side on xensim.")
+    sub = p.add_subparsers(dest="cmd")
+    c = sub.add_parser("copy-mem", help=argparse.SUPPRESS)
+    c.add_argument("domain_dir")
+    c.add_argument("--report")
+    c = sub.add_parser("copy-in", help=argparse.SUPPRESS)
+    c.add_argument("source")
+    c.add_argument("dest")
+    c.add_argument("--report")
+    p.add_argument("--runs", type=int, default=3, help="runs per scenario (median; default 3)")
+    p.add_argument("--quick", action="store_true",
+                   help="256 MiB guests and lighter workloads: a smoke test")
+    p.add_argument("--out", default=str(REPO / "bench" / "results"),
+                   help="output directory (default bench/results)")
+    p.add_argument("--scenario", action="append",
+                   help="run only this scenario (repeatable)")
+    p.add_argument("--impl", action="append", choices=IMPLS,
+                   help="measure only this implementation (repeatable)")
+    p.add_argument("--host-base", help="where host directories go (default /dev/shm if it fits)")
+    p.add_argument("--timeout", type=float, default=900,
+                   help="seconds before a child process is killed (default 900)")
+    p.add_argument("--warmup", type=float, default=1.0,
+                   help="seconds the workload runs before a live migration starts")
+    p.add_argument("--verify", choices=("first", "all", "none"), default="first",
+                   help="compare restored and source digests (default: first run)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--logs", help="keep every harness's stderr in this directory")
+    p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--no-plot", action="store_true")
+    args = p.parse_args(argv)
+    if args.cmd == "copy-mem":
+        return cmd_copy_mem(args)
+    if args.cmd == "copy-in":
+        return cmd_copy_in(args)
+    if args.runs < 1:
+        p.error("--runs must be at least 1")
+    args.impl = args.impl or list(IMPLS)
+    try:
+        return run_bench(args)
+    except BenchError as e:
+        print(f"xcmig-bench: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("xcmig-bench: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        Child.kill_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
