@@ -126,6 +126,18 @@ impl Env {
             "verify-stream-v2",
             "make deps (package xen-utils-4.17)",
         );
+        let python = std::env::var_os("PATH")
+            .map(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join("python3"))
+                    .find(|p| p.exists())
+            })
+            .unwrap_or_default();
+        assert!(
+            python.is_some(),
+            "prerequisite missing: python3 (verify-stream-v2 runs on it) is not on PATH; \
+             install it with `make deps` (package python3)"
+        );
         env
     }
 
