@@ -194,7 +194,7 @@ pub enum RestoreError {
 impl RestoreError {
     /// The errno the C layer reports for this error.
     pub fn errno(&self) -> i32 {
-        use crate::save::libc_errno as e;
+        use libc as e;
         match self {
             RestoreError::Hv(h) => h.errno(),
             RestoreError::Stream(s) => match &s.kind {

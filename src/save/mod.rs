@@ -230,31 +230,20 @@ impl SaveError {
                 crate::stream::ErrorKind::Io { kind, .. }
                     if *kind == std::io::ErrorKind::BrokenPipe =>
                 {
-                    libc_errno::EPIPE
+                    libc::EPIPE
                 }
-                _ => libc_errno::EIO,
+                _ => libc::EIO,
             },
-            SaveError::BackChannel(_) => libc_errno::EIO,
-            SaveError::NoSuchDomain(_) => libc_errno::ESRCH,
-            SaveError::MissingCallback(_) => libc_errno::EINVAL,
-            SaveError::Callback { .. } => libc_errno::EINVAL,
-            SaveError::NotSuspended { .. } => libc_errno::EINVAL,
-            SaveError::Aborted => libc_errno::ECANCELED,
-            SaveError::Protocol(_) => libc_errno::EPROTO,
-            SaveError::Unsupported(_) => libc_errno::EOPNOTSUPP,
+            SaveError::BackChannel(_) => libc::EIO,
+            SaveError::NoSuchDomain(_) => libc::ESRCH,
+            SaveError::MissingCallback(_) => libc::EINVAL,
+            SaveError::Callback { .. } => libc::EINVAL,
+            SaveError::NotSuspended { .. } => libc::EINVAL,
+            SaveError::Aborted => libc::ECANCELED,
+            SaveError::Protocol(_) => libc::EPROTO,
+            SaveError::Unsupported(_) => libc::EOPNOTSUPP,
         }
     }
-}
-
-/// errno values (Linux x86-64) used by the engines' own errors.
-pub(crate) mod libc_errno {
-    pub const EIO: i32 = 5;
-    pub const EPIPE: i32 = 32;
-    pub const ESRCH: i32 = 3;
-    pub const EINVAL: i32 = 22;
-    pub const EPROTO: i32 = 71;
-    pub const EOPNOTSUPP: i32 = 95;
-    pub const ECANCELED: i32 = 125;
 }
 
 /// Save domain `domid` to `io` (the `xc_domain_save` engine).

@@ -144,7 +144,7 @@ fn policy_abort_fails_the_save_and_switches_log_dirty_off() {
     let mut out = Vec::new();
     let e = save_domain(&hv, id, &mut out, &live(), &mut cb, &log).expect_err("abort");
     assert!(matches!(e, SaveError::Aborted), "{e}");
-    assert_eq!(e.errno(), libc_errno::ECANCELED);
+    assert_eq!(e.errno(), libc::ECANCELED);
     // ABORT at call A of round 1: that round's dirty set is not sent.
     assert_eq!(cb.policy_calls.len(), 3);
     assert_eq!(cb.suspends, 0);
@@ -314,7 +314,7 @@ fn saving_a_missing_domain_names_it() {
         &RecLog::default(),
     )
     .expect_err("no domain at all");
-    assert_eq!(e.errno(), libc_errno::ESRCH);
+    assert_eq!(e.errno(), libc::ESRCH);
 }
 
 #[test]
