@@ -445,3 +445,54 @@ fn a_panic_inside_a_callback_still_leaves_log_dirty_off() {
     assert!(r.is_err(), "the panic propagates to the caller's boundary");
     assert!(!h.domain(id).logdirty_enabled());
 }
+
+/// A stream sink that accepts `room` bytes, then fails like a closed pipe.
+struct BrokenPipe {
+    room: usize,
+}
+
+impl std::io::Write for BrokenPipe {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        let n = buf.len().min(self.room);
+        self.room -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_stream_that_breaks_mid_save_fails_with_epipe_and_cleans_up() {
+    for room in [0, 100, 3 << 20] {
+        let h = TempHost::new("epipe");
+        let id = h.create(GuestType::Hvm, SMALL, 14, false);
+        let mut cb = ToolstackSave::new(h.domain(id));
+        let mut out = BrokenPipe { room };
+        let e = save_domain(&h.hv(), id, &mut out, &live(), &mut cb, &RecLog::default())
+            .expect_err("broken stream");
+        assert!(matches!(e, SaveError::Stream(_)), "{room}: {e}");
+        assert_eq!(e.errno(), libc::EPIPE, "{room}: {e}");
+        assert!(!h.domain(id).logdirty_enabled());
+        assert_eq!(cb.qemu_logdirty, vec![true, false]);
+    }
+}
+
+#[test]
+fn stop_and_copy_at_the_first_call_still_sends_everything_live_once() {
+    let h = TempHost::new("stop-first");
+    let id = h.create(GuestType::Hvm, SMALL, 15, false);
+    let hv = ScriptedDirty::new(h.hv(), h.domain(id), &[]);
+    let mut cb = ToolstackSave::new(h.domain(id));
+    cb.policy = Some(Box::new(|_| PolicyDecision::StopAndCopy));
+    let mut out = Vec::new();
+    let s = save_domain(&hv, id, &mut out, &live(), &mut cb, &RecLog::default()).expect("save");
+    assert_eq!(cb.policy_calls, vec![stats(0, 0, s.p2m_size as i64)]);
+    assert_eq!(s.precopy_iterations, 1);
+    assert_eq!(s.pages_sent, h.domain(id).info().unwrap().tot_pages);
+    // Only the final CLEAN, after suspend.
+    assert_eq!(*hv.cleans.borrow(), vec![(0, true)]);
+}
