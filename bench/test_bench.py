@@ -92,7 +92,7 @@ class Summaries(unittest.TestCase):
               "restore_wall_s": 1.0, "restore_cpu_s": 1.0, "restore_gib_s": 2.0,
               "stream_bytes": xb.GiB, "data_pages": 10}
         lv = {"wall_s": 3.0, "save_cpu_s": 1.0, "restore_cpu_s": 1.0, "wire_bytes": xb.GiB,
-              "precopy_passes": 5, "suspended_pages": 900, "downtime_ms": 250.0,
+              "precopy_passes": 5, "suspended_pages": 900, "downtime_ms": 250.0, "cpu_s": 2.0,
               "precopy_totals": [100000, 9000, 5000, 3000, 2000], "workload_mib_s": 60.0}
         doc = {
             "git": {"commit": "abcdef0123456789", "subject": "s", "uncommitted": []},

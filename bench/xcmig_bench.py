@@ -906,6 +906,8 @@ def render_markdown(doc: dict) -> str:
                     f"{ratio(x['save_gib_s'], b.get('pipe_gib_s'))} baseline (pipe); "
                     f"restore throughput {ratio(x['restore_gib_s'], l['restore_gib_s'])} "
                     f"libxenguest, {ratio(x['restore_gib_s'], b.get('restore_gib_s'))} baseline; "
+                    f"CPU seconds: save {ratio(x['save_cpu_s'], l['save_cpu_s'])}, restore "
+                    f"{ratio(x['restore_cpu_s'], l['restore_cpu_s'])} libxenguest's; "
                     f"stream bytes {ratio(x['stream_bytes'], l['stream_bytes'])} libxenguest's.")
         lines.append("")
     if live:
@@ -942,13 +944,52 @@ def render_markdown(doc: dict) -> str:
                 lines.append(
                     f"- {s['name']}: downtime {ratio(x['downtime_ms'], l['downtime_ms'])}, "
                     f"wire bytes {ratio(x['wire_bytes'], l['wire_bytes'])}, "
-                    f"total time {ratio(x['wall_s'], l['wall_s'])}; {how}.")
+                    f"total time {ratio(x['wall_s'], l['wall_s'])}, "
+                    f"CPU seconds {ratio(x['cpu_s'], l['cpu_s'])}; {how}.")
         lines.append("")
+    lines += render_targets(doc)
     lines += ["## Scenarios", ""]
     for s in doc["scenarios"]:
         lines.append(f"- `{s['name']}`: {s['title']} ({s['guest_pages']} populated pages).")
     lines.append("")
     return "\n".join(lines)
+
+
+def render_targets(doc: dict) -> list[str]:
+    """Issue 5's targets, each checked against this run's medians."""
+    out = ["## Issue 5 targets in this run", ""]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    for s in doc["scenarios"]:
+        r = s["results"]
+        if "xcmig" not in r or "libxenguest" not in r:
+            continue
+        x, l = r["xcmig"]["median"], r["libxenguest"]["median"]
+        if s["kind"] == "nonlive":
+            b = s.get("baseline", {}).get("median", {})
+            for op, base_key in (("save", "pipe_gib_s"), ("restore", "restore_gib_s")):
+                vs_l = x[f"{op}_gib_s"] / l[f"{op}_gib_s"]
+                out.append(f"- {s['name']} {op} throughput ≥ 2× libxenguest: "
+                           f"{vs_l:.2f}×, {verdict(vs_l >= 2)}.")
+                if b.get(base_key):
+                    vs_b = x[f"{op}_gib_s"] / b[base_key]
+                    out.append(f"- {s['name']} {op} throughput ≥ 70% of the baseline "
+                               f"({'pipe' if op == 'save' else 'file → memory'}): "
+                               f"{vs_b:.0%}, {verdict(vs_b >= 0.7)}.")
+            if s["params"].get("fill") == "mixed":
+                rb = x["stream_bytes"] / l["stream_bytes"]
+                out.append(f"- {s['name']} stream ≤ 55% of libxenguest's bytes: "
+                           f"{rb:.0%}, {verdict(rb <= 0.55)}.")
+        else:
+            rd = x["downtime_ms"] / l["downtime_ms"]
+            rw = x["wire_bytes"] / l["wire_bytes"]
+            out.append(f"- {s['name']} downtime ≤ ½ libxenguest's with no more bytes: "
+                       f"downtime {rd:.2f}×, bytes {rw:.2f}×, "
+                       f"{verdict(rd <= 0.5 and rw <= 1.0)}.")
+    out.append("")
+    return out
 
 
 def render_plot(doc: dict, path: Path) -> None:
