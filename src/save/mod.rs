@@ -277,16 +277,15 @@ pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
     callbacks: &mut dyn SaveCallbacks,
     log: &dyn Log,
 ) -> Result<SaveSummary, SaveError> {
-    let info = hv.domain_info(domid)?;
+    let fail = |e: SaveError| {
+        log.log(Level::Error, Some(e.errno()), &format!("Save failed: {e}"));
+        e
+    };
+    let info = hv.domain_info(domid).map_err(|e| fail(e.into()))?;
     if info.domid != domid {
-        log.log(
-            Level::Error,
-            None,
-            &format!("Domain {domid} does not exist"),
-        );
-        return Err(SaveError::NoSuchDomain(domid));
+        return Err(fail(SaveError::NoSuchDomain(domid)));
     }
-    check_callbacks(params, &info, callbacks)?;
+    check_callbacks(params, &info, callbacks).map_err(fail)?;
     log.log(
         Level::Debug,
         None,
@@ -296,14 +295,14 @@ pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
         ),
     );
     if !info.hvm {
-        let e = SaveError::Unsupported("PV guests are not supported yet".into());
-        log.log(Level::Error, None, &format!("Save failed: {e}"));
-        return Err(e);
+        return Err(fail(SaveError::Unsupported(
+            "PV guests are not supported yet".into(),
+        )));
     }
     if params.stream_type == StreamType::Colo && back.is_none() {
-        let e = SaveError::BackChannel("a COLO save needs the back channel (recv_fd)".into());
-        log.log(Level::Error, None, &format!("Save failed: {e}"));
-        return Err(e);
+        return Err(fail(SaveError::BackChannel(
+            "a COLO save needs the back channel (recv_fd)".into(),
+        )));
     }
 
     let mut ctx = Ctx {
