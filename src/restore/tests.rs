@@ -161,6 +161,11 @@ fn live_hvm_256m_with_workload_and_verify_pass_restores_the_source_digest() {
     assert_eq!(r.restored.verify_mismatches, 0);
     assert_eq!(r.restored.pages_written + ram, r.save.pages_sent);
     assert_eq!(r.save.pages_sent_verify, ram);
+    assert!(r.save.suspended_time <= r.save.total_time);
+    eprintln!(
+        "live HVM 256 MiB: save took {:?}, guest stopped for {:?} of it (verify pass included)",
+        r.save.total_time, r.save.suspended_time
+    );
     eprintln!(
         "live HVM 256 MiB + workload ({} page writes): {} rounds, {} pages sent ({} while suspended, {} verify), {} bytes; policy calls {:?}",
         r.workload_pages,
@@ -183,6 +188,11 @@ fn live_pvh_256m_with_workload_restores_the_source_digest() {
     assert!(r.workload_pages > 0);
     assert!(r.save.pages_sent > r.restored.pages_populated);
     assert_eq!(r.restored.pages_verified, 0);
+    assert!(r.save.suspended_time <= r.save.total_time);
+    eprintln!(
+        "live PVH 256 MiB: save took {:?}, guest stopped for {:?} of it",
+        r.save.total_time, r.save.suspended_time
+    );
     eprintln!(
         "live PVH 256 MiB + workload ({} page writes): {} rounds, {} pages sent ({} while suspended), {} bytes",
         r.workload_pages,

@@ -171,6 +171,12 @@ pub struct SaveSummary {
     pub bytes_written: u64,
     /// Checkpoints taken (checkpointed streams).
     pub checkpoints: u32,
+    /// Plain streams: time from the successful suspend to the end of the
+    /// stream, i.e. how long the guest was stopped for this save (its
+    /// downtime, less the restorer's share). Zero for checkpointed streams.
+    pub suspended_time: std::time::Duration,
+    /// Time the whole save took.
+    pub total_time: std::time::Duration,
     /// Every decision of the precopy policy, with the statistics it saw.
     pub policy_calls: Vec<(PrecopyStats, PolicyDecision)>,
 }
@@ -320,6 +326,7 @@ pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
         summary: SaveSummary::default(),
         prefix: None,
         suspended: false,
+        suspended_at: None,
         verifying: false,
         back: back.map(|b| b as &mut dyn std::io::Read),
     };
@@ -329,8 +336,10 @@ pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
         domid,
         armed: true,
     };
+    let started = std::time::Instant::now();
     let res = run(&mut ctx, &mut guest);
     cleanup(&mut ctx, &mut guest);
+    ctx.summary.total_time = started.elapsed();
     guard.disarm();
     match res {
         Ok(()) => {
@@ -411,6 +420,8 @@ pub(crate) struct Ctx<'a, H: Hypervisor, W: Write> {
     /// Whether the domain has been suspended (pages sent from then on are
     /// downtime).
     pub(crate) suspended: bool,
+    /// When the domain last read as suspended.
+    pub(crate) suspended_at: Option<std::time::Instant>,
     /// Whether the verification pass is being sent.
     pub(crate) verifying: bool,
     /// COLO: the secondary's dirty-page reports.
@@ -457,6 +468,7 @@ impl<H: Hypervisor, W: Write> Ctx<'_, H, W> {
             });
         }
         self.suspended = true;
+        self.suspended_at = Some(std::time::Instant::now());
         self.progress_single("Domain now suspended");
         Ok(())
     }
@@ -556,6 +568,9 @@ fn run<H: Hypervisor, W: Write>(
     ctx.out.end()?;
     ctx.out.flush()?;
     ctx.progress_single("Complete");
+    if let Some(t) = ctx.suspended_at {
+        ctx.summary.suspended_time = t.elapsed();
+    }
     Ok(())
 }
 
