@@ -12,7 +12,7 @@ use super::types::RestoreCallbacksC;
 use super::Failure;
 use crate::hv::xen::{XcInterface, XenHypervisor};
 use crate::hv::{Level, Log};
-use crate::restore::{restore_domain, RestoreParams};
+use crate::restore::{restore_domain_with_back_channel, RestoreParams};
 use crate::save::StreamType;
 
 /// Arguments of `xc_domain_restore`, as received.
@@ -79,7 +79,6 @@ pub unsafe fn restore(args: &RestoreArgs) -> Result<(), Failure> {
             libc::EBADF,
         ));
     }
-    let _ = args.send_back_fd; // COLO back channel; the engine refuses COLO for now.
 
     // SAFETY: `xch` is live and used only by this thread during the call.
     let hv = unsafe { XenHypervisor::new(xch) }
@@ -94,15 +93,27 @@ pub unsafe fn restore(args: &RestoreArgs) -> Result<(), Failure> {
         stream_type,
     };
     let mut io = FdIo::new(args.io_fd);
-    let out =
-        restore_domain(&hv, args.dom, &mut io, &params, &mut callbacks, &log).map_err(|e| {
-            if log.reported_error() {
-                Failure::Logged(e.errno())
-            } else {
-                // Every failure must explain itself.
-                fail(format!("Restore failed: {e}"), e.errno())
-            }
-        })?;
+    // The back channel is written only for COLO, as in libxenguest.
+    let mut back = (stream_type == StreamType::Colo && args.send_back_fd >= 0)
+        .then(|| FdIo::new(args.send_back_fd));
+    let back = back.as_mut().map(|b| b as &mut dyn std::io::Write);
+    let res = restore_domain_with_back_channel(
+        &hv,
+        args.dom,
+        &mut io,
+        back,
+        &params,
+        &mut callbacks,
+        &log,
+    );
+    let out = res.map_err(|e| {
+        if log.reported_error() {
+            Failure::Logged(e.errno())
+        } else {
+            // Every failure must explain itself.
+            fail(format!("Restore failed: {e}"), e.errno())
+        }
+    })?;
     // Written on success only, as libxenguest does; NULL is tolerated.
     if !args.store_mfn.is_null() {
         // SAFETY: non-NULL and writable per this function's contract.

@@ -11,7 +11,7 @@ use super::types::SaveCallbacksC;
 use super::Failure;
 use crate::hv::xen::{XcInterface, XenHypervisor};
 use crate::hv::{Level, Log};
-use crate::save::{save_domain, SaveParams, StreamType};
+use crate::save::{save_domain_with_back_channel, SaveParams, StreamType};
 
 /// Arguments of `xc_domain_save`, as received.
 pub struct SaveArgs {
@@ -72,7 +72,6 @@ pub unsafe fn save(args: &SaveArgs) -> Result<(), Failure> {
             libc::EBADF,
         ));
     }
-    let _ = args.recv_fd; // COLO back channel; the engine refuses COLO for now.
 
     // SAFETY: `xch` is live and used only by this thread during the call.
     let hv = unsafe { XenHypervisor::new(xch) }
@@ -81,7 +80,13 @@ pub unsafe fn save(args: &SaveArgs) -> Result<(), Failure> {
     let mut callbacks = unsafe { CSaveCallbacks::new(cb) };
     let params = SaveParams::from_flags(args.flags, stream_type);
     let mut io = FdIo::new(args.io_fd);
-    match save_domain(&hv, args.dom, &mut io, &params, &mut callbacks, &log) {
+    // The back channel is read only for COLO, as in libxenguest (libxl
+    // passes a dup of its stdin for plain saves).
+    let mut back =
+        (stream_type == StreamType::Colo && args.recv_fd >= 0).then(|| FdIo::new(args.recv_fd));
+    let back = back.as_mut().map(|b| b as &mut dyn std::io::Read);
+    match save_domain_with_back_channel(&hv, args.dom, &mut io, back, &params, &mut callbacks, &log)
+    {
         Ok(_) => Ok(()),
         Err(e) if log.reported_error() => Err(Failure::Logged(e.errno())),
         // Every failure must explain itself, even one the engine passed up
