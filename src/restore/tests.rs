@@ -1003,3 +1003,44 @@ fn colo_pair_merges_the_secondarys_dirty_pages_and_fails_over_to_the_last_checkp
     assert_eq!(digests.len(), 3);
     assert_eq!(dst.domain(did).digest().unwrap(), digests[2]);
 }
+
+#[test]
+fn randomly_corrupted_streams_never_panic_the_restore() {
+    let good = small_stream(12);
+    // Where the interesting bytes are: headers and static records at the
+    // front, TSC/params/context/END at the back, one PAGE_DATA header in
+    // the middle.
+    let regions = [
+        0..400,
+        good.len() - 2048..good.len(),
+        good.len() / 2..good.len() / 2 + 64,
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut ok, mut failed) = (0, 0);
+    for case in 0..60 {
+        let mut s = good.clone();
+        let flips = 1 + next() % 4;
+        for _ in 0..flips {
+            let r = &regions[(next() % regions.len() as u64) as usize];
+            let at = r.start + (next() % (r.end - r.start) as u64) as usize;
+            s[at] ^= 1 << (next() % 8);
+        }
+        match restore_into_fresh(&s).0 {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                assert!(!e.to_string().is_empty(), "case {case}");
+                assert!(e.errno() > 0, "case {case}: {e}");
+                failed += 1;
+            }
+        }
+    }
+    // Most corruptions break a rule; some only change data.
+    assert!(failed > 0 && ok + failed == 60);
+    eprintln!("corrupted streams: {failed} refused, {ok} restored");
+}
