@@ -20,7 +20,7 @@ mod capi_support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use capi_support::save_helper::{run_helper, HelperCmd};
+use capi_support::save_helper::{run_helper, run_helper_fds, HelperCmd, Redir};
 use capi_support::{describe, run, run_ok, Env, TempDir, TIMEOUT};
 
 /// Issue 4 asks for guests of at least 256 MiB.
@@ -734,6 +734,169 @@ fn preloaded_libxl_save_helper_remus_checkpoints_like_libxenguest_and_fails_over
     let libxcmig = Env::locate().require_libxcmig();
     let ours = remus_through_helper(Some(&libxcmig));
     let theirs = remus_through_helper(None);
+    assert_eq!(
+        ours, theirs,
+        "callback sequences differ (xcmig, libxenguest)"
+    );
+}
+
+/// A COLO pair through two concurrent libxl-save-helpers, joined by FIFOs
+/// for the stream (fd 3) and the secondary's back channel (fd 4), with
+/// libxcmig preloaded into both or into neither. The primary takes two
+/// checkpoints, then ends replication (wait_checkpoint answers 0). Returns
+/// the callbacks each side saw.
+fn colo_through_helpers(preload: Option<&Path>) -> (Vec<String>, Vec<String>) {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let h = Host::new("dropin-colo");
+    let src = h.create("hvm", 91);
+    let dst = h.create_empty("hvm");
+    let stream = h.dir.join("stream.fifo");
+    let back = h.dir.join("back.fifo");
+    run_ok(Command::new("mkfifo").arg(&stream).arg(&back));
+    // Hold the back channel open for reading so that the secondary's last
+    // dirty-page list, which the primary never reads once it stops, cannot
+    // fail with EPIPE.
+    let _back_reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&back)
+        .expect("open back channel FIFO");
+    let host = h.path();
+    let cmd = HelperCmd {
+        ld_library_path: h.env.ld_library_path(),
+        preload,
+        host: &host,
+        extra_env: Vec::new(),
+    };
+    let suspend = h.env.capi("xg-suspend");
+    let ld_path = h.env.ld_library_path();
+    let xensim = h.env.xensim();
+    let mut waits = 0;
+    // The primary, as libxl's COLO: suspend, postcopy resumes it,
+    // checkpoint acknowledges (0 would be an error for COLO),
+    // wait_checkpoint asks for one more checkpoint, then stops.
+    let primary_cb = |name: &str| match name {
+        "suspend" => {
+            let out = run(
+                Command::new(&suspend)
+                    .arg(src.to_string())
+                    .env("LD_LIBRARY_PATH", &ld_path)
+                    .env("XENSIM_HOST", &host)
+                    .env_remove("LD_PRELOAD"),
+                TIMEOUT,
+            );
+            i32::from(out.status.success())
+        }
+        "postcopy" => {
+            let out = run(
+                Command::new(&xensim)
+                    .args(["domain", "resume", "--host"])
+                    .arg(&host)
+                    .arg(src.to_string()),
+                TIMEOUT,
+            );
+            i32::from(out.status.success())
+        }
+        "checkpoint" => 1,
+        "wait_checkpoint" => {
+            waits += 1;
+            i32::from(waits < 2)
+        }
+        _ => 0,
+    };
+    // xcflags 1 (live), cbflags 0xf8, stream type 2 = COLO.
+    let save_argv: Vec<String> = ["--save-domain", "3", "4", &src.to_string(), "1", "248", "2"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    // cbflags 0x378 = suspend, postcopy, checkpoint, wait_checkpoint,
+    // static_data_done, restore_results.
+    let restore_argv: Vec<String> = [
+        "--restore-domain",
+        "3",
+        "4",
+        &dst.to_string(),
+        "5",
+        "0",
+        "6",
+        "0",
+        "888",
+        "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (save, restore) = std::thread::scope(|s| {
+        let r = s.spawn(|| {
+            run_helper_fds(
+                &cmd,
+                &restore_argv,
+                &[(3, Redir::Read, &stream), (4, Redir::Write, &back)],
+                // The secondary's side of each checkpoint succeeds.
+                |_| 1,
+            )
+        });
+        let save = run_helper_fds(
+            &cmd,
+            &save_argv,
+            &[(3, Redir::Write, &stream), (4, Redir::Read, &back)],
+            primary_cb,
+        );
+        (save, r.join().expect("restore helper thread"))
+    });
+    assert_eq!(
+        save.complete,
+        Some((0, 0)),
+        "COLO primary failed\n{}",
+        save.log_text()
+    );
+    assert_eq!(
+        restore.complete,
+        Some((0, 0)),
+        "COLO secondary failed\n{}",
+        restore.log_text()
+    );
+    assert_eq!(
+        h.digest(dst),
+        h.digest(src),
+        "COLO secondary differs from the primary"
+    );
+    let count = |v: &[String], name: &str| v.iter().filter(|c| *c == name).count();
+    assert_eq!(
+        count(&save.callbacks, "wait_checkpoint"),
+        2,
+        "{:?}",
+        save.callbacks
+    );
+    assert_eq!(
+        count(&save.callbacks, "checkpoint"),
+        2,
+        "{:?}",
+        save.callbacks
+    );
+    assert!(
+        count(&restore.callbacks, "checkpoint") >= 2,
+        "{:?}",
+        restore.callbacks
+    );
+    assert!(
+        count(&restore.callbacks, "suspend") >= 1,
+        "{:?}",
+        restore.callbacks
+    );
+    eprintln!(
+        "COLO primary: {:?}\nCOLO secondary: {:?}",
+        save.callbacks, restore.callbacks
+    );
+    (save.callbacks, restore.callbacks)
+}
+
+#[test]
+fn preloaded_libxl_save_helpers_run_colo_like_libxenguest() {
+    let libxcmig = Env::locate().require_libxcmig();
+    let ours = colo_through_helpers(Some(&libxcmig));
+    let theirs = colo_through_helpers(None);
     assert_eq!(
         ours, theirs,
         "callback sequences differ (xcmig, libxenguest)"

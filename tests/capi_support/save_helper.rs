@@ -90,18 +90,40 @@ pub fn run_helper(
     argv: &[String],
     stream: &Path,
     save: bool,
+    on_callback: impl FnMut(&str) -> i32,
+) -> HelperRun {
+    let redir = if save { Redir::Write } else { Redir::Read };
+    run_helper_fds(cmd, argv, &[(3, redir, stream)], on_callback)
+}
+
+/// How a descriptor handed to the helper is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redir {
+    /// `N<path`.
+    Read,
+    /// `N>path`.
+    Write,
+}
+
+/// [`run_helper`] with any descriptors: each `(fd, how, path)` is opened by
+/// the shell, in order, without close-on-exec, as libxl hands the helper
+/// its descriptors (paths may be FIFOs shared with another helper).
+pub fn run_helper_fds(
+    cmd: &HelperCmd<'_>,
+    argv: &[String],
+    fds: &[(u32, Redir, &Path)],
     mut on_callback: impl FnMut(&str) -> i32,
 ) -> HelperRun {
-    // The shell opens the stream on fd 3 without close-on-exec, as libxl
-    // hands the helper its descriptors.
-    let redir = if save { "3>" } else { "3<" };
-    let script = format!("exec \"$0\" \"$@\" {redir}\"$XCMIG_TEST_STREAM\"");
+    let mut script = String::from("exec \"$0\" \"$@\"");
+    for (i, (fd, how, _)) in fds.iter().enumerate() {
+        let op = if *how == Redir::Write { '>' } else { '<' };
+        script.push_str(&format!(" {fd}{op}\"$XCMIG_TEST_FD{i}\""));
+    }
     let mut c = Command::new("sh");
     c.arg("-c")
         .arg(script)
         .arg(super::SAVE_HELPER)
         .args(argv)
-        .env("XCMIG_TEST_STREAM", stream)
         .env("LD_LIBRARY_PATH", &cmd.ld_library_path)
         .env("XENSIM_HOST", cmd.host)
         .env_remove("LD_PRELOAD")
@@ -109,6 +131,9 @@ pub fn run_helper(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    for (i, (_, _, path)) in fds.iter().enumerate() {
+        c.env(format!("XCMIG_TEST_FD{i}"), path);
+    }
     if let Some(p) = cmd.preload {
         c.env("LD_PRELOAD", p);
     }
