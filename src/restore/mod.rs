@@ -329,6 +329,9 @@ fn restore_inner<H: Hypervisor, R: Read>(
             },
             ..Default::default()
         },
+        // The spec: reserved fields and padding "must be ignored during
+        // restore" (libxenguest ignores them too).
+        reserved: stream::Reserved::Ignore,
         ..Default::default()
     };
     let mut reader = stream::Reader::with_options(io, options)?;

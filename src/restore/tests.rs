@@ -1044,3 +1044,55 @@ fn randomly_corrupted_streams_never_panic_the_restore() {
     assert!(failed > 0 && ok + failed == 60);
     eprintln!("corrupted streams: {failed} refused, {ok} restored");
 }
+
+#[test]
+fn reserved_fields_are_ignored_as_the_spec_asks_of_a_restorer() {
+    let h = TempHost::new("reserved-src");
+    let id = h.create(GuestType::Hvm, SMALL, 13, false);
+    let mut cb = ToolstackSave::new(h.domain(id));
+    let mut good = Vec::new();
+    save_domain(
+        &h.hv(),
+        id,
+        &mut good,
+        &SaveParams::default(),
+        &mut cb,
+        &RecLog::default(),
+    )
+    .unwrap();
+    let mut first = true;
+    let mut s = rewrite(&good, None, |r, w| match r {
+        Record::PageData(pd) if first && pd.data_pages() > 0 => {
+            first = false;
+            let mut b = Vec::new();
+            b.extend_from_slice(&(pd.entries().len() as u32).to_le_bytes());
+            b.extend_from_slice(&0xdeadu32.to_le_bytes());
+            for (i, e) in pd.entries().iter().enumerate() {
+                let junk = if i == 0 { 0x5a << 52 } else { 0 };
+                b.extend_from_slice(&(e.to_raw() | junk).to_le_bytes());
+            }
+            w.write_raw(RecordType::PAGE_DATA, &[&b, pd.data()])
+                .unwrap();
+            true
+        }
+        _ => false,
+    });
+    s[20] = 1; // image header reserved bytes
+    s[30] = 1; // domain header reserved field
+    let d = TempHost::new("reserved-dst");
+    let did = d.create(GuestType::Hvm, SMALL, 0, true);
+    let mut input = &s[..];
+    restore_domain(
+        &d.hv(),
+        did,
+        &mut input,
+        &restore_params(),
+        &mut ToolstackRestore::default(),
+        &RecLog::default(),
+    )
+    .expect("reserved fields must not stop a restore");
+    assert_eq!(
+        d.domain(did).digest().unwrap(),
+        cb.digest_at_suspend.unwrap()
+    );
+}
