@@ -17,6 +17,7 @@
 mod display;
 mod events;
 mod meter;
+mod netns;
 mod procs;
 mod sys;
 mod transport;
@@ -57,6 +58,14 @@ enum Engine {
     Xcmig,
     /// Debian's libxenguest, for comparison.
     Libxenguest,
+}
+
+/// The engine's name as `--engine` spells it.
+fn engine_name(e: Engine) -> &'static str {
+    match e {
+        Engine::Xcmig => "xcmig",
+        Engine::Libxenguest => "libxenguest",
+    }
 }
 
 /// Guest types xensim can migrate.
@@ -108,6 +117,13 @@ struct Args {
     /// The save/restore implementation.
     #[arg(long, value_enum, default_value = "xcmig")]
     engine: Engine,
+    /// The implementation on the saving side (default: --engine), e.g.
+    /// libxenguest saving into libxcmig restoring.
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    save_engine: Option<Engine>,
+    /// The implementation on the restoring side (default: --engine).
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    restore_engine: Option<Engine>,
     /// Give up (and clean up) after this many seconds.
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     timeout: u64,
@@ -218,14 +234,36 @@ struct Round {
     finished: bool,
 }
 
+/// The network part of the summary of a `--transport netns` run.
+#[derive(Debug, Serialize)]
+struct NetnsReport {
+    /// The source host's namespace (xg-save and the relay's sending end).
+    source_namespace: String,
+    /// The destination host's namespace (the listener and xg-restore).
+    destination_namespace: String,
+    source_veth: String,
+    destination_veth: String,
+    /// Octets the source's veth end sent during the migration (its kernel
+    /// counter, read with `ip -statistics`): the stream plus TCP/IP.
+    source_veth_tx_bytes: u64,
+    /// Octets the destination's veth end received meanwhile.
+    destination_veth_rx_bytes: u64,
+}
+
 /// What `--summary-json` writes.
 #[derive(Debug, Serialize)]
 struct Summary {
     guest_type: &'static str,
     memory: String,
     vcpus: u32,
-    engine: Engine,
+    /// The engine of both sides, or `mixed`.
+    engine: String,
+    save_engine: Engine,
+    restore_engine: Engine,
     transport: String,
+    /// Present for `--transport netns`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<NetnsReport>,
     rounds: Vec<Round>,
     /// Rounds sent while the guest ran.
     precopy_iterations: usize,
@@ -562,7 +600,9 @@ fn run(args: &Args) -> Result<(), String> {
 
     let tty = !args.plain && std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut screen = Screen::new(tty);
-    let engine_text = match args.engine {
+    let save_engine = args.save_engine.unwrap_or(args.engine);
+    let restore_engine = args.restore_engine.unwrap_or(args.engine);
+    let engine_text = |e: Engine| match e {
         Engine::Xcmig => format!(
             "libxcmig ({}), preloaded",
             target.join("release/libxcmig.so").display()
@@ -572,9 +612,21 @@ fn run(args: &Args) -> Result<(), String> {
     screen.line(&format!(
         "xcmig demo: live migration of a {guest} between two simulated Xen hosts"
     ));
-    screen.line(&format!(
-        "  save/restore   xg-save and xg-restore (linked to -lxenguest) running {engine_text}"
-    ));
+    if save_engine == restore_engine {
+        screen.line(&format!(
+            "  save/restore   xg-save and xg-restore (linked to -lxenguest) running {}",
+            engine_text(save_engine)
+        ));
+    } else {
+        screen.line(&format!(
+            "  save           xg-save (linked to -lxenguest) running {}",
+            engine_text(save_engine)
+        ));
+        screen.line(&format!(
+            "  restore        xg-restore (linked to -lxenguest) running {}",
+            engine_text(restore_engine)
+        ));
+    }
     screen.line(&format!(
         "  hosts          {}/{{source,destination}}-host",
         work.path.display()
@@ -686,9 +738,20 @@ fn run(args: &Args) -> Result<(), String> {
         None => None,
     };
     screen.line(&format!("  link           {}", link.description));
+    if let Some(pair) = &link.netns {
+        screen.line(&format!(
+            "  namespaces     xg-save in {}, xg-restore in {}",
+            pair.src.name, pair.dst.name
+        ));
+    }
     screen.line("");
+    // The veth counters before any of the stream has passed.
+    let counters_before = match &link.netns {
+        Some(pair) => Some(pair.counters()?),
+        None => None,
+    };
 
-    let harness = |exe: &Path, host: &Path, name: &str| {
+    let harness = |exe: &Path, host: &Path, name: &str, engine: Engine| {
         let mut c = Command::new(exe);
         c.env("LD_LIBRARY_PATH", pieces.ld_library_path())
             .env("XENSIM_HOST", host)
@@ -696,14 +759,14 @@ fn run(args: &Args) -> Result<(), String> {
             .env_remove("LD_PRELOAD")
             .env("LD_DEBUG", "bindings")
             .env("LD_DEBUG_OUTPUT", logs.join(format!("{name}.ld-debug")));
-        if args.engine == Engine::Xcmig {
+        if engine == Engine::Xcmig {
             c.env("LD_PRELOAD", &pieces.libxcmig);
         }
         sys::ignore_sigpipe(&mut c);
         c
     };
     let receiver_fd = link.receiver.as_raw_fd();
-    let mut restore = harness(&pieces.xg_restore, &dst_host, "restorer");
+    let mut restore = harness(&pieces.xg_restore, &dst_host, "restorer", restore_engine);
     restore
         .args([
             "--store-evtchn",
@@ -718,11 +781,15 @@ fn run(args: &Args) -> Result<(), String> {
     }
     sys::inherit_fd(&mut restore, receiver_fd);
     let saver_fd = saver_end.as_raw_fd();
-    let mut save = harness(&pieces.xg_save, &src_host, "saver");
+    let mut save = harness(&pieces.xg_save, &src_host, "saver", save_engine);
     save.args(["--live", "--progress"])
         .arg(src.to_string())
         .arg(format!("fd:{saver_fd}"));
     sys::inherit_fd(&mut save, saver_fd);
+    if let Some(pair) = &link.netns {
+        sys::run_in_netns(&mut restore, pair.dst.raw_fd());
+        sys::run_in_netns(&mut save, pair.src.raw_fd());
+    }
 
     let mut restorer = Proc::spawn(
         &mut restore,
@@ -739,6 +806,20 @@ fn run(args: &Args) -> Result<(), String> {
         &logs.join("saver.log"),
         &tx,
     )?;
+    // Each side runs in its namespace (a child that already exited has
+    // its failure reported below instead).
+    if let Some(pair) = &link.netns {
+        for (p, ns) in [(&mut restorer, &pair.dst), (&mut saver, &pair.src)] {
+            if !ns.holds(p.pid()) && p.poll()?.is_none() {
+                return Err(format!(
+                    "{} (pid {}) is not in network namespace {}",
+                    p.name,
+                    p.pid(),
+                    ns.name
+                ));
+            }
+        }
+    }
     // Only the children hold their ends now, so either side's exit is seen.
     drop(saver_end);
     drop(link.receiver);
@@ -891,6 +972,21 @@ fn run(args: &Args) -> Result<(), String> {
     let counts = relay_thread
         .join()
         .map_err(|_| "the relay thread panicked".to_string())??;
+    // Both sockets are closed now: the veth has carried the whole stream.
+    let network = match (&link.netns, counters_before) {
+        (Some(pair), Some((src0, dst0))) => {
+            let (src1, dst1) = pair.counters()?;
+            Some(NetnsReport {
+                source_namespace: pair.src.name.clone(),
+                destination_namespace: pair.dst.name.clone(),
+                source_veth: pair.veth_src.clone(),
+                destination_veth: pair.veth_dst.clone(),
+                source_veth_tx_bytes: src1.tx_bytes.saturating_sub(src0.tx_bytes),
+                destination_veth_rx_bytes: dst1.rx_bytes.saturating_sub(dst0.rx_bytes),
+            })
+        }
+        _ => None,
+    };
     m.saved.as_ref().ok_or("xg-save printed no result")?;
     let (t_restored, _, _) = m.restored.clone().ok_or("xg-restore printed no result")?;
     let t_suspend = m
@@ -925,7 +1021,7 @@ fn run(args: &Args) -> Result<(), String> {
     }
 
     // Which implementation actually ran.
-    let lib = match args.engine {
+    let lib = |e: Engine| match e {
         Engine::Xcmig => pieces.libxcmig.display().to_string(),
         Engine::Libxenguest => format!("{SYSTEM_XEN_LIBDIR}/libxenguest.so.4.17"),
     };
@@ -934,14 +1030,14 @@ fn run(args: &Args) -> Result<(), String> {
         saver.pid(),
         "xg-save",
         "xc_domain_save",
-        &lib,
+        &lib(save_engine),
     )?;
     check_binding(
         &logs.join("restorer.ld-debug"),
         restorer.pid(),
         "xg-restore",
         "xc_domain_restore",
-        &lib,
+        &lib(restore_engine),
     )?;
 
     // Digests: the source as it was at suspend (it has not run since),
@@ -994,6 +1090,18 @@ fn run(args: &Args) -> Result<(), String> {
         bytes(counts.bytes),
         thousands(counts.records)
     ));
+    if let Some(n) = &network {
+        screen.line(&format!(
+            "  veth traffic       {} octets sent by {} (source namespace)",
+            thousands(n.source_veth_tx_bytes),
+            n.source_veth,
+        ));
+        screen.line(&format!(
+            "                     {} octets received by {} (destination namespace)",
+            thousands(n.destination_veth_rx_bytes),
+            n.destination_veth,
+        ));
+    }
     screen.line(&format!(
         "  downtime           {} (guest suspended -> restore complete)",
         millis(downtime)
@@ -1020,8 +1128,15 @@ fn run(args: &Args) -> Result<(), String> {
             guest_type: args.guest_type.name(),
             memory: args.memory.clone(),
             vcpus: args.vcpus,
-            engine: args.engine,
+            engine: if save_engine == restore_engine {
+                engine_name(save_engine).to_string()
+            } else {
+                "mixed".to_string()
+            },
+            save_engine,
+            restore_engine,
             transport: link.description.clone(),
+            network,
             rounds,
             precopy_iterations: live,
             pages_sent: counts.data_pages,

@@ -3,13 +3,16 @@
 //! The saver writes into a local socket the demo reads (the relay, which
 //! meters the stream); the relay sends it over a [`Transport`] whose
 //! receiving end is handed to the restorer as `fd:N`. A transport is
-//! anything that yields a writer and a receiving descriptor, so another
-//! one (e.g. TCP between two network namespaces) is one more variant.
+//! anything that yields a writer and a receiving descriptor. The `netns`
+//! transport also brings the two network namespaces the saver and the
+//! restorer then run in (see [`crate::netns`]).
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+
+use crate::netns::NetnsPair;
 
 /// The available transports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -18,6 +21,10 @@ pub enum Transport {
     Tcp,
     /// A connected pair of Unix stream sockets.
     Unix,
+    /// TCP across a veth pair between two network namespaces made for the
+    /// run (root only): the sending socket in the source's namespace, the
+    /// receiving one on the destination's veth address in its namespace.
+    Netns,
 }
 
 /// The sending side of an open link.
@@ -46,6 +53,9 @@ pub struct Link {
     pub receiver: OwnedFd,
     /// For the display, e.g. `TCP 127.0.0.1:41234`.
     pub description: String,
+    /// The namespaces of a `netns` link (deleted when dropped, so the link
+    /// must outlive the children started in them).
+    pub netns: Option<NetnsPair>,
 }
 
 impl Transport {
@@ -64,6 +74,7 @@ impl Transport {
                     sender: Box::new(sender),
                     receiver: receiver.into(),
                     description: format!("TCP {addr}"),
+                    netns: None,
                 })
             }
             Transport::Unix => {
@@ -72,6 +83,23 @@ impl Transport {
                     sender: Box::new(sender),
                     receiver: receiver.into(),
                     description: "a Unix socket pair".to_string(),
+                    netns: None,
+                })
+            }
+            Transport::Netns => {
+                let pair = NetnsPair::create(std::process::id()).map_err(io::Error::other)?;
+                let (sender, receiver, addr) = pair.connect()?;
+                sender.set_nodelay(true)?;
+                Ok(Link {
+                    sender: Box::new(sender),
+                    receiver: receiver.into(),
+                    description: format!(
+                        "TCP {} -> {addr}, veth {} -> {}",
+                        crate::netns::ADDR_SRC,
+                        pair.veth_src,
+                        pair.veth_dst
+                    ),
+                    netns: Some(pair),
                 })
             }
         }
