@@ -134,6 +134,11 @@ fn nonlive_round_trip(guest_type: &str, seed: u64) {
     let summary = check_stream(&img);
     assert_eq!(summary.resent_pfns, 0, "{summary:?}");
     let source_digest = host.digest(src);
+    assert_eq!(
+        save.digest_at_suspend.as_deref(),
+        Some(source_digest.as_str()),
+        "the source changed between its suspend and the end of the save"
+    );
 
     host.assert_info(
         src,
@@ -256,6 +261,11 @@ fn live_round_trip(guest_type: &str, seed: u64) {
         "after a live save",
     );
     let source_digest = host.digest(src);
+    assert_eq!(
+        save.digest_at_suspend.as_deref(),
+        Some(source_digest.as_str()),
+        "the source changed between its suspend and the end of the save"
+    );
     let restored = host.digest(dst);
     host.assert_restore_plumbing(
         dst,

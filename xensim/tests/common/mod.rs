@@ -241,19 +241,9 @@ impl Host {
 
     /// The digest `xensim domain digest` prints for a domain.
     pub fn digest(&self, domid: u32) -> String {
-        let out = self.xensim("digest", &[&domid.to_string()]);
-        let line = out
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or_else(|| panic!("xensim domain digest printed nothing"))
-            .trim()
-            .to_string();
-        assert!(
-            line.len() >= 32 && line.chars().all(|c| c.is_ascii_hexdigit()),
-            "xensim domain digest printed {line:?}, not a hex digest"
-        );
-        line
+        self.handle()
+            .digest(domid)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// `xensim domain info` as a key=value map.
@@ -305,6 +295,37 @@ pub struct HostHandle {
 }
 
 impl HostHandle {
+    /// The digest `xensim domain digest` prints for a domain (its last line).
+    pub fn digest(&self, domid: u32) -> Result<String, String> {
+        let mut cmd = self.command(&self.env.xensim);
+        cmd.args(["domain", "digest", "--host"])
+            .arg(&self.dir)
+            .arg(domid.to_string());
+        let out = run(&mut cmd, CMD_TIMEOUT);
+        if !out.status.success() {
+            return Err(format!(
+                "xensim domain digest {domid} failed: {}\n{}",
+                out.status,
+                describe(&out)
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        if line.len() >= 32 && line.chars().all(|c| c.is_ascii_hexdigit()) {
+            Ok(line)
+        } else {
+            Err(format!(
+                "xensim domain digest printed {line:?}, not a hex digest"
+            ))
+        }
+    }
+
     /// A command with this host and the simulated libraries in its environment.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);

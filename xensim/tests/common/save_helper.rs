@@ -189,6 +189,10 @@ pub struct HelperRun {
     pub protocol_error: Option<String>,
     /// Replies to `suspend` that reported failure, with the reason.
     pub suspend_failures: Vec<String>,
+    /// The guest's digest taken in the suspend callback, after the guest
+    /// stopped and before the helper was told so: the state the restored
+    /// domain must equal.
+    pub digest_at_suspend: Option<String>,
 }
 
 impl HelperRun {
@@ -333,22 +337,27 @@ pub fn run_helper(
     let protocol = std::thread::spawn(move || {
         let mut messages = Vec::new();
         let mut suspend_failures = Vec::new();
+        let mut digest_at_suspend = None;
         let error = serve(
             &mut from_helper,
             &mut to_helper,
             &mut messages,
             &mut suspend_failures,
             |_| match suspend_domid {
-                Some(domid) => suspend_guest(&host_for_suspend, domid),
+                Some(domid) => {
+                    suspend_guest(&host_for_suspend, domid)?;
+                    digest_at_suspend = Some(host_for_suspend.digest(domid)?);
+                    Ok(())
+                }
                 None => Err("suspend asked on a plain restore".into()),
             },
         )
         .err();
-        (messages, suspend_failures, error)
+        (messages, suspend_failures, digest_at_suspend, error)
     });
 
     let status = wait_until(&mut child, Instant::now() + timeout);
-    let (messages, suspend_failures, protocol_error) =
+    let (messages, suspend_failures, digest_at_suspend, protocol_error) =
         protocol.join().expect("protocol thread panicked");
     let stderr = String::from_utf8_lossy(&err_thread.join().unwrap_or_default()).into_owned();
     HelperRun {
@@ -357,6 +366,7 @@ pub fn run_helper(
         stderr,
         protocol_error,
         suspend_failures,
+        digest_at_suspend,
     }
 }
 
