@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Short fuzzing run of the libxc stream reader (cargo-fuzz target
-# `stream_reader`, fuzz/), for `make test` and CI.
+# Short fuzzing run of every parser's cargo-fuzz target (fuzz/), for
+# `make test` and CI: the libxc stream reader, the libxl stream walk and the
+# xl save-file header.
 #
-#   FUZZ_SECONDS   run time (default 60)
+#   FUZZ_SECONDS   run time of the libxc reader (default 60); the smaller
+#                  parsers get a third of it each
 #   CARGO_TARGET_DIR  build dir (default target/, relative to the repo root);
 #                  the fuzz build goes to $CARGO_TARGET_DIR/fuzz
 #
@@ -27,11 +29,17 @@ esac
 export CARGO_TARGET_DIR="$target/fuzz"
 export RUSTC_BOOTSTRAP=1
 
-# Fuzz in a scratch copy so the committed seed corpus does not grow.
+# Fuzz in scratch copies so the committed seed corpora do not grow.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp fuzz/corpus/stream_reader/* "$work/"
 
 cd fuzz
-cargo fuzz run stream_reader "$work" -- \
-    -max_total_time="$secs" -malloc_limit_mb=64 -rss_limit_mb=1024 -print_final_stats=1
+for fuzz_target in stream_reader libxl_reader xl_header; do
+    t=$secs
+    [[ $fuzz_target == stream_reader ]] || t=$(( (secs + 2) / 3 ))
+    mkdir -p "$work/$fuzz_target"
+    cp "corpus/$fuzz_target"/* "$work/$fuzz_target/"
+    echo "fuzz-smoke: $fuzz_target for ${t}s"
+    cargo fuzz run "$fuzz_target" "$work/$fuzz_target" -- \
+        -max_total_time="$t" -malloc_limit_mb=64 -rss_limit_mb=1024 -print_final_stats=1
+done
