@@ -569,6 +569,10 @@ fn run(args: &Args) -> Result<(), String> {
         .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("target"));
     let pieces = Pieces::locate(&target)?;
+    if args.transport == Transport::Netns {
+        // Before any host is made: say at once that this run cannot work.
+        netns::require_root()?;
+    }
     let memory = parse_size(&args.memory)?;
     let working_set = parse_size(&args.working_set)?;
     let guest = format!(
@@ -728,7 +732,7 @@ fn run(args: &Args) -> Result<(), String> {
     let link = args
         .transport
         .open()
-        .map_err(|e| format!("cannot open the {:?} link: {e}", args.transport))?;
+        .map_err(|e| format!("cannot open the link between the hosts: {e}"))?;
     let (saver_end, relay_in) =
         UnixStream::pair().map_err(|e| format!("cannot create the saver's socket: {e}"))?;
     let copy = match &args.save_stream {

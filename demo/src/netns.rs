@@ -138,6 +138,19 @@ fn effective_uid() -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// An error unless this process runs as root, which creating namespaces
+/// and a veth pair needs.
+pub fn require_root() -> Result<(), String> {
+    match effective_uid() {
+        Some(0) => Ok(()),
+        uid => Err(format!(
+            "--transport netns creates network namespaces and a veth pair with ip(8), \
+             which needs root (effective uid {})",
+            uid.map_or("unknown".to_string(), |u| u.to_string())
+        )),
+    }
+}
+
 /// The pid in a namespace name the demo made (`xcmig-demo-<pid>-src|dst`).
 fn pid_of_name(name: &str) -> Option<u32> {
     let rest = name.strip_prefix(NAME_PREFIX)?;
@@ -199,16 +212,7 @@ impl NetnsPair {
     /// Creates the namespaces `xcmig-demo-<tag>-src|dst` and the veth
     /// pair between them, addressed and up.
     pub fn create(tag: u32) -> Result<NetnsPair, String> {
-        match effective_uid() {
-            Some(0) => {}
-            uid => {
-                return Err(format!(
-                    "--transport netns creates network namespaces and a veth pair with ip(8), \
-                     which needs root (effective uid {})",
-                    uid.map_or("unknown".to_string(), |u| u.to_string())
-                ))
-            }
-        }
+        require_root()?;
         sweep_leftovers();
         let src_name = format!("{NAME_PREFIX}{tag}-src");
         let dst_name = format!("{NAME_PREFIX}{tag}-dst");
