@@ -173,6 +173,20 @@ fn netns_demo_libxenguest_saves_in_one_namespace_libxcmig_restores_in_the_other(
 }
 
 #[test]
+fn netns_demo_libxcmig_saves_in_one_namespace_libxenguest_restores_in_the_other() {
+    require_root();
+    let _g = serial();
+    let s = Scratch::new("netns-interop-back");
+    let v = run_netns_demo(
+        &s,
+        &["--save-engine", "xcmig", "--restore-engine", "libxenguest"],
+    );
+    assert_eq!(v["engine"], "mixed");
+    assert_eq!(v["save_engine"], "xcmig");
+    assert_eq!(v["restore_engine"], "libxenguest");
+}
+
+#[test]
 fn netns_demo_with_failing_restore_exits_1_and_removes_its_namespaces() {
     require_root();
     let _g = serial();
