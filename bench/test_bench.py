@@ -120,6 +120,15 @@ class Summaries(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             xb.render_plot(doc, Path(d) / "p.png")
             self.assertEqual((Path(d) / "p.png").read_bytes()[:8], b"\x89PNG\r\n\x1a\n")
+            # `render` rebuilds results.md and the plot from results.json, with notes.
+            (Path(d) / "results.json").write_text(json.dumps(doc))
+            (Path(d) / "notes.md").write_text("Measured on a quiet machine.")
+            self.assertEqual(xb.main(["render", d, "--notes", str(Path(d) / "notes.md")]), 0)
+            md = (Path(d) / "results.md").read_text()
+            self.assertIn("## Notes\n\nMeasured on a quiet machine.", md)
+            self.assertIn("| random | xcmig |", md)
+            self.assertGreater((Path(d) / "plot.png").stat().st_size, 0)
+            self.assertEqual(xb.main(["render", str(Path(d) / "missing")]), 1)
 
 
 class Robustness(unittest.TestCase):

@@ -947,6 +947,8 @@ def render_markdown(doc: dict) -> str:
                     f"total time {ratio(x['wall_s'], l['wall_s'])}, "
                     f"CPU seconds {ratio(x['cpu_s'], l['cpu_s'])}; {how}.")
         lines.append("")
+    if doc.get("notes"):
+        lines += ["## Notes", "", doc["notes"].strip(), ""]
     lines += render_targets(doc)
     lines += ["## Scenarios", ""]
     for s in doc["scenarios"]:
@@ -1120,13 +1122,35 @@ def run_bench(args: argparse.Namespace) -> int:
         doc["scenarios"].append({"name": sc.name, "kind": sc.kind, "title": sc.title,
                                  "params": sc.params(), **body})
     doc["machine"]["loadavg_end"] = loadavg()
-    (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out_dir / "results.md").write_text(render_markdown(doc))
-    if not args.no_plot:
-        render_plot(doc, out_dir / "plot.png")
+    if args.notes:
+        doc["notes"] = Path(args.notes).read_text()
+    write_outputs(doc, out_dir, not args.no_plot)
     bench.log(f"wrote {out_dir}/results.md, results.json"
               + ("" if args.no_plot else ", plot.png"))
     print((out_dir / "results.md").read_text())
+    return 0
+
+
+def write_outputs(doc: dict, out_dir: Path, plot: bool) -> None:
+    (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out_dir / "results.md").write_text(render_markdown(doc))
+    if plot:
+        render_plot(doc, out_dir / "plot.png")
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Re-renders results.md and plot.png from a results.json, optionally
+    replacing its notes (the measurements are kept as they are)."""
+    out_dir = Path(args.dir)
+    try:
+        doc = json.loads((out_dir / "results.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        print(f"xcmig-bench: error: cannot read {out_dir}/results.json: {e}",
+              file=sys.stderr)
+        return 1
+    if args.notes:
+        doc["notes"] = Path(args.notes).read_text()
+    write_outputs(doc, out_dir, True)
     return 0
 
 
@@ -1134,11 +1158,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="xcmig-bench",
         description="xcmig and Debian's libxenguest side by side on xensim.")
-    sub = p.add_subparsers(dest="cmd")
-    c = sub.add_parser("copy-mem", help=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="cmd", metavar="{render}")
+    c = sub.add_parser("copy-mem")  # baseline copier, not listed
     c.add_argument("domain_dir")
     c.add_argument("--report")
-    c = sub.add_parser("copy-in", help=argparse.SUPPRESS)
+    c = sub.add_parser("render", help="re-render results.md and plot.png from results.json")
+    c.add_argument("dir")
+    c.add_argument("--notes", help="markdown file to include as the Notes section")
+    c = sub.add_parser("copy-in")  # baseline copier, not listed
     c.add_argument("source")
     c.add_argument("dest")
     c.add_argument("--report")
@@ -1160,6 +1187,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="compare restored and source digests (default: first run)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--logs", help="keep every harness's stderr in this directory")
+    p.add_argument("--notes", help="markdown file to include in results.md as Notes")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--no-plot", action="store_true")
     args = p.parse_args(argv)
@@ -1167,6 +1195,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_copy_mem(args)
     if args.cmd == "copy-in":
         return cmd_copy_in(args)
+    if args.cmd == "render":
+        return cmd_render(args)
     if args.runs < 1:
         p.error("--runs must be at least 1")
     args.impl = args.impl or list(IMPLS)
