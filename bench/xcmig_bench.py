@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fcntl
 import hashlib
 import json
 import mmap
@@ -468,10 +469,9 @@ class Relay:
         r, w = os.pipe()
         try:
             try:
-                import fcntl
                 fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, MiB)
             except OSError:
-                pass
+                pass  # the default pipe size only costs more splice calls
             src, dst = self._in.fileno(), self._out.fileno()
             while True:
                 n = os.splice(src, w, MiB)
@@ -743,13 +743,23 @@ class Bench:
             relay.join(30)
             self.keep_log(f"{sc.name}-{run + 1}-{impl}-save", s)
             self.keep_log(f"{sc.name}-{run + 1}-{impl}-restore", r)
-            s.check()
-            r.check()
+            # One side failing makes the other fail too (EPIPE, early EOF):
+            # report both, so the cause is in the message.
+            failed = []
+            for res in (r, s):
+                try:
+                    res.check()
+                except BenchError as e:
+                    failed.append(str(e))
+            if failed:
+                raise BenchError("\n".join(failed))
             w = wl.wait(60).check()
         finally:
             for c in (saver, restorer, wl):
                 if c is not None:
                     c.kill()
+            # Idempotent; on an early failure it lets the relay see EOF.
+            relay.close_child_ends()
         if relay.error:
             raise BenchError(f"relay: {relay.error}")
         log = parse_save_log(s.stderr)
