@@ -790,6 +790,7 @@ fn remus_stream() -> (Vec<u8>, Vec<String>) {
         live: true,
         debug: false,
         stream_type: StreamType::Remus,
+        ..SaveParams::default()
     };
     let mut out = Vec::new();
     let s = save_domain(&h.hv(), id, &mut out, &params, &mut cb, &RecLog::default())
@@ -954,6 +955,7 @@ fn colo_pair_merges_the_secondarys_dirty_pages_and_fails_over_to_the_last_checkp
             live: true,
             debug: false,
             stream_type: StreamType::Colo,
+            ..SaveParams::default()
         };
         let r = crate::save::save_domain_with_back_channel(
             &hv,

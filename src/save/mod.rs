@@ -22,13 +22,15 @@
 //!  END ── cleanup (always: log-dirty off, qemu log-dirty off)
 //! ```
 //!
-//! Modules: [`precopy`] (the live loop and the default policy), `memory`
+//! Modules: [`precopy`] (the live loop and libxenguest's default policy),
+//! [`policy`] (xcmig's downtime-targeted policy), `memory`
 //! (dirty bitmap walk, batching, PAGE_DATA), `x86_hvm` (the HVM/PVH
 //! records), `out` (record output).
 
 mod bitmap;
 mod memory;
 mod out;
+pub mod policy;
 pub mod precopy;
 mod x86_hvm;
 
@@ -36,6 +38,7 @@ use std::io::Write;
 
 use crate::hv::{DomId, DomainInfo, HvError, Hypervisor, Level, Log};
 
+pub use policy::{PolicyChoice, PrecopySettings};
 pub use precopy::{simple_precopy_policy, PolicyDecision, PrecopyStats};
 
 /// `XCFLAGS_LIVE`: live migration (pre-copy over log-dirty).
@@ -77,6 +80,10 @@ pub struct SaveParams {
     pub debug: bool,
     /// Plain or checkpointed.
     pub stream_type: StreamType,
+    /// How the live pre-copy phase ends when the callbacks have no
+    /// `precopy_policy` (a caller's policy is always followed exactly).
+    /// The default is xcmig's downtime-targeted policy ([`policy`]).
+    pub precopy: PrecopySettings,
 }
 
 impl SaveParams {
@@ -86,6 +93,7 @@ impl SaveParams {
             live: flags & XCFLAGS_LIVE != 0,
             debug: flags & XCFLAGS_DEBUG != 0,
             stream_type,
+            precopy: PrecopySettings::default(),
         }
     }
 }
@@ -120,7 +128,8 @@ pub trait SaveCallbacks {
     fn suspend(&mut self) -> i32;
 
     /// Decide the next step of the live pre-copy phase. Called only if
-    /// `has(PrecopyPolicy)`; otherwise [`simple_precopy_policy`] applies.
+    /// `has(PrecopyPolicy)`; otherwise [`SaveParams::precopy`] chooses
+    /// (xcmig's downtime-targeted policy, or [`simple_precopy_policy`]).
     fn precopy_policy(&mut self, stats: PrecopyStats) -> PolicyDecision {
         simple_precopy_policy(stats)
     }
@@ -219,6 +228,11 @@ pub enum SaveError {
     /// The precopy policy returned ABORT.
     #[error("precopy policy aborted the save")]
     Aborted,
+    /// xcmig's pre-copy policy gave up because the guest dirties memory too
+    /// fast for the target downtime and
+    /// [`PrecopySettings::abort_if_not_converging`] is set.
+    #[error("live migration not converging, save aborted: {0}")]
+    NotConverging(String),
     /// Xen answered a request inconsistently.
     #[error("{0}")]
     Protocol(String),
@@ -246,6 +260,7 @@ impl SaveError {
             SaveError::Callback { .. } => libc::EINVAL,
             SaveError::NotSuspended { .. } => libc::EINVAL,
             SaveError::Aborted => libc::ECANCELED,
+            SaveError::NotConverging(_) => libc::ECANCELED,
             SaveError::Protocol(_) => libc::EPROTO,
             SaveError::Unsupported(_) => libc::EOPNOTSUPP,
         }
@@ -320,6 +335,7 @@ pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
         live: params.live,
         debug: params.debug,
         stream_type: params.stream_type,
+        precopy: params.precopy,
         info,
         mem: memory::Memory::default(),
         stats: PrecopyStats::default(),
@@ -411,6 +427,8 @@ pub(crate) struct Ctx<'a, H: Hypervisor, W: Write> {
     pub(crate) live: bool,
     pub(crate) debug: bool,
     pub(crate) stream_type: StreamType,
+    /// How pre-copy ends when the caller gives no policy.
+    pub(crate) precopy: PrecopySettings,
     pub(crate) info: DomainInfo,
     pub(crate) mem: memory::Memory,
     pub(crate) stats: PrecopyStats,

@@ -20,9 +20,19 @@
 //!
 //! So even a STOP_AND_COPY from call A sends the current dirty set once
 //! more while the guest runs.
+//!
+//! When the caller gives no policy, xcmig's downtime-targeted policy
+//! ([`super::policy`]) answers both calls instead of libxenguest's default
+//! (unless [`PrecopySettings::policy`](super::PrecopySettings) selects the
+//! classic one): it decides at call A from the rounds it measured here
+//! (bytes and time of each send, Xen's dirty count and the time between
+//! CLEANs) and answers CONTINUE at call B. The statistics and call points
+//! stay libxenguest's, so the summary's `policy_calls` reads the same.
 
 use std::io::Write;
+use std::time::{Duration, Instant};
 
+use super::policy::{PolicyChoice, Reason, RoundMeasure, TargetedPolicy, Verdict};
 use super::{memory, Ctx, SaveError};
 use crate::hv::{Hypervisor, Level};
 
@@ -87,12 +97,26 @@ pub fn simple_precopy_policy(stats: PrecopyStats) -> PolicyDecision {
     }
 }
 
-fn decide<H: Hypervisor, W: Write>(ctx: &mut Ctx<'_, H, W>) -> PolicyDecision {
+/// Who decides the pre-copy phase of this save.
+enum Decider {
+    /// The caller's `precopy_policy`, or libxenguest's default when the
+    /// caller chose the classic policy: both see only [`PrecopyStats`].
+    Stats,
+    /// xcmig's downtime-targeted policy, fed with measurements.
+    Targeted(Box<TargetedPolicy>),
+}
+
+/// A decision of the policy on the current statistics, recorded in the
+/// summary. `verdict` is the targeted policy's answer when it decides.
+fn record<H: Hypervisor, W: Write>(
+    ctx: &mut Ctx<'_, H, W>,
+    verdict: Option<Verdict>,
+) -> PolicyDecision {
     let stats = ctx.stats;
-    let d = if ctx.cb.has(super::SaveHook::PrecopyPolicy) {
-        ctx.cb.precopy_policy(stats)
-    } else {
-        simple_precopy_policy(stats)
+    let d = match verdict {
+        Some(v) => v.decision,
+        None if ctx.cb.has(super::SaveHook::PrecopyPolicy) => ctx.cb.precopy_policy(stats),
+        None => simple_precopy_policy(stats),
     };
     ctx.summary.policy_calls.push((stats, d));
     d
@@ -112,7 +136,28 @@ pub(crate) fn send_memory_live<H: Hypervisor, W: Write>(
     // Xen's count from the last CLEAN; the first round sends everything.
     let mut xen_dirty = p2m_size;
     ctx.mem.dirty_set_all();
-    let res = precopy_rounds(ctx, &mut xen_dirty);
+    let mut decider = if ctx.cb.has(super::SaveHook::PrecopyPolicy)
+        || ctx.precopy.policy == PolicyChoice::Classic
+    {
+        Decider::Stats
+    } else {
+        let s = ctx.precopy;
+        ctx.msg(
+            Level::Detail,
+            &format!(
+                "precopy: downtime-targeted policy: target {} ms, at most {} rounds, {}, {} if not converging",
+                s.target_downtime.as_millis(),
+                s.max_iterations,
+                s.max_precopy_time.map_or("no time cap".to_string(), |t| format!(
+                    "{} s after the first pass",
+                    t.as_secs_f64()
+                )),
+                if s.abort_if_not_converging { "abort" } else { "stop and copy" }
+            ),
+        );
+        Decider::Targeted(Box::new(TargetedPolicy::new(s, p2m_size)))
+    };
+    let res = precopy_rounds(ctx, &mut xen_dirty, &mut decider);
     ctx.prefix = None;
     res
 }
@@ -120,16 +165,49 @@ pub(crate) fn send_memory_live<H: Hypervisor, W: Write>(
 fn precopy_rounds<H: Hypervisor, W: Write>(
     ctx: &mut Ctx<'_, H, W>,
     xen_dirty: &mut u64,
+    decider: &mut Decider,
 ) -> Result<(), SaveError> {
     let mut rounds: u32 = 0;
+    // Log-dirty was enabled just before: the first interval starts now.
+    let mut last_clean = Instant::now();
+    let mut first_pass_end: Option<Instant> = None;
+    // Bytes and time of the last round sent.
+    let mut sent = (0u64, Duration::ZERO);
+    let mut last_verdict: Option<Verdict>;
     let decision = loop {
-        let d = decide(ctx);
+        let verdict = match decider {
+            Decider::Stats => None,
+            Decider::Targeted(p) if rounds == 0 => Some(p.first()),
+            Decider::Targeted(p) => {
+                let now = Instant::now();
+                let m = RoundMeasure {
+                    bytes: sent.0,
+                    send_time: sent.1,
+                    dirty_count: *xen_dirty,
+                    interval: now.duration_since(last_clean),
+                    since_first_pass: first_pass_end
+                        .map_or(Duration::ZERO, |t| now.duration_since(t)),
+                };
+                let v = p.after_clean(&m);
+                log_round(ctx, rounds, &m, &v);
+                Some(v)
+            }
+        };
+        last_verdict = verdict;
+        let d = record(ctx, verdict);
         rounds += 1;
 
         if *xen_dirty > 0 && d != PolicyDecision::Abort {
             ctx.prefix = Some(format!("Frames iteration {}", ctx.stats.iteration));
+            let (b0, t0) = (ctx.out.bytes(), Instant::now());
             memory::send_dirty_pages(ctx, *xen_dirty)?;
+            sent = (ctx.out.bytes().saturating_sub(b0), t0.elapsed());
             ctx.summary.precopy_iterations += 1;
+        } else {
+            sent = (0, Duration::ZERO);
+        }
+        if first_pass_end.is_none() {
+            first_pass_end = Some(Instant::now());
         }
         if d != PolicyDecision::Continue {
             break d;
@@ -141,20 +219,93 @@ fn precopy_rounds<H: Hypervisor, W: Write>(
         ctx.stats.total_written += ctx.stats.dirty_count.max(0) as u64;
         ctx.stats.dirty_count = -1;
 
-        let d = decide(ctx);
+        let verdict = match decider {
+            Decider::Stats => None,
+            Decider::Targeted(p) => Some(p.between()),
+        };
+        let d = record(ctx, verdict);
         if d != PolicyDecision::Continue {
             break d;
         }
 
         let report = memory::logdirty_clean(ctx, false)?;
+        last_clean = Instant::now();
         *xen_dirty = u64::from(report.dirty_count);
         ctx.stats.dirty_count = i64::from(report.dirty_count);
     };
     if decision == PolicyDecision::Abort {
+        if let Some(v) = last_verdict {
+            let e = v.estimate.map_or(String::new(), |e| {
+                format!(
+                    ": predicted downtime {:.1} ms, target {} ms",
+                    e.downtime.as_secs_f64() * 1e3,
+                    ctx.precopy.target_downtime.as_millis()
+                )
+            });
+            return Err(SaveError::NotConverging(format!(
+                "{} after {} rounds ({} dirty pages){e}",
+                v.reason, ctx.summary.precopy_iterations, *xen_dirty
+            )));
+        }
         ctx.msg(Level::Error, "Abort precopy loop");
         return Err(SaveError::Aborted);
     }
+    if let Some(v) = last_verdict {
+        let level = match v.reason {
+            Reason::NotConverging | Reason::IterationCap | Reason::TimeCap
+                if v.estimate
+                    .is_some_and(|e| e.downtime > ctx.precopy.target_downtime) =>
+            {
+                Level::Warn
+            }
+            _ => Level::Info,
+        };
+        let e = v.estimate.map_or(String::new(), |e| {
+            format!(
+                ", predicted downtime {:.1} ms (target {} ms)",
+                e.downtime.as_secs_f64() * 1e3,
+                ctx.precopy.target_downtime.as_millis()
+            )
+        });
+        ctx.msg(
+            level,
+            &format!(
+                "precopy: stop and copy after {} rounds: {}{e}",
+                ctx.summary.precopy_iterations, v.reason
+            ),
+        );
+    }
     Ok(())
+}
+
+/// One line per round at detail level: what was measured, what was
+/// predicted, what was decided.
+fn log_round<H: Hypervisor, W: Write>(
+    ctx: &Ctx<'_, H, W>,
+    round: u32,
+    m: &RoundMeasure,
+    v: &Verdict,
+) {
+    let Some(e) = v.estimate else { return };
+    ctx.msg(
+        Level::Detail,
+        &format!(
+            "precopy round {round}: sent {} bytes in {:.1} ms, bandwidth {:.1} MiB/s; \
+             {} pages dirtied in {:.1} ms ({:.0} pages/s); predicted final set {} pages, \
+             downtime {:.1} ms (target {} ms): {:?} ({})",
+            m.bytes,
+            m.send_time.as_secs_f64() * 1e3,
+            e.bandwidth / 1048576.0,
+            m.dirty_count,
+            m.interval.as_secs_f64() * 1e3,
+            e.dirty_rate,
+            e.final_pages,
+            e.downtime.as_secs_f64() * 1e3,
+            ctx.precopy.target_downtime.as_millis(),
+            v.decision,
+            v.reason
+        ),
+    );
 }
 
 #[cfg(test)]

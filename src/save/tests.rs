@@ -86,13 +86,17 @@ fn precopy_policy_sees_libxenguests_statistics_in_libxenguests_order() {
 }
 
 #[test]
-fn default_policy_stops_after_five_rounds_without_calling_back() {
+fn classic_policy_stops_after_five_rounds_without_calling_back() {
     let h = TempHost::new("default-policy");
     let id = h.create(GuestType::Pvh, SMALL, 2, false);
     let hv = ScriptedDirty::new(h.hv(), h.domain(id), &[100; 8]);
     let mut cb = ToolstackSave::new(h.domain(id));
     let mut out = Vec::new();
-    let s = save_domain(&hv, id, &mut out, &live(), &mut cb, &RecLog::default()).expect("save");
+    let params = SaveParams {
+        precopy: PrecopySettings::classic(),
+        ..live()
+    };
+    let s = save_domain(&hv, id, &mut out, &params, &mut cb, &RecLog::default()).expect("save");
     let p = s.p2m_size;
     let seen: Vec<PrecopyStats> = s.policy_calls.iter().map(|(s, _)| *s).collect();
     assert_eq!(
@@ -376,6 +380,7 @@ fn remus_save_sends_checkpoints_until_the_callback_stops_it() {
         live: true,
         debug: false,
         stream_type: StreamType::Remus,
+        ..SaveParams::default()
     };
     let s = save_domain(&h.hv(), id, &mut out, &params, &mut cb, &RecLog::default())
         .expect("remus save ends successfully");
@@ -409,6 +414,7 @@ fn colo_save_without_wait_checkpoint_is_refused() {
         live: true,
         debug: false,
         stream_type: StreamType::Colo,
+        ..SaveParams::default()
     };
     // COLO also needs wait_checkpoint, which these callbacks lack.
     let e =
