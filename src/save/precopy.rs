@@ -170,6 +170,8 @@ fn precopy_rounds<H: Hypervisor, W: Write>(
     let mut rounds: u32 = 0;
     // Log-dirty was enabled just before: the first interval starts now.
     let mut last_clean = Instant::now();
+    // Time between the last two CLEANs (the first: since enabling).
+    let mut interval = Duration::ZERO;
     let mut first_pass_end: Option<Instant> = None;
     // Bytes and time of the last round sent.
     let mut sent = (0u64, Duration::ZERO);
@@ -184,7 +186,7 @@ fn precopy_rounds<H: Hypervisor, W: Write>(
                     bytes: sent.0,
                     send_time: sent.1,
                     dirty_count: *xen_dirty,
-                    interval: now.duration_since(last_clean),
+                    interval,
                     since_first_pass: first_pass_end
                         .map_or(Duration::ZERO, |t| now.duration_since(t)),
                 };
@@ -229,7 +231,9 @@ fn precopy_rounds<H: Hypervisor, W: Write>(
         }
 
         let report = memory::logdirty_clean(ctx, false)?;
-        last_clean = Instant::now();
+        let now = Instant::now();
+        interval = now.duration_since(last_clean);
+        last_clean = now;
         *xen_dirty = u64::from(report.dirty_count);
         ctx.stats.dirty_count = i64::from(report.dirty_count);
     };
