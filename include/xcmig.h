@@ -13,6 +13,20 @@
 #include <xenctrl.h>
 #include <xenguest.h>
 
+/**
+ * `xcmig_set_precopy_policy()`: xcmig's downtime-targeted policy (the
+ * default): pre-copy ends when the predicted stop-and-copy fits the
+ * target downtime. Environment: `XCMIG_PRECOPY_POLICY=targeted`.
+ */
+#define XCMIG_PRECOPY_TARGETED 0
+
+/**
+ * `xcmig_set_precopy_policy()`: libxenguest's classic policy (stop after
+ * 5 rounds or under 50 dirty pages), for comparisons. Environment:
+ * `XCMIG_PRECOPY_POLICY=classic`.
+ */
+#define XCMIG_PRECOPY_CLASSIC 1
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -21,6 +35,56 @@ extern "C" {
  * The xcmig version, e.g. `"0.1.0"`: a static NUL-terminated string.
  */
 const char *xcmig_version(void);
+
+/**
+ * Choose the pre-copy policy: `XCMIG_PRECOPY_TARGETED` or
+ * `XCMIG_PRECOPY_CLASSIC`. Returns 0, or -1 with `errno` `EINVAL` for
+ * another value.
+ */
+int xcmig_set_precopy_policy(int policy);
+
+/**
+ * Target downtime of the downtime-targeted policy, in milliseconds
+ * (default 300): pre-copy stops once the predicted stop-and-copy (dirty
+ * pages x page size / measured bandwidth, plus a fixed allowance for the
+ * final records) fits it and the dirty set no longer halves each round.
+ * 0 never fits: pre-copy then ends when the dirty set stops shrinking or at
+ * a cap. Returns 0, or -1 with `errno` `EINVAL` for `UINT_MAX`.
+ * Environment: `XCMIG_TARGET_DOWNTIME_MS`.
+ */
+int xcmig_set_target_downtime_ms(unsigned int ms);
+
+/**
+ * Most live rounds, the first full pass included (default 30); reaching
+ * it stops pre-copy. Returns 0, or -1 with `errno` `EINVAL` for 0 or
+ * `UINT_MAX`. Environment: `XCMIG_MAX_ITERATIONS`.
+ */
+int xcmig_set_max_iterations(unsigned int n);
+
+/**
+ * Longest time, in seconds, spent in pre-copy rounds after the first full
+ * pass (default 60; 0 = no limit); reaching it stops pre-copy. Returns 0,
+ * or -1 with `errno` `EINVAL` for `UINT_MAX`. Environment:
+ * `XCMIG_MAX_PRECOPY_SECONDS`.
+ */
+int xcmig_set_max_precopy_seconds(unsigned int seconds);
+
+/**
+ * What to do when the guest does not converge (the dirty set stopped
+ * shrinking for 3 rounds, or a cap was reached) while the predicted
+ * downtime is over the target: `false` (default) suspends it anyway, as
+ * libxenguest's forced stop does; `true` fails `xc_domain_save` with
+ * `errno` `ECANCELED` and an error message, the guest still running.
+ * Environment: `XCMIG_ABORT_IF_NOT_CONVERGING` (`1`/`0`, `true`/`false`,
+ * `yes`/`no`, `on`/`off`).
+ */
+void xcmig_set_abort_if_not_converging(bool abort);
+
+/**
+ * Forget every value set by the `xcmig_set_*` functions: the environment
+ * variables and defaults apply again.
+ */
+void xcmig_reset_precopy_settings(void);
 
 #ifdef __cplusplus
 }  // extern "C"

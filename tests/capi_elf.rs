@@ -26,7 +26,7 @@ fn soname_is_libxcmig_so_0() {
 }
 
 #[test]
-fn exports_exactly_the_xenguest_entry_points_and_xcmig_version() {
+fn exports_exactly_the_xenguest_entry_points_and_the_xcmig_functions() {
     let syms = readelf(&["--dyn-syms", "-W"]);
     let defined: BTreeSet<String> = syms
         .lines()
@@ -39,10 +39,20 @@ fn exports_exactly_the_xenguest_entry_points_and_xcmig_version() {
                 .map(|f| f[7].to_owned())
         })
         .collect();
-    let want: BTreeSet<String> = ["xc_domain_restore", "xc_domain_save", "xcmig_version"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let want: BTreeSet<String> = [
+        "xc_domain_restore",
+        "xc_domain_save",
+        "xcmig_version",
+        "xcmig_set_precopy_policy",
+        "xcmig_set_target_downtime_ms",
+        "xcmig_set_max_iterations",
+        "xcmig_set_max_precopy_seconds",
+        "xcmig_set_abort_if_not_converging",
+        "xcmig_reset_precopy_settings",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     assert_eq!(defined, want, "{syms}");
 }
 

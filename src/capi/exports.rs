@@ -3,14 +3,16 @@
 //! maps the result to the C convention (`0`, or `-1` with `errno`).
 //!
 //! The prototypes are those of the installed `xenguest.h` (plus
-//! `xcmig_version`, declared in `include/xcmig.h`).
+//! `xcmig_version` and the live migration settings, declared in
+//! `include/xcmig.h`).
 
 use std::ffi::{c_char, c_int, c_uint, c_ulong};
+use std::ptr;
 
-use super::boundary;
 use super::restore::{restore, RestoreArgs};
 use super::save::{save, SaveArgs};
 use super::types::{RestoreCallbacksC, SaveCallbacksC};
+use super::{boundary, settings, Failure};
 use crate::hv::xen::bindings::{xc_interface, xc_stream_type_t};
 
 /// `xc_domain_save()` of `xenguest.h`: save domain `dom` to `io_fd`.
@@ -86,4 +88,88 @@ pub unsafe extern "C" fn xc_domain_restore(
 #[no_mangle]
 pub extern "C" fn xcmig_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+// Live migration policy. These settings apply to every `xc_domain_save`
+// call of the process whose callbacks have no `precopy_policy` (a caller's
+// policy is always followed exactly). A value set here wins over the
+// matching environment variable (read at the start of each save; see
+// README "Live migration policy"), which wins over the default.
+
+/// `xcmig_set_precopy_policy()`: xcmig's downtime-targeted policy (the
+/// default): pre-copy ends when the predicted stop-and-copy fits the
+/// target downtime. Environment: `XCMIG_PRECOPY_POLICY=targeted`.
+pub const XCMIG_PRECOPY_TARGETED: c_int = 0;
+
+/// `xcmig_set_precopy_policy()`: libxenguest's classic policy (stop after
+/// 5 rounds or under 50 dirty pages), for comparisons. Environment:
+/// `XCMIG_PRECOPY_POLICY=classic`.
+pub const XCMIG_PRECOPY_CLASSIC: c_int = 1;
+
+fn einval(_: settings::Invalid) -> Failure {
+    Failure::Silent(libc::EINVAL)
+}
+
+/// Choose the pre-copy policy: `XCMIG_PRECOPY_TARGETED` or
+/// `XCMIG_PRECOPY_CLASSIC`. Returns 0, or -1 with `errno` `EINVAL` for
+/// another value.
+#[no_mangle]
+pub extern "C" fn xcmig_set_precopy_policy(policy: c_int) -> c_int {
+    boundary(ptr::null_mut(), "xcmig_set_precopy_policy", || {
+        settings::set_policy(policy).map_err(einval)
+    })
+}
+
+/// Target downtime of the downtime-targeted policy, in milliseconds
+/// (default 300): pre-copy stops once the predicted stop-and-copy (dirty
+/// pages x page size / measured bandwidth, plus a fixed allowance for the
+/// final records) fits it and the dirty set no longer halves each round.
+/// 0 never fits: pre-copy then ends when the dirty set stops shrinking or at
+/// a cap. Returns 0, or -1 with `errno` `EINVAL` for `UINT_MAX`.
+/// Environment: `XCMIG_TARGET_DOWNTIME_MS`.
+#[no_mangle]
+pub extern "C" fn xcmig_set_target_downtime_ms(ms: c_uint) -> c_int {
+    boundary(ptr::null_mut(), "xcmig_set_target_downtime_ms", || {
+        settings::set_target_downtime_ms(ms).map_err(einval)
+    })
+}
+
+/// Most live rounds, the first full pass included (default 30); reaching
+/// it stops pre-copy. Returns 0, or -1 with `errno` `EINVAL` for 0 or
+/// `UINT_MAX`. Environment: `XCMIG_MAX_ITERATIONS`.
+#[no_mangle]
+pub extern "C" fn xcmig_set_max_iterations(n: c_uint) -> c_int {
+    boundary(ptr::null_mut(), "xcmig_set_max_iterations", || {
+        settings::set_max_iterations(n).map_err(einval)
+    })
+}
+
+/// Longest time, in seconds, spent in pre-copy rounds after the first full
+/// pass (default 60; 0 = no limit); reaching it stops pre-copy. Returns 0,
+/// or -1 with `errno` `EINVAL` for `UINT_MAX`. Environment:
+/// `XCMIG_MAX_PRECOPY_SECONDS`.
+#[no_mangle]
+pub extern "C" fn xcmig_set_max_precopy_seconds(seconds: c_uint) -> c_int {
+    boundary(ptr::null_mut(), "xcmig_set_max_precopy_seconds", || {
+        settings::set_max_precopy_seconds(seconds).map_err(einval)
+    })
+}
+
+/// What to do when the guest does not converge (the dirty set stopped
+/// shrinking for 3 rounds, or a cap was reached) while the predicted
+/// downtime is over the target: `false` (default) suspends it anyway, as
+/// libxenguest's forced stop does; `true` fails `xc_domain_save` with
+/// `errno` `ECANCELED` and an error message, the guest still running.
+/// Environment: `XCMIG_ABORT_IF_NOT_CONVERGING` (`1`/`0`, `true`/`false`,
+/// `yes`/`no`, `on`/`off`).
+#[no_mangle]
+pub extern "C" fn xcmig_set_abort_if_not_converging(abort: bool) {
+    settings::set_abort_if_not_converging(abort);
+}
+
+/// Forget every value set by the `xcmig_set_*` functions: the environment
+/// variables and defaults apply again.
+#[no_mangle]
+pub extern "C" fn xcmig_reset_precopy_settings() {
+    settings::reset();
 }

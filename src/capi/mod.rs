@@ -15,7 +15,9 @@
 //!   through libxenctrl, as libxenguest sends them;
 //! * [`types`]: `#[repr(C)]` mirrors of the `xenguest.h` structs, checked
 //!   against bindgen's layouts at compile time;
-//! * [`fd`]: I/O on the caller's descriptors.
+//! * [`fd`]: I/O on the caller's descriptors;
+//! * [`settings`]: the process-wide live migration settings
+//!   (`xcmig_set_*`, `XCMIG_*` environment variables).
 
 pub mod callbacks;
 pub mod exports;
@@ -23,6 +25,7 @@ pub mod fd;
 pub mod logging;
 pub mod restore;
 pub mod save;
+pub mod settings;
 pub mod types;
 
 #[cfg(test)]

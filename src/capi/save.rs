@@ -78,7 +78,11 @@ pub unsafe fn save(args: &SaveArgs) -> Result<(), Failure> {
         .map_err(|e| fail(format!("xc_domain_save: {e}"), e.errno()))?;
     // SAFETY: the caller's callbacks are valid for this call.
     let mut callbacks = unsafe { CSaveCallbacks::new(cb) };
-    let params = SaveParams::from_flags(args.flags, stream_type);
+    let mut params = SaveParams::from_flags(args.flags, stream_type);
+    if params.live {
+        // The process-wide live migration settings (C API, environment).
+        params.precopy = super::settings::current(&log);
+    }
     let mut io = FdIo::new(args.io_fd);
     // The back channel is read only for COLO, as in libxenguest (libxl
     // passes a dup of its stdin for plain saves).

@@ -1,0 +1,418 @@
+//! Process-wide pre-copy settings for `xc_domain_save` calls that pass no
+//! `precopy_policy`: set by the `xcmig_set_*` functions of `include/xcmig.h`
+//! or, for a library preloaded under an unmodified toolstack, by
+//! environment variables.
+//!
+//! Each setting is resolved at the start of every save: a value set through
+//! the C API wins, then the environment variable, then the default of
+//! [`PrecopySettings`]. An environment variable that does not parse is
+//! reported as a warning to the caller's logger and ignored. The values
+//! live in atomics, so the setters may be called from any thread, also
+//! while another thread saves (that save keeps the values it started with).
+
+use std::ffi::OsString;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::hv::{Level, Log};
+use crate::save::{PolicyChoice, PrecopySettings};
+
+/// `XCMIG_PRECOPY_POLICY`: `targeted` (default) or `classic`.
+pub const ENV_POLICY: &str = "XCMIG_PRECOPY_POLICY";
+/// `XCMIG_TARGET_DOWNTIME_MS`: milliseconds.
+pub const ENV_TARGET_DOWNTIME_MS: &str = "XCMIG_TARGET_DOWNTIME_MS";
+/// `XCMIG_MAX_ITERATIONS`: live rounds, at least 1.
+pub const ENV_MAX_ITERATIONS: &str = "XCMIG_MAX_ITERATIONS";
+/// `XCMIG_MAX_PRECOPY_SECONDS`: seconds after the first pass, 0 = no limit.
+pub const ENV_MAX_PRECOPY_SECONDS: &str = "XCMIG_MAX_PRECOPY_SECONDS";
+/// `XCMIG_ABORT_IF_NOT_CONVERGING`: `1`/`0`, `true`/`false`, `yes`/`no`,
+/// `on`/`off`.
+pub const ENV_ABORT_IF_NOT_CONVERGING: &str = "XCMIG_ABORT_IF_NOT_CONVERGING";
+
+/// The atomics' "not set through the C API" value.
+const UNSET: u32 = u32::MAX;
+
+static POLICY: AtomicU32 = AtomicU32::new(UNSET);
+static TARGET_DOWNTIME_MS: AtomicU32 = AtomicU32::new(UNSET);
+static MAX_ITERATIONS: AtomicU32 = AtomicU32::new(UNSET);
+static MAX_PRECOPY_SECONDS: AtomicU32 = AtomicU32::new(UNSET);
+static ABORT_IF_NOT_CONVERGING: AtomicU32 = AtomicU32::new(UNSET);
+
+/// `XCMIG_PRECOPY_TARGETED` in C.
+pub const POLICY_TARGETED: i32 = 0;
+/// `XCMIG_PRECOPY_CLASSIC` in C.
+pub const POLICY_CLASSIC: i32 = 1;
+
+/// Why a setter refused its value (reported as `EINVAL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invalid;
+
+/// `xcmig_set_precopy_policy`.
+pub fn set_policy(policy: i32) -> Result<(), Invalid> {
+    match policy {
+        POLICY_TARGETED | POLICY_CLASSIC => {
+            POLICY.store(policy as u32, Ordering::SeqCst);
+            Ok(())
+        }
+        _ => Err(Invalid),
+    }
+}
+
+/// `xcmig_set_target_downtime_ms`: any value but `UINT_MAX`.
+pub fn set_target_downtime_ms(ms: u32) -> Result<(), Invalid> {
+    store(&TARGET_DOWNTIME_MS, ms, ms != UNSET)
+}
+
+/// `xcmig_set_max_iterations`: at least 1, less than `UINT_MAX`.
+pub fn set_max_iterations(n: u32) -> Result<(), Invalid> {
+    store(&MAX_ITERATIONS, n, n >= 1 && n != UNSET)
+}
+
+/// `xcmig_set_max_precopy_seconds`: 0 for no limit, less than `UINT_MAX`.
+pub fn set_max_precopy_seconds(s: u32) -> Result<(), Invalid> {
+    store(&MAX_PRECOPY_SECONDS, s, s != UNSET)
+}
+
+/// `xcmig_set_abort_if_not_converging`.
+pub fn set_abort_if_not_converging(on: bool) {
+    ABORT_IF_NOT_CONVERGING.store(u32::from(on), Ordering::SeqCst);
+}
+
+/// `xcmig_reset_precopy_settings`: back to the environment and defaults.
+pub fn reset() {
+    for a in [
+        &POLICY,
+        &TARGET_DOWNTIME_MS,
+        &MAX_ITERATIONS,
+        &MAX_PRECOPY_SECONDS,
+        &ABORT_IF_NOT_CONVERGING,
+    ] {
+        a.store(UNSET, Ordering::SeqCst);
+    }
+}
+
+fn store(a: &AtomicU32, v: u32, ok: bool) -> Result<(), Invalid> {
+    if !ok {
+        return Err(Invalid);
+    }
+    a.store(v, Ordering::SeqCst);
+    Ok(())
+}
+
+/// The settings for a save starting now, from the process environment.
+pub fn current(log: &dyn Log) -> PrecopySettings {
+    resolve(&|name| std::env::var_os(name), log)
+}
+
+/// The settings from the C API's values, then `env`, then the defaults;
+/// each environment value that does not parse is reported on `log`.
+pub fn resolve(env: &dyn Fn(&str) -> Option<OsString>, log: &dyn Log) -> PrecopySettings {
+    let mut s = PrecopySettings::default();
+    let read = |name: &str, api: &AtomicU32, parse: &dyn Fn(&str) -> Option<u32>| -> Option<u32> {
+        let v = api.load(Ordering::SeqCst);
+        if v != UNSET {
+            return Some(v);
+        }
+        let raw = env(name)?;
+        let parsed = raw.to_str().map(str::trim).and_then(parse);
+        if parsed.is_none() {
+            log.log(
+                Level::Warn,
+                None,
+                &format!(
+                    "xcmig: ignoring {name}={:?}: {}; using the default",
+                    raw.to_string_lossy(),
+                    expected(name)
+                ),
+            );
+        }
+        parsed
+    };
+    if let Some(p) = read(ENV_POLICY, &POLICY, &parse_policy) {
+        s.policy = if p == POLICY_CLASSIC as u32 {
+            PolicyChoice::Classic
+        } else {
+            PolicyChoice::Targeted
+        };
+    }
+    if let Some(ms) = read(ENV_TARGET_DOWNTIME_MS, &TARGET_DOWNTIME_MS, &|v| {
+        parse_u32(v).filter(|&n| n != UNSET)
+    }) {
+        s.target_downtime = Duration::from_millis(u64::from(ms));
+    }
+    if let Some(n) = read(ENV_MAX_ITERATIONS, &MAX_ITERATIONS, &|v| {
+        parse_u32(v).filter(|&n| n >= 1 && n != UNSET)
+    }) {
+        s.max_iterations = n;
+    }
+    if let Some(secs) = read(ENV_MAX_PRECOPY_SECONDS, &MAX_PRECOPY_SECONDS, &|v| {
+        parse_u32(v).filter(|&n| n != UNSET)
+    }) {
+        s.max_precopy_time = (secs > 0).then(|| Duration::from_secs(u64::from(secs)));
+    }
+    if let Some(b) = read(
+        ENV_ABORT_IF_NOT_CONVERGING,
+        &ABORT_IF_NOT_CONVERGING,
+        &parse_bool,
+    ) {
+        s.abort_if_not_converging = b != 0;
+    }
+    s
+}
+
+fn expected(name: &str) -> &'static str {
+    match name {
+        ENV_POLICY => "expected \"targeted\" or \"classic\"",
+        ENV_MAX_ITERATIONS => "expected a whole number from 1 to 4294967294",
+        ENV_ABORT_IF_NOT_CONVERGING => "expected 1/0, true/false, yes/no or on/off",
+        _ => "expected a whole number from 0 to 4294967294",
+    }
+}
+
+/// Decimal digits only: no sign, no spaces inside, no other base.
+fn parse_u32(v: &str) -> Option<u32> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
+fn parse_bool(v: &str) -> Option<u32> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(1),
+        "0" | "false" | "no" | "off" => Some(0),
+        _ => None,
+    }
+}
+
+fn parse_policy(v: &str) -> Option<u32> {
+    match v.to_ascii_lowercase().as_str() {
+        "targeted" => Some(POLICY_TARGETED as u32),
+        "classic" => Some(POLICY_CLASSIC as u32),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::save::policy::{DEFAULT_MAX_ITERATIONS, DEFAULT_TARGET_DOWNTIME};
+
+    /// The C API's values are process-wide: tests that set them run one at
+    /// a time.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    #[derive(Default)]
+    struct Warnings(RefCell<Vec<(Level, String)>>);
+
+    impl Log for Warnings {
+        fn log(&self, level: Level, _errno: Option<i32>, msg: &str) {
+            self.0.borrow_mut().push((level, msg.to_owned()));
+        }
+        fn progress(&self, _doing_what: &str, _done: u64, _total: u64) {}
+    }
+
+    fn with_env(vars: &[(&str, &str)]) -> (PrecopySettings, Vec<(Level, String)>) {
+        let map: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        let log = Warnings::default();
+        let s = resolve(&|name| map.get(name).cloned(), &log);
+        let lines = log.0.into_inner();
+        (s, lines)
+    }
+
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        reset();
+        g
+    }
+
+    #[test]
+    fn no_settings_give_the_targeted_defaults() {
+        let _g = serial();
+        let (s, warnings) = with_env(&[]);
+        assert_eq!(s, PrecopySettings::default());
+        assert_eq!(s.policy, PolicyChoice::Targeted);
+        assert_eq!(s.target_downtime, DEFAULT_TARGET_DOWNTIME);
+        assert_eq!(s.max_iterations, DEFAULT_MAX_ITERATIONS);
+        assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn environment_variables_take_effect() {
+        let _g = serial();
+        let (s, warnings) = with_env(&[
+            (ENV_POLICY, "classic"),
+            (ENV_TARGET_DOWNTIME_MS, "50"),
+            (ENV_MAX_ITERATIONS, "7"),
+            (ENV_MAX_PRECOPY_SECONDS, "0"),
+            (ENV_ABORT_IF_NOT_CONVERGING, "yes"),
+        ]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            s,
+            PrecopySettings {
+                policy: PolicyChoice::Classic,
+                target_downtime: Duration::from_millis(50),
+                max_iterations: 7,
+                max_precopy_time: None,
+                abort_if_not_converging: true,
+                ..PrecopySettings::default()
+            }
+        );
+        let (s, _) = with_env(&[
+            (ENV_POLICY, " Targeted "),
+            (ENV_MAX_PRECOPY_SECONDS, "12"),
+            (ENV_ABORT_IF_NOT_CONVERGING, "off"),
+        ]);
+        assert_eq!(s.policy, PolicyChoice::Targeted);
+        assert_eq!(s.max_precopy_time, Some(Duration::from_secs(12)));
+        assert!(!s.abort_if_not_converging);
+    }
+
+    #[test]
+    fn invalid_environment_values_are_ignored_with_a_warning() {
+        let _g = serial();
+        let bad = [
+            (ENV_POLICY, "fastest"),
+            (ENV_TARGET_DOWNTIME_MS, "-5"),
+            (ENV_MAX_ITERATIONS, "0"),
+            (ENV_MAX_PRECOPY_SECONDS, "1e3"),
+            (ENV_ABORT_IF_NOT_CONVERGING, "maybe"),
+        ];
+        let (s, warnings) = with_env(&bad);
+        assert_eq!(s, PrecopySettings::default());
+        assert_eq!(warnings.len(), bad.len(), "{warnings:?}");
+        for ((name, value), (level, msg)) in bad.iter().zip(&warnings) {
+            assert_eq!(*level, Level::Warn);
+            assert!(msg.contains(name) && msg.contains(value), "{msg}");
+            assert!(msg.contains("using the default"), "{msg}");
+        }
+        for v in ["", "99999999999", "4294967295", "0x10", "12ms", "\u{0}"] {
+            let (s, warnings) = with_env(&[(ENV_TARGET_DOWNTIME_MS, v)]);
+            assert_eq!(s.target_downtime, DEFAULT_TARGET_DOWNTIME, "{v:?}");
+            assert_eq!(warnings.len(), 1, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_environment_value_is_ignored_with_a_warning() {
+        use std::os::unix::ffi::OsStringExt;
+        let _g = serial();
+        let log = Warnings::default();
+        let s = resolve(
+            &|name| (name == ENV_MAX_ITERATIONS).then(|| OsString::from_vec(vec![0xff, b'3'])),
+            &log,
+        );
+        assert_eq!(s.max_iterations, DEFAULT_MAX_ITERATIONS);
+        assert_eq!(log.0.borrow().len(), 1);
+    }
+
+    #[test]
+    fn c_setters_take_effect_and_win_over_the_environment() {
+        let _g = serial();
+        set_policy(POLICY_CLASSIC).unwrap();
+        set_target_downtime_ms(20).unwrap();
+        set_max_iterations(3).unwrap();
+        set_max_precopy_seconds(0).unwrap();
+        set_abort_if_not_converging(true);
+        let env = [
+            (ENV_POLICY, "targeted"),
+            (ENV_TARGET_DOWNTIME_MS, "900"),
+            (ENV_MAX_ITERATIONS, "nonsense"),
+        ];
+        let (s, warnings) = with_env(&env);
+        // The C API's values are used; the environment is not even read.
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            s,
+            PrecopySettings {
+                policy: PolicyChoice::Classic,
+                target_downtime: Duration::from_millis(20),
+                max_iterations: 3,
+                max_precopy_time: None,
+                abort_if_not_converging: true,
+                ..PrecopySettings::default()
+            }
+        );
+        reset();
+        let (s, _) = with_env(&env);
+        assert_eq!(s.policy, PolicyChoice::Targeted);
+        assert_eq!(s.target_downtime, Duration::from_millis(900));
+    }
+
+    #[test]
+    fn c_setters_refuse_out_of_range_values_and_keep_the_old_ones() {
+        let _g = serial();
+        set_max_iterations(9).unwrap();
+        assert_eq!(set_max_iterations(0), Err(Invalid));
+        assert_eq!(set_max_iterations(u32::MAX), Err(Invalid));
+        assert_eq!(set_target_downtime_ms(u32::MAX), Err(Invalid));
+        assert_eq!(set_max_precopy_seconds(u32::MAX), Err(Invalid));
+        assert_eq!(set_policy(2), Err(Invalid));
+        assert_eq!(set_policy(-1), Err(Invalid));
+        let (s, _) = with_env(&[]);
+        assert_eq!(s.max_iterations, 9);
+        assert_eq!(s.policy, PolicyChoice::Targeted);
+        reset();
+    }
+
+    #[test]
+    fn exported_setters_report_einval_and_take_effect() {
+        use crate::capi::exports::*;
+        let _g = serial();
+        let errno = || std::io::Error::last_os_error().raw_os_error();
+        assert_eq!(xcmig_set_max_iterations(0), -1);
+        assert_eq!(errno(), Some(libc::EINVAL));
+        assert_eq!(xcmig_set_precopy_policy(7), -1);
+        assert_eq!(errno(), Some(libc::EINVAL));
+        assert_eq!(xcmig_set_target_downtime_ms(u32::MAX), -1);
+        assert_eq!(xcmig_set_max_precopy_seconds(u32::MAX), -1);
+        assert_eq!(xcmig_set_precopy_policy(XCMIG_PRECOPY_CLASSIC), 0);
+        assert_eq!(xcmig_set_target_downtime_ms(40), 0);
+        assert_eq!(xcmig_set_max_iterations(12), 0);
+        assert_eq!(xcmig_set_max_precopy_seconds(5), 0);
+        xcmig_set_abort_if_not_converging(true);
+        let (s, _) = with_env(&[]);
+        assert_eq!(
+            s,
+            PrecopySettings {
+                policy: PolicyChoice::Classic,
+                target_downtime: Duration::from_millis(40),
+                max_iterations: 12,
+                max_precopy_time: Some(Duration::from_secs(5)),
+                abort_if_not_converging: true,
+                ..PrecopySettings::default()
+            }
+        );
+        assert_eq!(xcmig_set_precopy_policy(XCMIG_PRECOPY_TARGETED), 0);
+        assert_eq!(with_env(&[]).0.policy, PolicyChoice::Targeted);
+        xcmig_reset_precopy_settings();
+        assert_eq!(with_env(&[]).0, PrecopySettings::default());
+    }
+
+    #[test]
+    fn setters_are_safe_from_many_threads() {
+        let _g = serial();
+        std::thread::scope(|t| {
+            for i in 0..8u32 {
+                t.spawn(move || {
+                    for j in 0..1000u32 {
+                        set_target_downtime_ms(i * 1000 + j).unwrap();
+                        set_abort_if_not_converging(j % 2 == 0);
+                    }
+                });
+            }
+        });
+        let (s, _) = with_env(&[]);
+        let ms = s.target_downtime.as_millis() as u32;
+        assert!(ms % 1000 == 999 && ms / 1000 < 8, "{ms}");
+        reset();
+    }
+}
