@@ -32,6 +32,8 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 
+use super::input::{read_growing, read_upto};
+
 /// `ident`: "LibxlFmt" in ASCII, read as a big-endian u64.
 pub const LIBXL_IDENT: u64 = 0x4c69_6278_6c46_6d74;
 /// The only header version defined.
@@ -541,39 +543,6 @@ impl fmt::Display for LibxlWarning {
             ),
         }
     }
-}
-
-/// Reads as many octets as the input holds, up to `buf.len()`.
-fn read_upto<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
-/// Reads exactly `len` octets into a vector that grows only as octets
-/// arrive, so a hostile length cannot force a large allocation. Returns the
-/// octets read; fewer than `len` means the input ended.
-fn read_growing<R: Read + ?Sized>(r: &mut R, len: u64) -> io::Result<Vec<u8>> {
-    const CHUNK: u64 = 1 << 20;
-    let mut out = Vec::new();
-    while (out.len() as u64) < len {
-        let want = (len - out.len() as u64).min(CHUNK) as usize;
-        let start = out.len();
-        out.resize(start + want, 0);
-        let got = read_upto(r, &mut out[start..])?;
-        out.truncate(start + got);
-        if got < want {
-            break;
-        }
-    }
-    Ok(out)
 }
 
 fn io_err(offset: u64, record: Option<RecordPos>, e: io::Error) -> LibxlError {

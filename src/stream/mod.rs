@@ -82,6 +82,7 @@
 
 mod error;
 mod grammar;
+mod input;
 pub mod libxl;
 mod reader;
 mod record;

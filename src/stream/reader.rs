@@ -11,6 +11,7 @@ use std::io::{self, Read};
 
 use super::error::{Error, ErrorKind, Part, Warning, WarningKind};
 use super::grammar::{Channel, Grammar, GrammarOptions, State};
+use super::input::read_upto;
 use super::record::{self, PageData, Record, Reserved};
 use super::types::{
     padded_len, DomainHeader, DomainType, Endian, ImageHeader, PfnEntry, RecordType, Version,
@@ -57,20 +58,6 @@ pub enum StreamEnd {
 
 /// Largest read used to discard unread page bytes.
 const SKIP_CHUNK: u64 = 1 << 20;
-
-/// Reads as much of `buf` as the input has; returns the count (short only at EOF).
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
 
 /// Where the record being read starts, for error reports.
 #[derive(Debug, Clone, Copy)]
@@ -148,7 +135,7 @@ impl<R: Read> Core<R> {
 
     /// Reads exactly `buf.len()` bytes or reports truncation of `part`.
     fn read_exact_part(&mut self, buf: &mut [u8], part: Part, cur: Current) -> Result<(), Error> {
-        let n = read_full(&mut self.inner, buf).map_err(|e| {
+        let n = read_upto(&mut self.inner, buf).map_err(|e| {
             let mut err = Error::io(self.offset, &e);
             err.record_index = Some(cur.index);
             err.record_type = Some(cur.rtype);
@@ -228,7 +215,7 @@ impl<R: Read> Core<R> {
     fn read_header(&mut self) -> Result<Option<(Current, u32)>, Error> {
         let start = self.offset;
         let mut hdr = [0u8; RECORD_HEADER_LEN];
-        let n = read_full(&mut self.inner, &mut hdr).map_err(|e| Error::io(start, &e))?;
+        let n = read_upto(&mut self.inner, &mut hdr).map_err(|e| Error::io(start, &e))?;
         self.offset += n as u64;
         if n == 0 {
             return if self.grammar.eof_is_valid() {
@@ -466,7 +453,7 @@ impl<R: Read> Core<R> {
 
     fn expect_eof(&mut self) -> Result<(), Error> {
         let mut b = [0u8; 1];
-        let n = read_full(&mut self.inner, &mut b).map_err(|e| Error::io(self.offset, &e))?;
+        let n = read_upto(&mut self.inner, &mut b).map_err(|e| Error::io(self.offset, &e))?;
         if n != 0 {
             return Err(Error::at(self.offset, ErrorKind::TrailingData));
         }
@@ -670,7 +657,7 @@ impl<R: Read> Reader<R> {
     pub fn with_options(mut inner: R, options: ReaderOptions) -> Result<Reader<R>, Error> {
         let start = options.start_offset;
         let mut ih = [0u8; IMAGE_HEADER_LEN];
-        let n = read_full(&mut inner, &mut ih).map_err(|e| Error::io(start, &e))?;
+        let n = read_upto(&mut inner, &mut ih).map_err(|e| Error::io(start, &e))?;
         if n < IMAGE_HEADER_LEN {
             return Err(Error::at(
                 start + n as u64,
@@ -686,7 +673,7 @@ impl<R: Read> Reader<R> {
         let image = parse_image_header(&ih).map_err(|k| Error::at(start, k))?;
         let dstart = start + IMAGE_HEADER_LEN as u64;
         let mut dh = [0u8; DOMAIN_HEADER_LEN];
-        let n = read_full(&mut inner, &mut dh).map_err(|e| Error::io(dstart, &e))?;
+        let n = read_upto(&mut inner, &mut dh).map_err(|e| Error::io(dstart, &e))?;
         if n < DOMAIN_HEADER_LEN {
             return Err(Error::at(
                 dstart + n as u64,

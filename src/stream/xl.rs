@@ -19,6 +19,8 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 
+use super::input::{read_growing, read_upto};
+
 use super::libxl::Endianness;
 
 /// The 32-octet magic at the start of an xl save file.
@@ -345,23 +347,3 @@ impl fmt::Display for XlError {
 }
 
 impl std::error::Error for XlError {}
-
-fn read_upto<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
-/// Reads up to `len` octets, growing the buffer only as octets arrive.
-fn read_growing<R: Read + ?Sized>(r: &mut R, len: u64) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    (&mut *r).take(len).read_to_end(&mut out)?;
-    Ok(out)
-}
