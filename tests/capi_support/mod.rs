@@ -4,14 +4,16 @@
 //!
 //! A missing prerequisite fails the test with the build step that makes it.
 
-#![allow(dead_code)] // each test crate uses a different part of this module
+#![allow(dead_code, unused_imports)] // each test crate uses a different part of this module
 
 pub mod save_helper;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+pub use xcmig_testkit::process::{describe, run};
+pub use xcmig_testkit::TempDir;
 
 /// Debian's save/restore helper (package xen-utils-4.17).
 pub const SAVE_HELPER: &str = "/usr/lib/xen-4.17/bin/libxl-save-helper";
@@ -118,87 +120,6 @@ impl Env {
     pub fn ld_library_path(&self) -> String {
         format!("{}:{SYSTEM_XEN_LIBDIR}", self.shim_dir().display())
     }
-}
-
-/// A fresh temporary directory, removed on drop unless `XCMIG_TEST_KEEP` is set.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    /// Create `<tmp>/xcmig-<tag>-<pid>-<n>`.
-    pub fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "xcmig-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-
-    /// A path inside.
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::env::var_os("XCMIG_TEST_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-/// Run `cmd` to completion with a timeout, capturing stdout and stderr.
-pub fn run(cmd: &mut Command, timeout: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: t_out.join().expect("stdout reader"),
-        stderr: t_err.join().expect("stderr reader"),
-    }
-}
-
-/// stdout and stderr of `out`, for assertion messages.
-pub fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Run a command that must succeed; returns its stdout as text.

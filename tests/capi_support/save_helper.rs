@@ -1,11 +1,16 @@
 //! A minimal libxl stand-in that drives Debian's `libxl-save-helper`
-//! (protocol: reference section 5): it starts the helper with the stream on
-//! fd 3, reads the helper's messages from its stdout, and answers the
-//! callbacks on its stdin as libxl does.
+//! (protocol: reference section 5; codec in [`xcmig_testkit::save_helper`]):
+//! it starts the helper with the stream on fd 3, reads the helper's messages
+//! from its stdout, and answers the callbacks on its stdin as libxl does. A
+//! helper still running after [`super::TIMEOUT`] is killed and fails the test.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use xcmig_testkit::process::{drain, Watched};
+use xcmig_testkit::save_helper::{read_message, Msg};
 
 /// What the helper said during one run.
 #[derive(Debug, Default)]
@@ -47,37 +52,6 @@ pub struct HelperCmd<'a> {
     pub host: &'a Path,
     /// Extra environment (e.g. `LD_DEBUG`).
     pub extra_env: Vec<(&'a str, String)>,
-}
-
-/// Encoded `u16 len` framed messages from the helper's stdout.
-fn read_msg(r: &mut impl Read) -> Option<Vec<u8>> {
-    let mut len = [0u8; 2];
-    r.read_exact(&mut len).ok()?;
-    let mut body = vec![0u8; usize::from(u16::from_le_bytes(len))];
-    r.read_exact(&mut body).ok()?;
-    Some(body)
-}
-
-struct Args<'b>(&'b [u8]);
-
-impl Args<'_> {
-    fn take(&mut self, n: usize) -> &[u8] {
-        assert!(self.0.len() >= n, "helper message too short");
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        a
-    }
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take(4).try_into().expect("4 bytes"))
-    }
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.take(8).try_into().expect("8 bytes"))
-    }
-    fn string(&mut self) -> String {
-        let n = self.u32() as usize;
-        let s = self.take(n);
-        String::from_utf8_lossy(s.strip_suffix(&[0]).unwrap_or(s)).into_owned()
-    }
 }
 
 /// Run the helper with `argv` (after the program name), the stream file
@@ -143,64 +117,59 @@ pub fn run_helper_fds(
     let mut child = c.spawn().expect("spawn libxl-save-helper");
     let mut stdin = child.stdin.take().expect("stdin");
     let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
+    let stderr = drain(child.stderr.take());
+    // Killing a helper that overruns closes its stdout and ends the loop.
+    let watched = Watched::new(child, super::TIMEOUT);
     let mut run = HelperRun::default();
-    while let Some(body) = read_msg(&mut stdout) {
-        let mut a = Args(&body);
-        let num = u16::from_le_bytes(a.take(2).try_into().expect("2 bytes"));
-        let reply = match num {
-            1 => {
-                let level = a.u32();
-                let _errno = a.u32();
-                let ctx = a.string();
-                let text = a.string();
-                run.logs.push((level, ctx, text));
+    loop {
+        let msg = match read_message(&mut stdout) {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(e) => panic!("libxl-save-helper protocol: {e}"),
+        };
+        let reply = match msg {
+            Msg::Log {
+                level,
+                context,
+                text,
+                ..
+            } => {
+                run.logs.push((level, context, text));
                 None
             }
-            2 => {
-                let ctx = a.string();
-                let what = a.string();
-                let done = a.u64();
-                let total = a.u64();
-                run.progress.push((ctx, what, done, total));
+            Msg::Progress {
+                context,
+                what,
+                done,
+                total,
+            } => {
+                run.progress.push((context, what, done, total));
                 None
             }
-            3..=6 => {
-                let name =
-                    ["suspend", "postcopy", "checkpoint", "wait_checkpoint"][usize::from(num - 3)];
-                run.callbacks.push(name.into());
-                Some(on_callback(name))
-            }
-            7 => {
-                let domid = a.u32();
-                let enable = a.u32();
+            Msg::Suspend => Some(callback(&mut run, &mut on_callback, "suspend")),
+            Msg::Postcopy => Some(callback(&mut run, &mut on_callback, "postcopy")),
+            Msg::Checkpoint => Some(callback(&mut run, &mut on_callback, "checkpoint")),
+            Msg::WaitCheckpoint => Some(callback(&mut run, &mut on_callback, "wait_checkpoint")),
+            Msg::SwitchQemuLogdirty { domid, enable } => {
                 run.callbacks
                     .push(format!("switch_qemu_logdirty({domid},{enable})"));
                 Some(0)
             }
-            8 => {
-                let missing = a.u32();
+            Msg::StaticDataDone { missing } => {
                 run.callbacks.push(format!("static_data_done({missing})"));
                 Some(0)
             }
-            9 => {
-                let store = a.u64();
-                let console = a.u64();
-                run.restore_results = Some((store, console));
+            Msg::RestoreResults {
+                store_gfn,
+                console_gfn,
+            } => {
+                run.restore_results = Some((store_gfn, console_gfn));
                 None
             }
-            10 => {
-                let rc = a.u32() as i32;
-                let errno = a.u32() as i32;
-                run.complete = Some((rc, errno));
+            Msg::Complete { retval, errno } => {
+                run.complete = Some((retval, errno));
                 Some(0)
             }
-            n => panic!("unknown helper message {n}"),
         };
         if let Some(r) = reply {
             if stdin.write_all(&r.to_le_bytes()).is_err() {
@@ -209,7 +178,22 @@ pub fn run_helper_fds(
         }
     }
     drop(stdin);
-    run.exit_code = child.wait().expect("wait for helper").code();
-    run.stderr = err_reader.join().expect("stderr reader");
+    let status = watched.wait();
+    run.stderr = String::from_utf8_lossy(&stderr.collect(Instant::now() + Duration::from_secs(10)))
+        .into_owned();
+    let Some(status) = status else {
+        panic!(
+            "libxl-save-helper {argv:?} did not finish within {:?}; killed it.\n{}",
+            super::TIMEOUT,
+            run.log_text()
+        );
+    };
+    run.exit_code = status.code();
     run
+}
+
+/// Records a callback by name and returns the test's reply to it.
+fn callback(run: &mut HelperRun, on_callback: &mut impl FnMut(&str) -> i32, name: &str) -> i32 {
+    run.callbacks.push(name.into());
+    on_callback(name)
 }

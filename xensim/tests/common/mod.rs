@@ -10,17 +10,19 @@
 //!
 //! A missing prerequisite fails the test with the build step that makes it.
 
-#![allow(dead_code)] // each test crate uses a different part of this module
+#![allow(dead_code, unused_imports)] // each test crate uses a different part of this module
 
 pub mod save_helper;
 pub mod stream;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use xcmig_testkit::process::{describe, run, tail, wait_until, Background};
 
 /// Debian's save/restore helper (package xen-utils-4.17).
 pub const SAVE_HELPER: &str = "/usr/lib/xen-4.17/bin/libxl-save-helper";
@@ -355,151 +357,6 @@ pub fn parse_domid(out: &str) -> u32 {
     last.trim()
         .parse()
         .unwrap_or_else(|_| panic!("xensim domain create's last line {last:?} is not a domid"))
-}
-
-/// Reads a child's pipe to the end on a thread.
-fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_end(&mut buf);
-        }
-        buf
-    })
-}
-
-/// Waits for a child until `deadline`; kills it and returns None on timeout.
-pub fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) => {}
-            Err(e) => panic!("waiting for a child failed: {e}"),
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Runs a command to completion with a timeout, capturing its output. A
-/// timeout fails the test with what the child printed so far.
-pub fn run(cmd: &mut Command, timeout: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    let out = drain(child.stdout.take());
-    let err = drain(child.stderr.take());
-    let status = wait_until(&mut child, Instant::now() + timeout);
-    let output = Output {
-        status: status.unwrap_or_else(exit_status_killed),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    };
-    assert!(
-        status.is_some(),
-        "{cmd:?} did not finish within {timeout:?} (hang); killed it.\n{}",
-        describe(&output)
-    );
-    output
-}
-
-fn exit_status_killed() -> ExitStatus {
-    use std::os::unix::process::ExitStatusExt;
-    ExitStatus::from_raw(libc::SIGKILL)
-}
-
-/// A child's stdout and stderr, for failure messages.
-pub fn describe(out: &Output) -> String {
-    format!(
-        "--- stdout ---\n{}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        tail(&String::from_utf8_lossy(&out.stderr), 60)
-    )
-}
-
-/// The last `n` lines of a text.
-pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// A background child (the guest workload) that is killed if the test
-/// fails before waiting for it.
-pub struct Background {
-    child: Option<Child>,
-    what: String,
-    out: Option<JoinHandle<Vec<u8>>>,
-    err: Option<JoinHandle<Vec<u8>>>,
-}
-
-impl Background {
-    /// Starts the command with its output captured.
-    pub fn spawn(cmd: &mut Command, what: &str) -> Background {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        let out = Some(drain(child.stdout.take()));
-        let err = Some(drain(child.stderr.take()));
-        Background {
-            child: Some(child),
-            what: what.to_string(),
-            out,
-            err,
-        }
-    }
-
-    /// True while the child runs.
-    pub fn running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-
-    /// Waits for the child to exit by itself within `timeout`.
-    pub fn wait(mut self, timeout: Duration) -> Output {
-        let mut child = self.child.take().expect("waited twice");
-        let status = wait_until(&mut child, Instant::now() + timeout);
-        let output = Output {
-            status: status.unwrap_or_else(exit_status_killed),
-            stdout: self
-                .out
-                .take()
-                .map(|h| h.join().unwrap_or_default())
-                .unwrap_or_default(),
-            stderr: self
-                .err
-                .take()
-                .map(|h| h.join().unwrap_or_default())
-                .unwrap_or_default(),
-        };
-        assert!(
-            status.is_some(),
-            "{} did not stop within {timeout:?}; killed it.\n{}",
-            self.what,
-            describe(&output)
-        );
-        output
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// Runs Debian's `verify-stream-v2 -f libxc` on a stream file and fails the

@@ -1,19 +1,7 @@
 //! A driver for Debian's `libxl-save-helper`, playing libxl's part of the
-//! protocol (Xen 4.17, `libxl_save_msgs_gen.pl`):
-//!
-//! ```text
-//!  driver                                 libxl-save-helper
-//!    | argv: --save-domain / --restore-domain ...  |
-//!    |  stream fd inherited (io_fd) ---------------|--> xc_domain_save/restore
-//!    |<-- stdout: u16 len, u16 msgnum, args -------|
-//!    |--> stdin: i32 reply (callbacks that need one)|
-//! ```
-//!
-//! Messages: 1 log, 2 progress, 3 suspend, 4 postcopy, 5 checkpoint,
-//! 6 wait_checkpoint, 7 switch_qemu_logdirty, 8 static_data_done,
-//! 9 restore_results, 10 complete. Integers are native (little-endian)
-//! 4 bytes, `unsigned long`/`xen_pfn_t` 8 bytes, strings a u32 length
-//! including the trailing NUL and the bytes.
+//! protocol (Xen 4.17, `libxl_save_msgs_gen.pl`; the message codec is
+//! [`xcmig_testkit::save_helper`]): the stream descriptor is inherited by
+//! the helper, which calls `xc_domain_save`/`xc_domain_restore` on it.
 //!
 //! `suspend` is answered the way libxl does: suspend the guest, then reply
 //! with 1. The guest is suspended with `xc_domain_shutdown(SHUTDOWN_suspend)`
@@ -26,6 +14,8 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{describe, inherit_fd, run, wait_until, Host, HostHandle, CMD_TIMEOUT, SAVE_HELPER};
+use xcmig_testkit::save_helper::read_message;
+pub use xcmig_testkit::save_helper::{decode, Msg};
 
 /// Callback-flag bits (1 << msgnum) libxl passes.
 pub const CB_SUSPEND: u32 = 1 << 3;
@@ -41,140 +31,6 @@ pub const SAVE_CBFLAGS: u32 = CB_SUSPEND | CB_SWITCH_QEMU_LOGDIRTY;
 pub const RESTORE_CBFLAGS: u32 = CB_STATIC_DATA_DONE | CB_RESTORE_RESULTS;
 /// `XCFLAGS_LIVE`.
 pub const XCFLAGS_LIVE: u32 = 1;
-
-/// One decoded message from the helper.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Msg {
-    /// A log line (xentoollog level, errno or -1, context, text).
-    Log {
-        level: u32,
-        errno: i32,
-        context: String,
-        text: String,
-    },
-    /// A progress report.
-    Progress {
-        context: String,
-        what: String,
-        done: u64,
-        total: u64,
-    },
-    /// Suspend the guest; reply non-zero when done.
-    Suspend,
-    /// Checkpointed streams only.
-    Postcopy,
-    /// Checkpointed streams only.
-    Checkpoint,
-    /// COLO only.
-    WaitCheckpoint,
-    /// Switch the device model's log-dirty tracking; reply 0 for success.
-    SwitchQemuLogdirty { domid: u32, enable: u32 },
-    /// Static data (CPU policy) is in place; reply 0 for success.
-    StaticDataDone { missing: u32 },
-    /// Restore outputs.
-    RestoreResults { store_gfn: u64, console_gfn: u64 },
-    /// The helper's final result; reply 0, then it exits.
-    Complete { retval: i32, errno: i32 },
-}
-
-/// Cursor over a message body with bounds-checked little-endian reads.
-struct Body<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Body<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.b.len() - self.at < n {
-            return Err(format!(
-                "message body of {} bytes ends at {} while {n} more were expected",
-                self.b.len(),
-                self.at
-            ));
-        }
-        let s = &self.b[self.at..self.at + n];
-        self.at += n;
-        Ok(s)
-    }
-    fn u16(&mut self) -> Result<u16, String> {
-        Ok(u16::from_le_bytes(
-            self.take(2)?.try_into().expect("2 bytes"),
-        ))
-    }
-    fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    fn i32(&mut self) -> Result<i32, String> {
-        Ok(i32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-    fn string(&mut self) -> Result<String, String> {
-        let n = self.u32()? as usize;
-        let bytes = self.take(n)?;
-        match bytes.split_last() {
-            Some((0, text)) => Ok(String::from_utf8_lossy(text).into_owned()),
-            _ => Err(format!("string of {n} bytes is not NUL-terminated")),
-        }
-    }
-    fn end(&self) -> Result<(), String> {
-        if self.at == self.b.len() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} trailing bytes in a message",
-                self.b.len() - self.at
-            ))
-        }
-    }
-}
-
-/// Decodes one message body (without its u16 length).
-pub fn decode(body: &[u8]) -> Result<Msg, String> {
-    let mut b = Body { b: body, at: 0 };
-    let num = b.u16()?;
-    let msg = match num {
-        1 => Msg::Log {
-            level: b.u32()?,
-            errno: b.i32()?,
-            context: b.string()?,
-            text: b.string()?,
-        },
-        2 => Msg::Progress {
-            context: b.string()?,
-            what: b.string()?,
-            done: b.u64()?,
-            total: b.u64()?,
-        },
-        3 => Msg::Suspend,
-        4 => Msg::Postcopy,
-        5 => Msg::Checkpoint,
-        6 => Msg::WaitCheckpoint,
-        7 => Msg::SwitchQemuLogdirty {
-            domid: b.u32()?,
-            enable: b.u32()?,
-        },
-        8 => Msg::StaticDataDone { missing: b.u32()? },
-        9 => Msg::RestoreResults {
-            store_gfn: b.u64()?,
-            console_gfn: b.u64()?,
-        },
-        10 => Msg::Complete {
-            retval: b.i32()?,
-            errno: b.i32()?,
-        },
-        n => return Err(format!("unknown message number {n}")),
-    };
-    b.end()?;
-    Ok(msg)
-}
 
 /// What one helper run produced.
 #[derive(Debug)]
@@ -379,20 +235,8 @@ fn serve(
     suspend_failures: &mut Vec<String>,
     mut suspend: impl FnMut(&Msg) -> Result<(), String>,
 ) -> Result<(), String> {
-    loop {
-        let mut len = [0u8; 2];
-        match read_full(from, &mut len) {
-            Ok(true) => {}
-            Ok(false) => return Ok(()), // the helper closed its stdout
-            Err(e) => return Err(format!("reading a message length: {e}")),
-        }
-        let mut body = vec![0u8; u16::from_le_bytes(len) as usize];
-        match read_full(from, &mut body) {
-            Ok(true) => {}
-            Ok(false) => return Err("EOF inside a message".into()),
-            Err(e) => return Err(format!("reading a message body: {e}")),
-        }
-        let msg = decode(&body)?;
+    // Until the helper closes its stdout.
+    while let Some(msg) = read_message(from)? {
         let reply = match &msg {
             Msg::Log { .. } | Msg::Progress { .. } | Msg::RestoreResults { .. } => None,
             Msg::Suspend => Some(match suspend(&msg) {
@@ -414,26 +258,7 @@ fn serve(
             let _ = to.write_all(&r.to_le_bytes()).and_then(|()| to.flush());
         }
     }
-}
-
-/// Fills `buf`; Ok(false) on EOF before the first byte.
-fn read_full(from: &mut impl Read, buf: &mut [u8]) -> std::io::Result<bool> {
-    let mut got = 0;
-    while got < buf.len() {
-        match from.read(&mut buf[got..]) {
-            Ok(0) if got == 0 => return Ok(false),
-            Ok(0) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "EOF inside a message",
-                ))
-            }
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
+    Ok(())
 }
 
 /// Suspends a guest as a toolstack does, through the `xg-suspend` harness.
