@@ -5,12 +5,14 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::Shape;
 use xcmig::stream::libxl::{EmulatorHeader, LibxlHeader, LibxlRecord, LibxlWriter};
 use xcmig::stream::xl::{XlHeader, XL_MANDATORY_JSON};
 use xcmig::stream::{DomainHeader, DomainType, HvmParam, PageType, PfnEntry, RecordType, Writer};
+use xcmig_testkit::process::run_with_input;
 
 const BIN: &str = env!("CARGO_BIN_EXE_xcmig");
 
@@ -46,29 +48,11 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
+/// Time allowed for one `xcmig` or `verify-stream-v2` run.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("run xcmig");
-    if let Some(data) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        let data = data.to_vec();
-        // Feed from a thread so a large input cannot deadlock on the pipes.
-        let feeder = std::thread::spawn(move || {
-            let _ = pipe.write_all(&data);
-        });
-        let out = child.wait_with_output().unwrap();
-        feeder.join().unwrap();
-        return out;
-    }
-    child.wait_with_output().unwrap()
+    run_with_input(Command::new(BIN).args(args), stdin, TIMEOUT)
 }
 
 fn stdout(o: &Output) -> String {
@@ -216,12 +200,14 @@ fn streams_our_writers_produce_also_pass_xens_verify_stream_v2() {
         ("xl", common::xl_file(&libxl)),
     ] {
         let p = write(&dir, fmt, &bytes);
-        let o = Command::new("python3")
-            .arg(tool)
-            .args(["-f", fmt, "-i", p.to_str().unwrap()])
-            .env("PYTHONPATH", "/usr/lib/xen-4.17/lib/python")
-            .output()
-            .unwrap();
+        let o = run_with_input(
+            Command::new("python3")
+                .arg(tool)
+                .args(["-f", fmt, "-i", p.to_str().unwrap()])
+                .env("PYTHONPATH", "/usr/lib/xen-4.17/lib/python"),
+            None,
+            TIMEOUT,
+        );
         assert!(
             o.status.success(),
             "verify-stream-v2 -f {fmt}: {}",

@@ -332,12 +332,13 @@ pub fn verify_stream_v2(name: &str, bytes: &[u8]) -> Result<(), String> {
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
     let path = dir.join(format!("{}-{}-{seq}.xc", std::process::id(), name));
     std::fs::write(&path, bytes).unwrap();
-    let out = std::process::Command::new(VERIFY_STREAM_V2)
-        .env("PYTHONPATH", "/usr/lib/xen-4.17/lib/python")
-        .args(["-f", "libxc", "-i"])
-        .arg(&path)
-        .output()
-        .expect("running verify-stream-v2");
+    let out = xcmig_testkit::process::run(
+        std::process::Command::new(VERIFY_STREAM_V2)
+            .env("PYTHONPATH", "/usr/lib/xen-4.17/lib/python")
+            .args(["-f", "libxc", "-i"])
+            .arg(&path),
+        std::time::Duration::from_secs(120),
+    );
     let _ = std::fs::remove_file(&path);
     if out.status.success() {
         Ok(())

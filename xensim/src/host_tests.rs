@@ -566,17 +566,18 @@ fn shutdown_is_visible_across_processes_and_stops_the_workload() {
     let t = TempHost::new();
     let d = small_hvm(&t.host);
     d.logdirty_enable().unwrap();
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "host_tests::child_process_workload_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, format!("{}:{}", t.dir.display(), d.id()))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    // Killed if this test fails before waiting for it.
+    let child = xcmig_testkit::process::Background::spawn(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "host_tests::child_process_workload_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, format!("{}:{}", t.dir.display(), d.id())),
+        "the workload child",
+    );
     // Wait until the child's writes show up in the log-dirty counters.
     let start = Instant::now();
     while d
@@ -592,7 +593,7 @@ fn shutdown_is_visible_across_processes_and_stops_the_workload() {
         std::thread::sleep(Duration::from_millis(20));
     }
     d.shutdown(SHUTDOWN_SUSPEND).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait(Duration::from_secs(60));
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     let wrote: u64 = text
@@ -663,17 +664,18 @@ fn child_process_fault_entry() {
 }
 
 fn run_fault_child(dir: &std::path::Path, spec: &str) -> String {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "host_tests::child_process_fault_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(FAULT_CHILD_ENV, dir)
-        .env("XENSIM_FAULTS", spec)
-        .output()
-        .unwrap();
+    let out = xcmig_testkit::process::run(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "host_tests::child_process_fault_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(FAULT_CHILD_ENV, dir)
+            .env("XENSIM_FAULTS", spec),
+        Duration::from_secs(60),
+    );
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     text.lines()

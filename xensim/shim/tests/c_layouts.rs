@@ -137,7 +137,8 @@ fn probe() -> HashMap<String, usize> {
         st.success(),
         "compiling the layout probe against the Xen headers failed"
     );
-    let out = Command::new(&exe).output().unwrap();
+    let out =
+        xcmig_testkit::process::run(&mut Command::new(&exe), std::time::Duration::from_secs(120));
     std::fs::remove_dir_all(&dir).ok();
     String::from_utf8(out.stdout)
         .unwrap()

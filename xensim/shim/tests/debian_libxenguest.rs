@@ -119,7 +119,7 @@ fn run_tool(s: &Setup, args: &[&str], faults: Option<&str>) -> Output {
     if let Some(f) = faults {
         c.env("XENSIM_FAULTS", f);
     }
-    c.output().unwrap()
+    common::output(&mut c)
 }
 
 fn text(o: &Output) -> String {
@@ -131,12 +131,12 @@ fn text(o: &Output) -> String {
 }
 
 fn verify_stream(img: &Path) {
-    let out = Command::new("/usr/lib/xen-4.17/bin/verify-stream-v2")
-        .args(["-f", "libxc", "-i"])
-        .arg(img)
-        .env("PYTHONPATH", "/usr/lib/xen-4.17/lib/python")
-        .output()
-        .unwrap();
+    let out = common::output(
+        Command::new("/usr/lib/xen-4.17/bin/verify-stream-v2")
+            .args(["-f", "libxc", "-i"])
+            .arg(img)
+            .env("PYTHONPATH", "/usr/lib/xen-4.17/lib/python"),
+    );
     assert!(out.status.success(), "verify-stream-v2: {}", text(&out));
 }
 

@@ -29,10 +29,7 @@ const LIBS: &[(&str, &str, &str)] = &[
 ];
 
 fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    let out = common::output(Command::new(cmd).args(args));
     assert!(
         out.status.success(),
         "{cmd} {args:?}: {}",
@@ -267,11 +264,11 @@ int main(void) {
 fn debian_libxenguest_loads_with_bind_now_against_the_shims() {
     let dir = lib_dir();
     let exe = compile("dlopen-smoke", DLOPEN_SMOKE, &["-ldl"]);
-    let out = Command::new(&exe)
-        .env("LD_LIBRARY_PATH", dir)
-        .env("LD_BIND_NOW", "1")
-        .output()
-        .unwrap();
+    let out = common::output(
+        Command::new(&exe)
+            .env("LD_LIBRARY_PATH", dir)
+            .env("LD_BIND_NOW", "1"),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -303,11 +300,11 @@ fn debian_save_helper_loads_and_reaches_main_against_the_shims() {
     let dir = lib_dir();
     // With no mode argument the helper's first assert fires: that proves the
     // dynamic loader bound every import (BIND_NOW) and main() ran.
-    let out = Command::new(HELPER)
-        .env("LD_LIBRARY_PATH", dir)
-        .env("LD_DEBUG", "files")
-        .output()
-        .unwrap();
+    let out = common::output(
+        Command::new(HELPER)
+            .env("LD_LIBRARY_PATH", dir)
+            .env("LD_DEBUG", "files"),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("Assertion"),
@@ -345,11 +342,11 @@ fn xc_interface_open_without_a_host_fails_with_a_logged_reason() {
         OPEN_WITHOUT_HOST,
         &["-L", dir.to_str().unwrap(), "-l:libxenctrl.so.4.17"],
     );
-    let out = Command::new(&exe)
-        .env("LD_LIBRARY_PATH", dir)
-        .env_remove("XENSIM_HOST")
-        .output()
-        .unwrap();
+    let out = common::output(
+        Command::new(&exe)
+            .env("LD_LIBRARY_PATH", dir)
+            .env_remove("XENSIM_HOST"),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
@@ -358,10 +355,10 @@ fn xc_interface_open_without_a_host_fails_with_a_logged_reason() {
         stderr.contains("XENSIM_HOST is not set"),
         "reason not logged: {stderr}"
     );
-    let out = Command::new(&exe)
-        .env("LD_LIBRARY_PATH", dir)
-        .env("XENSIM_HOST", "/nonexistent/xensim-host")
-        .output()
-        .unwrap();
+    let out = common::output(
+        Command::new(&exe)
+            .env("LD_LIBRARY_PATH", dir)
+            .env("XENSIM_HOST", "/nonexistent/xensim-host"),
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
 }

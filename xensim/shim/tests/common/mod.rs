@@ -2,8 +2,18 @@
 //! profile and compile small C programs.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Time allowed for one program a test runs.
+const TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Runs `cmd` to completion (stdin from /dev/null), capturing its output;
+/// a program still running after [`TIMEOUT`] is killed and fails the test.
+pub fn output(cmd: &mut Command) -> Output {
+    xcmig_testkit::process::run(cmd, TIMEOUT)
+}
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
