@@ -89,6 +89,43 @@ impl Host {
         Self::last_line(&self.xensim(&["digest", &domid.to_string()]))
     }
 
+    /// How to run `libxl-save-helper` on this host (`host` is [`Host::path`]).
+    fn helper_cmd<'a>(&self, host: &'a Path, preload: Option<&'a Path>) -> HelperCmd<'a> {
+        HelperCmd {
+            ld_library_path: self.env.ld_library_path(),
+            preload,
+            host,
+            extra_env: Vec::new(),
+        }
+    }
+
+    /// libxl's answer to the helper's `suspend`: 1 once `xg-suspend` has
+    /// suspended `domid` through libxenctrl, 0 if it failed.
+    fn suspend_reply(&self, domid: u32) -> i32 {
+        let out = run(
+            Command::new(self.env.capi("xg-suspend"))
+                .arg(domid.to_string())
+                .env("LD_LIBRARY_PATH", self.env.ld_library_path())
+                .env("XENSIM_HOST", self.path())
+                .env_remove("LD_PRELOAD"),
+            TIMEOUT,
+        );
+        i32::from(out.status.success())
+    }
+
+    /// libxl's answer to `postcopy` on a checkpointed stream: 1 once
+    /// `domid` runs again, 0 if it could not be resumed.
+    fn resume_reply(&self, domid: u32) -> i32 {
+        let out = run(
+            Command::new(self.env.xensim())
+                .args(["domain", "resume", "--host"])
+                .arg(self.path())
+                .arg(domid.to_string()),
+            TIMEOUT,
+        );
+        i32::from(out.status.success())
+    }
+
     /// A harness command with the simulated libraries and, if `xcmig`,
     /// libxcmig preloaded.
     fn harness(&self, name: &str, xcmig: bool) -> Command {
@@ -106,6 +143,11 @@ impl Host {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Owned copies of a command line's words.
+fn strings(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
 }
 
 /// `LD_DEBUG=bindings` output shows `symbol` of `consumer` bound to libxcmig.
@@ -315,22 +357,10 @@ fn preloaded_libxl_save_helper_saves_and_restores_hvm() {
         host: &host,
         extra_env: vec![("LD_DEBUG", "bindings".into())],
     };
-    let suspend = h.env.capi("xg-suspend");
-    let ld_path = h.env.ld_library_path();
-    let on_suspend = |_: &str| {
-        let out = run(
-            Command::new(&suspend)
-                .arg(src.to_string())
-                .env("LD_LIBRARY_PATH", &ld_path)
-                .env("XENSIM_HOST", &host)
-                .env_remove("LD_PRELOAD"),
-            TIMEOUT,
-        );
-        i32::from(out.status.success())
-    };
+    let on_suspend = |_: &str| h.suspend_reply(src);
     // --save-domain io_fd recv_fd domid xcflags cbflags stream_type;
     // cbflags 0x88 = suspend + switch_qemu_logdirty, as libxl passes.
-    let argv: Vec<String> = [
+    let argv = strings(&[
         "--save-domain",
         "3",
         "-1",
@@ -338,10 +368,7 @@ fn preloaded_libxl_save_helper_saves_and_restores_hvm() {
         "0",
         "136",
         "0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let save = run_helper(&cmd, &argv, &img, true, on_suspend);
     assert_eq!(
         save.complete,
@@ -385,7 +412,7 @@ fn preloaded_libxl_save_helper_saves_and_restores_hvm() {
     // --restore-domain io_fd send_back_fd domid store_evtchn store_domid
     // console_evtchn console_domid cbflags stream_type; cbflags 0x300 =
     // static_data_done + restore_results.
-    let argv: Vec<String> = [
+    let argv = strings(&[
         "--restore-domain",
         "3",
         "-1",
@@ -396,10 +423,7 @@ fn preloaded_libxl_save_helper_saves_and_restores_hvm() {
         "0",
         "768",
         "0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let restore = run_helper(&cmd, &argv, &img, false, |_| 0);
     assert_eq!(
         restore.complete,
@@ -527,27 +551,10 @@ fn preloaded_libxl_save_helper_live_save_with_workload_restores_identically() {
 
     let img = h.dir.join("helper-live.img");
     let host = h.path();
-    let cmd = HelperCmd {
-        ld_library_path: h.env.ld_library_path(),
-        preload: Some(&h.env.libxcmig),
-        host: &host,
-        extra_env: Vec::new(),
-    };
-    let suspend = h.env.capi("xg-suspend");
-    let ld_path = h.env.ld_library_path();
-    let on_suspend = |_: &str| {
-        let out = run(
-            Command::new(&suspend)
-                .arg(src.to_string())
-                .env("LD_LIBRARY_PATH", &ld_path)
-                .env("XENSIM_HOST", &host)
-                .env_remove("LD_PRELOAD"),
-            TIMEOUT,
-        );
-        i32::from(out.status.success())
-    };
+    let cmd = h.helper_cmd(&host, Some(&h.env.libxcmig));
+    let on_suspend = |_: &str| h.suspend_reply(src);
     // xcflags 1 = XCFLAGS_LIVE.
-    let argv: Vec<String> = [
+    let argv = strings(&[
         "--save-domain",
         "3",
         "-1",
@@ -555,10 +562,7 @@ fn preloaded_libxl_save_helper_live_save_with_workload_restores_identically() {
         "1",
         "136",
         "0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let save = run_helper(&cmd, &argv, &img, true, on_suspend);
     let w = worker.join().expect("workload thread");
     assert!(w.status.success(), "workload failed\n{}", describe(&w));
@@ -581,7 +585,7 @@ fn preloaded_libxl_save_helper_live_save_with_workload_restores_identically() {
     verify_stream(&img);
     let digest = h.digest(src);
     let dst = h.create_empty("pvh");
-    let argv: Vec<String> = [
+    let argv = strings(&[
         "--restore-domain",
         "3",
         "-1",
@@ -592,10 +596,7 @@ fn preloaded_libxl_save_helper_live_save_with_workload_restores_identically() {
         "0",
         "768",
         "0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let restore = run_helper(&cmd, &argv, &img, false, |_| 0);
     assert_eq!(
         restore.complete,
@@ -613,40 +614,13 @@ fn remus_through_helper(preload: Option<&Path>) -> (Vec<String>, Vec<String>) {
     let src = h.create("hvm", 81);
     let img = h.dir.join("remus.img");
     let host = h.path();
-    let cmd = HelperCmd {
-        ld_library_path: h.env.ld_library_path(),
-        preload,
-        host: &host,
-        extra_env: Vec::new(),
-    };
-    let suspend = h.env.capi("xg-suspend");
-    let ld_path = h.env.ld_library_path();
-    let xensim = h.env.xensim();
+    let cmd = h.helper_cmd(&host, preload);
     let mut checkpoints = 0;
     // As libxl's Remus: suspend; postcopy resumes the guest; checkpoint
     // asks for another one (1) twice, then ends replication (0).
     let on_callback = |name: &str| match name {
-        "suspend" => {
-            let out = run(
-                Command::new(&suspend)
-                    .arg(src.to_string())
-                    .env("LD_LIBRARY_PATH", &ld_path)
-                    .env("XENSIM_HOST", &host)
-                    .env_remove("LD_PRELOAD"),
-                TIMEOUT,
-            );
-            i32::from(out.status.success())
-        }
-        "postcopy" => {
-            let out = run(
-                Command::new(&xensim)
-                    .args(["domain", "resume", "--host"])
-                    .arg(&host)
-                    .arg(src.to_string()),
-                TIMEOUT,
-            );
-            i32::from(out.status.success())
-        }
+        "suspend" => h.suspend_reply(src),
+        "postcopy" => h.resume_reply(src),
         "checkpoint" => {
             checkpoints += 1;
             i32::from(checkpoints < 3)
@@ -655,7 +629,7 @@ fn remus_through_helper(preload: Option<&Path>) -> (Vec<String>, Vec<String>) {
     };
     // xcflags 1 (live first round), cbflags 0xb8 = suspend + postcopy +
     // checkpoint + switch_qemu_logdirty, stream type 1 = Remus.
-    let argv: Vec<String> = [
+    let argv = strings(&[
         "--save-domain",
         "3",
         "-1",
@@ -663,10 +637,7 @@ fn remus_through_helper(preload: Option<&Path>) -> (Vec<String>, Vec<String>) {
         "1",
         "184",
         "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let save = run_helper(&cmd, &argv, &img, true, on_callback);
     // Ending replication is a successful save without an END record.
     assert_eq!(
@@ -686,7 +657,7 @@ fn remus_through_helper(preload: Option<&Path>) -> (Vec<String>, Vec<String>) {
 
     let dst = h.create_empty("hvm");
     // cbflags 0x320 = checkpoint + static_data_done + restore_results.
-    let argv: Vec<String> = [
+    let argv = strings(&[
         "--restore-domain",
         "3",
         "-1",
@@ -697,10 +668,7 @@ fn remus_through_helper(preload: Option<&Path>) -> (Vec<String>, Vec<String>) {
         "0",
         "800",
         "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let restore = run_helper(&cmd, &argv, &img, false, |name| {
         i32::from(name == "checkpoint")
     });
@@ -763,41 +731,14 @@ fn colo_through_helpers(preload: Option<&Path>) -> (Vec<String>, Vec<String>) {
         .open(&back)
         .expect("open back channel FIFO");
     let host = h.path();
-    let cmd = HelperCmd {
-        ld_library_path: h.env.ld_library_path(),
-        preload,
-        host: &host,
-        extra_env: Vec::new(),
-    };
-    let suspend = h.env.capi("xg-suspend");
-    let ld_path = h.env.ld_library_path();
-    let xensim = h.env.xensim();
+    let cmd = h.helper_cmd(&host, preload);
     let mut waits = 0;
     // The primary, as libxl's COLO: suspend, postcopy resumes it,
     // checkpoint acknowledges (0 would be an error for COLO),
     // wait_checkpoint asks for one more checkpoint, then stops.
     let primary_cb = |name: &str| match name {
-        "suspend" => {
-            let out = run(
-                Command::new(&suspend)
-                    .arg(src.to_string())
-                    .env("LD_LIBRARY_PATH", &ld_path)
-                    .env("XENSIM_HOST", &host)
-                    .env_remove("LD_PRELOAD"),
-                TIMEOUT,
-            );
-            i32::from(out.status.success())
-        }
-        "postcopy" => {
-            let out = run(
-                Command::new(&xensim)
-                    .args(["domain", "resume", "--host"])
-                    .arg(&host)
-                    .arg(src.to_string()),
-                TIMEOUT,
-            );
-            i32::from(out.status.success())
-        }
+        "suspend" => h.suspend_reply(src),
+        "postcopy" => h.resume_reply(src),
         "checkpoint" => 1,
         "wait_checkpoint" => {
             waits += 1;
@@ -806,13 +747,10 @@ fn colo_through_helpers(preload: Option<&Path>) -> (Vec<String>, Vec<String>) {
         _ => 0,
     };
     // xcflags 1 (live), cbflags 0xf8, stream type 2 = COLO.
-    let save_argv: Vec<String> = ["--save-domain", "3", "4", &src.to_string(), "1", "248", "2"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let save_argv = strings(&["--save-domain", "3", "4", &src.to_string(), "1", "248", "2"]);
     // cbflags 0x378 = suspend, postcopy, checkpoint, wait_checkpoint,
     // static_data_done, restore_results.
-    let restore_argv: Vec<String> = [
+    let restore_argv = strings(&[
         "--restore-domain",
         "3",
         "4",
@@ -823,10 +761,7 @@ fn colo_through_helpers(preload: Option<&Path>) -> (Vec<String>, Vec<String>) {
         "0",
         "888",
         "2",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let (save, restore) = std::thread::scope(|s| {
         let r = s.spawn(|| {
             run_helper_fds(
