@@ -36,11 +36,14 @@ impl Error {
     }
 
     /// Wrap an I/O error, keeping its OS errno (EIO when it has none).
+    ///
+    /// An OS error's text is left out of the message: the errno is carried
+    /// beside it and every `Display` (ours, the shim's) names it once.
     pub fn io(context: impl fmt::Display, e: std::io::Error) -> Self {
-        Error::new(
-            e.raw_os_error().unwrap_or(libc::EIO),
-            format!("{context}: {e}"),
-        )
+        match e.raw_os_error() {
+            Some(errno) => Error::new(errno, context.to_string()),
+            None => Error::new(libc::EIO, format!("{context}: {e}")),
+        }
     }
 }
 
@@ -136,5 +139,21 @@ mod tests {
         assert_eq!(parse_errno("0"), None);
         assert_eq!(parse_errno("EWHAT"), None);
         assert_eq!(errno_name(libc::ESRCH), "ESRCH");
+    }
+
+    #[test]
+    fn io_errors_name_the_os_errno_once() {
+        let e = Error::io(
+            "writing guest memory",
+            std::io::Error::from_raw_os_error(libc::EIO),
+        );
+        assert_eq!(e.errno(), libc::EIO);
+        assert_eq!(e.to_string(), "writing guest memory (EIO)");
+        let e = Error::io(
+            "reading state",
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "short file"),
+        );
+        assert_eq!(e.errno(), libc::EIO);
+        assert_eq!(e.to_string(), "reading state: short file (EIO)");
     }
 }

@@ -40,7 +40,12 @@ pub fn open_host() -> ShimResult<Host> {
     Host::open(&dir).map_err(|e| {
         ShimError::new(
             e.errno(),
-            format!("cannot open simulated host {}: {e}", dir.display()),
+            // The errno is named once, by ShimError's Display.
+            format!(
+                "cannot open simulated host {}: {}",
+                dir.display(),
+                e.message()
+            ),
         )
     })
 }

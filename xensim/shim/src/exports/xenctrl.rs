@@ -856,7 +856,10 @@ pub unsafe extern "C" fn xc_clear_domain_pages(
 ) -> c_int {
     ret_int(xc_call(xch, "xc_clear_domain_pages", |x| {
         let n = usize::try_from(num).map_err(|_| ShimError::inval("negative page count"))?;
-        let frames: Vec<u64> = (0..n as u64).map(|i| dst_pfn + i).collect();
+        let frames = (0..n as u64)
+            .map(|i| dst_pfn.checked_add(i))
+            .collect::<Option<Vec<u64>>>()
+            .ok_or_else(|| ShimError::inval("page range overflows"))?;
         let p = map_all(x, domid, libc::PROT_READ | libc::PROT_WRITE, &frames)?;
         // SAFETY: p maps n writable pages.
         unsafe { std::ptr::write_bytes(p, 0, n * PAGE_SIZE) };
