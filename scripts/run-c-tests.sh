@@ -28,7 +28,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/xcmig-c-tests.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 # 1. Layout.
-"$capi/xg-layout" > "$work/layout" || fail "xg-layout reports an inconsistent struct"
+timeout 60 "$capi/xg-layout" > "$work/layout" || fail "xg-layout reports an inconsistent struct"
 for s in precopy_stats save_callbacks restore_callbacks; do
     grep -q "^size $s [0-9]" "$work/layout" || fail "xg-layout printed no size for $s"
 done
@@ -40,7 +40,7 @@ for cmd in "xg-save" "xg-save 1" "xg-save --bogus 1 f" "xg-restore" \
            "xg-hvmparam 1" "xg-hvmparam 1 x"; do
     set +e
     # shellcheck disable=SC2086 # word splitting is the point
-    "$capi"/$cmd 2> /dev/null
+    timeout 60 "$capi"/$cmd 2> /dev/null
     rc=$?
     set -e
     [[ $rc -eq 2 ]] || fail "'$cmd' exited $rc, expected 2 (usage)"
