@@ -19,36 +19,62 @@ use std::io::Read;
 /// One decoded message from the helper.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Msg {
-    /// A log line (xentoollog level, errno or -1, context, text).
+    /// A log line.
     Log {
+        /// xentoollog level (8 = error).
         level: u32,
+        /// The errno logged with it, or -1.
         errno: i32,
+        /// Who logged it ("xc", ...).
         context: String,
+        /// The message.
         text: String,
     },
     /// A progress report.
     Progress {
+        /// Who reports it.
         context: String,
+        /// The phase ("Frames iteration 1", ...).
         what: String,
+        /// Units done.
         done: u64,
+        /// Units in the phase.
         total: u64,
     },
     /// Suspend the guest; reply non-zero when done.
     Suspend,
-    /// Checkpointed streams only.
+    /// Checkpointed streams only: the guest may run again.
     Postcopy,
-    /// Checkpointed streams only.
+    /// Checkpointed streams only: a checkpoint is complete.
     Checkpoint,
-    /// COLO only.
+    /// COLO only: wait for the next checkpoint.
     WaitCheckpoint,
     /// Switch the device model's log-dirty tracking; reply 0 for success.
-    SwitchQemuLogdirty { domid: u32, enable: u32 },
+    SwitchQemuLogdirty {
+        /// The domain.
+        domid: u32,
+        /// 1 to start tracking, 0 to stop.
+        enable: u32,
+    },
     /// Static data (CPU policy) is in place; reply 0 for success.
-    StaticDataDone { missing: u32 },
-    /// Restore outputs.
-    RestoreResults { store_gfn: u64, console_gfn: u64 },
+    StaticDataDone {
+        /// Bit mask of the static records the stream lacked.
+        missing: u32,
+    },
+    /// What a restore hands back to the toolstack.
+    RestoreResults {
+        /// The xenstore ring's gfn.
+        store_gfn: u64,
+        /// The console ring's gfn.
+        console_gfn: u64,
+    },
     /// The helper's final result; reply 0, then it exits.
-    Complete { retval: i32, errno: i32 },
+    Complete {
+        /// `xc_domain_save`/`xc_domain_restore`'s return value.
+        retval: i32,
+        /// `errno` after the call.
+        errno: i32,
+    },
 }
 
 /// Cursor over a message body with bounds-checked little-endian reads.
