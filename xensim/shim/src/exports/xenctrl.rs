@@ -879,7 +879,10 @@ pub unsafe extern "C" fn xc_map_foreign_range(
     ret_ptr(xc_call(xch, "xc_map_foreign_range", |x| {
         let size = usize::try_from(size).map_err(|_| ShimError::inval("negative size"))?;
         let n = size.div_ceil(PAGE_SIZE);
-        let frames: Vec<u64> = (0..n as u64).map(|i| mfn + i).collect();
+        let frames = (0..n as u64)
+            .map(|i| mfn.checked_add(i))
+            .collect::<Option<Vec<u64>>>()
+            .ok_or_else(|| ShimError::inval("frame range overflows"))?;
         Ok(map_all(x, dom, prot, &frames)?.cast())
     }))
 }
@@ -912,17 +915,21 @@ pub unsafe extern "C" fn xc_map_foreign_ranges(
 ) -> *mut c_void {
     ret_ptr(xc_call(xch, "xc_map_foreign_ranges", |x| {
         let ne = usize::try_from(nentries).map_err(|_| ShimError::inval("negative count"))?;
-        if chunksize == 0 || chunksize % PAGE_SIZE != 0 || size != ne * chunksize {
-            return Err(ShimError::inval(format!(
-                "size {size}, chunksize {chunksize}, {ne} entries"
-            )));
+        let bad = || ShimError::inval(format!("size {size}, chunksize {chunksize}, {ne} entries"));
+        if chunksize == 0 || chunksize % PAGE_SIZE != 0 || ne.checked_mul(chunksize) != Some(size) {
+            return Err(bad());
         }
+        // No overflow: ne * 24 <= ne * chunksize = size.
+        let entries_len = ne * MMAP_ENTRY_SIZE;
         // SAFETY: entries holds nentries privcmd_mmap_entry_t (C contract).
-        let e = unsafe { ffi::slice(entries, ne * MMAP_ENTRY_SIZE, "entries") }?;
+        let e = unsafe { ffi::slice(entries, entries_len, "entries") }?;
         let per = chunksize / PAGE_SIZE;
-        let mut frames = Vec::with_capacity(ne * per);
+        let mut frames = Vec::with_capacity(size / PAGE_SIZE);
         for i in 0..ne {
             let mfn = abi::get_u64(e, i * MMAP_ENTRY_SIZE + 8);
+            if mfn.checked_add(per as u64).is_none() {
+                return Err(bad());
+            }
             frames.extend((0..per as u64).map(|j| mfn + j));
         }
         Ok(map_all(x, dom, prot, &frames)?.cast())
