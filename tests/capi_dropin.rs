@@ -145,9 +145,46 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Owned copies of a command line's words.
-fn strings(words: &[&str]) -> Vec<String> {
-    words.iter().map(|w| w.to_string()).collect()
+/// `libxl-save-helper --save-domain` arguments as libxl builds them, the
+/// stream on fd 3: the COLO back channel's fd (-1 without), the domain,
+/// xcflags, callback flags and stream type (0 plain, 1 Remus, 2 COLO).
+fn save_argv(
+    recv_fd: i32,
+    domid: u32,
+    xcflags: u32,
+    cbflags: u32,
+    stream_type: u32,
+) -> Vec<String> {
+    [
+        "--save-domain".to_string(),
+        "3".into(),
+        recv_fd.to_string(),
+        domid.to_string(),
+        xcflags.to_string(),
+        cbflags.to_string(),
+        stream_type.to_string(),
+    ]
+    .into()
+}
+
+/// `libxl-save-helper --restore-domain` arguments, the stream on fd 3: the
+/// COLO back channel's fd (-1 without), the domain, xenstore event channel
+/// 5 and console event channel 6 (both served by dom0), callback flags and
+/// stream type.
+fn restore_argv(send_back_fd: i32, domid: u32, cbflags: u32, stream_type: u32) -> Vec<String> {
+    [
+        "--restore-domain".to_string(),
+        "3".into(),
+        send_back_fd.to_string(),
+        domid.to_string(),
+        "5".into(),
+        "0".into(),
+        "6".into(),
+        "0".into(),
+        cbflags.to_string(),
+        stream_type.to_string(),
+    ]
+    .into()
 }
 
 /// `LD_DEBUG=bindings` output shows `symbol` of `consumer` bound to libxcmig.
@@ -358,17 +395,8 @@ fn preloaded_libxl_save_helper_saves_and_restores_hvm() {
         extra_env: vec![("LD_DEBUG", "bindings".into())],
     };
     let on_suspend = |_: &str| h.suspend_reply(src);
-    // --save-domain io_fd recv_fd domid xcflags cbflags stream_type;
     // cbflags 0x88 = suspend + switch_qemu_logdirty, as libxl passes.
-    let argv = strings(&[
-        "--save-domain",
-        "3",
-        "-1",
-        &src.to_string(),
-        "0",
-        "136",
-        "0",
-    ]);
+    let argv = save_argv(-1, src, 0, 0x88, 0);
     let save = run_helper(&cmd, &argv, &img, true, on_suspend);
     assert_eq!(
         save.complete,
@@ -409,21 +437,8 @@ fn preloaded_libxl_save_helper_saves_and_restores_hvm() {
     let digest = h.digest(src);
 
     let dst = h.create_empty("hvm");
-    // --restore-domain io_fd send_back_fd domid store_evtchn store_domid
-    // console_evtchn console_domid cbflags stream_type; cbflags 0x300 =
-    // static_data_done + restore_results.
-    let argv = strings(&[
-        "--restore-domain",
-        "3",
-        "-1",
-        &dst.to_string(),
-        "5",
-        "0",
-        "6",
-        "0",
-        "768",
-        "0",
-    ]);
+    // cbflags 0x300 = static_data_done + restore_results.
+    let argv = restore_argv(-1, dst, 0x300, 0);
     let restore = run_helper(&cmd, &argv, &img, false, |_| 0);
     assert_eq!(
         restore.complete,
@@ -554,15 +569,7 @@ fn preloaded_libxl_save_helper_live_save_with_workload_restores_identically() {
     let cmd = h.helper_cmd(&host, Some(&h.env.libxcmig));
     let on_suspend = |_: &str| h.suspend_reply(src);
     // xcflags 1 = XCFLAGS_LIVE.
-    let argv = strings(&[
-        "--save-domain",
-        "3",
-        "-1",
-        &src.to_string(),
-        "1",
-        "136",
-        "0",
-    ]);
+    let argv = save_argv(-1, src, 1, 0x88, 0);
     let save = run_helper(&cmd, &argv, &img, true, on_suspend);
     let w = worker.join().expect("workload thread");
     assert!(w.status.success(), "workload failed\n{}", describe(&w));
@@ -585,18 +592,7 @@ fn preloaded_libxl_save_helper_live_save_with_workload_restores_identically() {
     verify_stream(&img);
     let digest = h.digest(src);
     let dst = h.create_empty("pvh");
-    let argv = strings(&[
-        "--restore-domain",
-        "3",
-        "-1",
-        &dst.to_string(),
-        "5",
-        "0",
-        "6",
-        "0",
-        "768",
-        "0",
-    ]);
+    let argv = restore_argv(-1, dst, 0x300, 0);
     let restore = run_helper(&cmd, &argv, &img, false, |_| 0);
     assert_eq!(
         restore.complete,
@@ -629,15 +625,7 @@ fn remus_through_helper(preload: Option<&Path>) -> (Vec<String>, Vec<String>) {
     };
     // xcflags 1 (live first round), cbflags 0xb8 = suspend + postcopy +
     // checkpoint + switch_qemu_logdirty, stream type 1 = Remus.
-    let argv = strings(&[
-        "--save-domain",
-        "3",
-        "-1",
-        &src.to_string(),
-        "1",
-        "184",
-        "1",
-    ]);
+    let argv = save_argv(-1, src, 1, 0xb8, 1);
     let save = run_helper(&cmd, &argv, &img, true, on_callback);
     // Ending replication is a successful save without an END record.
     assert_eq!(
@@ -657,18 +645,7 @@ fn remus_through_helper(preload: Option<&Path>) -> (Vec<String>, Vec<String>) {
 
     let dst = h.create_empty("hvm");
     // cbflags 0x320 = checkpoint + static_data_done + restore_results.
-    let argv = strings(&[
-        "--restore-domain",
-        "3",
-        "-1",
-        &dst.to_string(),
-        "5",
-        "0",
-        "6",
-        "0",
-        "800",
-        "1",
-    ]);
+    let argv = restore_argv(-1, dst, 0x320, 1);
     let restore = run_helper(&cmd, &argv, &img, false, |name| {
         i32::from(name == "checkpoint")
     });
@@ -747,26 +724,15 @@ fn colo_through_helpers(preload: Option<&Path>) -> (Vec<String>, Vec<String>) {
         _ => 0,
     };
     // xcflags 1 (live), cbflags 0xf8, stream type 2 = COLO.
-    let save_argv = strings(&["--save-domain", "3", "4", &src.to_string(), "1", "248", "2"]);
+    let primary_argv = save_argv(4, src, 1, 0xf8, 2);
     // cbflags 0x378 = suspend, postcopy, checkpoint, wait_checkpoint,
     // static_data_done, restore_results.
-    let restore_argv = strings(&[
-        "--restore-domain",
-        "3",
-        "4",
-        &dst.to_string(),
-        "5",
-        "0",
-        "6",
-        "0",
-        "888",
-        "2",
-    ]);
+    let secondary_argv = restore_argv(4, dst, 0x378, 2);
     let (save, restore) = std::thread::scope(|s| {
         let r = s.spawn(|| {
             run_helper_fds(
                 &cmd,
-                &restore_argv,
+                &secondary_argv,
                 &[(3, Redir::Read, &stream), (4, Redir::Write, &back)],
                 // The secondary's side of each checkpoint succeeds.
                 |_| 1,
@@ -774,7 +740,7 @@ fn colo_through_helpers(preload: Option<&Path>) -> (Vec<String>, Vec<String>) {
         });
         let save = run_helper_fds(
             &cmd,
-            &save_argv,
+            &primary_argv,
             &[(3, Redir::Write, &stream), (4, Redir::Read, &back)],
             primary_cb,
         );
