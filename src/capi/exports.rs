@@ -156,7 +156,7 @@ pub extern "C" fn xcmig_set_max_precopy_seconds(seconds: c_uint) -> c_int {
 }
 
 /// What to do when the guest does not converge (the dirty set stopped
-/// shrinking for 3 rounds, or a cap was reached) while the predicted
+/// shrinking for 2 rounds, or a cap was reached) while the predicted
 /// downtime is over the target: `false` (default) suspends it anyway, as
 /// libxenguest's forced stop does; `true` fails `xc_domain_save` with
 /// `errno` `ECANCELED` and an error message, the guest still running.
