@@ -39,6 +39,7 @@ const FUNCTIONS: &[&str] = &[
     "xc__hypercall_buffer_free_pages",
     "xc_get_pfn_type_batch",
     "xc_domain_populate_physmap_exact",
+    "xc_domain_populate_physmap",
     "xc_domain_hvm_getcontext",
     "xc_domain_hvm_setcontext",
     "xc_hvm_param_get",

@@ -17,6 +17,8 @@
 
 mod error;
 mod log;
+#[cfg(any(test, feature = "sim", feature = "xen"))]
+pub(crate) mod pages;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 #[cfg(feature = "xen")]
@@ -279,13 +281,74 @@ pub trait MappedPages {
     /// Copy frame `i` into `dst`. Frames whose `error` is non-zero must not
     /// be read; implementations return without copying for them.
     fn read_page(&self, i: usize, dst: &mut [u8; PAGE_SIZE]);
+
+    /// Whether frame `i` (mapped without error) is all zeros. The guest may
+    /// change it meanwhile; the answer is then that of some moment of the
+    /// call. The default copies the page out with
+    /// [`MappedPages::read_page`] and looks.
+    fn is_zero(&self, i: usize) -> bool {
+        let mut page = [0u8; PAGE_SIZE];
+        self.read_page(i, &mut page);
+        page.iter().all(|&b| b == 0)
+    }
+
+    /// Frames `first .. first + n` as one byte slice, if they are all
+    /// mapped and lie one after the other in memory, so that a writer can
+    /// hand them to the kernel without a copy (as libxenguest's `writev`
+    /// does). The guest may be writing them: the slice must only be read
+    /// as a whole, and a page may then go out torn, which log-dirty
+    /// corrects by sending it again. `None` (the default) makes the engine
+    /// copy the pages with [`MappedPages::read_page`].
+    fn pages(&self, first: usize, n: usize) -> Option<&[u8]> {
+        let _ = (first, n);
+        None
+    }
 }
 
 /// A batch of guest frames mapped for reading and writing (restore side).
 pub trait MappedPagesMut: MappedPages {
     /// Copy `src` into frame `i`.
     fn write_page(&mut self, i: usize, src: &[u8; PAGE_SIZE]);
+
+    /// Frames `first .. first + n` as one writable byte slice, if they are
+    /// all mapped read-write and lie one after the other in memory, so
+    /// that the restore engine reads the stream straight into them. `None`
+    /// (the default) makes the engine copy through
+    /// [`MappedPagesMut::write_page`].
+    fn pages_mut(&mut self, first: usize, n: usize) -> Option<&mut [u8]> {
+        let _ = (first, n);
+        None
+    }
 }
+
+/// How the engines may keep guest mappings, a property of the backend
+/// ([`Hypervisor::mapping_hints`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MappingHints {
+    /// A mapping keeps showing what the guest has at each frame even after
+    /// the guest changes its p2m (xensim maps file offsets). False on Xen:
+    /// a foreign mapping holds the page it was made of, so a page the guest
+    /// gave back and got anew (ballooning) would read stale; mappings are
+    /// then only kept while the guest cannot run in between.
+    pub follows_p2m: bool,
+    /// Most guest frames the engines may keep mapped beyond one batch.
+    pub max_cached_pages: usize,
+}
+
+impl Default for MappingHints {
+    /// Conservative: mappings do not follow the p2m, and at most 256 MiB of
+    /// guest memory stays mapped (a PVH dom0 backs foreign mappings with
+    /// its own ballooned-out memory).
+    fn default() -> Self {
+        MappingHints {
+            follows_p2m: false,
+            max_cached_pages: 64 * 1024,
+        }
+    }
+}
+
+/// Order of a 2 MiB extent (`SUPERPAGE_2MB_SHIFT`): 512 frames.
+pub const ORDER_2M: u32 = 9;
 
 /// Everything the save and restore engines ask of Xen.
 ///
@@ -356,6 +419,49 @@ pub trait Hypervisor {
     /// each gfn in `frames`. On return each entry holds the frame Xen
     /// allocated (the same gfn for HVM; an MFN for PV).
     fn populate_physmap(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()>;
+
+    /// `xc_domain_populate_physmap(extent_order = order)`: allocate an
+    /// extent of `2^order` frames at each (aligned) gfn in `extents`. Xen
+    /// stops at the first extent it cannot allocate (for instance no free
+    /// 2 MiB of memory), leaving the earlier ones populated; the number
+    /// populated is returned and the caller populates the rest otherwise.
+    /// An error means nothing more can be expected from a retry.
+    ///
+    /// The default populates the frames of each extent with
+    /// [`Hypervisor::populate_physmap`] (order 0).
+    fn populate_physmap_order(
+        &self,
+        domid: DomId,
+        extents: &mut [u64],
+        order: u32,
+    ) -> HvResult<usize> {
+        if order == 0 {
+            self.populate_physmap(domid, extents)?;
+            return Ok(extents.len());
+        }
+        if order >= 32 {
+            return Err(HvError::with_detail(
+                "xc_domain_populate_physmap",
+                libc::EINVAL,
+                format!("extent order {order}"),
+            ));
+        }
+        let per = 1u64 << order;
+        let mut frames = Vec::with_capacity(extents.len() << order);
+        for &base in extents.iter() {
+            frames.extend(base..base.saturating_add(per));
+        }
+        self.populate_physmap(domid, &mut frames)?;
+        for (e, chunk) in extents.iter_mut().zip(frames.chunks(per as usize)) {
+            *e = chunk[0];
+        }
+        Ok(extents.len())
+    }
+
+    /// How long the engines may keep mappings of this backend's guests.
+    fn mapping_hints(&self) -> MappingHints {
+        MappingHints::default()
+    }
 
     /// `xc_clear_domain_pages`: zero `count` frames from `gfn`.
     fn clear_pages(&self, domid: DomId, gfn: u64, count: u64) -> HvResult<()>;

@@ -7,15 +7,15 @@
 //! `xc_get_pfn_type_batch:EIO:3` fails the third type query of a save run
 //! through this backend exactly as it fails one run through the shim.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use xensim::{Domain, ForeignMapping, Host, LogDirtyOp, Prot};
 
 use super::{
-    CpuPolicy, CpuidLeaf, DomId, DomainInfo, GrantEntry, HvError, HvResult, Hypervisor,
-    LogDirtyReport, MappedPages, MappedPagesMut, MsrEntry, TscInfo, PAGE_SIZE,
+    pages, CpuPolicy, CpuidLeaf, DomId, DomainInfo, GrantEntry, HvError, HvResult, Hypervisor,
+    LogDirtyReport, MappedPages, MappedPagesMut, MappingHints, MsrEntry, TscInfo, PAGE_SIZE,
 };
 
 /// A [`Hypervisor`] backed by a `xensim` host directory.
@@ -23,6 +23,26 @@ pub struct SimHypervisor {
     host: Host,
     // Opening a domain maps its control files; keep them per domain.
     domains: RefCell<HashMap<DomId, Rc<Domain>>>,
+    counters: Cell<SimCounters>,
+    hints: MappingHints,
+}
+
+/// How often the engines called the costly operations of a
+/// [`SimHypervisor`] (what the data-path tests count).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimCounters {
+    /// Foreign map calls (`xenforeignmemory_map`), read-only and read-write.
+    pub map_calls: u64,
+    /// Frames asked for in those calls.
+    pub mapped_frames: u64,
+    /// Populate calls of order 0.
+    pub populate_calls: u64,
+    /// Frames populated by order-0 calls.
+    pub populated_4k: u64,
+    /// Populate calls with 2 MiB extents (order 9).
+    pub populate_calls_2m: u64,
+    /// 2 MiB extents populated.
+    pub populated_2m: u64,
 }
 
 impl std::fmt::Debug for SimHypervisor {
@@ -43,7 +63,34 @@ impl SimHypervisor {
         SimHypervisor {
             host,
             domains: RefCell::new(HashMap::new()),
+            counters: Cell::new(SimCounters::default()),
+            // A mapping is of the domain's memory file at the frame's
+            // offset, and a re-populated frame keeps that offset, so
+            // mappings stay right; they cost address space and page
+            // tables only.
+            hints: MappingHints {
+                follows_p2m: true,
+                max_cached_pages: 4 << 20,
+            },
         }
+    }
+
+    /// The same backend, telling the engines to keep mappings as `hints`
+    /// say (e.g. as on Xen, where mappings do not follow the p2m).
+    pub fn with_mapping_hints(mut self, hints: MappingHints) -> Self {
+        self.hints = hints;
+        self
+    }
+
+    /// The calls counted so far.
+    pub fn counters(&self) -> SimCounters {
+        self.counters.get()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut SimCounters)) {
+        let mut c = self.counters.get();
+        f(&mut c);
+        self.counters.set(c);
     }
 
     /// The simulated host.
@@ -104,6 +151,18 @@ impl SimHypervisor {
 #[derive(Debug)]
 pub struct SimMapping {
     map: ForeignMapping,
+    writable: bool,
+}
+
+impl SimMapping {
+    /// Whether slots `first .. first + n` exist and are all mapped.
+    fn all_mapped(&self, first: usize, n: usize) -> bool {
+        n > 0
+            && first
+                .checked_add(n)
+                .and_then(|end| self.map.errors().get(first..end))
+                .is_some_and(|e| e.iter().all(|&e| e == 0))
+    }
 }
 
 impl MappedPages for SimMapping {
@@ -122,6 +181,26 @@ impl MappedPages for SimMapping {
             let _ = self.map.read_page(i, dst);
         }
     }
+
+    fn is_zero(&self, i: usize) -> bool {
+        if !self.all_mapped(i, 1) {
+            return false;
+        }
+        // SAFETY: slot `i` is mapped (error 0), so its page-aligned address
+        // is readable for a page while `self` (the mapping) lives.
+        unsafe { pages::page_is_zero(self.map.addr().add(i * PAGE_SIZE)) }
+    }
+
+    fn pages(&self, first: usize, n: usize) -> Option<&[u8]> {
+        if !self.all_mapped(first, n) {
+            return None;
+        }
+        // SAFETY: the slots are mapped and consecutive in one reserved
+        // region, so the range is readable; the slice borrows `self`, so
+        // the mapping outlives it, and no Rust code writes through a
+        // read view. See `hv::pages` for concurrent guest writes.
+        Some(unsafe { pages::guest_bytes(self.map.addr().add(first * PAGE_SIZE), n) })
+    }
 }
 
 impl MappedPagesMut for SimMapping {
@@ -129,6 +208,17 @@ impl MappedPagesMut for SimMapping {
         if self.error(i) == 0 {
             let _ = self.map.write_page(i, src);
         }
+    }
+
+    fn pages_mut(&mut self, first: usize, n: usize) -> Option<&mut [u8]> {
+        if !self.writable || !self.all_mapped(first, n) {
+            return None;
+        }
+        // SAFETY: the slots are mapped read-write and consecutive in one
+        // region; the slice borrows `self` mutably, so nothing else in this
+        // process reaches them meanwhile, and a restore target is not
+        // running.
+        Some(unsafe { pages::guest_bytes_mut(self.map.addr().add(first * PAGE_SIZE), n) })
     }
 }
 
@@ -221,7 +311,14 @@ impl Hypervisor for SimHypervisor {
             .dom(OP, domid)?
             .map_frames(frames, Prot::Read)
             .map_err(|e| hv_err(OP, e))?;
-        Ok(SimMapping { map })
+        self.count(|c| {
+            c.map_calls += 1;
+            c.mapped_frames += frames.len() as u64;
+        });
+        Ok(SimMapping {
+            map,
+            writable: false,
+        })
     }
 
     fn map_write(&self, domid: DomId, frames: &[u64]) -> HvResult<SimMapping> {
@@ -230,7 +327,14 @@ impl Hypervisor for SimHypervisor {
             .dom(OP, domid)?
             .map_frames(frames, Prot::ReadWrite)
             .map_err(|e| hv_err(OP, e))?;
-        Ok(SimMapping { map })
+        self.count(|c| {
+            c.map_calls += 1;
+            c.mapped_frames += frames.len() as u64;
+        });
+        Ok(SimMapping {
+            map,
+            writable: true,
+        })
     }
 
     fn populate_physmap(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()> {
@@ -247,7 +351,62 @@ impl Hypervisor for SimHypervisor {
             ));
         }
         frames.copy_from_slice(&done);
+        self.count(|c| {
+            c.populate_calls += 1;
+            c.populated_4k += frames.len() as u64;
+        });
         Ok(())
+    }
+
+    fn populate_physmap_order(
+        &self,
+        domid: DomId,
+        extents: &mut [u64],
+        order: u32,
+    ) -> HvResult<usize> {
+        const OP: &str = "xc_domain_populate_physmap";
+        if order == 0 {
+            self.populate_physmap(domid, extents)?;
+            return Ok(extents.len());
+        }
+        if order != super::ORDER_2M {
+            return Err(HvError::with_detail(
+                OP,
+                libc::EINVAL,
+                format!("extent order {order} (xensim backs 4 KiB and 2 MiB extents)"),
+            ));
+        }
+        let d = self.dom(OP, domid)?;
+        let per = 1u64 << order;
+        if let Some(b) = extents.iter().find(|&&b| b % per != 0) {
+            return Err(HvError::with_detail(
+                OP,
+                libc::EINVAL,
+                format!("gfn {b:#x} not aligned to order {order}"),
+            ));
+        }
+        // One call for all extents, as one hypercall would do them.
+        let frames: Vec<u64> = extents
+            .iter()
+            .flat_map(|&b| b..b.saturating_add(per))
+            .collect();
+        let (done, err) = d.populate_partial(&frames);
+        let extents_done = done.len() / per as usize;
+        for (e, chunk) in extents.iter_mut().zip(done.chunks_exact(per as usize)) {
+            *e = chunk[0];
+        }
+        self.count(|c| {
+            c.populate_calls_2m += 1;
+            c.populated_2m += extents_done as u64;
+        });
+        match err {
+            None => Ok(extents.len()),
+            Some(e) => Err(hv_err(OP, e)),
+        }
+    }
+
+    fn mapping_hints(&self) -> MappingHints {
+        self.hints
     }
 
     fn clear_pages(&self, domid: DomId, gfn: u64, count: u64) -> HvResult<()> {

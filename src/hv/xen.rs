@@ -231,6 +231,7 @@ impl<'x> XenHypervisor<'x> {
                 fmem: self.fmem,
                 addr: ptr::null_mut(),
                 errs: Vec::new(),
+                writable: prot & libc::PROT_WRITE != 0,
                 _hv: PhantomData,
             });
         }
@@ -261,6 +262,7 @@ impl<'x> XenHypervisor<'x> {
             fmem: self.fmem,
             addr: addr.cast(),
             errs,
+            writable: prot & libc::PROT_WRITE != 0,
             _hv: PhantomData,
         })
     }
@@ -283,6 +285,8 @@ pub struct XenMapping<'h> {
     /// Start of `errs.len()` pages, or null for an empty batch.
     addr: *mut u8,
     errs: Vec<i32>,
+    /// Mapped with `PROT_WRITE`.
+    writable: bool,
     _hv: PhantomData<&'h ()>,
 }
 
@@ -294,6 +298,16 @@ impl XenMapping<'_> {
             Some(0) => Some(unsafe { self.addr.add(i * PAGE_SIZE) }),
             _ => None,
         }
+    }
+
+    /// The start of pages `first .. first + n` if all are mapped.
+    fn run_ptr(&self, first: usize, n: usize) -> Option<*mut u8> {
+        let end = first.checked_add(n)?;
+        let errs = self.errs.get(first..end)?;
+        if n == 0 || errs.iter().any(|&e| e != 0) {
+            return None;
+        }
+        self.page_ptr(first)
     }
 }
 
@@ -314,6 +328,23 @@ impl MappedPages for XenMapping<'_> {
             unsafe { ptr::copy_nonoverlapping(p, dst.as_mut_ptr(), PAGE_SIZE) };
         }
     }
+
+    fn is_zero(&self, i: usize) -> bool {
+        match self.page_ptr(i) {
+            // SAFETY: page `i` is mapped, page-aligned and readable for a
+            // page while `self` lives.
+            Some(p) => unsafe { super::pages::page_is_zero(p) },
+            None => false,
+        }
+    }
+
+    fn pages(&self, first: usize, n: usize) -> Option<&[u8]> {
+        let p = self.run_ptr(first, n)?;
+        // SAFETY: the pages are mapped and consecutive in the one region
+        // `xenforeignmemory_map` returned; the slice borrows `self`, which
+        // unmaps only on drop. See `hv::pages` for concurrent guest writes.
+        Some(unsafe { super::pages::guest_bytes(p, n) })
+    }
 }
 
 impl MappedPagesMut for XenMapping<'_> {
@@ -323,6 +354,17 @@ impl MappedPagesMut for XenMapping<'_> {
             // is writable for PAGE_SIZE bytes and does not overlap `src`.
             unsafe { ptr::copy_nonoverlapping(src.as_ptr(), p, PAGE_SIZE) };
         }
+    }
+
+    fn pages_mut(&mut self, first: usize, n: usize) -> Option<&mut [u8]> {
+        if !self.writable {
+            return None;
+        }
+        let p = self.run_ptr(first, n)?;
+        // SAFETY: the pages are mapped read-write and consecutive; the
+        // slice borrows `self` mutably, so nothing else in this process
+        // reaches them meanwhile, and a restore target is not running.
+        Some(unsafe { super::pages::guest_bytes_mut(p, n) })
     }
 }
 
@@ -533,6 +575,39 @@ impl Hypervisor for XenHypervisor<'_> {
             return Err(last_error("xc_domain_populate_physmap_exact"));
         }
         Ok(())
+    }
+
+    fn populate_physmap_order(
+        &self,
+        domid: DomId,
+        extents: &mut [u64],
+        order: u32,
+    ) -> HvResult<usize> {
+        if order == 0 {
+            self.populate_physmap(domid, extents)?;
+            return Ok(extents.len());
+        }
+        if extents.is_empty() {
+            return Ok(0);
+        }
+        // The non-exact call reports how many extents Xen could allocate
+        // (as libxenguest's HVM domain builder uses it for superpages), so
+        // the caller populates only the rest with 4 KiB pages.
+        // SAFETY: FFI call reading and rewriting `extents.len()` extents.
+        let rc = unsafe {
+            sys::xc_domain_populate_physmap(
+                self.x(),
+                domid,
+                extents.len() as libc::c_ulong,
+                order,
+                0,
+                extents.as_mut_ptr(),
+            )
+        };
+        if rc < 0 {
+            return Err(last_error("xc_domain_populate_physmap"));
+        }
+        Ok((rc as usize).min(extents.len()))
     }
 
     fn clear_pages(&self, domid: DomId, gfn: u64, count: u64) -> HvResult<()> {
