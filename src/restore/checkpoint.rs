@@ -56,6 +56,23 @@ impl Buffered {
     }
 }
 
+impl Buffered {
+    /// Reads a PAGE_DATA record whose pages are still in the stream into
+    /// an owned copy.
+    pub(crate) fn from_pages<R: std::io::Read>(
+        pages: &mut crate::stream::PageReader<'_, R>,
+    ) -> Result<Buffered, crate::stream::Error> {
+        let entries = pages
+            .entries()
+            .iter()
+            .map(|e| (e.pfn, e.page_type.domctl_value()))
+            .collect();
+        let mut data = vec![0u8; pages.data_pages() * crate::hv::PAGE_SIZE];
+        pages.read_all(&mut data)?;
+        Ok(Buffered::PageData { entries, data })
+    }
+}
+
 /// `XGR_CHECKPOINT_SUCCESS`.
 pub const XGR_CHECKPOINT_SUCCESS: i32 = 1;
 /// `XGR_CHECKPOINT_FAILOVER`.

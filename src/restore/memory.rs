@@ -1,11 +1,15 @@
 //! Restoring guest memory from PAGE_DATA: populate the frames not yet
-//! populated, map the ones with data read-write, copy (or, in verify mode,
-//! compare) the pages.
+//! populated (2 MiB extents for whole aligned runs of 512), map the ones
+//! with data read-write, read the pages from the stream straight into them
+//! (or, in verify mode, compare). XALLOC entries are populated and get no
+//! data, so a zero page elided by the sender reads as zero here as well.
 
 use std::collections::HashMap;
 
 use super::RestoreError;
-use crate::hv::{pfinfo, DomId, Hypervisor, MappedPages, MappedPagesMut, MAX_BATCH, PAGE_SIZE};
+use crate::hv::{
+    pfinfo, DomId, Hypervisor, MappedPages, MappedPagesMut, MAX_BATCH, ORDER_2M, PAGE_SIZE,
+};
 
 /// Pfns per chunk of the populated set.
 const CHUNK_BITS: u64 = 4096;
@@ -52,9 +56,114 @@ pub(crate) struct MemoryStats {
     pub(crate) verify_mismatches: u64,
 }
 
+/// Where the page bytes of a PAGE_DATA record come from: the stream itself
+/// ([`crate::stream::PageReader`], read straight into guest memory), or a
+/// record held in memory (checkpoint buffering, whole records).
+pub(crate) trait PageSource {
+    /// Fill `dst` (whole pages) with the next pages of the record.
+    fn read_into(&mut self, dst: &mut [u8]) -> Result<(), RestoreError>;
+}
+
+impl<R: std::io::Read> PageSource for crate::stream::PageReader<'_, R> {
+    fn read_into(&mut self, dst: &mut [u8]) -> Result<(), RestoreError> {
+        Ok(self.read_pages(dst)?)
+    }
+}
+
+/// The pages of a record held in memory, consumed in order.
+pub(crate) struct SlicePages<'d> {
+    data: &'d [u8],
+    off: usize,
+}
+
+impl<'d> SlicePages<'d> {
+    pub(crate) fn new(data: &'d [u8]) -> Self {
+        SlicePages { data, off: 0 }
+    }
+}
+
+impl PageSource for SlicePages<'_> {
+    fn read_into(&mut self, dst: &mut [u8]) -> Result<(), RestoreError> {
+        let Some(src) = self.data.get(self.off..self.off + dst.len()) else {
+            return Err(RestoreError::Record {
+                what: "PAGE_DATA",
+                msg: format!(
+                    "record holds {} bytes of page data, entries need more",
+                    self.data.len()
+                ),
+            });
+        };
+        dst.copy_from_slice(src);
+        self.off += dst.len();
+        Ok(())
+    }
+}
+
+/// Frames per 2 MiB extent.
+const EXTENT_2M: u64 = 1 << ORDER_2M;
+
+/// Populate `pfns` (none populated yet, each once): whole aligned runs of
+/// 512 consecutive pfns as 2 MiB extents, the rest (and any extent Xen
+/// could not allocate whole) as 4 KiB pages.
+fn populate<H: Hypervisor>(
+    hv: &H,
+    domid: DomId,
+    pfns: &[u64],
+    extents: &mut Vec<u64>,
+    small: &mut Vec<u64>,
+) -> Result<(), RestoreError> {
+    extents.clear();
+    small.clear();
+    let mut i = 0;
+    while i < pfns.len() {
+        let p = pfns[i];
+        let run = EXTENT_2M as usize;
+        if p % EXTENT_2M == 0
+            && pfns.len() - i >= run
+            && pfns[i..i + run]
+                .iter()
+                .enumerate()
+                .all(|(k, &q)| q == p + k as u64)
+        {
+            extents.push(p);
+            i += run;
+        } else {
+            small.push(p);
+            i += 1;
+        }
+    }
+    if !extents.is_empty() {
+        let asked: Vec<u64> = extents.clone();
+        let done = hv.populate_physmap_order(domid, extents, ORDER_2M)?;
+        if let Some(k) = extents[..done].iter().position(|&f| f == u64::MAX) {
+            return Err(RestoreError::Record {
+                what: "PAGE_DATA",
+                msg: format!("populate physmap failed for 2 MiB extent {k} of the batch"),
+            });
+        }
+        for &base in &asked[done..] {
+            small.extend(base..base + EXTENT_2M);
+        }
+    }
+    if !small.is_empty() {
+        hv.populate_physmap(domid, small)?;
+        if let Some(k) = small.iter().position(|&f| f == u64::MAX) {
+            return Err(RestoreError::Record {
+                what: "PAGE_DATA",
+                msg: format!("populate physmap failed for entry {k} of the batch"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// One PAGE_DATA record's worth of pages: `entries` are (pfn, PFINFO
-/// type) pairs, `data` holds one page per entry whose type carries data,
-/// in order. Processed in chunks of at most [`MAX_BATCH`] entries.
+/// type) pairs, `pages` yields one page per entry whose type carries data,
+/// in order. Processed in chunks of at most [`MAX_BATCH`] entries: the
+/// frames not populated yet are populated (2 MiB extents where whole
+/// aligned runs arrive), the ones with data mapped read-write, and the
+/// page bytes read straight into the mapping (compared instead, in verify
+/// mode).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn process_page_data<H: Hypervisor>(
     hv: &H,
@@ -63,13 +172,15 @@ pub(crate) fn process_page_data<H: Hypervisor>(
     stats: &mut MemoryStats,
     verify: bool,
     entries: &[(u64, u32)],
-    data: &[u8],
+    pages: &mut dyn PageSource,
     log: &dyn crate::hv::Log,
 ) -> Result<(), RestoreError> {
-    let mut data_off = 0usize;
     let mut to_populate = Vec::with_capacity(MAX_BATCH);
+    let mut extents = Vec::new();
+    let mut small = Vec::with_capacity(MAX_BATCH);
     let mut frames = Vec::with_capacity(MAX_BATCH);
     let mut chunk_pfns = Vec::with_capacity(MAX_BATCH);
+    let mut bounce: Vec<u8> = Vec::new();
     for chunk in entries.chunks(MAX_BATCH) {
         // Populate what this chunk needs and is not populated yet. Pfns are
         // marked first, as libxenguest does, so that one named twice in a
@@ -82,13 +193,7 @@ pub(crate) fn process_page_data<H: Hypervisor>(
             }
         }
         if !to_populate.is_empty() {
-            hv.populate_physmap(domid, &mut to_populate)?;
-            if let Some(i) = to_populate.iter().position(|&f| f == u64::MAX) {
-                return Err(RestoreError::Record {
-                    what: "PAGE_DATA",
-                    msg: format!("populate physmap failed for entry {i} of the batch"),
-                });
-            }
+            populate(hv, domid, &to_populate, &mut extents, &mut small)?;
         }
 
         // HVM: the frame to map is the pfn itself.
@@ -103,37 +208,37 @@ pub(crate) fn process_page_data<H: Hypervisor>(
         if frames.is_empty() {
             continue;
         }
-        let bytes = frames.len() * PAGE_SIZE;
-        let Some(pages) = data.get(data_off..data_off + bytes) else {
+        let mut map = hv.map_write(domid, &frames)?;
+        if let Some(j) = (0..frames.len()).find(|&j| map.error(j) != 0) {
+            let (pfn, t) = chunk_pfns[j];
             return Err(RestoreError::Record {
                 what: "PAGE_DATA",
                 msg: format!(
-                    "record holds {} bytes of page data, entries need more",
-                    data.len()
+                    "mapping pfn {pfn:#x} (type {:#x}) failed with {}",
+                    t >> pfinfo::LTAB_SHIFT,
+                    map.error(j)
                 ),
             });
-        };
-        data_off += bytes;
-
-        let mut map = hv.map_write(domid, &frames)?;
-        let mut cmp = [0u8; PAGE_SIZE];
-        for (j, page) in pages.chunks_exact(PAGE_SIZE).enumerate() {
-            let err = map.error(j);
-            let (pfn, t) = chunk_pfns[j];
-            if err != 0 {
-                return Err(RestoreError::Record {
-                    what: "PAGE_DATA",
-                    msg: format!(
-                        "mapping pfn {pfn:#x} (type {:#x}) failed with {err}",
-                        t >> pfinfo::LTAB_SHIFT
-                    ),
-                });
+        }
+        let n = frames.len();
+        if !verify {
+            if let Some(dst) = map.pages_mut(0, n) {
+                // Straight from the stream into guest memory.
+                pages.read_into(dst)?;
+                stats.pages_written += n as u64;
+                continue;
             }
+        }
+        bounce.resize(n * PAGE_SIZE, 0);
+        pages.read_into(&mut bounce)?;
+        let mut cmp = [0u8; PAGE_SIZE];
+        for (j, page) in bounce.chunks_exact(PAGE_SIZE).enumerate() {
             let page: &[u8; PAGE_SIZE] = page.try_into().map_err(|_| RestoreError::Record {
                 what: "PAGE_DATA",
                 msg: "page data not a multiple of 4096 bytes".into(),
             })?;
             if verify {
+                let (pfn, t) = chunk_pfns[j];
                 map.read_page(j, &mut cmp);
                 stats.pages_verified += 1;
                 if &cmp != page {

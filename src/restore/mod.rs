@@ -374,23 +374,45 @@ fn restore_inner<H: Hypervisor, R: Read>(
     // until the next one completes their set.
     let mut buffering = false;
     let mut held: Vec<checkpoint::Buffered> = Vec::new();
+    // The primary is gone mid-checkpoint: fail over to the last complete
+    // checkpoint, dropping the partial one.
+    let failover = |e: &stream::Error| {
+        log.log(
+            Level::Info,
+            None,
+            &format!("Failed to read a record ({e}): failing over to the last checkpoint"),
+        );
+    };
     loop {
-        let rec = match reader.next_record() {
-            Ok(Some(rec)) => rec,
+        let item = match reader.next_item() {
+            Ok(Some(item)) => item,
             Ok(None) => break,
             Err(e) if buffering && is_broken_channel(&e) => {
-                // The primary is gone mid-checkpoint: fail over to the
-                // last complete checkpoint, dropping the partial one.
-                log.log(
-                    Level::Info,
-                    None,
-                    &format!("Failed to read a record ({e}): failing over to the last checkpoint"),
-                );
+                failover(&e);
                 break;
             }
             Err(e) => return Err(e.into()),
         };
         ctx.outputs.records += 1;
+        let rec = match item {
+            stream::Item::Record(rec) => rec,
+            stream::Item::Pages(mut pages) if buffering => {
+                match checkpoint::Buffered::from_pages(&mut pages) {
+                    Ok(b) => held.push(b),
+                    Err(e) if is_broken_channel(&e) => {
+                        failover(&e);
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                continue;
+            }
+            stream::Item::Pages(mut pages) => {
+                // Straight from the stream into guest memory.
+                ctx.page_data_stream(&mut pages, v2)?;
+                continue;
+            }
+        };
         match rec {
             stream::Record::End => {
                 ctx.process_record(&rec, v2)?;

@@ -195,9 +195,49 @@ impl<'a, H: Hypervisor> HvmRestore<'a, H> {
             &mut self.mem,
             self.verify,
             entries,
-            data,
+            &mut memory::SlicePages::new(data),
             self.log,
         )?;
+        self.outputs.page_data_records += 1;
+        Ok(())
+    }
+
+    /// Apply a PAGE_DATA record whose pages are still in the stream: they
+    /// are read straight into guest memory.
+    pub(crate) fn page_data_stream<R: std::io::Read>(
+        &mut self,
+        pages: &mut crate::stream::PageReader<'_, R>,
+        v2: bool,
+    ) -> Result<(), RestoreError> {
+        if v2 && !self.seen_static_data_end {
+            self.static_data_end()?;
+        }
+        if !self.seen_static_data_end {
+            return Err(RestoreError::Record {
+                what: "PAGE_DATA",
+                msg: "no STATIC_DATA_END seen".into(),
+            });
+        }
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.clear();
+        entries.extend(
+            pages
+                .entries()
+                .iter()
+                .map(|e| (e.pfn, e.page_type.domctl_value())),
+        );
+        let r = memory::process_page_data(
+            self.hv,
+            self.domid,
+            &mut self.populated,
+            &mut self.mem,
+            self.verify,
+            &entries,
+            pages,
+            self.log,
+        );
+        self.entries = entries;
+        r?;
         self.outputs.page_data_records += 1;
         Ok(())
     }
