@@ -21,7 +21,6 @@ impl Bitmap {
         &mut self.words
     }
 
-    #[cfg(test)]
     pub(crate) fn test(&self, bit: u64) -> bool {
         bit < self.len && self.words[(bit / 64) as usize] & (1 << (bit % 64)) != 0
     }
@@ -58,6 +57,28 @@ impl Bitmap {
                 *last &= (1u64 << rem) - 1;
             }
         }
+    }
+
+    /// Set bits in `start .. end` (clamped to the length).
+    pub(crate) fn count_range(&self, start: u64, end: u64) -> u64 {
+        let end = end.min(self.len);
+        if start >= end {
+            return 0;
+        }
+        let (first, last) = ((start / 64) as usize, ((end - 1) / 64) as usize);
+        let mut n = 0u64;
+        for (i, &w) in self.words[first..=last].iter().enumerate() {
+            let i = first + i;
+            let mut w = w;
+            if i == first {
+                w &= !0u64 << (start % 64);
+            }
+            if i == last && end % 64 != 0 {
+                w &= (1u64 << (end % 64)) - 1;
+            }
+            n += u64::from(w.count_ones());
+        }
+        n
     }
 
     #[cfg(test)]
@@ -103,6 +124,30 @@ mod tests {
         b.set(70);
         assert_eq!(b.iter_ones().collect::<Vec<_>>(), vec![3, 64, 69]);
         assert!(b.test(64) && !b.test(65) && !b.test(1000));
+    }
+
+    #[test]
+    fn count_range_counts_only_bits_inside_the_range() {
+        let mut b = Bitmap::new(300);
+        for bit in [0, 1, 63, 64, 65, 127, 128, 200, 299] {
+            b.set(bit);
+        }
+        let naive = |s: u64, e: u64| (s..e.min(300)).filter(|&x| b.test(x)).count() as u64;
+        for (s, e) in [
+            (0, 300),
+            (0, 1),
+            (1, 64),
+            (63, 65),
+            (64, 128),
+            (65, 129),
+            (129, 200),
+            (200, 1000),
+            (299, 300),
+            (5, 5),
+            (10, 3),
+        ] {
+            assert_eq!(b.count_range(s, e), naive(s, e), "{s}..{e}");
+        }
     }
 
     #[test]

@@ -1,9 +1,26 @@
 //! Sending guest memory: walking the dirty bitmap, batching up to 1024
 //! pfns, querying page types, mapping, and writing PAGE_DATA records.
+//!
+//! The data path, beyond what libxenguest does:
+//! * mappings come from [`MapCache`]: whole 64 MiB chunks mapped once and
+//!   kept across batches (and across passes where the backend allows),
+//!   instead of one map/unmap per batch;
+//! * the record is written straight from the mappings (one slice per run
+//!   of consecutive pages), without copying pages into a buffer first;
+//! * a page that reads as all zeros and has never been sent in this stream
+//!   goes as XALLOC without data: a receiver (libxenguest's or ours)
+//!   populates it, and Xen hands out zeroed pages. Once a pfn has been
+//!   sent with data, it always carries data, because a receiver does not
+//!   touch the contents of a populated pfn on XALLOC;
+//! * holes (XTAB) are left out of the records: receivers ignore them.
+//!
+//! Batches stay within libxenguest's limits (at most 1024 pfns, so a
+//! record is at most 4 MiB + 8 KiB, far below the 128 MiB record limit).
 
 use std::io::Write;
 
 use super::bitmap::Bitmap;
+use super::mapcache::CHUNK_PAGES;
 use super::{precopy, Ctx, SaveError, StreamType};
 use crate::hv::{pfinfo, Hypervisor, Level, LogDirtyReport, MappedPages, MAX_BATCH, PAGE_SIZE};
 
@@ -17,13 +34,24 @@ pub(crate) struct Memory {
     /// retried after suspend.
     deferred: Bitmap,
     nr_deferred: u64,
+    /// Pfns sent with data so far in this stream: they never go as XALLOC.
+    sent: Bitmap,
     /// Pfns queued for the next PAGE_DATA record.
     batch: Vec<u64>,
     /// Page types of the batch (scratch).
     types: Vec<u64>,
-    /// Frames with data in the batch (scratch).
+    /// Frames of the batch mapped for the batch alone (scratch).
     frames: Vec<u64>,
-    /// Page contents of the batch (scratch, up to 4 MiB).
+    /// Frames of a chunk to map (scratch).
+    chunk_frames: Vec<u64>,
+    /// Where each data page of the batch is mapped (scratch).
+    places: Vec<(Src, usize)>,
+    /// The record's pfns and types (scratch).
+    rec_pfns: Vec<u64>,
+    rec_types: Vec<u64>,
+    /// Runs of consecutive mapped pages to send (scratch).
+    runs: Vec<Run>,
+    /// Pages copied out of mappings that do not lend their bytes (scratch).
     data: Vec<u8>,
 }
 
@@ -32,6 +60,7 @@ impl Memory {
         self.p2m_size = p2m_size;
         self.dirty = Bitmap::new(p2m_size);
         self.deferred = Bitmap::new(p2m_size);
+        self.sent = Bitmap::new(p2m_size);
         self.nr_deferred = 0;
         self.batch = Vec::with_capacity(MAX_BATCH);
     }
@@ -176,6 +205,9 @@ fn merge_secondary_dirty<H: Hypervisor, W: Write>(
             )));
         }
         ctx.mem.dirty.set(pfn);
+        // The secondary ran and may have written the page: it must get
+        // data even if it is zero here and was never sent.
+        ctx.mem.sent.set(pfn);
     }
     Ok(())
 }
@@ -231,15 +263,19 @@ pub(crate) fn send_dirty_pages<H: Hypervisor, W: Write>(
     let mut written: u64 = 0;
     // The bitmap is taken out so that the batch writer can borrow ctx.
     let dirty = std::mem::take(&mut ctx.mem.dirty);
+    ctx.maps.begin_pass();
     let res = (|| {
         for pfn in dirty.iter_ones() {
-            add_to_batch(ctx, pfn)?;
+            if ctx.mem.batch.len() == MAX_BATCH {
+                flush_batch(ctx, &dirty)?;
+            }
+            ctx.mem.batch.push(pfn);
             if written % 1024 == 0 {
                 ctx.progress_step(written, entries);
             }
             written += 1;
         }
-        flush_batch(ctx)
+        flush_batch(ctx, &dirty)
     })();
     ctx.mem.dirty = dirty;
     res?;
@@ -253,81 +289,208 @@ pub(crate) fn send_dirty_pages<H: Hypervisor, W: Write>(
     Ok(())
 }
 
-fn add_to_batch<H: Hypervisor, W: Write>(
+fn flush_batch<H: Hypervisor, W: Write>(
     ctx: &mut Ctx<'_, H, W>,
-    pfn: u64,
+    dirty: &Bitmap,
 ) -> Result<(), SaveError> {
-    if ctx.mem.batch.len() == MAX_BATCH {
-        flush_batch(ctx)?;
-    }
-    ctx.mem.batch.push(pfn);
-    Ok(())
-}
-
-fn flush_batch<H: Hypervisor, W: Write>(ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError> {
     if ctx.mem.batch.is_empty() {
         return Ok(());
     }
-    write_batch(ctx)?;
+    let res = write_batch(ctx, dirty);
     ctx.mem.batch.clear();
-    Ok(())
+    res
 }
 
-/// One PAGE_DATA record for the queued pfns: types, a read-only mapping of
-/// the pages that carry data, a copy of them, the record.
-fn write_batch<H: Hypervisor, W: Write>(ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError> {
+/// Where the page of a data-bearing entry of the batch is mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Src {
+    /// In the cached mapping of this chunk.
+    Chunk(u64),
+    /// In the batch's own mapping of the frames not in a cached chunk.
+    Batch,
+}
+
+/// Consecutive pages of one mapping, sent as one slice.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    src: Src,
+    first: usize,
+    n: usize,
+}
+
+/// One PAGE_DATA record for the queued pfns: types; the pages with data
+/// found in the cached chunk mappings or mapped for this batch; zero pages
+/// never sent before turned into XALLOC; holes left out; the record
+/// written straight from the mappings.
+fn write_batch<H: Hypervisor, W: Write>(
+    ctx: &mut Ctx<'_, H, W>,
+    dirty: &Bitmap,
+) -> Result<(), SaveError> {
+    let hv = ctx.hv;
+    let domid = ctx.domid;
+    let p2m_size = ctx.mem.p2m_size;
     let mem = &mut ctx.mem;
     let n = mem.batch.len();
     // HVM: pfn == gfn. (PV will translate through the p2m here.)
     mem.types.clear();
     mem.types.extend_from_slice(&mem.batch);
-    ctx.hv.page_types(ctx.domid, &mut mem.types)?;
-
-    mem.frames.clear();
+    hv.page_types(domid, &mut mem.types)?;
     for i in 0..n {
         let t = mem.types[i];
-        let t32 = u32::try_from(t).ok().filter(|t| pfinfo::is_known(*t));
-        let Some(t32) = t32 else {
+        if !u32::try_from(t).is_ok_and(pfinfo::is_known) {
             return Err(SaveError::Protocol(format!(
                 "Unknown type {t:#x} for pfn {:#x}",
                 mem.batch[i]
             )));
+        }
+    }
+
+    // Where each data page is: a cached chunk, or this batch's mapping.
+    ctx.maps.begin_batch();
+    mem.places.clear();
+    mem.frames.clear();
+    let mut sparse_chunk = None;
+    for i in 0..n {
+        if !pfinfo::has_data(mem.types[i] as u32) {
+            continue;
+        }
+        let pfn = mem.batch[i];
+        let chunk = pfn / CHUNK_PAGES;
+        let slot = (pfn % CHUNK_PAGES) as usize;
+        let mut cached = ctx.maps.touch(chunk);
+        if cached && !ctx.maps.slot_ok(chunk, slot) {
+            // Populated after the chunk was mapped: map it again.
+            ctx.maps.forget(chunk);
+            cached = false;
+        }
+        if !cached && sparse_chunk != Some(chunk) {
+            let first = chunk * CHUNK_PAGES;
+            let dense = ctx
+                .maps
+                .worth_mapping(dirty.count_range(first, first + CHUNK_PAGES));
+            cached = dense
+                && ctx
+                    .maps
+                    .map_chunk(hv, domid, chunk, p2m_size, &mut mem.chunk_frames)?;
+            if !cached {
+                sparse_chunk = Some(chunk);
+            }
+        }
+        if cached {
+            mem.places.push((Src::Chunk(chunk), slot));
+        } else {
+            mem.places.push((Src::Batch, mem.frames.len()));
+            mem.frames.push(pfn);
+        }
+    }
+    let batch_map = if mem.frames.is_empty() {
+        None
+    } else {
+        Some(hv.map_read(domid, &mem.frames)?)
+    };
+    let maps = &ctx.maps;
+    let map_of = |src: Src| -> Option<&H::ReadMapping<'_>> {
+        match src {
+            Src::Chunk(c) => maps.get(c),
+            Src::Batch => batch_map.as_ref(),
+        }
+    };
+
+    // The record's entries and the runs of pages carrying data.
+    mem.rec_pfns.clear();
+    mem.rec_types.clear();
+    mem.runs.clear();
+    let mut d = 0;
+    let mut zero = 0u64;
+    for i in 0..n {
+        let pfn = mem.batch[i];
+        let t = mem.types[i];
+        if t == u64::from(pfinfo::XTAB) {
+            // A hole: a receiver does nothing with it, so it is left out.
+            continue;
+        }
+        if !pfinfo::has_data(t as u32) {
+            mem.rec_pfns.push(pfn);
+            mem.rec_types.push(t);
+            continue;
+        }
+        let (src, slot) = mem.places[d];
+        d += 1;
+        let Some(map) = map_of(src).filter(|m| m.error(slot) == 0) else {
+            let err = map_of(src).map_or(-libc::EINVAL, |m| m.error(slot));
+            return Err(SaveError::Protocol(format!(
+                "Mapping of pfn {pfn:#x} (gfn {pfn:#x}) failed {err}"
+            )));
         };
-        if pfinfo::has_data(t32) {
-            mem.frames.push(mem.batch[i]);
+        // A page never sent that reads as zero goes without data: the
+        // receiver populates it and Xen hands out zeroed pages. Once a
+        // pfn has carried data it always does, or a receiver would keep
+        // its old contents. The verification pass sends everything.
+        if !ctx.verifying && !mem.sent.test(pfn) && map.is_zero(slot) {
+            mem.rec_pfns.push(pfn);
+            mem.rec_types.push(u64::from(pfinfo::XALLOC));
+            zero += 1;
+            continue;
+        }
+        if !ctx.verifying {
+            mem.sent.set(pfn);
+        }
+        mem.rec_pfns.push(pfn);
+        mem.rec_types.push(t);
+        match mem.runs.last_mut() {
+            Some(r) if r.src == src && r.first + r.n == slot => r.n += 1,
+            _ => mem.runs.push(Run {
+                src,
+                first: slot,
+                n: 1,
+            }),
         }
     }
-
-    let nr_pages = mem.frames.len();
-    mem.data.resize(nr_pages * PAGE_SIZE, 0);
-    if nr_pages > 0 {
-        let map = ctx.hv.map_read(ctx.domid, &mem.frames)?;
-        let mut p = 0;
-        for i in 0..n {
-            if !pfinfo::has_data(mem.types[i] as u32) {
-                continue;
-            }
-            let err = map.error(p);
-            if err != 0 {
-                return Err(SaveError::Protocol(format!(
-                    "Mapping of pfn {:#x} (gfn {:#x}) failed {err}",
-                    mem.batch[i], mem.frames[p]
-                )));
-            }
-            let dst: &mut [u8; PAGE_SIZE] = (&mut mem.data[p * PAGE_SIZE..(p + 1) * PAGE_SIZE])
-                .try_into()
-                .expect("slice of PAGE_SIZE");
-            map.read_page(p, dst);
-            p += 1;
-        }
-        // The mapping is dropped (unmapped) here, before writing, as
-        // libxenguest unmaps after writev; the copy makes the order free.
+    if mem.rec_pfns.is_empty() {
+        return Ok(());
     }
 
+    // Pages of mappings that cannot lend their bytes are copied out.
+    let copied: usize = mem
+        .runs
+        .iter()
+        .filter(|r| map_of(r.src).is_some_and(|m| m.pages(r.first, r.n).is_none()))
+        .map(|r| r.n)
+        .sum();
+    mem.data.resize(copied * PAGE_SIZE, 0);
+    let mut off = 0;
+    for r in &mem.runs {
+        let Some(m) = map_of(r.src) else { continue };
+        if m.pages(r.first, r.n).is_none() {
+            for k in 0..r.n {
+                let dst: &mut [u8; PAGE_SIZE] = (&mut mem.data[off..off + PAGE_SIZE])
+                    .try_into()
+                    .expect("slice of PAGE_SIZE");
+                m.read_page(r.first + k, dst);
+                off += PAGE_SIZE;
+            }
+        }
+    }
+    let mut slices: Vec<&[u8]> = Vec::with_capacity(mem.runs.len());
+    let mut off = 0;
+    for r in &mem.runs {
+        match map_of(r.src).and_then(|m| m.pages(r.first, r.n)) {
+            Some(s) => slices.push(s),
+            None => {
+                slices.push(&mem.data[off..off + r.n * PAGE_SIZE]);
+                off += r.n * PAGE_SIZE;
+            }
+        }
+    }
+    let nr_pages: usize = mem.runs.iter().map(|r| r.n).sum();
     ctx.out
-        .page_data(&mem.batch, &mem.types, &mem.data[..nr_pages * PAGE_SIZE])?;
+        .page_data_slices(&mem.rec_pfns, &mem.rec_types, &slices)?;
+    drop(slices);
+    drop(batch_map);
+
     ctx.summary.page_data_records += 1;
     ctx.summary.pages_sent += nr_pages as u64;
+    ctx.summary.pages_zero += zero;
     if ctx.verifying {
         ctx.summary.pages_sent_verify += nr_pages as u64;
     } else if ctx.suspended {
@@ -335,3 +498,7 @@ fn write_batch<H: Hypervisor, W: Write>(ctx: &mut Ctx<'_, H, W>) -> Result<(), S
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "datapath_tests.rs"]
+mod datapath_tests;

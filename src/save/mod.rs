@@ -28,6 +28,7 @@
 //! records), `out` (record output).
 
 mod bitmap;
+mod mapcache;
 mod memory;
 mod out;
 pub mod policy;
@@ -169,6 +170,9 @@ pub struct SaveSummary {
     pub precopy_iterations: u32,
     /// Pages (with data) sent, all rounds and checkpoints included.
     pub pages_sent: u64,
+    /// Zero pages never sent before, sent as XALLOC without data (not
+    /// counted in `pages_sent`).
+    pub pages_zero: u64,
     /// Pages sent after the domain was suspended (the downtime copy),
     /// the verification pass excluded.
     pub pages_sent_suspended: u64,
@@ -338,6 +342,7 @@ pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
         precopy: params.precopy,
         info,
         mem: memory::Memory::default(),
+        maps: mapcache::MapCache::new(hv.mapping_hints()),
         stats: PrecopyStats::default(),
         summary: SaveSummary::default(),
         prefix: None,
@@ -431,6 +436,8 @@ pub(crate) struct Ctx<'a, H: Hypervisor, W: Write> {
     pub(crate) precopy: PrecopySettings,
     pub(crate) info: DomainInfo,
     pub(crate) mem: memory::Memory,
+    /// Guest mappings kept across batches.
+    pub(crate) maps: mapcache::MapCache<'a, H>,
     pub(crate) stats: PrecopyStats,
     pub(crate) summary: SaveSummary,
     /// Current progress prefix (`xc_set_progress_prefix`).

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use crate::hv::{pfinfo, CpuidLeaf, MsrEntry, TscInfo, PAGE_SIZE};
+use crate::hv::{pfinfo, CpuidLeaf, MsrEntry, TscInfo};
 use crate::stream::{self, DomainHeader, DomainType, PageType, PfnEntry, Writer};
 
 /// The record writer of one save. Created lazily by [`Out::headers`],
@@ -85,12 +85,14 @@ impl<'a, W: Write> Out<'a, W> {
     }
 
     /// PAGE_DATA for `pfns` with their PFINFO `types` (already checked to
-    /// be known types); `data` holds the pages of the data-bearing entries.
-    pub(crate) fn page_data(
+    /// be known types); `pages` hold the pages of the data-bearing entries,
+    /// split in any way (e.g. one slice per run of a mapping). Written with
+    /// one vectored write, the page bytes uncopied.
+    pub(crate) fn page_data_slices(
         &mut self,
         pfns: &[u64],
         types: &[u64],
-        data: &[u8],
+        pages: &[&[u8]],
     ) -> Result<(), stream::Error> {
         let mut entries = std::mem::take(&mut self.entries);
         entries.clear();
@@ -99,8 +101,7 @@ impl<'a, W: Write> Out<'a, W> {
             let page_type = PageType::from_bits(bits).unwrap_or(PageType::XTab);
             entries.push(PfnEntry::new(pfn, page_type));
         }
-        let pages: Vec<&[u8]> = data.chunks(PAGE_SIZE * 64).collect();
-        let res = self.w()?.write_page_data(&entries, &pages);
+        let res = self.w()?.write_page_data(&entries, pages);
         self.entries = entries;
         res
     }
