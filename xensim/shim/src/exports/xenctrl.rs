@@ -17,7 +17,7 @@ use crate::dispatch;
 use crate::error::{ShimError, ShimResult};
 use crate::fdio;
 use crate::ffi::{self, ret_int, ret_ptr};
-use crate::fmap::{self, FrameSource};
+use crate::fmap;
 use crate::hcall::{self, HypercallBuffer, PAGE_SIZE};
 use crate::iface::{Session, XcInterface, ERROR_MSG_LEN};
 use crate::xtl::{self, XtlLogger};
@@ -58,24 +58,9 @@ fn hbuf_of(b: *mut HypercallBuffer) -> ShimResult<*mut c_void> {
     Ok(unsafe { ffi::opt_ref(hb.param_shadow.cast_const(), "shadow buffer") }?.hbuf)
 }
 
-/// Frame sources for mapping `frames` of `domid`.
-fn sources(dom: &xensim::Domain, frames: &[u64]) -> Vec<FrameSource> {
-    use std::os::fd::AsRawFd;
-    let fd = dom.memory_file().as_raw_fd();
-    frames
-        .iter()
-        .map(|&f| {
-            dom.frame_offset(f)
-                .map(|off| (fd, off))
-                .ok_or(-libc::EINVAL)
-        })
-        .collect()
-}
-
 /// Maps `frames` of `domid`, all or nothing (`err == NULL` semantics).
 pub(crate) fn map_all(x: &Xch, domid: u32, prot: c_int, frames: &[u64]) -> ShimResult<*mut u8> {
-    let dom = domain(x, domid)?;
-    fmap::map_all(&sources(&dom, frames), prot)
+    fmap::map_all(&domain(x, domid)?, frames, prot)
 }
 
 // ---------------------------------------------------------------- interface
@@ -950,7 +935,7 @@ pub unsafe extern "C" fn xc_map_foreign_bulk(
         let frames = unsafe { ffi::slice(arr, num as usize, "arr") }?;
         let errs = unsafe { ffi::slice_mut(err, num as usize, "err") }?;
         let dom = domain(x, dom)?;
-        let m = fmap::map_frames(&sources(&dom, frames), prot)?;
+        let m = fmap::map_frames(&dom, frames, prot)?;
         errs.copy_from_slice(&m.errs);
         Ok(m.addr.cast())
     }))

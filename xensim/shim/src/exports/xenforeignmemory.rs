@@ -19,7 +19,7 @@ use xensim::DomId;
 use crate::ctx::{self, handle_call, Handle};
 use crate::error::{ShimError, ShimResult};
 use crate::ffi::{self, ret_int, ret_ptr};
-use crate::fmap::{self, FrameSource};
+use crate::fmap;
 use crate::hcall::PAGE_SIZE;
 use crate::xtl::XtlLogger;
 
@@ -48,17 +48,12 @@ fn check_restriction(h: &Handle, dom: u32) -> ShimResult<()> {
 fn map(h: &Handle, dom: u32, prot: c_int, arr: &[u64], err: *mut c_int) -> ShimResult<*mut c_void> {
     check_restriction(h, dom)?;
     let d = h.host.domain(dom as DomId)?;
-    let fd = d.memory_file().as_raw_fd();
-    let src: Vec<FrameSource> = arr
-        .iter()
-        .map(|&f| d.frame_offset(f).map(|o| (fd, o)).ok_or(-libc::EINVAL))
-        .collect();
     if err.is_null() {
-        return Ok(fmap::map_all(&src, prot)?.cast());
+        return Ok(fmap::map_all(&d, arr, prot)?.cast());
     }
     // SAFETY: err holds arr.len() ints (C contract).
     let errs = unsafe { ffi::slice_mut(err, arr.len(), "err") }?;
-    let m = fmap::map_frames(&src, prot)?;
+    let m = fmap::map_frames(&d, arr, prot)?;
     errs.copy_from_slice(&m.errs);
     Ok(m.addr.cast())
 }
