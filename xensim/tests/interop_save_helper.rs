@@ -117,6 +117,51 @@ fn check_stream(path: &std::path::Path) -> StreamSummary {
     s
 }
 
+/// The source after a save: suspended, log-dirty off, and unchanged since
+/// the helper's suspend callback. Returns its digest.
+fn assert_source_saved(host: &Host, src: u32, save: &HelperRun, context: &str) -> String {
+    host.assert_info(
+        src,
+        &[
+            ("shutdown", "1"),
+            ("shutdown_reason", "2"),
+            ("logdirty", "0"),
+        ],
+        context,
+    );
+    let digest = host.digest(src);
+    assert_eq!(
+        save.digest_at_suspend.as_deref(),
+        Some(digest.as_str()),
+        "the source changed between its suspend and the end of the save"
+    );
+    digest
+}
+
+/// The restored domain: what the restore sets up beyond memory (event
+/// channels, magic pages, grants), and a digest equal to the source's.
+/// Returns that digest.
+fn assert_restored_like(
+    host: &Host,
+    dst: u32,
+    (store, console): (u64, u64),
+    source_digest: &str,
+) -> String {
+    let restored = host.digest(dst);
+    host.assert_restore_plumbing(
+        dst,
+        store,
+        console,
+        STORE_EVTCHN.into(),
+        CONSOLE_EVTCHN.into(),
+    );
+    assert_eq!(
+        restored, source_digest,
+        "restored domain differs from the source"
+    );
+    restored
+}
+
 fn nonlive_round_trip(guest_type: &str, seed: u64) {
     let host = Host::new(&format!("helper-nonlive-{guest_type}"));
     let src = host.create(guest_type, GUEST_MEMORY, "mixed", seed);
@@ -133,22 +178,7 @@ fn nonlive_round_trip(guest_type: &str, seed: u64) {
     assert_save_ok(&save, src);
     let summary = check_stream(&img);
     assert_eq!(summary.resent_pfns, 0, "{summary:?}");
-    let source_digest = host.digest(src);
-    assert_eq!(
-        save.digest_at_suspend.as_deref(),
-        Some(source_digest.as_str()),
-        "the source changed between its suspend and the end of the save"
-    );
-
-    host.assert_info(
-        src,
-        &[
-            ("shutdown", "1"),
-            ("shutdown_reason", "2"),
-            ("logdirty", "0"),
-        ],
-        "after a non-live save",
-    );
+    let source_digest = assert_source_saved(&host, src, &save, "after a non-live save");
 
     let dst = host.create_empty(guest_type, GUEST_MEMORY);
     assert_ne!(
@@ -165,18 +195,7 @@ fn nonlive_round_trip(guest_type: &str, seed: u64) {
         OP_TIMEOUT,
     );
     let (store, console) = assert_restore_ok(&restore);
-    let restored = host.digest(dst);
-    host.assert_restore_plumbing(
-        dst,
-        store,
-        console,
-        STORE_EVTCHN.into(),
-        CONSOLE_EVTCHN.into(),
-    );
-    assert_eq!(
-        restored, source_digest,
-        "restored domain differs from the source"
-    );
+    let restored = assert_restored_like(&host, dst, (store, console), &source_digest);
     eprintln!(
         "helper non-live {guest_type}: {} pages in {} PAGE_DATA records; \
          store {store:#x} console {console:#x}; digest {restored}",
@@ -251,33 +270,8 @@ fn live_round_trip(guest_type: &str, seed: u64) {
     let summary = check_stream(&img);
     assert!(summary.resent_pfns > 0, "no page was resent: {summary:?}");
 
-    host.assert_info(
-        src,
-        &[
-            ("shutdown", "1"),
-            ("shutdown_reason", "2"),
-            ("logdirty", "0"),
-        ],
-        "after a live save",
-    );
-    let source_digest = host.digest(src);
-    assert_eq!(
-        save.digest_at_suspend.as_deref(),
-        Some(source_digest.as_str()),
-        "the source changed between its suspend and the end of the save"
-    );
-    let restored = host.digest(dst);
-    host.assert_restore_plumbing(
-        dst,
-        store,
-        console,
-        STORE_EVTCHN.into(),
-        CONSOLE_EVTCHN.into(),
-    );
-    assert_eq!(
-        restored, source_digest,
-        "restored domain differs from the source"
-    );
+    let source_digest = assert_source_saved(&host, src, &save, "after a live save");
+    let restored = assert_restored_like(&host, dst, (store, console), &source_digest);
     eprintln!(
         "helper live {guest_type}: {} iteration phases {iterations:?}; {copied} bytes; \
          {} pages sent ({} distinct, {} resent); store {store:#x} console {console:#x}; \
