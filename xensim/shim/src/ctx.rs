@@ -139,9 +139,12 @@ pub(crate) fn open_handle(logger: *mut XtlLogger, call: &str) -> ShimResult<*mut
 
 /// Closes a handle from [`open_handle`]; NULL is accepted.
 pub(crate) fn close_handle(h: *mut Handle) -> c_int {
-    if !h.is_null() {
+    if h.is_null() {
+        return 0;
+    }
+    ffi::ret_int(ffi::no_unwind(|| {
         // SAFETY: h came from Box::into_raw in open_handle and is closed once.
         drop(unsafe { Box::from_raw(h) });
-    }
-    0
+        Ok(0)
+    }))
 }

@@ -192,18 +192,21 @@ pub unsafe extern "C" fn xc_strerror(_xch: *mut Xch, errcode: c_int) -> *const c
     thread_local! {
         static BUF: std::cell::RefCell<[c_char; 128]> = const { std::cell::RefCell::new([0; 128]) };
     }
-    let text = crate::error::strerror(errcode);
-    BUF.with(|b| {
-        let mut b = b.borrow_mut();
-        let n = text.len().min(b.len() - 1);
-        for (d, &s) in b.iter_mut().zip(&text.as_bytes()[..n]) {
-            *d = s as c_char;
-        }
-        b[n] = 0;
-        // The buffer is thread-local and lives as long as the thread, like
-        // libxenctrl's per-thread error buffer.
-        b.as_ptr()
-    })
+    let r = ffi::no_unwind(|| {
+        let text = crate::error::strerror(errcode);
+        Ok(BUF.with(|b| {
+            let mut b = b.borrow_mut();
+            let n = text.len().min(b.len() - 1);
+            for (d, &s) in b.iter_mut().zip(&text.as_bytes()[..n]) {
+                *d = s as c_char;
+            }
+            b[n] = 0;
+            // The buffer is thread-local and lives as long as the thread, like
+            // libxenctrl's per-thread error buffer.
+            b.as_ptr()
+        }))
+    });
+    r.unwrap_or(c"Unknown error".as_ptr())
 }
 
 #[no_mangle]
@@ -220,24 +223,30 @@ pub unsafe extern "C" fn xc_set_progress_prefix(
 
 #[no_mangle]
 pub unsafe extern "C" fn xc_report_progress_single(xch: *mut Xch, doing: *const c_char) {
-    // SAFETY: live interface (C contract).
-    if let Some(x) = unsafe { xch.as_ref() } {
-        xtl::progress(x.error_handler, "xc", doing, 0, 0);
-    }
+    let _ = ffi::no_unwind(|| {
+        // SAFETY: live interface (C contract).
+        if let Some(x) = unsafe { xch.as_ref() } {
+            xtl::progress(x.error_handler, "xc", doing, 0, 0);
+        }
+        Ok(())
+    });
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn xc_report_progress_step(xch: *mut Xch, done: c_ulong, total: c_ulong) {
-    // SAFETY: live interface (C contract).
-    if let Some(x) = unsafe { xch.as_ref() } {
-        xtl::progress(
-            x.error_handler,
-            "xc",
-            x.currently_progress_reporting,
-            done,
-            total,
-        );
-    }
+    let _ = ffi::no_unwind(|| {
+        // SAFETY: live interface (C contract).
+        if let Some(x) = unsafe { xch.as_ref() } {
+            xtl::progress(
+                x.error_handler,
+                "xc",
+                x.currently_progress_reporting,
+                done,
+                total,
+            );
+        }
+        Ok(())
+    });
 }
 
 /// `xc_get_last_error`: returns `&xch->last_error` (`{int code; char message[1024]}`).
