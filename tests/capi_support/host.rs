@@ -1,0 +1,179 @@
+//! A simulated host for the drop-in tests: a temporary `XENSIM_HOST`, the
+//! `xensim` command on it, the C harnesses and `libxl-save-helper` set up
+//! to run there, and the replies libxl gives the helper.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::save_helper::HelperCmd;
+use super::{run, run_ok, Env, TempDir, TIMEOUT};
+
+/// Issue 4 asks for guests of at least 256 MiB.
+pub const GUEST_MEMORY: &str = "256M";
+
+/// A simulated host in a temporary directory, with the commands a test
+/// runs on it.
+pub struct Host {
+    /// Where the built pieces are.
+    pub env: Env,
+    /// The temporary directory; the host itself is its `host` subdirectory.
+    pub dir: TempDir,
+}
+
+impl Host {
+    /// A fresh host; fails the test if libxcmig is not built.
+    pub fn new(tag: &str) -> Host {
+        let env = Env::locate();
+        env.require_libxcmig();
+        let dir = TempDir::new(tag);
+        Host { env, dir }
+    }
+
+    /// The host directory (`XENSIM_HOST`).
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("host")
+    }
+
+    /// `xensim domain ARGS[0] --host DIR ARGS[1..]`; its stdout.
+    pub fn xensim(&self, args: &[&str]) -> String {
+        let mut c = Command::new(self.env.xensim());
+        c.arg("domain")
+            .arg(args[0])
+            .arg("--host")
+            .arg(self.path())
+            .args(&args[1..]);
+        run_ok(&mut c)
+    }
+
+    /// The last line of a command's output, trimmed.
+    pub fn last_line(s: &str) -> String {
+        s.lines().last().unwrap_or_default().trim().to_owned()
+    }
+
+    /// A [`GUEST_MEMORY`] guest of type `guest` filled from `seed`; its domid.
+    pub fn create(&self, guest: &str, seed: u64) -> u32 {
+        let out = self.xensim(&[
+            "create",
+            "--type",
+            guest,
+            "--memory",
+            GUEST_MEMORY,
+            "--fill",
+            "mixed",
+            "--seed",
+            &seed.to_string(),
+        ]);
+        Self::last_line(&out).parse().expect("domid")
+    }
+
+    /// An empty domain to restore into; its domid.
+    pub fn create_empty(&self, guest: &str) -> u32 {
+        let out = self.xensim(&[
+            "create",
+            "--type",
+            guest,
+            "--memory",
+            GUEST_MEMORY,
+            "--empty",
+        ]);
+        Self::last_line(&out).parse().expect("domid")
+    }
+
+    /// `xensim domain digest` of a domain.
+    pub fn digest(&self, domid: u32) -> String {
+        Self::last_line(&self.xensim(&["digest", &domid.to_string()]))
+    }
+
+    /// How to run `libxl-save-helper` on this host (`host` is [`Host::path`]).
+    pub fn helper_cmd<'a>(&self, host: &'a Path, preload: Option<&'a Path>) -> HelperCmd<'a> {
+        HelperCmd {
+            ld_library_path: self.env.ld_library_path(),
+            preload,
+            host,
+            extra_env: Vec::new(),
+        }
+    }
+
+    /// libxl's answer to the helper's `suspend`: 1 once `xg-suspend` has
+    /// suspended `domid` through libxenctrl, 0 if it failed.
+    pub fn suspend_reply(&self, domid: u32) -> i32 {
+        let out = run(
+            Command::new(self.env.capi("xg-suspend"))
+                .arg(domid.to_string())
+                .env("LD_LIBRARY_PATH", self.env.ld_library_path())
+                .env("XENSIM_HOST", self.path())
+                .env_remove("LD_PRELOAD"),
+            TIMEOUT,
+        );
+        i32::from(out.status.success())
+    }
+
+    /// libxl's answer to `postcopy` on a checkpointed stream: 1 once
+    /// `domid` runs again, 0 if it could not be resumed.
+    pub fn resume_reply(&self, domid: u32) -> i32 {
+        let out = run(
+            Command::new(self.env.xensim())
+                .args(["domain", "resume", "--host"])
+                .arg(self.path())
+                .arg(domid.to_string()),
+            TIMEOUT,
+        );
+        i32::from(out.status.success())
+    }
+
+    /// A harness command with the simulated libraries and, if `xcmig`,
+    /// libxcmig preloaded.
+    pub fn harness(&self, name: &str, xcmig: bool) -> Command {
+        let mut c = Command::new(self.env.capi(name));
+        c.env("LD_LIBRARY_PATH", self.env.ld_library_path())
+            .env("XENSIM_HOST", self.path())
+            .env_remove("LD_PRELOAD")
+            .env_remove("XENSIM_FAULTS");
+        if xcmig {
+            c.env("LD_PRELOAD", &self.env.libxcmig);
+        }
+        c
+    }
+}
+
+/// `libxl-save-helper --save-domain` arguments as libxl builds them, the
+/// stream on fd 3: the COLO back channel's fd (-1 without), the domain,
+/// xcflags, callback flags and stream type (0 plain, 1 Remus, 2 COLO).
+pub fn save_argv(
+    recv_fd: i32,
+    domid: u32,
+    xcflags: u32,
+    cbflags: u32,
+    stream_type: u32,
+) -> Vec<String> {
+    [
+        "--save-domain".to_string(),
+        "3".into(),
+        recv_fd.to_string(),
+        domid.to_string(),
+        xcflags.to_string(),
+        cbflags.to_string(),
+        stream_type.to_string(),
+    ]
+    .into()
+}
+
+/// `libxl-save-helper --restore-domain` arguments, the stream on fd 3: the
+/// COLO back channel's fd (-1 without), the domain, xenstore event channel
+/// 5 and console event channel 6 (both served by dom0), callback flags and
+/// stream type.
+pub fn restore_argv(send_back_fd: i32, domid: u32, cbflags: u32, stream_type: u32) -> Vec<String> {
+    [
+        "--restore-domain".to_string(),
+        "3".into(),
+        send_back_fd.to_string(),
+        domid.to_string(),
+        "5".into(),
+        "0".into(),
+        "6".into(),
+        "0".into(),
+        cbflags.to_string(),
+        stream_type.to_string(),
+    ]
+    .into()
+}
