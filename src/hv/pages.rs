@@ -64,12 +64,20 @@ pub(crate) unsafe fn guest_bytes<'a>(p: *const u8, len: usize) -> &'a [u8] {
 /// The bytes of `len` mapped guest pages starting at `p`, for the restore
 /// engine to read the stream into directly.
 ///
+/// The kernel is first asked to fault the pages in for writing in one call
+/// (`MADV_POPULATE_WRITE`), so that the copy that follows takes no page
+/// fault per page where the mapping is filled lazily (xensim's are; a
+/// privcmd mapping is complete already). A refusal changes nothing.
+///
 /// # Safety
 ///
 /// `p` must be readable and writable for `len * PAGE_SIZE` bytes for all of
 /// `'a`, and nothing else may access them during `'a` (a restore target
 /// does not run, and the borrow is tied to a `&mut` of the mapping).
 pub(crate) unsafe fn guest_bytes_mut<'a>(p: *mut u8, len: usize) -> &'a mut [u8] {
+    // SAFETY: the range is a writable mapping (the caller's contract);
+    // populating it changes no contents, and a failure is harmless.
+    unsafe { libc::madvise(p.cast(), len * PAGE_SIZE, libc::MADV_POPULATE_WRITE) };
     // SAFETY: the caller's contract.
     unsafe { std::slice::from_raw_parts_mut(p, len * PAGE_SIZE) }
 }
