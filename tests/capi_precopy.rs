@@ -1,121 +1,67 @@
 //! The live migration settings reach a preloaded libxcmig through the
 //! environment, as they would under an unmodified toolstack: the C harness
-//! `xg-save --live` (no `precopy_policy` callback) saves a simulated HVM
-//! guest while `xensim domain run` rewrites a 1 MiB working set, and the
-//! messages libxcmig sends to the harness's logger (level detail, on
-//! stderr) show which settings were used and why pre-copy ended.
+//! `xg-save --live` (no `precopy_policy` callback) saves a simulated
+//! 256 MiB HVM guest while `xensim domain run` rewrites a 1 MiB working
+//! set, and the messages libxcmig sends to the harness's logger (level
+//! detail, on stderr) show which settings were used and why pre-copy
+//! ended.
 //! Needs `make build` (release library, shims, harnesses).
 
 #![cfg(feature = "xen")]
 
 mod capi_support;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use capi_support::{describe, run, run_ok, Env, TempDir, TIMEOUT};
+use capi_support::host::Host;
+use capi_support::{describe, run, TIMEOUT};
 
-struct Host {
-    env: Env,
-    dir: TempDir,
-}
-
-impl Host {
-    fn new(tag: &str) -> Host {
-        let env = Env::locate();
-        env.require_libxcmig();
-        Host {
-            env,
-            dir: TempDir::new(tag),
-        }
+/// `xg-save --live --progress` of `domid` with libxcmig preloaded and `env`
+/// set, while a workload rewrites 1 MiB of the guest at 64 MiB/s.
+fn live_save(h: &Host, domid: u32, env: &[(&str, &str)]) -> Output {
+    let mut workload = Command::new(h.env.xensim());
+    workload
+        .args(["domain", "run", "--host"])
+        .arg(h.path())
+        .args([
+            "--dirty-rate",
+            "64",
+            "--working-set",
+            "1M",
+            "--duration",
+            "60",
+        ])
+        .arg(domid.to_string());
+    let worker = std::thread::spawn(move || run(&mut workload, TIMEOUT));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut save = h.harness("xg-save", true);
+    for var in [
+        "XCMIG_PRECOPY_POLICY",
+        "XCMIG_TARGET_DOWNTIME_MS",
+        "XCMIG_MAX_ITERATIONS",
+        "XCMIG_MAX_PRECOPY_SECONDS",
+        "XCMIG_ABORT_IF_NOT_CONVERGING",
+    ] {
+        save.env_remove(var);
     }
-
-    fn path(&self) -> PathBuf {
-        self.dir.join("host")
+    save.envs(env.iter().copied())
+        .args(["--live", "--progress"])
+        .arg(domid.to_string())
+        .arg(h.dir.join("live.img"));
+    let out = run(&mut save, TIMEOUT);
+    if !out.status.success() {
+        // The workload runs until the guest stops; a failed save left it
+        // running.
+        let _ = h.xensim(&["destroy", &domid.to_string()]);
     }
-
-    fn xensim(&self, args: &[&str]) -> String {
-        run_ok(
-            Command::new(self.env.xensim())
-                .arg("domain")
-                .arg(args[0])
-                .arg("--host")
-                .arg(self.path())
-                .args(&args[1..]),
-        )
-    }
-
-    fn create(&self, seed: u64) -> u32 {
-        let out = self.xensim(&[
-            "create",
-            "--type",
-            "hvm",
-            "--memory",
-            "64M",
-            "--fill",
-            "mixed",
-            "--seed",
-            &seed.to_string(),
-        ]);
-        out.lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .parse()
-            .expect("domid")
-    }
-
-    /// `xg-save --live --progress` of `domid` with libxcmig preloaded and `env` set,
-    /// while a workload rewrites 1 MiB of the guest at 64 MiB/s.
-    fn live_save(&self, domid: u32, env: &[(&str, &str)]) -> Output {
-        let mut workload = Command::new(self.env.xensim());
-        workload
-            .args(["domain", "run", "--host"])
-            .arg(self.path())
-            .args([
-                "--dirty-rate",
-                "64",
-                "--working-set",
-                "1M",
-                "--duration",
-                "60",
-            ])
-            .arg(domid.to_string());
-        let worker = std::thread::spawn(move || run(&mut workload, TIMEOUT));
-        std::thread::sleep(Duration::from_millis(300));
-        let mut save = Command::new(self.env.capi("xg-save"));
-        save.env("LD_LIBRARY_PATH", self.env.ld_library_path())
-            .env("XENSIM_HOST", self.path())
-            .env("LD_PRELOAD", &self.env.libxcmig)
-            .env_remove("XENSIM_FAULTS");
-        for var in [
-            "XCMIG_PRECOPY_POLICY",
-            "XCMIG_TARGET_DOWNTIME_MS",
-            "XCMIG_MAX_ITERATIONS",
-            "XCMIG_MAX_PRECOPY_SECONDS",
-            "XCMIG_ABORT_IF_NOT_CONVERGING",
-        ] {
-            save.env_remove(var);
-        }
-        save.envs(env.iter().copied())
-            .args(["--live", "--progress"])
-            .arg(domid.to_string())
-            .arg(self.dir.join("live.img"));
-        let out = run(&mut save, TIMEOUT);
-        if !out.status.success() {
-            // The workload runs until the guest stops; a failed save left
-            // it running.
-            let _ = self.xensim(&["destroy", &domid.to_string()]);
-        }
-        let w = worker.join().expect("workload thread");
-        assert!(
-            w.status.success() || !out.status.success(),
-            "workload failed\n{}",
-            describe(&w)
-        );
-        out
-    }
+    let w = worker.join().expect("workload thread");
+    assert!(
+        w.status.success() || !out.status.success(),
+        "workload failed\n{}",
+        describe(&w)
+    );
+    out
 }
 
 fn stderr(out: &Output) -> String {
@@ -125,8 +71,9 @@ fn stderr(out: &Output) -> String {
 #[test]
 fn environment_settings_reach_a_preloaded_live_save() {
     let h = Host::new("precopy-env");
-    let dom = h.create(31);
-    let out = h.live_save(
+    let dom = h.create("hvm", 31);
+    let out = live_save(
+        &h,
         dom,
         &[
             ("XCMIG_TARGET_DOWNTIME_MS", "0"),
@@ -156,9 +103,10 @@ fn environment_settings_reach_a_preloaded_live_save() {
 #[test]
 fn classic_policy_from_the_environment_is_libxenguests() {
     let h = Host::new("precopy-classic");
-    let dom = h.create(32);
+    let dom = h.create("hvm", 32);
     // The abort option belongs to the targeted policy: ignored here.
-    let out = h.live_save(
+    let out = live_save(
+        &h,
         dom,
         &[
             ("XCMIG_PRECOPY_POLICY", "classic"),
@@ -183,8 +131,9 @@ fn abort_if_not_converging_from_the_environment_fails_the_save() {
     // A zero target is never met: reaching the 2-round cap with pages
     // still dirty aborts instead of suspending.
     let h = Host::new("precopy-abort");
-    let dom = h.create(33);
-    let out = h.live_save(
+    let dom = h.create("hvm", 33);
+    let out = live_save(
+        &h,
         dom,
         &[
             ("XCMIG_TARGET_DOWNTIME_MS", "0"),
