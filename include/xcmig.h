@@ -47,7 +47,8 @@ int xcmig_set_precopy_policy(int policy);
  * Target downtime of the downtime-targeted policy, in milliseconds
  * (default 300): pre-copy stops once the predicted stop-and-copy (dirty
  * pages x page size / measured bandwidth, plus a fixed allowance for the
- * final records) fits it and the dirty set no longer halves each round.
+ * final records) fits it and the dirty set no longer shrinks by a quarter
+ * or more each round.
  * 0 never fits: pre-copy then ends when the dirty set stops shrinking or at
  * a cap. Returns 0, or -1 with `errno` `EINVAL` for `UINT_MAX`.
  * Environment: `XCMIG_TARGET_DOWNTIME_MS`.

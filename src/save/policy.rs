@@ -24,9 +24,10 @@
 //! 2. iteration or time cap reached: stop (forced), or abort when
 //!    [`PrecopySettings::abort_if_not_converging`] is set and the prediction
 //!    is over the target;
-//! 3. the dirty set at least halved since the last round: continue. The
-//!    next round sends pages that would otherwise be sent while the guest
-//!    is stopped, so it costs almost no extra bytes and shrinks the downtime;
+//! 3. the dirty set shrank to at most 3/4 of the last round's: continue.
+//!    The next round sends pages that would otherwise be sent while the
+//!    guest is stopped, so it costs only the (smaller) set it leaves behind
+//!    in extra bytes, and shortens the downtime by the difference;
 //! 4. the prediction fits the target: stop;
 //! 5. the dirty set has not shrunk (by 5% of its smallest size so far) for
 //!    [`PrecopySettings::stall_rounds`] rounds: the guest dirties memory as
@@ -37,9 +38,12 @@
 //! The dirty rate is a count of distinct pages over an interval, so for a
 //! small working set rewritten faster than it is sent it underestimates how
 //! fast that set refills over a shorter interval. Step 3 bounds the error:
-//! when the prediction is consulted the set no longer halves, so sending it
-//! takes at least about half the interval the rate was measured over, and
-//! the predicted set is at most about 2× too small.
+//! when the prediction is consulted the set no longer shrinks by a quarter,
+//! so sending it takes at least about 3/4 of the interval the rate was
+//! measured over, and the predicted set is at most about 4/3 too small for
+//! the same bandwidth. (The benchmark's busy guest shows the final set up to
+//! 1.6× the prediction: the bandwidth also drops from round to round on a
+//! loaded machine.)
 //!
 //! The policy is pure: the engine hands it measurements, so it is tested
 //! with synthetic rounds.
@@ -132,6 +136,11 @@ impl PrecopySettings {
 /// Stream bytes one dirty page costs: its data and its PAGE_DATA entry.
 const PAGE_BYTES: f64 = (PAGE_SIZE + 8) as f64;
 
+/// While each round leaves at most this fraction of the last round's dirty
+/// set, pre-copy goes on even when the prediction fits: another round costs
+/// the set it leaves behind and saves the difference from the downtime.
+const CONVERGING_RATIO: f64 = 0.75;
+
 /// A round counts as progress when it shrinks the dirty set by this
 /// fraction of its smallest size so far.
 const PROGRESS_FRACTION: f64 = 0.05;
@@ -173,7 +182,7 @@ pub enum Reason {
     BetweenRounds,
     /// No page was dirtied during the last round.
     NothingDirty,
-    /// The dirty set at least halved: another round is cheap.
+    /// The dirty set shrank to at most 3/4: another round is cheap.
     Converging,
     /// The predicted downtime fits the target.
     Fits,
@@ -193,7 +202,7 @@ impl fmt::Display for Reason {
             Reason::FirstPass => "first full pass",
             Reason::BetweenRounds => "decided after each CLEAN",
             Reason::NothingDirty => "nothing dirty",
-            Reason::Converging => "dirty set at least halved",
+            Reason::Converging => "dirty set shrinking by a quarter or more",
             Reason::Fits => "predicted downtime fits the target",
             Reason::OverTarget => "predicted downtime over the target, dirty set shrinking",
             Reason::IterationCap => "iteration cap reached",
@@ -299,7 +308,7 @@ impl TargetedPolicy {
         let est = self.estimate(m);
 
         let d = m.dirty_count;
-        let halved = d.saturating_mul(2) <= self.last_set;
+        let converging = (d as f64) <= self.last_set as f64 * CONVERGING_RATIO;
         self.last_set = d;
         if (d as f64) < self.best as f64 * (1.0 - PROGRESS_FRACTION) {
             self.best = d;
@@ -328,7 +337,7 @@ impl TargetedPolicy {
         if s.max_precopy_time.is_some_and(|t| m.since_first_pass >= t) {
             return give_up(Reason::TimeCap);
         }
-        if halved {
+        if converging {
             return Verdict::new(PolicyDecision::Continue, Reason::Converging, Some(est));
         }
         if fits {
@@ -456,7 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn converging_workload_stops_once_the_set_stops_halving_and_the_prediction_fits() {
+    fn converging_workload_stops_once_the_set_stops_shrinking_fast_and_the_prediction_fits() {
         let p2m = 262144;
         // 100 MiB/s; the set shrinks fast, then levels off at ~3000 pages,
         // whose stop-and-copy fits 300 ms easily.
@@ -485,22 +494,23 @@ mod tests {
     #[test]
     fn a_tighter_target_keeps_a_slowly_shrinking_guest_in_precopy() {
         let p2m = 262144;
-        // At 10 MiB/s, ~3000 pages take over a second to copy: no fit at
-        // 300 ms while the set keeps shrinking by more than 5% a round.
-        let dirties = [40000, 30000, 24000, 20000, 17000, 15000, 14000];
-        let v = run(PrecopySettings::default(), p2m, 10.0, &dirties);
+        // At 20 MiB/s, over 15000 dirty pages take seconds to copy: no fit
+        // at 300 ms while the set keeps shrinking by more than 5% a round,
+        // though never by a quarter.
+        let dirties = [40000, 34000, 29000, 25000, 21500, 18500, 16000];
+        let v = run(PrecopySettings::default(), p2m, 20.0, &dirties);
         assert!(
             v[2..].iter().all(|v| v.reason == Reason::OverTarget),
             "{v:?}"
         );
         assert_eq!(v.len(), dirties.len() + 1);
         assert_eq!(last(&v).0, PolicyDecision::Continue);
-        // A generous target lets it stop as soon as halving stops.
+        // A generous target lets it stop as soon as fast shrinking stops.
         let relaxed = PrecopySettings {
             target_downtime: Duration::from_secs(100),
             ..PrecopySettings::default()
         };
-        let v = run(relaxed, p2m, 10.0, &dirties);
+        let v = run(relaxed, p2m, 20.0, &dirties);
         assert_eq!(last(&v), (PolicyDecision::StopAndCopy, Reason::Fits));
         assert_eq!(v.len(), 3);
     }
@@ -519,8 +529,8 @@ mod tests {
         // 20 MiB/s against a guest that redirties 50000 pages every round:
         // about 10 s of stop-and-copy, never near 300 ms.
         let v = run(PrecopySettings::default(), 262144, 20.0, &[50000; 20]);
-        // Round 1 halves the set (from the whole p2m); rounds 2 and 3 do
-        // not shrink it.
+        // Round 1 shrinks the set (from the whole p2m); rounds 2 and 3 do
+        // not.
         assert_eq!(v.len(), 4, "{v:?}");
         assert_eq!(
             last(&v),
