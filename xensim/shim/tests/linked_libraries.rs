@@ -362,3 +362,77 @@ fn xc_interface_open_without_a_host_fails_with_a_logged_reason() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
 }
+
+const ERROR_TEXTS: &str = r#"
+#include <stdio.h>
+#include <errno.h>
+#include <xenctrl.h>
+int main(void) {
+    xc_interface *xch = xc_interface_open(NULL, NULL, 0);
+    xc_interface *single = xc_interface_open(NULL, NULL, XC_OPENFLAG_NON_REENTRANT);
+    if (!xch || !single) { printf("open failed %d\n", errno); return 1; }
+    /* One call per printf: the text lives in one per-thread buffer. */
+    printf("%s\n", xc_strerror(xch, EIO));
+    printf("%s\n", xc_strerror(xch, EDOM));
+    printf("%s\n", xc_strerror(single, EDOM));
+    for (int code = 0; code <= 5; code++)
+        printf("%s\n", xc_error_code_to_desc(code));
+    xc_interface_close(single);
+    xc_interface_close(xch);
+    return 0;
+}
+"#;
+
+/// glibc's text for an errno.
+fn c_strerror(errno: i32) -> String {
+    // SAFETY: strerror returns a valid NUL-terminated string; this test
+    // thread is the only caller here.
+    unsafe { std::ffi::CStr::from_ptr(libc::strerror(errno)) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn error_texts_match_libxenctrl() {
+    let dir = lib_dir();
+    let host = std::env::temp_dir().join(format!("xensim-shim-errtext-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&host);
+    xensim::Host::open(&host).expect("create a host");
+    let exe = compile(
+        "error-texts",
+        ERROR_TEXTS,
+        &["-L", dir.to_str().unwrap(), "-l:libxenctrl.so.4.17"],
+    );
+    let out = common::output(
+        Command::new(&exe)
+            .env("LD_LIBRARY_PATH", dir)
+            .env("XENSIM_HOST", &host),
+    );
+    let _ = std::fs::remove_dir_all(&host);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // libxenctrl copies strerror's text into a 32-byte per-thread buffer,
+    // unless the interface was opened XC_OPENFLAG_NON_REENTRANT; its
+    // descriptions of the XC_* error codes are fixed strings.
+    let edom = c_strerror(libc::EDOM);
+    assert!(
+        edom.len() > 31,
+        "EDOM's text is long enough to be cut: {edom}"
+    );
+    let want = [
+        c_strerror(libc::EIO),
+        edom[..31].to_string(),
+        edom.clone(),
+        "No error details".into(),
+        "Internal error".into(),
+        "Invalid kernel".into(),
+        "Invalid configuration".into(),
+        "Out of memory".into(),
+        "Unknown error code".into(),
+    ];
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), want, "{stdout}");
+}

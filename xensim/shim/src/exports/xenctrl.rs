@@ -187,22 +187,33 @@ pub unsafe extern "C" fn xensim_shim_report_msg(
     });
 }
 
+/// `XC_OPENFLAG_NON_REENTRANT`: the caller promised a single thread.
+const XC_OPENFLAG_NON_REENTRANT: c_int = 1 << 1;
+/// libxenctrl's per-thread copy of the text holds 31 characters and a NUL.
+const STRERROR_BUF_LEN: usize = 32;
+
+/// The C library's text for `errcode`, as libxenctrl returns it: copied into
+/// a per-thread buffer of [`STRERROR_BUF_LEN`] bytes (so cut to 31
+/// characters), or whole for an interface opened `XC_OPENFLAG_NON_REENTRANT`.
 #[no_mangle]
-pub unsafe extern "C" fn xc_strerror(_xch: *mut Xch, errcode: c_int) -> *const c_char {
+pub unsafe extern "C" fn xc_strerror(xch: *mut Xch, errcode: c_int) -> *const c_char {
     thread_local! {
         static BUF: std::cell::RefCell<[c_char; 128]> = const { std::cell::RefCell::new([0; 128]) };
     }
     let r = ffi::no_unwind(|| {
+        // SAFETY: NULL or a live interface (C contract).
+        let whole =
+            unsafe { xch.as_ref() }.is_some_and(|x| x.flags & XC_OPENFLAG_NON_REENTRANT != 0);
         let text = crate::error::strerror(errcode);
         Ok(BUF.with(|b| {
             let mut b = b.borrow_mut();
-            let n = text.len().min(b.len() - 1);
+            let cap = if whole { b.len() } else { STRERROR_BUF_LEN };
+            let n = text.len().min(cap - 1);
             for (d, &s) in b.iter_mut().zip(&text.as_bytes()[..n]) {
                 *d = s as c_char;
             }
             b[n] = 0;
-            // The buffer is thread-local and lives as long as the thread, like
-            // libxenctrl's per-thread error buffer.
+            // The buffer lives as long as the thread, like libxenctrl's.
             b.as_ptr()
         }))
     });
