@@ -150,20 +150,7 @@ fn preloaded_harness_live_hvm_save_with_workload_iterates_and_round_trips() {
     let h = Host::new("dropin-live");
     let src = h.create("hvm", 21);
     // The guest's workload, until the save suspends the domain.
-    let mut workload = Command::new(h.env.xensim());
-    workload
-        .args(["domain", "run", "--host"])
-        .arg(h.path())
-        .args([
-            "--dirty-rate",
-            "64",
-            "--working-set",
-            "16M",
-            "--duration",
-            "120",
-        ])
-        .arg(src.to_string());
-    let worker = std::thread::spawn(move || run(&mut workload, TIMEOUT));
+    let worker = h.start_workload(src, "64", "16M", "120");
     std::thread::sleep(std::time::Duration::from_millis(300));
 
     let img = h.dir.join("live.img");
@@ -389,20 +376,8 @@ fn preloaded_restore_with_injected_fault_returns_minus_one_with_a_reason() {
 fn preloaded_libxl_save_helper_live_save_with_workload_restores_identically() {
     let h = Host::new("dropin-helper-live");
     let src = h.create("pvh", 71);
-    let mut workload = Command::new(h.env.xensim());
-    workload
-        .args(["domain", "run", "--host"])
-        .arg(h.path())
-        .args([
-            "--dirty-rate",
-            "64",
-            "--working-set",
-            "16M",
-            "--duration",
-            "120",
-        ])
-        .arg(src.to_string());
-    let worker = std::thread::spawn(move || run(&mut workload, TIMEOUT));
+    // The guest's workload, until the save suspends the domain.
+    let worker = h.start_workload(src, "64", "16M", "120");
     std::thread::sleep(std::time::Duration::from_millis(300));
 
     let img = h.dir.join("helper-live.img");

@@ -121,6 +121,26 @@ impl Host {
         i32::from(out.status.success())
     }
 
+    /// Starts the guest workload `xensim domain run` on `domid` (dirtying
+    /// `dirty_rate` MiB/s of a `working_set` for at most `seconds`, or
+    /// until the domain is suspended) on a thread; join it for its output.
+    pub fn start_workload(
+        &self,
+        domid: u32,
+        dirty_rate: &str,
+        working_set: &str,
+        seconds: &str,
+    ) -> std::thread::JoinHandle<std::process::Output> {
+        let mut workload = Command::new(self.env.xensim());
+        workload
+            .args(["domain", "run", "--host"])
+            .arg(self.path())
+            .args(["--dirty-rate", dirty_rate, "--working-set", working_set])
+            .args(["--duration", seconds])
+            .arg(domid.to_string());
+        std::thread::spawn(move || run(&mut workload, TIMEOUT))
+    }
+
     /// A harness command with the simulated libraries and, if `xcmig`,
     /// libxcmig preloaded.
     pub fn harness(&self, name: &str, xcmig: bool) -> Command {
