@@ -436,3 +436,48 @@ fn error_texts_match_libxenctrl() {
     ];
     assert_eq!(stdout.lines().collect::<Vec<_>>(), want, "{stdout}");
 }
+
+const GETINFO_PAST_LAST: &str = r#"
+#include <stdio.h>
+#include <errno.h>
+#include <xenctrl.h>
+int main(void) {
+    xc_interface *xch = xc_interface_open(NULL, NULL, 0);
+    xc_dominfo_t info;
+    if (!xch) { printf("open failed %d\n", errno); return 1; }
+    errno = 0;
+    int n = xc_domain_getinfo(xch, 1, 1, &info);
+    printf("%d %d\n", n, errno);
+    xc_interface_close(xch);
+    return 0;
+}
+"#;
+
+#[test]
+fn getinfo_past_the_last_domain_returns_none_with_esrch_like_libxenctrl() {
+    let dir = lib_dir();
+    let host = std::env::temp_dir().join(format!("xensim-shim-getinfo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&host);
+    xensim::Host::open(&host).expect("create a host");
+    let exe = compile(
+        "getinfo-past-last",
+        GETINFO_PAST_LAST,
+        &["-L", dir.to_str().unwrap(), "-l:libxenctrl.so.4.17"],
+    );
+    let out = common::output(
+        Command::new(&exe)
+            .env("LD_LIBRARY_PATH", dir)
+            .env("XENSIM_HOST", &host),
+    );
+    let _ = std::fs::remove_dir_all(&host);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No domain at or after 1 on an empty host: libxenctrl returns the
+    // count found (0) and leaves the hypercall's ESRCH in errno, which is
+    // what libxenguest's "Failed to get domain info" message then prints.
+    assert_eq!(stdout.trim(), format!("0 {}", libc::ESRCH));
+}

@@ -477,8 +477,16 @@ pub unsafe extern "C" fn xc_domain_getinfo(
         let mut next = first_domid;
         let mut count = 0;
         while count < n && next < xensim::DOMID_FIRST_RESERVED {
-            // As libxenctrl: stop at the first failure and report what was found.
-            let Ok(di) = getinfo_raw(x, next) else { break };
+            // As libxenctrl: stop at the first failure and report what was
+            // found, leaving the failure's errno (ESRCH past the last
+            // domain) for a caller that got fewer domains than it asked for.
+            let di = match getinfo_raw(x, next) {
+                Ok(di) => di,
+                Err(e) => {
+                    ffi::set_errno(e.errno);
+                    break;
+                }
+            };
             dispatch::fill_dominfo(
                 &mut out[count * dominfo::SIZE..(count + 1) * dominfo::SIZE],
                 &di,
