@@ -46,8 +46,7 @@ impl HvError {
 
 impl fmt::Display for HvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let os = std::io::Error::from_raw_os_error(self.errno);
-        write!(f, "{} failed: {}", self.op, os)?;
+        write!(f, "{} failed: {}", self.op, strerror(self.errno))?;
         if let Some(d) = &self.detail {
             write!(f, " ({d})")?;
         }
@@ -56,3 +55,28 @@ impl fmt::Display for HvError {
 }
 
 impl std::error::Error for HvError {}
+
+/// The C library's text for `errno`, as libxenguest prints it (without the
+/// " (os error N)" that Rust's `io::Error` appends).
+pub(crate) fn strerror(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    let suffix = format!(" (os error {errno})");
+    match text.strip_suffix(&suffix) {
+        Some(plain) => plain.to_owned(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_names_the_errno_once_as_plain_text() {
+        let e = HvError::new("xc_get_pfn_type_batch", libc::EIO);
+        assert_eq!(
+            e.to_string(),
+            "xc_get_pfn_type_batch failed: Input/output error"
+        );
+    }
+}

@@ -439,15 +439,22 @@ pub trait Hypervisor {
             self.populate_physmap(domid, extents)?;
             return Ok(extents.len());
         }
-        if order >= 32 {
+        // Xen refuses orders above its largest allocation unit; 1 GiB
+        // (order 18) is the largest a toolstack asks for.
+        let capacity = if order <= 18 {
+            extents.len().checked_mul(1usize << order)
+        } else {
+            None
+        };
+        let Some(capacity) = capacity else {
             return Err(HvError::with_detail(
                 "xc_domain_populate_physmap",
                 libc::EINVAL,
-                format!("extent order {order}"),
+                format!("extent order {order} for {} extents", extents.len()),
             ));
-        }
+        };
         let per = 1u64 << order;
-        let mut frames = Vec::with_capacity(extents.len() << order);
+        let mut frames = Vec::with_capacity(capacity);
         for &base in extents.iter() {
             frames.extend(base..base.saturating_add(per));
         }
