@@ -363,6 +363,33 @@ fn xc_interface_open_without_a_host_fails_with_a_logged_reason() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
 }
 
+/// Compiles `src` against our libxenctrl, runs it on a fresh empty host
+/// and returns its standard output; fails the test if it exits non-zero.
+fn run_on_empty_host(name: &str, src: &str) -> String {
+    let dir = lib_dir();
+    let host = std::env::temp_dir().join(format!("xensim-shim-{name}-host-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&host);
+    xensim::Host::open(&host).expect("create a host");
+    let exe = compile(
+        name,
+        src,
+        &["-L", dir.to_str().unwrap(), "-l:libxenctrl.so.4.17"],
+    );
+    let out = common::output(
+        Command::new(&exe)
+            .env("LD_LIBRARY_PATH", dir)
+            .env("XENSIM_HOST", &host),
+    );
+    let _ = std::fs::remove_dir_all(&host);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 const ERROR_TEXTS: &str = r#"
 #include <stdio.h>
 #include <errno.h>
@@ -394,27 +421,7 @@ fn c_strerror(errno: i32) -> String {
 
 #[test]
 fn error_texts_match_libxenctrl() {
-    let dir = lib_dir();
-    let host = std::env::temp_dir().join(format!("xensim-shim-errtext-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&host);
-    xensim::Host::open(&host).expect("create a host");
-    let exe = compile(
-        "error-texts",
-        ERROR_TEXTS,
-        &["-L", dir.to_str().unwrap(), "-l:libxenctrl.so.4.17"],
-    );
-    let out = common::output(
-        Command::new(&exe)
-            .env("LD_LIBRARY_PATH", dir)
-            .env("XENSIM_HOST", &host),
-    );
-    let _ = std::fs::remove_dir_all(&host);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_on_empty_host("error-texts", ERROR_TEXTS);
     // libxenctrl copies strerror's text into a 32-byte per-thread buffer,
     // unless the interface was opened XC_OPENFLAG_NON_REENTRANT; its
     // descriptions of the XC_* error codes are fixed strings.
@@ -455,27 +462,7 @@ int main(void) {
 
 #[test]
 fn getinfo_past_the_last_domain_returns_none_with_esrch_like_libxenctrl() {
-    let dir = lib_dir();
-    let host = std::env::temp_dir().join(format!("xensim-shim-getinfo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&host);
-    xensim::Host::open(&host).expect("create a host");
-    let exe = compile(
-        "getinfo-past-last",
-        GETINFO_PAST_LAST,
-        &["-L", dir.to_str().unwrap(), "-l:libxenctrl.so.4.17"],
-    );
-    let out = common::output(
-        Command::new(&exe)
-            .env("LD_LIBRARY_PATH", dir)
-            .env("XENSIM_HOST", &host),
-    );
-    let _ = std::fs::remove_dir_all(&host);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_on_empty_host("getinfo-past-last", GETINFO_PAST_LAST);
     // No domain at or after 1 on an empty host: libxenctrl returns the
     // count found (0) and leaves the hypercall's ESRCH in errno, which is
     // what libxenguest's "Failed to get domain info" message then prints.
