@@ -27,7 +27,8 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: build
+# Formatting and clippy are part of the tests: CI fails on either.
+test: build lint
 	$(CARGO) test --release --workspace
 	scripts/run-c-tests.sh
 	scripts/fuzz-smoke.sh
