@@ -16,3 +16,4 @@ pub mod hv;
 pub mod restore;
 pub mod save;
 pub mod stream;
+pub mod toolstack;

@@ -12,6 +12,7 @@ use xcmig::hv::{
 };
 use xcmig::restore::{restore_domain, RestoreCallbacks, RestoreHook, RestoreParams};
 use xcmig::save::{save_domain, SaveCallbacks, SaveHook, SaveParams};
+use xcmig::toolstack::CallbackFailed;
 
 const DOMID: DomId = 7;
 const EINVAL: i32 = 22;
@@ -297,13 +298,13 @@ impl SaveCallbacks for Toolstack<'_> {
     fn has(&self, hook: SaveHook) -> bool {
         hook == SaveHook::SwitchQemuLogdirty
     }
-    fn suspend(&mut self) -> i32 {
+    fn suspend(&mut self) -> Result<(), CallbackFailed> {
         self.hv.suspended.set(true);
-        1
+        Ok(())
     }
-    fn switch_qemu_logdirty(&mut self, _domid: DomId, enable: bool) -> i32 {
+    fn switch_qemu_logdirty(&mut self, _domid: DomId, enable: bool) -> Result<(), CallbackFailed> {
         self.qemu.push(enable);
-        0
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@
 use std::ffi::{c_int, c_uint, c_ulong};
 use std::ptr::NonNull;
 
-use super::callbacks::CRestoreCallbacks;
+use super::callbacks::{stream_type_from_raw, CRestoreCallbacks};
 use super::fd::FdIo;
 use super::logging::XcLog;
 use super::types::RestoreCallbacksC;
@@ -13,7 +13,7 @@ use super::Failure;
 use crate::hv::xen::{XcInterface, XenHypervisor};
 use crate::hv::{Level, Log};
 use crate::restore::{restore_domain_with_back_channel, RestoreParams};
-use crate::save::StreamType;
+use crate::toolstack::StreamType;
 
 /// Arguments of `xc_domain_restore`, as received.
 pub struct RestoreArgs {
@@ -64,7 +64,7 @@ pub unsafe fn restore(args: &RestoreArgs) -> Result<(), Failure> {
         // SAFETY: non-NULL and valid per this function's contract; copied.
         unsafe { *args.callbacks }
     };
-    let stream_type = StreamType::from_raw(args.stream_type).ok_or_else(|| {
+    let stream_type = stream_type_from_raw(args.stream_type).ok_or_else(|| {
         fail(
             format!(
                 "xc_domain_restore: unknown stream type {}",

@@ -4,14 +4,15 @@
 use std::ffi::c_int;
 use std::ptr::NonNull;
 
-use super::callbacks::CSaveCallbacks;
+use super::callbacks::{stream_type_from_raw, CSaveCallbacks};
 use super::fd::FdIo;
 use super::logging::XcLog;
 use super::types::SaveCallbacksC;
 use super::Failure;
 use crate::hv::xen::{XcInterface, XenHypervisor};
 use crate::hv::{Level, Log};
-use crate::save::{save_domain_with_back_channel, SaveParams, StreamType};
+use crate::save::{save_domain_with_back_channel, SaveParams};
+use crate::toolstack::StreamType;
 
 /// Arguments of `xc_domain_save`, as received.
 pub struct SaveArgs {
@@ -30,6 +31,11 @@ pub struct SaveArgs {
     /// COLO back channel from the restorer.
     pub recv_fd: c_int,
 }
+
+/// `XCFLAGS_LIVE`: live migration (pre-copy over log-dirty).
+pub const XCFLAGS_LIVE: u32 = 1 << 0;
+/// `XCFLAGS_DEBUG`: send a VERIFY record and all pages again at the end.
+pub const XCFLAGS_DEBUG: u32 = 1 << 1;
 
 /// Run one save; `Err` carries the errno to report.
 ///
@@ -60,7 +66,7 @@ pub unsafe fn save(args: &SaveArgs) -> Result<(), Failure> {
             libc::EINVAL,
         ));
     }
-    let stream_type = StreamType::from_raw(args.stream_type).ok_or_else(|| {
+    let stream_type = stream_type_from_raw(args.stream_type).ok_or_else(|| {
         fail(
             format!("xc_domain_save: unknown stream type {}", args.stream_type),
             libc::EINVAL,
@@ -78,7 +84,12 @@ pub unsafe fn save(args: &SaveArgs) -> Result<(), Failure> {
         .map_err(|e| fail(format!("xc_domain_save: {e}"), e.errno()))?;
     // SAFETY: the caller's callbacks are valid for this call.
     let mut callbacks = unsafe { CSaveCallbacks::new(cb) };
-    let mut params = SaveParams::from_flags(args.flags, stream_type);
+    let mut params = SaveParams {
+        live: args.flags & XCFLAGS_LIVE != 0,
+        debug: args.flags & XCFLAGS_DEBUG != 0,
+        stream_type,
+        precopy: Default::default(),
+    };
     if params.live {
         // The process-wide live migration settings (C API, environment).
         params.precopy = super::settings::current(&log);

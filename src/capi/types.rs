@@ -136,16 +136,16 @@ const _: () = {
     assert!(sys::XC_STREAM_PLAIN == 0);
     assert!(sys::XC_STREAM_REMUS == 1);
     assert!(sys::XC_STREAM_COLO == 2);
-    assert!(sys::XCFLAGS_LIVE == crate::save::XCFLAGS_LIVE);
-    assert!(sys::XCFLAGS_DEBUG == crate::save::XCFLAGS_DEBUG);
+    assert!(sys::XCFLAGS_LIVE == super::save::XCFLAGS_LIVE);
+    assert!(sys::XCFLAGS_DEBUG == super::save::XCFLAGS_DEBUG);
     assert!(sys::XGS_POLICY_ABORT == -1);
     assert!(sys::XGS_POLICY_CONTINUE_PRECOPY == 0);
     assert!(sys::XGS_POLICY_STOP_AND_COPY == 1);
-    assert!(sys::XGR_SDD_MISSING_CPUID == 1);
-    assert!(sys::XGR_SDD_MISSING_MSR == 2);
+    assert!(sys::XGR_SDD_MISSING_CPUID == super::callbacks::XGR_SDD_MISSING_CPUID);
+    assert!(sys::XGR_SDD_MISSING_MSR == super::callbacks::XGR_SDD_MISSING_MSR);
     assert!(sys::XGR_CHECKPOINT_ERROR == 0);
-    assert!(sys::XGR_CHECKPOINT_SUCCESS == 1);
-    assert!(sys::XGR_CHECKPOINT_FAILOVER == 2);
+    assert!(sys::XGR_CHECKPOINT_SUCCESS as i32 == super::callbacks::XGR_CHECKPOINT_SUCCESS);
+    assert!(sys::XGR_CHECKPOINT_FAILOVER as i32 == super::callbacks::XGR_CHECKPOINT_FAILOVER);
 };
 
 fn field_size<T, F>(_: fn(&T) -> &F) -> usize {

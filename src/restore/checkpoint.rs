@@ -1,79 +1,162 @@
-//! Checkpointed (Remus) streams: after the first CHECKPOINT, records are
-//! held back until the next CHECKPOINT completes the set, so that a
-//! failover always restores the last complete checkpoint.
+//! Checkpointed (Remus, COLO) streams: the phase of the record loop, and
+//! the records held back between two CHECKPOINTs.
+//!
+//! Before the first CHECKPOINT (and for the whole of a plain stream)
+//! records are applied as they arrive. From then on they are held until the
+//! next CHECKPOINT completes the set, so that a failover always restores
+//! the last complete checkpoint.
 
-use crate::hv::TscInfo;
-use crate::stream::{Record, RecordType};
+use super::callbacks::Proceed;
+use super::ctx::RestoreCtx;
+use super::error::RestoreError;
+use super::guest::RestoreGuest;
+use super::records;
+use crate::hv::{Hypervisor, Level, PAGE_SIZE};
+use crate::stream::{
+    Array, Endian, PageData, PageReader, PfnEntry, Record, RecordType, TscInfo, X86PvInfo,
+};
 
-/// An owned copy of a record held back until its checkpoint completes.
+/// Where the record loop stands in a checkpointed stream.
+pub(crate) enum Phase {
+    /// Records are applied as they arrive.
+    Direct,
+    /// After a CHECKPOINT: the records of the next one, held until it
+    /// completes.
+    Buffering(Vec<Held>),
+}
+
+impl Phase {
+    /// Whether a checkpoint is complete, so that a broken stream fails over
+    /// to it rather than failing the restore.
+    pub(crate) fn has_checkpoint(&self) -> bool {
+        matches!(self, Phase::Buffering(_))
+    }
+}
+
+/// A CHECKPOINT record arrived: ask the toolstack, then apply the held
+/// records (or start holding them, after the first).
+pub(crate) fn checkpoint_reached<H: Hypervisor>(
+    ctx: &mut RestoreCtx<'_, H>,
+    guest: &mut dyn RestoreGuest<H>,
+    phase: &mut Phase,
+) -> Result<Proceed, RestoreError> {
+    let answer = ctx
+        .cb
+        .checkpoint()
+        .map_err(|f| RestoreError::callback("checkpoint", f))?;
+    match (answer, &mut *phase) {
+        (Proceed::Failover, Phase::Buffering(_)) => {
+            ctx.msg(Level::Info, "checkpoint(): failover requested");
+            return Ok(Proceed::Failover);
+        }
+        (Proceed::Failover, Phase::Direct) => {
+            return Err(RestoreError::Record {
+                what: "CHECKPOINT",
+                msg: "checkpoint() asked for a failover before any checkpoint was complete".into(),
+            });
+        }
+        (Proceed::Continue, Phase::Buffering(held)) => {
+            for h in std::mem::take(held) {
+                records::apply_record(ctx, guest, &h.record()?)?;
+            }
+            ctx.msg(Level::Info, "All records processed");
+        }
+        (Proceed::Continue, Phase::Direct) => {
+            *phase = Phase::Buffering(Vec::new());
+            ctx.msg(Level::Info, "All records buffered");
+        }
+    }
+    ctx.outputs.checkpoints += 1;
+    Ok(Proceed::Continue)
+}
+
+/// An owned copy of a record held back until its checkpoint completes,
+/// which gives the record back as the reader would have.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Buffered {
-    /// PAGE_DATA: (pfn, PFINFO type) pairs and the pages with data.
+pub(crate) enum Held {
+    /// PAGE_DATA: entries and the pages with data.
     PageData {
-        entries: Vec<(u64, u32)>,
+        /// The pfn/type array.
+        entries: Vec<PfnEntry>,
+        /// One page per data-bearing entry.
         data: Vec<u8>,
     },
     /// VERIFY.
     Verify,
     /// X86_TSC_INFO.
     TscInfo(TscInfo),
+    /// X86_PV_INFO.
+    X86PvInfo(X86PvInfo),
     /// HVM_CONTEXT.
     HvmContext(Vec<u8>),
-    /// HVM_PARAMS as (index, value).
-    HvmParams(Vec<(u64, u64)>),
-    /// An optional record (ignored when applied).
-    Optional(RecordType),
-    /// Any other record type: applying it fails as for an unbuffered one.
+    /// HVM_PARAMS, as wire bytes in `endian`.
+    HvmParams(Vec<u8>, Endian),
+    /// SHARED_INFO.
+    SharedInfo(Vec<u8>),
+    /// An optional record.
+    Optional(RecordType, Vec<u8>),
+    /// Any other record type: applying it fails as the guest type would
+    /// fail it unbuffered, or as it cannot be held.
     Other(RecordType),
 }
 
-impl Buffered {
+impl Held {
     /// Copies `rec` out of the reader's buffer.
-    pub(crate) fn from_record(rec: &Record<'_>) -> Buffered {
+    pub(crate) fn from_record(rec: &Record<'_>) -> Held {
         match rec {
-            Record::PageData(pd) => Buffered::PageData {
-                entries: pd
-                    .entries()
-                    .iter()
-                    .map(|e| (e.pfn, e.page_type.domctl_value()))
-                    .collect(),
+            Record::PageData(pd) => Held::PageData {
+                entries: pd.entries().to_vec(),
                 data: pd.data().to_vec(),
             },
-            Record::Verify => Buffered::Verify,
-            Record::X86TscInfo(t) => Buffered::TscInfo(TscInfo {
-                mode: t.mode,
-                elapsed_nsec: t.nsec,
-                gtsc_khz: t.khz,
-                incarnation: t.incarnation,
-            }),
-            Record::HvmContext(b) => Buffered::HvmContext(b.to_vec()),
-            Record::HvmParams(a) => {
-                Buffered::HvmParams(a.iter().map(|p| (p.index, p.value)).collect())
-            }
-            Record::Optional { record_type, .. } => Buffered::Optional(*record_type),
-            other => Buffered::Other(other.record_type()),
+            Record::Verify => Held::Verify,
+            Record::X86TscInfo(t) => Held::TscInfo(*t),
+            Record::X86PvInfo(i) => Held::X86PvInfo(*i),
+            Record::HvmContext(b) => Held::HvmContext(b.to_vec()),
+            Record::HvmParams(a) => Held::HvmParams(a.as_bytes().to_vec(), a.endian()),
+            Record::SharedInfo(b) => Held::SharedInfo(b.to_vec()),
+            Record::Optional { record_type, body } => Held::Optional(*record_type, body.to_vec()),
+            other => Held::Other(other.record_type()),
         }
     }
-}
 
-impl Buffered {
     /// Reads a PAGE_DATA record whose pages are still in the stream into
     /// an owned copy.
     pub(crate) fn from_pages<R: std::io::Read>(
-        pages: &mut crate::stream::PageReader<'_, R>,
-    ) -> Result<Buffered, crate::stream::Error> {
-        let entries = pages
-            .entries()
-            .iter()
-            .map(|e| (e.pfn, e.page_type.domctl_value()))
-            .collect();
-        let mut data = vec![0u8; pages.data_pages() * crate::hv::PAGE_SIZE];
+        pages: &mut PageReader<'_, R>,
+    ) -> Result<Held, crate::stream::Error> {
+        let entries = pages.entries().to_vec();
+        let mut data = vec![0u8; pages.data_pages() * PAGE_SIZE];
         pages.read_all(&mut data)?;
-        Ok(Buffered::PageData { entries, data })
+        Ok(Held::PageData { entries, data })
+    }
+
+    /// The record, borrowing this copy.
+    pub(crate) fn record(&self) -> Result<Record<'_>, RestoreError> {
+        Ok(match self {
+            Held::PageData { entries, data } => {
+                Record::PageData(PageData::new(entries, data).map_err(|e| {
+                    RestoreError::Record {
+                        what: "PAGE_DATA",
+                        msg: e.to_string(),
+                    }
+                })?)
+            }
+            Held::Verify => Record::Verify,
+            Held::TscInfo(t) => Record::X86TscInfo(*t),
+            Held::X86PvInfo(i) => Record::X86PvInfo(*i),
+            Held::HvmContext(b) => Record::HvmContext(b),
+            Held::HvmParams(b, e) => Record::HvmParams(Array::new(b, *e)),
+            Held::SharedInfo(b) => Record::SharedInfo(b),
+            Held::Optional(t, b) => Record::Optional {
+                record_type: *t,
+                body: b,
+            },
+            Held::Other(t) => {
+                return Err(RestoreError::Record {
+                    what: "mandatory",
+                    msg: format!("{t} cannot be held for a checkpoint"),
+                })
+            }
+        })
     }
 }
-
-/// `XGR_CHECKPOINT_SUCCESS`.
-pub const XGR_CHECKPOINT_SUCCESS: i32 = 1;
-/// `XGR_CHECKPOINT_FAILOVER`.
-pub const XGR_CHECKPOINT_FAILOVER: i32 = 2;

@@ -1,15 +1,18 @@
-//! Restoring guest memory from PAGE_DATA: populate the frames not yet
-//! populated (2 MiB extents for whole aligned runs of 512), map the ones
-//! with data read-write, read the pages from the stream straight into them
-//! (or, in verify mode, compare). XALLOC entries are populated and get no
-//! data, so a zero page elided by the sender reads as zero here as well.
+//! Restoring guest memory from PAGE_DATA ([`RestoreMemory`]): populate the
+//! pfns not yet populated (2 MiB extents for whole aligned runs of 512), map
+//! the ones with data read-write at the frames the guest type names
+//! ([`PageHooks`]), read the pages from the stream straight into them (or,
+//! in verify mode, compare; where the guest type localises a page, through
+//! a bounce buffer). XALLOC entries are populated and get no data, so a
+//! zero page elided by the sender reads as zero here as well.
 
 use std::collections::HashMap;
 
-use super::RestoreError;
+use super::error::RestoreError;
 use crate::hv::{
-    pfinfo, DomId, Hypervisor, MappedPages, MappedPagesMut, MAX_BATCH, ORDER_2M, PAGE_SIZE,
+    DomId, Hypervisor, Level, Log, MappedPages, MappedPagesMut, MAX_BATCH, ORDER_2M, PAGE_SIZE,
 };
+use crate::stream::{PageType, PfnEntry};
 
 /// Pfns per chunk of the populated set.
 const CHUNK_BITS: u64 = 4096;
@@ -111,6 +114,7 @@ fn populate<H: Hypervisor>(
     pfns: &[u64],
     extents: &mut Vec<u64>,
     small: &mut Vec<u64>,
+    guest: &mut dyn PageHooks,
 ) -> Result<(), RestoreError> {
     extents.clear();
     small.clear();
@@ -141,11 +145,17 @@ fn populate<H: Hypervisor>(
                 msg: format!("populate physmap failed for 2 MiB extent {k} of the batch"),
             });
         }
+        for (&pfn, &frame) in asked[..done].iter().zip(&extents[..done]) {
+            for k in 0..EXTENT_2M {
+                guest.populated(pfn + k, frame + k);
+            }
+        }
         for &base in &asked[done..] {
             small.extend(base..base + EXTENT_2M);
         }
     }
     if !small.is_empty() {
+        let asked = small.clone();
         hv.populate_physmap(domid, small)?;
         if let Some(k) = small.iter().position(|&f| f == u64::MAX) {
             return Err(RestoreError::Record {
@@ -153,112 +163,206 @@ fn populate<H: Hypervisor>(
                 msg: format!("populate physmap failed for entry {k} of the batch"),
             });
         }
+        for (&pfn, &frame) in asked.iter().zip(small.iter()) {
+            guest.populated(pfn, frame);
+        }
     }
     Ok(())
 }
 
-/// One PAGE_DATA record's worth of pages: `entries` are (pfn, PFINFO
-/// type) pairs, `pages` yields one page per entry whose type carries data,
-/// in order. Processed in chunks of at most [`MAX_BATCH`] entries: the
-/// frames not populated yet are populated (2 MiB extents where whole
-/// aligned runs arrive), the ones with data mapped read-write, and the
-/// page bytes read straight into the mapping (compared instead, in verify
-/// mode).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn process_page_data<H: Hypervisor>(
-    hv: &H,
-    domid: DomId,
-    populated: &mut Populated,
-    stats: &mut MemoryStats,
-    verify: bool,
-    entries: &[(u64, u32)],
-    pages: &mut dyn PageSource,
-    log: &dyn crate::hv::Log,
-) -> Result<(), RestoreError> {
-    let mut to_populate = Vec::with_capacity(MAX_BATCH);
-    let mut extents = Vec::new();
-    let mut small = Vec::with_capacity(MAX_BATCH);
-    let mut frames = Vec::with_capacity(MAX_BATCH);
-    let mut chunk_pfns = Vec::with_capacity(MAX_BATCH);
-    let mut bounce: Vec<u8> = Vec::new();
-    for chunk in entries.chunks(MAX_BATCH) {
+/// What the memory path asks of the guest type: where a pfn lives once
+/// populated, and how a page's contents are made local (libxenguest's
+/// `pfn_to_gfn`/`set_gfn` and `localise_page` restore ops).
+pub(crate) trait PageHooks {
+    /// Populating gave `pfn` the frame `frame` (the same number for HVM;
+    /// an MFN the guest type records in its p2m for PV).
+    fn populated(&mut self, pfn: u64, frame: u64) {
+        let _ = (pfn, frame);
+    }
+
+    /// The frame to map for `pfn`, which is populated.
+    fn pfn_to_frame(&self, pfn: u64) -> u64;
+
+    /// Whether pages of type `t` must be rewritten before they enter the
+    /// guest (PV page tables name pfns in the stream, frames in memory).
+    fn needs_localise(&self, t: PageType) -> bool {
+        let _ = t;
+        false
+    }
+
+    /// Rewrite `page` (of type `t`, as read from the stream) for this
+    /// host. Called only where [`PageHooks::needs_localise`] said so.
+    fn localise_page(
+        &mut self,
+        t: PageType,
+        page: &mut [u8; PAGE_SIZE],
+    ) -> Result<(), RestoreError> {
+        let _ = (t, page);
+        Ok(())
+    }
+}
+
+/// The domain a restore writes into: the hypervisor, the domain and where
+/// messages go.
+pub(crate) struct Target<'a, H> {
+    pub(crate) hv: &'a H,
+    pub(crate) domid: DomId,
+    pub(crate) log: &'a dyn Log,
+}
+
+/// Guest memory as the restore builds it: which pfns are populated, what
+/// was written, and the scratch buffers of the page path.
+#[derive(Debug, Default)]
+pub(crate) struct RestoreMemory {
+    populated: Populated,
+    stats: MemoryStats,
+    to_populate: Vec<u64>,
+    extents: Vec<u64>,
+    small: Vec<u64>,
+    frames: Vec<u64>,
+    data_entries: Vec<PfnEntry>,
+    bounce: Vec<u8>,
+}
+
+impl RestoreMemory {
+    /// Counters of the memory restored so far.
+    pub(crate) fn stats(&self) -> MemoryStats {
+        self.stats
+    }
+
+    /// Frames populated so far.
+    pub(crate) fn populated_count(&self) -> u64 {
+        self.populated.count()
+    }
+
+    /// One PAGE_DATA record's worth of pages: `pages` yields one page per
+    /// entry whose type carries data, in order. Processed in chunks of at
+    /// most [`MAX_BATCH`] entries: the pfns not populated yet are populated
+    /// (2 MiB extents where whole aligned runs arrive), the ones with data
+    /// mapped read-write at the frames `guest` names, and the page bytes
+    /// read straight into the mapping, or through a bounce buffer where
+    /// the guest localises them or `verify` asks for a comparison.
+    pub(crate) fn apply_page_data<H: Hypervisor>(
+        &mut self,
+        target: &Target<'_, H>,
+        guest: &mut dyn PageHooks,
+        verify: bool,
+        entries: &[PfnEntry],
+        pages: &mut dyn PageSource,
+    ) -> Result<(), RestoreError> {
+        for chunk in entries.chunks(MAX_BATCH) {
+            self.apply_chunk(target, guest, verify, chunk, pages)?;
+        }
+        Ok(())
+    }
+
+    fn apply_chunk<H: Hypervisor>(
+        &mut self,
+        target: &Target<'_, H>,
+        guest: &mut dyn PageHooks,
+        verify: bool,
+        chunk: &[PfnEntry],
+        pages: &mut dyn PageSource,
+    ) -> Result<(), RestoreError> {
+        let (hv, domid) = (target.hv, target.domid);
         // Populate what this chunk needs and is not populated yet. Pfns are
         // marked first, as libxenguest does, so that one named twice in a
         // chunk is populated once; a failure ends the restore anyway.
-        to_populate.clear();
-        for &(pfn, t) in chunk {
-            if pfinfo::needs_populate(t) && !populated.contains(pfn) {
-                populated.insert(pfn);
-                to_populate.push(pfn);
+        self.to_populate.clear();
+        for e in chunk {
+            if needs_populate(e.page_type) && !self.populated.contains(e.pfn) {
+                self.populated.insert(e.pfn);
+                self.to_populate.push(e.pfn);
             }
         }
-        if !to_populate.is_empty() {
-            populate(hv, domid, &to_populate, &mut extents, &mut small)?;
+        if !self.to_populate.is_empty() {
+            populate(
+                hv,
+                domid,
+                &self.to_populate,
+                &mut self.extents,
+                &mut self.small,
+                guest,
+            )?;
         }
 
-        // HVM: the frame to map is the pfn itself.
-        frames.clear();
-        chunk_pfns.clear();
-        for &(pfn, t) in chunk {
-            if pfinfo::has_data(t) {
-                frames.push(pfn);
-                chunk_pfns.push((pfn, t));
+        self.frames.clear();
+        self.data_entries.clear();
+        for e in chunk {
+            if e.page_type.has_data() {
+                self.frames.push(guest.pfn_to_frame(e.pfn));
+                self.data_entries.push(*e);
             }
         }
-        if frames.is_empty() {
-            continue;
+        if self.frames.is_empty() {
+            return Ok(());
         }
-        let mut map = hv.map_write(domid, &frames)?;
-        if let Some(j) = (0..frames.len()).find(|&j| map.error(j) != 0) {
-            let (pfn, t) = chunk_pfns[j];
+        let mut map = hv.map_write(domid, &self.frames)?;
+        if let Some(j) = (0..self.frames.len()).find(|&j| map.error(j) != 0) {
+            let e = self.data_entries[j];
             return Err(RestoreError::Record {
                 what: "PAGE_DATA",
                 msg: format!(
-                    "mapping pfn {pfn:#x} (type {:#x}) failed with {}",
-                    t >> pfinfo::LTAB_SHIFT,
+                    "mapping pfn {:#x} (type {:#x}) failed with {}",
+                    e.pfn,
+                    e.page_type.bits(),
                     map.error(j)
                 ),
             });
         }
-        let n = frames.len();
-        if !verify {
+        let n = self.frames.len();
+        let localise = self
+            .data_entries
+            .iter()
+            .any(|e| guest.needs_localise(e.page_type));
+        if !verify && !localise {
             if let Some(dst) = map.pages_mut(0, n) {
                 // Straight from the stream into guest memory.
                 pages.read_into(dst)?;
-                stats.pages_written += n as u64;
-                continue;
+                self.stats.pages_written += n as u64;
+                return Ok(());
             }
         }
-        bounce.resize(n * PAGE_SIZE, 0);
-        pages.read_into(&mut bounce)?;
+        self.bounce.resize(n * PAGE_SIZE, 0);
+        pages.read_into(&mut self.bounce)?;
         let mut cmp = [0u8; PAGE_SIZE];
-        for (j, page) in bounce.chunks_exact(PAGE_SIZE).enumerate() {
-            let page: &[u8; PAGE_SIZE] = page.try_into().map_err(|_| RestoreError::Record {
+        for (j, page) in self.bounce.chunks_exact_mut(PAGE_SIZE).enumerate() {
+            let page: &mut [u8; PAGE_SIZE] = page.try_into().map_err(|_| RestoreError::Record {
                 what: "PAGE_DATA",
                 msg: "page data not a multiple of 4096 bytes".into(),
             })?;
+            let e = self.data_entries[j];
+            if guest.needs_localise(e.page_type) {
+                guest.localise_page(e.page_type, page)?;
+            }
             if verify {
-                let (pfn, t) = chunk_pfns[j];
                 map.read_page(j, &mut cmp);
-                stats.pages_verified += 1;
+                self.stats.pages_verified += 1;
                 if &cmp != page {
-                    stats.verify_mismatches += 1;
-                    log.log(
-                        crate::hv::Level::Error,
+                    self.stats.verify_mismatches += 1;
+                    target.log.log(
+                        Level::Error,
                         None,
                         &format!(
-                            "verify pfn {pfn:#x} failed (type {:#x})",
-                            t >> pfinfo::LTAB_SHIFT
+                            "verify pfn {:#x} failed (type {:#x})",
+                            e.pfn,
+                            e.page_type.bits()
                         ),
                     );
                 }
             } else {
                 map.write_page(j, page);
-                stats.pages_written += 1;
+                self.stats.pages_written += 1;
             }
         }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Whether the restorer must populate a pfn of type `t`: data pages and
+/// XALLOC (BROKEN and XTAB are left alone).
+fn needs_populate(t: PageType) -> bool {
+    t.has_data() || t == PageType::XAlloc
 }
 
 #[cfg(test)]

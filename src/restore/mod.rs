@@ -27,190 +27,32 @@
 //! A stream that breaks a rule ends the restore with an error that names
 //! the rule and where it was broken; nothing in here panics on bad input.
 
+mod callbacks;
 mod checkpoint;
+mod colo;
+mod ctx;
+mod error;
+mod guest;
 mod memory;
+mod params;
+mod records;
+mod x86;
 mod x86_hvm;
 
 use std::io::Read;
 
-use crate::hv::{DomId, HvError, Hypervisor, Level, Log};
-use crate::save::StreamType;
+use crate::hv::{DomId, Hypervisor, Level, Log};
 use crate::stream;
+use crate::toolstack::StreamType;
 
-pub use checkpoint::{XGR_CHECKPOINT_FAILOVER, XGR_CHECKPOINT_SUCCESS};
+pub use callbacks::{MissingStaticData, Proceed, RestoreCallbacks, RestoreHook};
+pub use error::RestoreError;
+pub use params::{RestoreOutputs, RestoreParams};
 
-/// `XGR_SDD_MISSING_CPUID`: the stream had no X86_CPUID_POLICY.
-pub const XGR_SDD_MISSING_CPUID: u32 = 1 << 0;
-/// `XGR_SDD_MISSING_MSR`: the stream had no X86_MSR_POLICY.
-pub const XGR_SDD_MISSING_MSR: u32 = 1 << 1;
-
-/// The scalar arguments of `xc_domain_restore`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RestoreParams {
-    /// Event channel of the xenstore ring (set as HVM_PARAM_STORE_EVTCHN).
-    pub store_evtchn: u32,
-    /// Domain running xenstored (granted the store page).
-    pub store_domid: u32,
-    /// Event channel of the console ring (HVM_PARAM_CONSOLE_EVTCHN).
-    pub console_evtchn: u32,
-    /// Domain running the console backend (granted the console page).
-    pub console_domid: u32,
-    /// Plain or checkpointed.
-    pub stream_type: StreamType,
-}
-
-/// The optional members of `struct restore_callbacks`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestoreHook {
-    /// `static_data_done`.
-    StaticDataDone,
-    /// `suspend`.
-    Suspend,
-    /// `postcopy`.
-    Postcopy,
-    /// `checkpoint`.
-    Checkpoint,
-    /// `wait_checkpoint`.
-    WaitCheckpoint,
-    /// `restore_results`.
-    RestoreResults,
-}
-
-/// The toolstack side of a restore (`struct restore_callbacks`). A
-/// callback whose [`RestoreCallbacks::has`] is false is never called.
-pub trait RestoreCallbacks {
-    /// Whether an optional callback is provided (a non-NULL pointer in C).
-    fn has(&self, hook: RestoreHook) -> bool;
-
-    /// Static data is complete (STATIC_DATA_END seen or inferred);
-    /// `missing` has `XGR_SDD_MISSING_*` bits for CPU policy records the
-    /// stream lacked. **0 = success.**
-    fn static_data_done(&mut self, missing: u32) -> i32 {
-        let _ = missing;
-        0
-    }
-
-    /// Checkpointed streams: a CHECKPOINT record arrived. 1 = continue,
-    /// 2 = failover, anything else = error.
-    fn checkpoint(&mut self) -> i32 {
-        0
-    }
-
-    /// COLO: suspend the secondary (1 = ok).
-    fn suspend(&mut self) -> i32 {
-        0
-    }
-
-    /// COLO: resume the secondary (1 = ok).
-    fn postcopy(&mut self) -> i32 {
-        0
-    }
-
-    /// COLO: wait for the next checkpoint (1 = ok).
-    fn wait_checkpoint(&mut self) -> i32 {
-        0
-    }
-
-    /// COLO: report the store and console gfns before the restore returns.
-    fn restore_results(&mut self, store_gfn: u64, console_gfn: u64) {
-        let _ = (store_gfn, console_gfn);
-    }
-}
-
-/// What a successful restore hands back.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RestoreOutputs {
-    /// gfn of the xenstore page (`*store_mfn`), 0 if the stream named none.
-    pub store_gfn: u64,
-    /// gfn of the console page (`*console_gfn`), 0 if the stream named none.
-    pub console_gfn: u64,
-    /// Stream version read (2 or 3).
-    pub stream_version: u32,
-    /// Records processed, END included.
-    pub records: u64,
-    /// PAGE_DATA records processed.
-    pub page_data_records: u64,
-    /// Pages written into the guest.
-    pub pages_written: u64,
-    /// Pages compared in verify mode, and how many differed.
-    pub pages_verified: u64,
-    /// Pages that differed in verify mode (logged, not fatal, as in libxenguest).
-    pub verify_mismatches: u64,
-    /// Frames populated.
-    pub pages_populated: u64,
-    /// CHECKPOINT records applied (checkpointed streams).
-    pub checkpoints: u64,
-    /// Stream warnings (tolerated oddities), one line each.
-    pub warnings: Vec<String>,
-}
-
-/// Why a restore failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RestoreError {
-    /// A hypervisor call failed.
-    #[error("{0}")]
-    Hv(#[from] HvError),
-    /// The stream broke a rule of the format or grammar, or reading failed.
-    #[error("stream: {0}")]
-    Stream(#[from] stream::Error),
-    /// A record's content cannot be applied.
-    #[error("{what} record: {msg}")]
-    Record {
-        /// The record type.
-        what: &'static str,
-        /// What is wrong.
-        msg: String,
-    },
-    /// The domain does not exist.
-    #[error("domain {0} does not exist")]
-    NoSuchDomain(DomId),
-    /// The stream is for another guest type than the domain.
-    #[error("unable to restore {stream} domain into an {domain} domain")]
-    WrongGuestType {
-        /// The stream's domain header type.
-        stream: String,
-        /// The domain's type.
-        domain: &'static str,
-    },
-    /// The stream ended without a record the restore needs.
-    #[error("stream complete without {0}")]
-    Incomplete(&'static str),
-    /// A callback the stream type needs was not given.
-    #[error("the {0} callback is required for this restore")]
-    MissingCallback(&'static str),
-    /// A callback reported failure.
-    #[error("restore callback {name}() failed: {rc}")]
-    Callback {
-        /// Callback name.
-        name: &'static str,
-        /// What it returned.
-        rc: i32,
-    },
-    /// Not supported by this implementation (yet).
-    #[error("unsupported: {0}")]
-    Unsupported(String),
-}
-
-impl RestoreError {
-    /// The errno the C layer reports for this error.
-    pub fn errno(&self) -> i32 {
-        use libc as e;
-        match self {
-            RestoreError::Hv(h) => h.errno(),
-            RestoreError::Stream(s) => match &s.kind {
-                stream::ErrorKind::Io { .. } => e::EIO,
-                _ => e::EINVAL,
-            },
-            RestoreError::Record { .. } => e::EINVAL,
-            RestoreError::NoSuchDomain(_) => e::ESRCH,
-            RestoreError::WrongGuestType { .. } => e::EINVAL,
-            RestoreError::Incomplete(_) => e::EINVAL,
-            RestoreError::MissingCallback(_) => e::EINVAL,
-            RestoreError::Callback { .. } => e::EINVAL,
-            RestoreError::Unsupported(_) => e::EOPNOTSUPP,
-        }
-    }
-}
+use checkpoint::{Held, Phase};
+use ctx::RestoreCtx;
+use guest::RestoreGuest;
+use memory::Target;
 
 /// Restore domain `domid` (created, paused, empty) from the stream `io`
 /// (the `xc_domain_restore` engine).
@@ -314,18 +156,21 @@ fn restore_inner<H: Hypervisor, R: Read>(
             info.hvm, params.stream_type
         ),
     );
-    if !info.hvm {
+    // The one place that knows every guest type.
+    let mut guest: Box<dyn RestoreGuest<H>> = if info.hvm {
+        Box::new(x86_hvm::HvmRestore::default())
+    } else {
         return Err(RestoreError::Unsupported(
             "PV domains are not supported yet".into(),
         ));
-    }
+    };
 
     let options = stream::ReaderOptions {
         grammar: stream::GrammarOptions {
-            checkpoints: if params.stream_type == StreamType::Plain {
-                stream::Checkpoints::Reject
-            } else {
+            checkpoints: if params.stream_type.is_checkpointed() {
                 stream::Checkpoints::Accept
+            } else {
+                stream::Checkpoints::Reject
             },
             ..Default::default()
         },
@@ -337,10 +182,10 @@ fn restore_inner<H: Hypervisor, R: Read>(
     let mut reader = stream::Reader::with_options(io, options)?;
     let dh = *reader.domain_header();
     let version = reader.image_header().version;
-    if dh.domain_type != stream::DomainType::X86Hvm {
+    if dh.domain_type != guest.domain_type() {
         return Err(RestoreError::WrongGuestType {
             stream: dh.domain_type.to_string(),
-            domain: "x86 HVM",
+            domain: guest.name(),
         });
     }
     if dh.is_legacy_converted() {
@@ -367,13 +212,11 @@ fn restore_inner<H: Hypervisor, R: Read>(
     let p2m_size = hv.nr_gpfns(domid)?;
     log.log(Level::Info, None, "Restoring domain");
 
-    let mut ctx = x86_hvm::HvmRestore::new(hv, domid, *params, callbacks, log);
+    let target = Target { hv, domid, log };
+    let mut ctx = RestoreCtx::new(target, *params, callbacks, version == stream::Version::V2);
     ctx.outputs.stream_version = version.number();
-    let v2 = version == stream::Version::V2;
-    // Checkpointed streams: after the first CHECKPOINT, records wait here
-    // until the next one completes their set.
-    let mut buffering = false;
-    let mut held: Vec<checkpoint::Buffered> = Vec::new();
+    let guest = &mut *guest;
+    let mut phase = Phase::Direct;
     // The primary is gone mid-checkpoint: fail over to the last complete
     // checkpoint, dropping the partial one.
     let failover = |e: &stream::Error| {
@@ -387,7 +230,7 @@ fn restore_inner<H: Hypervisor, R: Read>(
         let item = match reader.next_item() {
             Ok(Some(item)) => item,
             Ok(None) => break,
-            Err(e) if buffering && is_broken_channel(&e) => {
+            Err(e) if phase.has_checkpoint() && is_broken_channel(&e) => {
                 failover(&e);
                 break;
             }
@@ -396,64 +239,43 @@ fn restore_inner<H: Hypervisor, R: Read>(
         ctx.outputs.records += 1;
         let rec = match item {
             stream::Item::Record(rec) => rec,
-            stream::Item::Pages(mut pages) if buffering => {
-                match checkpoint::Buffered::from_pages(&mut pages) {
-                    Ok(b) => held.push(b),
-                    Err(e) if is_broken_channel(&e) => {
-                        failover(&e);
-                        break;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                continue;
-            }
             stream::Item::Pages(mut pages) => {
-                // Straight from the stream into guest memory.
-                ctx.page_data_stream(&mut pages, v2)?;
+                match &mut phase {
+                    Phase::Buffering(held) => match Held::from_pages(&mut pages) {
+                        Ok(h) => held.push(h),
+                        Err(e) if is_broken_channel(&e) => {
+                            failover(&e);
+                            break;
+                        }
+                        Err(e) => return Err(e.into()),
+                    },
+                    // Straight from the stream into guest memory.
+                    Phase::Direct => records::apply_pages(&mut ctx, guest, &mut pages)?,
+                }
                 continue;
             }
         };
-        match rec {
-            stream::Record::End => {
-                ctx.process_record(&rec, v2)?;
+        match (&rec, &mut phase) {
+            (stream::Record::End, _) => {
+                records::apply_record(&mut ctx, guest, &rec)?;
                 break;
             }
-            stream::Record::Checkpoint => {
-                let rc = ctx.checkpoint_callback();
-                match rc {
-                    XGR_CHECKPOINT_SUCCESS => {}
-                    XGR_CHECKPOINT_FAILOVER if buffering => {
-                        log.log(Level::Info, None, "checkpoint(): failover requested");
-                        break;
-                    }
-                    _ => {
-                        return Err(RestoreError::Callback {
-                            name: "checkpoint",
-                            rc,
-                        })
-                    }
+            (stream::Record::Checkpoint, _) => {
+                if checkpoint::checkpoint_reached(&mut ctx, guest, &mut phase)? == Proceed::Failover
+                {
+                    break;
                 }
-                if buffering {
-                    for b in held.drain(..) {
-                        ctx.process_buffered(&b, v2)?;
-                    }
-                    log.log(Level::Info, None, "All records processed");
-                } else {
-                    buffering = true;
-                    log.log(Level::Info, None, "All records buffered");
-                }
-                ctx.outputs.checkpoints += 1;
                 if colo {
                     let Some(back) = back.as_deref_mut() else {
                         return Err(RestoreError::Unsupported("no back channel".into()));
                     };
-                    if ctx.colo_checkpoint(p2m_size, back)? == x86_hvm::Colo::Failover {
+                    if colo::checkpoint(&mut ctx, guest, p2m_size, back)? == Proceed::Failover {
                         break;
                     }
                 }
             }
-            _ if buffering => held.push(checkpoint::Buffered::from_record(&rec)),
-            _ => ctx.process_record(&rec, v2)?,
+            (_, Phase::Buffering(held)) => held.push(Held::from_record(&rec)),
+            (_, Phase::Direct) => records::apply_record(&mut ctx, guest, &rec)?,
         }
     }
     for w in reader.warnings() {
@@ -465,7 +287,7 @@ fn restore_inner<H: Hypervisor, R: Read>(
         // from the last one.
         log.log(Level::Info, None, "COLO Failover");
     } else {
-        ctx.stream_complete()?;
+        guest.stream_complete(&mut ctx)?;
         log.log(Level::Info, None, "Restore successful");
     }
     let out = ctx.finish();

@@ -10,11 +10,14 @@ use xensim::{GuestType, Host};
 use super::*;
 use crate::hv::sim::SimHypervisor;
 use crate::hv::{param, MappedPages};
-use crate::save::testutil::{verify_stream_v2, RecLog, TempHost, ToolstackRestore, ToolstackSave};
+use crate::save::testutil::{
+    verify_stream_v2, RecLog, TempHost, ToolstackRestore, ToolstackSave, ERROR, FAILOVER, GO, STOP,
+};
 use crate::save::{save_domain, SaveParams, SaveSummary};
 use crate::stream::{
     HvmParam, ImageHeader, PageType, PfnEntry, Record, RecordType, Version, Writer, WriterOptions,
 };
+use crate::toolstack::{CallbackFailed, Next};
 
 const BIG: u64 = 256 << 20;
 const SMALL: u64 = 16 << 20;
@@ -32,7 +35,7 @@ fn restore_params() -> RestoreParams {
 struct RoundTrip {
     save: SaveSummary,
     restored: RestoreOutputs,
-    missing: Vec<u32>,
+    missing: Vec<MissingStaticData>,
     workload_pages: u64,
 }
 
@@ -127,7 +130,7 @@ fn round_trip(t: GuestType, mem: u64, params: SaveParams, workload: bool) -> Rou
 #[test]
 fn nonlive_hvm_256m_round_trip_restores_the_source_digest() {
     let r = round_trip(GuestType::Hvm, BIG, SaveParams::default(), false);
-    assert_eq!(r.missing, vec![0]);
+    assert_eq!(r.missing, vec![MissingStaticData::default()]);
     assert_eq!(r.save.precopy_iterations, 0);
     assert_eq!(r.save.pages_sent, r.restored.pages_written);
     // Zero pages went as XALLOC: populated, no data.
@@ -146,7 +149,7 @@ fn nonlive_hvm_256m_round_trip_restores_the_source_digest() {
 #[test]
 fn nonlive_pvh_256m_round_trip_restores_the_source_digest() {
     let r = round_trip(GuestType::Pvh, BIG, SaveParams::default(), false);
-    assert_eq!(r.missing, vec![0]);
+    assert_eq!(r.missing, vec![MissingStaticData::default()]);
     assert_eq!(r.save.pages_sent, r.restored.pages_written);
 }
 
@@ -570,7 +573,10 @@ fn v2_stream_infers_static_data_end_and_reports_missing_policies() {
     assert_eq!(out.stream_version, 2);
     assert_eq!(
         cb.missing,
-        vec![XGR_SDD_MISSING_CPUID | XGR_SDD_MISSING_MSR]
+        vec![MissingStaticData {
+            cpuid: true,
+            msr: true
+        }]
     );
 }
 
@@ -580,7 +586,7 @@ fn static_data_done_failure_stops_the_restore() {
     let h = TempHost::new("sdd");
     let id = h.create(GuestType::Hvm, SMALL, 0, true);
     let mut cb = ToolstackRestore {
-        rc: 1,
+        static_data_failure: Some(CallbackFailed { code: 1 }),
         ..Default::default()
     };
     let mut input = &good[..];
@@ -603,7 +609,7 @@ fn static_data_done_failure_stops_the_restore() {
         ),
         "{e}"
     );
-    assert_eq!(cb.missing, vec![0]);
+    assert_eq!(cb.missing, vec![MissingStaticData::default()]);
 }
 
 #[test]
@@ -790,7 +796,7 @@ fn remus_stream() -> (Vec<u8>, Vec<String>) {
     let h = TempHost::new("remus-src");
     let id = h.create(GuestType::Hvm, SMALL, 21, false);
     let mut cb = ToolstackSave::new(h.domain(id));
-    cb.checkpoint_answers = [1, 1, 0].into_iter().collect();
+    cb.checkpoint_answers = [Next::Continue, Next::Continue, STOP].into_iter().collect();
     cb.dirty_on_resume = 300;
     let params = SaveParams {
         live: true,
@@ -810,7 +816,10 @@ fn remus_stream() -> (Vec<u8>, Vec<String>) {
     (out, cb.digests)
 }
 
-fn remus_restore(stream: &[u8], answers: &[i32]) -> (Result<RestoreOutputs, RestoreError>, String) {
+fn remus_restore(
+    stream: &[u8],
+    answers: &[Result<Proceed, CallbackFailed>],
+) -> (Result<RestoreOutputs, RestoreError>, String) {
     let h = TempHost::new("remus-dst");
     let id = h.create(GuestType::Hvm, SMALL, 0, true);
     let mut cb = ToolstackRestore {
@@ -876,7 +885,7 @@ fn remus_restore_fails_over_to_the_last_complete_checkpoint() {
     assert_eq!(digest, digests[1]);
 
     // checkpoint() asking for failover at the second checkpoint restores the first.
-    let (r, digest) = remus_restore(&stream, &[1, 2]);
+    let (r, digest) = remus_restore(&stream, &[GO, FAILOVER]);
     assert_eq!(r.expect("failover on request").checkpoints, 1);
     assert_eq!(digest, digests[0]);
 }
@@ -884,19 +893,13 @@ fn remus_restore_fails_over_to_the_last_complete_checkpoint() {
 #[test]
 fn remus_failover_before_any_checkpoint_is_an_error() {
     let (stream, _) = remus_stream();
-    let (r, _) = remus_restore(&stream, &[2]);
+    let (r, _) = remus_restore(&stream, &[FAILOVER]);
     let e = r.expect_err("no consistent state yet");
     assert!(
-        matches!(
-            e,
-            RestoreError::Callback {
-                name: "checkpoint",
-                rc: 2
-            }
-        ),
+        matches!(e, RestoreError::Record { what: "CHECKPOINT", ref msg } if msg.contains("failover")),
         "{e}"
     );
-    let (r, _) = remus_restore(&stream, &[0]);
+    let (r, _) = remus_restore(&stream, &[ERROR]);
     assert!(r.is_err());
 }
 
@@ -912,22 +915,22 @@ impl RestoreCallbacks for ColoSecondary {
     fn has(&self, _hook: RestoreHook) -> bool {
         true
     }
-    fn checkpoint(&mut self) -> i32 {
-        XGR_CHECKPOINT_SUCCESS
+    fn checkpoint(&mut self) -> Result<Proceed, CallbackFailed> {
+        GO
     }
-    fn postcopy(&mut self) -> i32 {
-        1
+    fn postcopy(&mut self) -> Result<Proceed, CallbackFailed> {
+        GO
     }
-    fn wait_checkpoint(&mut self) -> i32 {
+    fn wait_checkpoint(&mut self) -> Result<Proceed, CallbackFailed> {
         self.waits += 1;
         if self.waits <= 2 {
             self.dom.write_frame(0, &[0xee; 4096]).unwrap();
             assert!(self.dom.mark_dirty(0), "secondary log-dirty is on");
         }
-        1
+        GO
     }
-    fn suspend(&mut self) -> i32 {
-        1
+    fn suspend(&mut self) -> Result<Proceed, CallbackFailed> {
+        GO
     }
     fn restore_results(&mut self, store_gfn: u64, console_gfn: u64) {
         self.results.push((store_gfn, console_gfn));
@@ -951,8 +954,8 @@ fn colo_pair_merges_the_secondarys_dirty_pages_and_fails_over_to_the_last_checkp
     let primary = std::thread::spawn(move || {
         let host = Host::open(&sdir).unwrap();
         let mut cb = ToolstackSave::new(host.domain(sid).unwrap());
-        cb.checkpoint_answers = [1, 1, 1].into_iter().collect();
-        cb.wait_answers = [1, 1, 0].into_iter().collect();
+        cb.checkpoint_answers = [Next::Continue; 3].into_iter().collect();
+        cb.wait_answers = [Next::Continue, Next::Continue, STOP].into_iter().collect();
         cb.dirty_on_resume = 50;
         let hv = SimHypervisor::new(host);
         let mut w = BufWriter::new(fwd_tx);

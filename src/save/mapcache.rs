@@ -92,8 +92,8 @@ impl<'a, H: Hypervisor + 'a> MapCache<'a, H> {
             && (self.hints.follows_p2m || dirty_in_chunk * DENSE_SHARE >= CHUNK_PAGES)
     }
 
-    /// Map chunk `chunk` whole (the frames `chunk * CHUNK_PAGES ..` below
-    /// `p2m_size`), evicting the least recently used chunk not used by the
+    /// Map chunk `chunk` whole (`frames`: the frames behind its pfns
+    /// `chunk * CHUNK_PAGES ..` below the p2m size, in order), evicting the least recently used chunk not used by the
     /// current batch if the budget is full. Returns false, mapping nothing,
     /// when every cached chunk is in use by this batch.
     pub(crate) fn map_chunk(
@@ -101,8 +101,7 @@ impl<'a, H: Hypervisor + 'a> MapCache<'a, H> {
         hv: &'a H,
         domid: DomId,
         chunk: u64,
-        p2m_size: u64,
-        frames: &mut Vec<u64>,
+        frames: &[u64],
     ) -> HvResult<bool> {
         self.entries.remove(&chunk);
         if self.entries.len() >= self.max_chunks {
@@ -119,10 +118,6 @@ impl<'a, H: Hypervisor + 'a> MapCache<'a, H> {
                 None => return Ok(false),
             }
         }
-        let first = chunk * CHUNK_PAGES;
-        let end = (first + CHUNK_PAGES).min(p2m_size);
-        frames.clear();
-        frames.extend(first..end);
         let map = hv.map_read(domid, frames)?;
         self.chunk_maps += 1;
         self.entries.insert(

@@ -19,60 +19,14 @@
 
 use std::io::Write;
 
+use super::batch::{Run, Src};
 use super::bitmap::Bitmap;
+use super::ctx::Ctx;
+use super::error::SaveError;
+use super::guest::PageFrames;
 use super::mapcache::CHUNK_PAGES;
-use super::{precopy, Ctx, SaveError, StreamType};
 use crate::hv::{pfinfo, Hypervisor, Level, LogDirtyReport, MappedPages, MAX_BATCH, PAGE_SIZE};
-
-/// Memory-sending state of one save.
-#[derive(Debug, Default)]
-pub(crate) struct Memory {
-    p2m_size: u64,
-    /// Pages to send in the current pass.
-    dirty: Bitmap,
-    /// Pages that could not be sent yet (PV: ballooned or busy pages),
-    /// retried after suspend.
-    deferred: Bitmap,
-    nr_deferred: u64,
-    /// Pfns sent with data so far in this stream: they never go as XALLOC.
-    sent: Bitmap,
-    /// Pfns queued for the next PAGE_DATA record.
-    batch: Vec<u64>,
-    /// Page types of the batch (scratch).
-    types: Vec<u64>,
-    /// Frames of the batch mapped for the batch alone (scratch).
-    frames: Vec<u64>,
-    /// Frames of a chunk to map (scratch).
-    chunk_frames: Vec<u64>,
-    /// Where each data page of the batch is mapped (scratch).
-    places: Vec<(Src, usize)>,
-    /// The record's pfns and types (scratch).
-    rec_pfns: Vec<u64>,
-    rec_types: Vec<u64>,
-    /// Runs of consecutive mapped pages to send (scratch).
-    runs: Vec<Run>,
-    /// Pages copied out of mappings that do not lend their bytes (scratch).
-    data: Vec<u8>,
-}
-
-impl Memory {
-    pub(crate) fn setup(&mut self, p2m_size: u64) {
-        self.p2m_size = p2m_size;
-        self.dirty = Bitmap::new(p2m_size);
-        self.deferred = Bitmap::new(p2m_size);
-        self.sent = Bitmap::new(p2m_size);
-        self.nr_deferred = 0;
-        self.batch = Vec::with_capacity(MAX_BATCH);
-    }
-
-    pub(crate) fn p2m_size(&self) -> u64 {
-        self.p2m_size
-    }
-
-    pub(crate) fn dirty_set_all(&mut self) {
-        self.dirty.set_all();
-    }
-}
+use crate::stream::PageType;
 
 /// `xc_logdirty_control(CLEAN)` into the dirty bitmap, checking that Xen
 /// covered the whole p2m.
@@ -94,163 +48,14 @@ pub(crate) fn logdirty_clean<H: Hypervisor, W: Write>(
     Ok(report)
 }
 
-/// `enable_logdirty`: if ENABLE fails (log-dirty may already be on for
-/// VRAM tracking), switch it OFF and ENABLE again.
-fn enable_logdirty<H: Hypervisor, W: Write>(ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError> {
-    let first = match ctx.hv.logdirty_enable(ctx.domid) {
-        Ok(()) => return Ok(()),
-        Err(e) => e,
-    };
-    let second = ctx
-        .hv
-        .logdirty_off(ctx.domid)
-        .and_then(|()| ctx.hv.logdirty_enable(ctx.domid));
-    match second {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            ctx.log.log(
-                Level::Error,
-                Some(e.errno()),
-                &format!("Failed to enable logdirty: first attempt: {first}; retry: {e}"),
-            );
-            Err(e.into())
-        }
-    }
-}
-
-/// Live memory phase: log-dirty on, pre-copy rounds, suspend, final copy,
-/// and in debug mode the verification pass.
-pub(crate) fn send_domain_memory_live<H: Hypervisor, W: Write>(
-    ctx: &mut Ctx<'_, H, W>,
-) -> Result<(), SaveError> {
-    enable_logdirty(ctx)?;
-    precopy::send_memory_live(ctx)?;
-    suspend_and_send_dirty(ctx)?;
-    if ctx.debug && ctx.stream_type == StreamType::Plain {
-        verify_frames(ctx)?;
-    }
-    Ok(())
-}
-
-/// Non-live memory phase: suspend first, then send every page.
-pub(crate) fn send_domain_memory_nonlive<H: Hypervisor, W: Write>(
-    ctx: &mut Ctx<'_, H, W>,
-) -> Result<(), SaveError> {
-    ctx.suspend_domain()?;
-    ctx.prefix = Some("Frames".to_string());
-    let res = send_all_pages(ctx);
-    ctx.prefix = None;
-    res
-}
-
-/// Suspend, take the final dirty bitmap, and send it with the deferred
-/// pages (the last round of a live save; every round of a checkpointed
-/// one after the first).
-pub(crate) fn suspend_and_send_dirty<H: Hypervisor, W: Write>(
-    ctx: &mut Ctx<'_, H, W>,
-) -> Result<(), SaveError> {
-    let res = suspend_and_send_dirty_inner(ctx);
-    ctx.prefix = None;
-    res
-}
-
-fn suspend_and_send_dirty_inner<H: Hypervisor, W: Write>(
-    ctx: &mut Ctx<'_, H, W>,
-) -> Result<(), SaveError> {
-    ctx.suspend_domain()?;
-    let report = logdirty_clean(ctx, true)?;
-    ctx.prefix = Some(if ctx.live {
-        format!("Frames iteration {}", ctx.stats.iteration)
-    } else {
-        "Checkpointed save".to_string()
-    });
-    let deferred = std::mem::take(&mut ctx.mem.deferred);
-    ctx.mem.dirty.or_with(&deferred);
-    ctx.mem.deferred = deferred;
-    if !ctx.live && ctx.stream_type == StreamType::Colo {
-        merge_secondary_dirty(ctx)?;
-    }
-    let entries = u64::from(report.dirty_count) + ctx.mem.nr_deferred;
-    send_dirty_pages(ctx, entries)?;
-    ctx.mem.deferred.clear_all();
-    ctx.mem.nr_deferred = 0;
-    Ok(())
-}
-
-/// COLO: read the secondary's CHECKPOINT_DIRTY_PFN_LIST from the back
-/// channel and add its pfns to this round's dirty set.
-fn merge_secondary_dirty<H: Hypervisor, W: Write>(
-    ctx: &mut Ctx<'_, H, W>,
-) -> Result<(), SaveError> {
-    let p2m_size = ctx.mem.p2m_size;
-    let Some(back) = ctx.back.as_mut() else {
-        return Err(SaveError::BackChannel("no back channel".into()));
-    };
-    let mut r = crate::stream::BackChannelReader::new(&mut **back, crate::stream::Endian::Little);
-    let rec = r
-        .next_record()
-        .map_err(|e| SaveError::BackChannel(format!("reading the secondary's dirty pages: {e}")))?;
-    let Some(crate::stream::Record::CheckpointDirtyPfnList(pfns)) = rec else {
-        return Err(SaveError::BackChannel(format!(
-            "expected a CHECKPOINT_DIRTY_PFN_LIST record, got {}",
-            rec.map_or("end of channel".to_string(), |r| r
-                .record_type()
-                .to_string())
-        )));
-    };
-    for pfn in pfns.iter() {
-        if pfn >= p2m_size {
-            return Err(SaveError::BackChannel(format!(
-                "secondary reports pfn {pfn:#x} beyond the p2m size {p2m_size:#x}"
-            )));
-        }
-        ctx.mem.dirty.set(pfn);
-        // The secondary ran and may have written the page: it must get
-        // data even if it is zero here and was never sent.
-        ctx.mem.sent.set(pfn);
-    }
-    Ok(())
-}
-
-/// Debug mode: a VERIFY record, every page again, and a PEEK whose
-/// statistics are logged.
-fn verify_frames<H: Hypervisor, W: Write>(ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError> {
-    ctx.msg(Level::Debug, "Enabling verify mode");
-    ctx.out.verify()?;
-    ctx.prefix = Some("Frames verify".to_string());
-    ctx.verifying = true;
-    let res = send_all_pages(ctx);
-    ctx.verifying = false;
-    ctx.prefix = None;
-    res?;
-    let pages = ctx.mem.p2m_size;
-    let report = ctx
-        .hv
-        .logdirty_peek(ctx.domid, ctx.mem.dirty.words_mut(), pages)?;
-    ctx.mem.dirty.trim();
-    if report.pages != pages {
-        return Err(SaveError::Protocol(format!(
-            "Failed to retrieve logdirty bitmap: Xen covered {} pages, expected {pages}",
-            report.pages
-        )));
-    }
-    ctx.msg(
-        Level::Debug,
-        &format!(
-            "  Further stats: faults {}, dirty {}",
-            report.fault_count, report.dirty_count
-        ),
-    );
-    Ok(())
-}
-
 /// Mark every pfn dirty and send them all.
 pub(crate) fn send_all_pages<H: Hypervisor, W: Write>(
     ctx: &mut Ctx<'_, H, W>,
+    frames: &dyn PageFrames,
 ) -> Result<(), SaveError> {
     ctx.mem.dirty.set_all();
     let n = ctx.mem.p2m_size;
-    send_dirty_pages(ctx, n)
+    send_dirty_pages(ctx, frames, n)
 }
 
 /// Send the pfns set in the dirty bitmap, in ascending order, in batches.
@@ -258,6 +63,7 @@ pub(crate) fn send_all_pages<H: Hypervisor, W: Write>(
 /// (a step every 1024 pfns queued, and one at the end).
 pub(crate) fn send_dirty_pages<H: Hypervisor, W: Write>(
     ctx: &mut Ctx<'_, H, W>,
+    frames: &dyn PageFrames,
     entries: u64,
 ) -> Result<(), SaveError> {
     let mut written: u64 = 0;
@@ -267,7 +73,7 @@ pub(crate) fn send_dirty_pages<H: Hypervisor, W: Write>(
     let res = (|| {
         for pfn in dirty.iter_ones() {
             if ctx.mem.batch.len() == MAX_BATCH {
-                flush_batch(ctx, &dirty)?;
+                flush_batch(ctx, frames, &dirty)?;
             }
             ctx.mem.batch.push(pfn);
             if written % 1024 == 0 {
@@ -275,7 +81,7 @@ pub(crate) fn send_dirty_pages<H: Hypervisor, W: Write>(
             }
             written += 1;
         }
-        flush_batch(ctx, &dirty)
+        flush_batch(ctx, frames, &dirty)
     })();
     ctx.mem.dirty = dirty;
     res?;
@@ -291,31 +97,15 @@ pub(crate) fn send_dirty_pages<H: Hypervisor, W: Write>(
 
 fn flush_batch<H: Hypervisor, W: Write>(
     ctx: &mut Ctx<'_, H, W>,
+    frames: &dyn PageFrames,
     dirty: &Bitmap,
 ) -> Result<(), SaveError> {
     if ctx.mem.batch.is_empty() {
         return Ok(());
     }
-    let res = write_batch(ctx, dirty);
+    let res = write_batch(ctx, frames, dirty);
     ctx.mem.batch.clear();
     res
-}
-
-/// Where the page of a data-bearing entry of the batch is mapped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Src {
-    /// In the cached mapping of this chunk.
-    Chunk(u64),
-    /// In the batch's own mapping of the frames not in a cached chunk.
-    Batch,
-}
-
-/// Consecutive pages of one mapping, sent as one slice.
-#[derive(Debug, Clone, Copy)]
-struct Run {
-    src: Src,
-    first: usize,
-    n: usize,
 }
 
 /// One PAGE_DATA record for the queued pfns: types; the pages with data
@@ -324,6 +114,7 @@ struct Run {
 /// written straight from the mappings.
 fn write_batch<H: Hypervisor, W: Write>(
     ctx: &mut Ctx<'_, H, W>,
+    guest: &dyn PageFrames,
     dirty: &Bitmap,
 ) -> Result<(), SaveError> {
     let hv = ctx.hv;
@@ -331,9 +122,10 @@ fn write_batch<H: Hypervisor, W: Write>(
     let p2m_size = ctx.mem.p2m_size;
     let mem = &mut ctx.mem;
     let n = mem.batch.len();
-    // HVM: pfn == gfn. (PV will translate through the p2m here.)
+    // The guest type names the frame behind each pfn (HVM: the pfn).
     mem.types.clear();
-    mem.types.extend_from_slice(&mem.batch);
+    mem.types
+        .extend(mem.batch.iter().map(|&pfn| guest.pfn_to_frame(pfn)));
     hv.page_types(domid, &mut mem.types)?;
     for i in 0..n {
         let t = mem.types[i];
@@ -368,10 +160,14 @@ fn write_batch<H: Hypervisor, W: Write>(
             let dense = ctx
                 .maps
                 .worth_mapping(dirty.count_range(first, first + CHUNK_PAGES));
-            cached = dense
-                && ctx
-                    .maps
-                    .map_chunk(hv, domid, chunk, p2m_size, &mut mem.chunk_frames)?;
+            cached = dense && {
+                let first = chunk * CHUNK_PAGES;
+                let end = (first + CHUNK_PAGES).min(p2m_size);
+                mem.chunk_frames.clear();
+                mem.chunk_frames
+                    .extend((first..end).map(|pfn| guest.pfn_to_frame(pfn)));
+                ctx.maps.map_chunk(hv, domid, chunk, &mem.chunk_frames)?
+            };
             if !cached {
                 sparse_chunk = Some(chunk);
             }
@@ -380,7 +176,7 @@ fn write_batch<H: Hypervisor, W: Write>(
             mem.places.push((Src::Chunk(chunk), slot));
         } else {
             mem.places.push((Src::Batch, mem.frames.len()));
-            mem.frames.push(pfn);
+            mem.frames.push(guest.pfn_to_frame(pfn));
         }
     }
     let batch_map = if mem.frames.is_empty() {
@@ -437,12 +233,23 @@ fn write_batch<H: Hypervisor, W: Write>(
         }
         mem.rec_pfns.push(pfn);
         mem.rec_types.push(t);
+        // A page the guest type rewrites goes through a copy, alone.
+        let normalise = Some(page_type(t)).filter(|&pt| guest.needs_normalise(pt));
         match mem.runs.last_mut() {
-            Some(r) if r.src == src && r.first + r.n == slot => r.n += 1,
+            Some(r)
+                if normalise.is_none()
+                    && r.normalise.is_none()
+                    && r.src == src
+                    && r.first + r.n == slot =>
+            {
+                r.n += 1
+            }
             _ => mem.runs.push(Run {
                 src,
                 first: slot,
                 n: 1,
+                copy: normalise.is_some() || map.pages(slot, 1).is_none(),
+                normalise,
             }),
         }
     }
@@ -450,36 +257,42 @@ fn write_batch<H: Hypervisor, W: Write>(
         return Ok(());
     }
 
-    // Pages of mappings that cannot lend their bytes are copied out.
-    let copied: usize = mem
-        .runs
-        .iter()
-        .filter(|r| map_of(r.src).is_some_and(|m| m.pages(r.first, r.n).is_none()))
-        .map(|r| r.n)
-        .sum();
+    // Pages of mappings that cannot lend their bytes, and pages the guest
+    // type normalises, are copied out.
+    let copied: usize = mem.runs.iter().filter(|r| r.copy).map(|r| r.n).sum();
     mem.data.resize(copied * PAGE_SIZE, 0);
     let mut off = 0;
-    for r in &mem.runs {
+    for r in mem.runs.iter().filter(|r| r.copy) {
         let Some(m) = map_of(r.src) else { continue };
-        if m.pages(r.first, r.n).is_none() {
-            for k in 0..r.n {
-                let dst: &mut [u8; PAGE_SIZE] = (&mut mem.data[off..off + PAGE_SIZE])
-                    .try_into()
-                    .expect("slice of PAGE_SIZE");
-                m.read_page(r.first + k, dst);
-                off += PAGE_SIZE;
-            }
+        for k in 0..r.n {
+            let dst: &mut [u8; PAGE_SIZE] = (&mut mem.data[off..off + PAGE_SIZE])
+                .try_into()
+                .expect("slice of PAGE_SIZE");
+            m.read_page(r.first + k, dst);
+            off += PAGE_SIZE;
+        }
+        if let Some(t) = r.normalise {
+            let dst: &mut [u8; PAGE_SIZE] = (&mut mem.data[off - PAGE_SIZE..off])
+                .try_into()
+                .expect("slice of PAGE_SIZE");
+            guest.normalise_page(t, dst)?;
         }
     }
     let mut slices: Vec<&[u8]> = Vec::with_capacity(mem.runs.len());
     let mut off = 0;
     for r in &mem.runs {
-        match map_of(r.src).and_then(|m| m.pages(r.first, r.n)) {
-            Some(s) => slices.push(s),
-            None => {
-                slices.push(&mem.data[off..off + r.n * PAGE_SIZE]);
-                off += r.n * PAGE_SIZE;
-            }
+        if r.copy {
+            slices.push(&mem.data[off..off + r.n * PAGE_SIZE]);
+            off += r.n * PAGE_SIZE;
+        } else {
+            let Some(s) = map_of(r.src).and_then(|m| m.pages(r.first, r.n)) else {
+                return Err(SaveError::Protocol(format!(
+                    "a mapping stopped lending pages {}..{} it lent before",
+                    r.first,
+                    r.first + r.n
+                )));
+            };
+            slices.push(s);
         }
     }
     let nr_pages: usize = mem.runs.iter().map(|r| r.n).sum();
@@ -502,3 +315,8 @@ fn write_batch<H: Hypervisor, W: Write>(
 #[cfg(test)]
 #[path = "datapath_tests.rs"]
 mod datapath_tests;
+
+/// The stream's page type for a known `XEN_DOMCTL_PFINFO_*` value.
+fn page_type(t: u64) -> PageType {
+    PageType::from_bits(((t >> pfinfo::LTAB_SHIFT) & 0xf) as u8).unwrap_or(PageType::XTab)
+}

@@ -1,7 +1,7 @@
 //! xcmig's own pre-copy policy: stop when the predicted downtime fits a
 //! target.
 //!
-//! libxenguest's default ([`simple_precopy_policy`](super::simple_precopy_policy))
+//! libxenguest's default ([`simple_precopy_policy`])
 //! stops after 5 rounds or under 50 dirty pages, whatever the bandwidth and
 //! the guest's dirty rate. When the caller gives no `precopy_policy`, xcmig
 //! instead measures each round and predicts the stop-and-copy it would cause:
@@ -51,8 +51,47 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::PolicyDecision;
 use crate::hv::PAGE_SIZE;
+
+/// `struct precopy_stats`, passed by value to the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrecopyStats {
+    /// Completed pre-copy rounds.
+    pub iteration: u32,
+    /// Pages counted as written so far (the sum of the dirty counts of
+    /// the completed rounds).
+    pub total_written: u64,
+    /// Pages dirtied since the last round, or -1 if not known yet.
+    pub dirty_count: i64,
+}
+
+/// What the policy wants next (`XGS_POLICY_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyDecision {
+    /// `XGS_POLICY_ABORT` (-1): abandon the migration.
+    Abort,
+    /// `XGS_POLICY_CONTINUE_PRECOPY` (0): another round.
+    Continue,
+    /// `XGS_POLICY_STOP_AND_COPY` (1): suspend and send the rest.
+    StopAndCopy,
+}
+
+/// Rounds after which the default policy stops pre-copying.
+pub const SPP_MAX_ITERATIONS: u32 = 5;
+/// Dirty count under which the default policy stops pre-copying.
+pub const SPP_TARGET_DIRTY_COUNT: i64 = 50;
+
+/// libxenguest's default policy (`simple_precopy_policy`): stop and copy
+/// once fewer than 50 pages are dirty or 5 rounds have been done.
+pub fn simple_precopy_policy(stats: PrecopyStats) -> PolicyDecision {
+    if (stats.dirty_count >= 0 && stats.dirty_count < SPP_TARGET_DIRTY_COUNT)
+        || stats.iteration >= SPP_MAX_ITERATIONS
+    {
+        PolicyDecision::StopAndCopy
+    } else {
+        PolicyDecision::Continue
+    }
+}
 
 /// Which policy decides the pre-copy phase when the caller gives none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -373,6 +412,25 @@ impl TargetedPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_policy_stops_under_fifty_dirty_or_at_five_rounds() {
+        let s = |iteration, dirty_count| PrecopyStats {
+            iteration,
+            total_written: 0,
+            dirty_count,
+        };
+        assert_eq!(simple_precopy_policy(s(0, 1000)), PolicyDecision::Continue);
+        assert_eq!(simple_precopy_policy(s(0, 50)), PolicyDecision::Continue);
+        assert_eq!(simple_precopy_policy(s(0, 49)), PolicyDecision::StopAndCopy);
+        assert_eq!(simple_precopy_policy(s(0, 0)), PolicyDecision::StopAndCopy);
+        assert_eq!(simple_precopy_policy(s(4, -1)), PolicyDecision::Continue);
+        assert_eq!(simple_precopy_policy(s(5, -1)), PolicyDecision::StopAndCopy);
+        assert_eq!(
+            simple_precopy_policy(s(5, 1000)),
+            PolicyDecision::StopAndCopy
+        );
+    }
 
     const MIB: f64 = 1048576.0;
 

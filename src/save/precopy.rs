@@ -23,7 +23,7 @@
 //!
 //! When the caller gives no policy, xcmig's downtime-targeted policy
 //! ([`super::policy`]) answers both calls instead of libxenguest's default
-//! (unless [`PrecopySettings::policy`](super::PrecopySettings) selects the
+//! (unless [`PrecopySettings::policy`](super::PrecopySettings::policy) selects the
 //! classic one): it decides at call A from the rounds it measured here
 //! (bytes and time of each send, Xen's dirty count and the time between
 //! CLEANs) and answers CONTINUE at call B. The statistics and call points
@@ -32,70 +32,16 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use super::policy::{PolicyChoice, Reason, RoundMeasure, TargetedPolicy, Verdict};
-use super::{memory, Ctx, SaveError};
+use super::callbacks::SaveHook;
+use super::ctx::Ctx;
+use super::error::SaveError;
+use super::guest::PageFrames;
+use super::memory;
+use super::policy::{
+    simple_precopy_policy, PolicyChoice, PolicyDecision, PrecopyStats, Reason, RoundMeasure,
+    TargetedPolicy, Verdict,
+};
 use crate::hv::{Hypervisor, Level};
-
-/// `struct precopy_stats`, passed by value to the policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PrecopyStats {
-    /// Completed pre-copy rounds.
-    pub iteration: u32,
-    /// Pages counted as written so far (the sum of the dirty counts of
-    /// the completed rounds).
-    pub total_written: u64,
-    /// Pages dirtied since the last round, or -1 if not known yet.
-    pub dirty_count: i64,
-}
-
-/// What the policy wants next (`XGS_POLICY_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyDecision {
-    /// `XGS_POLICY_ABORT` (-1): abandon the migration.
-    Abort,
-    /// `XGS_POLICY_CONTINUE_PRECOPY` (0): another round.
-    Continue,
-    /// `XGS_POLICY_STOP_AND_COPY` (1): suspend and send the rest.
-    StopAndCopy,
-}
-
-impl PolicyDecision {
-    /// From a C policy's return value, read as libxenguest reads it: -1 is
-    /// ABORT, 0 is CONTINUE, anything else stops the pre-copy phase.
-    pub fn from_raw(v: i32) -> Self {
-        match v {
-            -1 => PolicyDecision::Abort,
-            0 => PolicyDecision::Continue,
-            _ => PolicyDecision::StopAndCopy,
-        }
-    }
-
-    /// The C value.
-    pub fn to_raw(self) -> i32 {
-        match self {
-            PolicyDecision::Abort => -1,
-            PolicyDecision::Continue => 0,
-            PolicyDecision::StopAndCopy => 1,
-        }
-    }
-}
-
-/// Rounds after which the default policy stops pre-copying.
-pub const SPP_MAX_ITERATIONS: u32 = 5;
-/// Dirty count under which the default policy stops pre-copying.
-pub const SPP_TARGET_DIRTY_COUNT: i64 = 50;
-
-/// libxenguest's default policy (`simple_precopy_policy`): stop and copy
-/// once fewer than 50 pages are dirty or 5 rounds have been done.
-pub fn simple_precopy_policy(stats: PrecopyStats) -> PolicyDecision {
-    if (stats.dirty_count >= 0 && stats.dirty_count < SPP_TARGET_DIRTY_COUNT)
-        || stats.iteration >= SPP_MAX_ITERATIONS
-    {
-        PolicyDecision::StopAndCopy
-    } else {
-        PolicyDecision::Continue
-    }
-}
 
 /// Who decides the pre-copy phase of this save.
 enum Decider {
@@ -115,7 +61,7 @@ fn record<H: Hypervisor, W: Write>(
     let stats = ctx.stats;
     let d = match verdict {
         Some(v) => v.decision,
-        None if ctx.cb.has(super::SaveHook::PrecopyPolicy) => ctx.cb.precopy_policy(stats),
+        None if ctx.cb.has(SaveHook::PrecopyPolicy) => ctx.cb.precopy_policy(stats),
         None => simple_precopy_policy(stats),
     };
     ctx.summary.policy_calls.push((stats, d));
@@ -126,6 +72,7 @@ fn record<H: Hypervisor, W: Write>(
 /// Log-dirty is already enabled; on return the caller suspends.
 pub(crate) fn send_memory_live<H: Hypervisor, W: Write>(
     ctx: &mut Ctx<'_, H, W>,
+    frames: &dyn PageFrames,
 ) -> Result<(), SaveError> {
     let p2m_size = ctx.mem.p2m_size();
     ctx.stats = PrecopyStats {
@@ -136,7 +83,7 @@ pub(crate) fn send_memory_live<H: Hypervisor, W: Write>(
     // Xen's count from the last CLEAN; the first round sends everything.
     let mut xen_dirty = p2m_size;
     ctx.mem.dirty_set_all();
-    let mut decider = if ctx.cb.has(super::SaveHook::PrecopyPolicy)
+    let mut decider = if ctx.cb.has(SaveHook::PrecopyPolicy)
         || ctx.precopy.policy == PolicyChoice::Classic
     {
         Decider::Stats
@@ -157,13 +104,14 @@ pub(crate) fn send_memory_live<H: Hypervisor, W: Write>(
         );
         Decider::Targeted(Box::new(TargetedPolicy::new(s, p2m_size)))
     };
-    let res = precopy_rounds(ctx, &mut xen_dirty, &mut decider);
+    let res = precopy_rounds(ctx, frames, &mut xen_dirty, &mut decider);
     ctx.prefix = None;
     res
 }
 
 fn precopy_rounds<H: Hypervisor, W: Write>(
     ctx: &mut Ctx<'_, H, W>,
+    frames: &dyn PageFrames,
     xen_dirty: &mut u64,
     decider: &mut Decider,
 ) -> Result<(), SaveError> {
@@ -202,7 +150,7 @@ fn precopy_rounds<H: Hypervisor, W: Write>(
         if *xen_dirty > 0 && d != PolicyDecision::Abort {
             ctx.prefix = Some(format!("Frames iteration {}", ctx.stats.iteration));
             let (b0, t0) = (ctx.out.bytes(), Instant::now());
-            memory::send_dirty_pages(ctx, *xen_dirty)?;
+            memory::send_dirty_pages(ctx, frames, *xen_dirty)?;
             sent = (ctx.out.bytes().saturating_sub(b0), t0.elapsed());
             ctx.summary.precopy_iterations += 1;
         } else {
@@ -310,44 +258,4 @@ fn log_round<H: Hypervisor, W: Write>(
             v.reason
         ),
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_policy_stops_under_fifty_dirty_or_at_five_rounds() {
-        let s = |iteration, dirty_count| PrecopyStats {
-            iteration,
-            total_written: 0,
-            dirty_count,
-        };
-        assert_eq!(simple_precopy_policy(s(0, 1000)), PolicyDecision::Continue);
-        assert_eq!(simple_precopy_policy(s(0, 50)), PolicyDecision::Continue);
-        assert_eq!(simple_precopy_policy(s(0, 49)), PolicyDecision::StopAndCopy);
-        assert_eq!(simple_precopy_policy(s(0, 0)), PolicyDecision::StopAndCopy);
-        assert_eq!(simple_precopy_policy(s(4, -1)), PolicyDecision::Continue);
-        assert_eq!(simple_precopy_policy(s(5, -1)), PolicyDecision::StopAndCopy);
-        assert_eq!(
-            simple_precopy_policy(s(5, 1000)),
-            PolicyDecision::StopAndCopy
-        );
-    }
-
-    #[test]
-    fn raw_policy_values_read_as_libxenguest_reads_them() {
-        assert_eq!(PolicyDecision::from_raw(-1), PolicyDecision::Abort);
-        assert_eq!(PolicyDecision::from_raw(0), PolicyDecision::Continue);
-        assert_eq!(PolicyDecision::from_raw(1), PolicyDecision::StopAndCopy);
-        assert_eq!(PolicyDecision::from_raw(7), PolicyDecision::StopAndCopy);
-        assert_eq!(PolicyDecision::from_raw(-2), PolicyDecision::StopAndCopy);
-        for d in [
-            PolicyDecision::Abort,
-            PolicyDecision::Continue,
-            PolicyDecision::StopAndCopy,
-        ] {
-            assert_eq!(PolicyDecision::from_raw(d.to_raw()), d);
-        }
-    }
 }

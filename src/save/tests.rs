@@ -3,9 +3,10 @@
 
 use xensim::{FaultRule, GuestType};
 
-use super::testutil::{RecLog, ScriptedDirty, TempHost, ToolstackSave};
+use super::testutil::{RecLog, ScriptedDirty, TempHost, ToolstackSave, STOP};
 use super::*;
 use crate::stream::{self, Checkpoints, GrammarOptions, ReaderOptions, StreamEnd};
+use crate::toolstack::{CallbackFailed, Next};
 
 const SMALL: u64 = 16 << 20;
 
@@ -195,11 +196,11 @@ fn injected_faults_fail_the_save_with_their_errno_and_leave_log_dirty_off() {
 }
 
 #[test]
-fn suspend_callback_returning_zero_fails_the_save() {
+fn suspend_callback_failure_fails_the_save() {
     let h = TempHost::new("suspend0");
     let id = h.create(GuestType::Hvm, SMALL, 5, false);
     let mut cb = ToolstackSave::new(h.domain(id));
-    cb.suspend_rc = 0;
+    cb.suspend_failure = Some(CallbackFailed { code: 0 });
     let mut out = Vec::new();
     let e = save_domain(&h.hv(), id, &mut out, &live(), &mut cb, &RecLog::default())
         .expect_err("suspend failure");
@@ -250,7 +251,7 @@ fn qemu_logdirty_refusal_fails_setup_and_is_not_undone() {
     let h = TempHost::new("qemu");
     let id = h.create(GuestType::Hvm, SMALL, 7, false);
     let mut cb = ToolstackSave::new(h.domain(id));
-    cb.qemu_rc = -1;
+    cb.qemu_failure = Some(CallbackFailed { code: -1 });
     let mut out = Vec::new();
     let e =
         save_domain(&h.hv(), id, &mut out, &live(), &mut cb, &RecLog::default()).expect_err("qemu");
@@ -380,7 +381,7 @@ fn remus_save_sends_checkpoints_until_the_callback_stops_it() {
     let h = TempHost::new("remus");
     let id = h.create(GuestType::Hvm, SMALL, 11, false);
     let mut cb = ToolstackSave::new(h.domain(id));
-    cb.checkpoint_answers = [1, 1, 0].into_iter().collect();
+    cb.checkpoint_answers = [Next::Continue, Next::Continue, STOP].into_iter().collect();
     let mut out = Vec::new();
     let params = SaveParams {
         live: true,
@@ -414,7 +415,7 @@ fn colo_save_without_wait_checkpoint_is_refused() {
     let h = TempHost::new("colo");
     let id = h.create(GuestType::Hvm, SMALL, 12, false);
     let mut cb = ToolstackSave::new(h.domain(id));
-    cb.checkpoint_answers = [1].into_iter().collect();
+    cb.checkpoint_answers = [Next::Continue].into_iter().collect();
     let mut out = Vec::new();
     let params = SaveParams {
         live: true,
@@ -439,10 +440,14 @@ fn a_panic_inside_a_callback_still_leaves_log_dirty_off() {
         fn has(&self, hook: SaveHook) -> bool {
             self.0.has(hook)
         }
-        fn suspend(&mut self) -> i32 {
+        fn suspend(&mut self) -> Result<(), CallbackFailed> {
             panic!("toolstack bug in suspend");
         }
-        fn switch_qemu_logdirty(&mut self, domid: DomId, enable: bool) -> i32 {
+        fn switch_qemu_logdirty(
+            &mut self,
+            domid: DomId,
+            enable: bool,
+        ) -> Result<(), CallbackFailed> {
             self.0.switch_qemu_logdirty(domid, enable)
         }
     }

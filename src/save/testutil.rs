@@ -15,7 +15,8 @@ use crate::hv::{
     CpuPolicy, DomId, DomainInfo, GrantEntry, HvResult, Hypervisor, Level, Log, LogDirtyReport,
     TscInfo,
 };
-use crate::restore::{RestoreCallbacks, RestoreHook};
+use crate::restore::{MissingStaticData, Proceed, RestoreCallbacks, RestoreHook};
+use crate::toolstack::{CallbackFailed, Next};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -109,8 +110,10 @@ pub(crate) struct ToolstackSave {
     pub(crate) policy: Option<Policy>,
     pub(crate) policy_calls: Vec<PrecopyStats>,
     pub(crate) qemu_logdirty: Vec<bool>,
-    pub(crate) qemu_rc: i32,
-    pub(crate) suspend_rc: i32,
+    /// `switch_qemu_logdirty` fails with this.
+    pub(crate) qemu_failure: Option<CallbackFailed>,
+    /// `suspend` fails with this.
+    pub(crate) suspend_failure: Option<CallbackFailed>,
     /// Whether `suspend` really shuts the domain down.
     pub(crate) shutdown_on_suspend: bool,
     /// Whether `switch_qemu_logdirty` is provided.
@@ -122,9 +125,11 @@ pub(crate) struct ToolstackSave {
     /// Pages the guest rewrites (and dirties) after each resume.
     pub(crate) dirty_on_resume: u64,
     /// Remus: postcopy resumes the domain; checkpoint answers from here.
-    pub(crate) checkpoint_answers: VecDeque<i32>,
+    /// (COLO: the notification succeeds on `Continue`, fails with the
+    /// code of `Stop`.)
+    pub(crate) checkpoint_answers: VecDeque<Next>,
     /// COLO: wait_checkpoint answers from here (provided when non-empty).
-    pub(crate) wait_answers: VecDeque<i32>,
+    pub(crate) wait_answers: VecDeque<Next>,
 }
 
 impl ToolstackSave {
@@ -134,8 +139,8 @@ impl ToolstackSave {
             policy: None,
             policy_calls: Vec::new(),
             qemu_logdirty: Vec::new(),
-            qemu_rc: 0,
-            suspend_rc: 1,
+            qemu_failure: None,
+            suspend_failure: None,
             shutdown_on_suspend: true,
             has_qemu: true,
             suspends: 0,
@@ -158,9 +163,9 @@ impl SaveCallbacks for ToolstackSave {
         }
     }
 
-    fn suspend(&mut self) -> i32 {
+    fn suspend(&mut self) -> Result<(), CallbackFailed> {
         self.suspends += 1;
-        if self.suspend_rc != 0 && self.shutdown_on_suspend {
+        if self.suspend_failure.is_none() && self.shutdown_on_suspend {
             self.dom
                 .shutdown(xensim::SHUTDOWN_SUSPEND)
                 .expect("shutdown for suspend");
@@ -168,7 +173,7 @@ impl SaveCallbacks for ToolstackSave {
             self.digests.push(d.clone());
             self.digest_at_suspend = Some(d);
         }
-        self.suspend_rc
+        self.suspend_failure.map_or(Ok(()), Err)
     }
 
     fn precopy_policy(&mut self, stats: PrecopyStats) -> PolicyDecision {
@@ -179,7 +184,7 @@ impl SaveCallbacks for ToolstackSave {
         }
     }
 
-    fn postcopy(&mut self) -> i32 {
+    fn postcopy(&mut self) -> Next {
         self.dom.resume().expect("resume");
         // The guest runs on: rewrite a few pages, as its own writes would.
         let ram = xensim::workload::working_set(&self.dom, self.dirty_on_resume * 4096, 1);
@@ -190,30 +195,47 @@ impl SaveCallbacks for ToolstackSave {
                 .expect("guest write");
             self.dom.mark_dirty(pfn);
         }
-        1
+        Next::Continue
     }
 
-    fn checkpoint(&mut self) -> i32 {
-        self.checkpoint_answers.pop_front().unwrap_or(0)
+    fn checkpoint(&mut self) -> Next {
+        self.checkpoint_answers.pop_front().unwrap_or(STOP)
     }
 
-    fn wait_checkpoint(&mut self) -> i32 {
-        self.wait_answers.pop_front().unwrap_or(0)
+    fn notify_checkpoint(&mut self) -> Result<(), CallbackFailed> {
+        match self.checkpoint_answers.pop_front().unwrap_or(STOP) {
+            Next::Continue => Ok(()),
+            Next::Stop { code } => Err(CallbackFailed { code }),
+        }
     }
 
-    fn switch_qemu_logdirty(&mut self, _domid: DomId, enable: bool) -> i32 {
+    fn wait_checkpoint(&mut self) -> Next {
+        self.wait_answers.pop_front().unwrap_or(STOP)
+    }
+
+    fn switch_qemu_logdirty(&mut self, _domid: DomId, enable: bool) -> Result<(), CallbackFailed> {
         self.qemu_logdirty.push(enable);
-        self.qemu_rc
+        self.qemu_failure.map_or(Ok(()), Err)
     }
 }
 
+/// A checkpoint callback's "stop".
+pub(crate) const STOP: Next = Next::Stop { code: 0 };
+/// A restore checkpoint callback's "continue".
+pub(crate) const GO: Result<Proceed, CallbackFailed> = Ok(Proceed::Continue);
+/// A restore checkpoint callback's "fail over".
+pub(crate) const FAILOVER: Result<Proceed, CallbackFailed> = Ok(Proceed::Failover);
+/// A restore checkpoint callback's error.
+pub(crate) const ERROR: Result<Proceed, CallbackFailed> = Err(CallbackFailed { code: 0 });
+
 /// Restore callbacks that record `static_data_done` and answer
-/// `checkpoint` from a script (1 when it runs out).
+/// `checkpoint` from a script (continue when it runs out).
 #[derive(Default)]
 pub(crate) struct ToolstackRestore {
-    pub(crate) missing: Vec<u32>,
-    pub(crate) rc: i32,
-    pub(crate) checkpoint_answers: VecDeque<i32>,
+    pub(crate) missing: Vec<MissingStaticData>,
+    /// `static_data_done` fails with this.
+    pub(crate) static_data_failure: Option<CallbackFailed>,
+    pub(crate) checkpoint_answers: VecDeque<Result<Proceed, CallbackFailed>>,
     pub(crate) checkpoints: u32,
 }
 
@@ -221,13 +243,13 @@ impl RestoreCallbacks for ToolstackRestore {
     fn has(&self, hook: RestoreHook) -> bool {
         matches!(hook, RestoreHook::StaticDataDone | RestoreHook::Checkpoint)
     }
-    fn static_data_done(&mut self, missing: u32) -> i32 {
+    fn static_data_done(&mut self, missing: MissingStaticData) -> Result<(), CallbackFailed> {
         self.missing.push(missing);
-        self.rc
+        self.static_data_failure.map_or(Ok(()), Err)
     }
-    fn checkpoint(&mut self) -> i32 {
+    fn checkpoint(&mut self) -> Result<Proceed, CallbackFailed> {
         self.checkpoints += 1;
-        self.checkpoint_answers.pop_front().unwrap_or(1)
+        self.checkpoint_answers.pop_front().unwrap_or(GO)
     }
 }
 

@@ -4,8 +4,11 @@
 
 use std::io::Write;
 
-use super::{Ctx, SaveError};
+use super::ctx::Ctx;
+use super::error::SaveError;
+use super::guest::{PageFrames, SaveGuest};
 use crate::hv::{param, Hypervisor};
+use crate::stream::DomainType;
 
 /// Per-save HVM state.
 #[derive(Debug, Default)]
@@ -14,33 +17,43 @@ pub(crate) struct HvmSave {
     qemu_enabled_logdirty: bool,
 }
 
-impl HvmSave {
-    /// The p2m size, then qemu log-dirty on (must return 0).
-    pub(crate) fn setup<H: Hypervisor, W: Write>(
-        &mut self,
-        ctx: &mut Ctx<'_, H, W>,
-    ) -> Result<(), SaveError> {
+/// HVM and PVH guests address memory by gfn: the frame is the pfn, and
+/// pages go out as they are.
+impl PageFrames for HvmSave {
+    fn pfn_to_frame(&self, pfn: u64) -> u64 {
+        pfn
+    }
+}
+
+impl<H: Hypervisor, W: Write> SaveGuest<H, W> for HvmSave {
+    fn name(&self) -> &'static str {
+        "x86 HVM"
+    }
+
+    fn domain_type(&self) -> DomainType {
+        DomainType::X86Hvm
+    }
+
+    fn frames(&self) -> &dyn PageFrames {
+        self
+    }
+
+    /// The p2m size, then qemu log-dirty on.
+    fn setup(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError> {
         ctx.summary.p2m_size = ctx.hv.nr_gpfns(ctx.domid)?;
-        let rc = ctx.cb.switch_qemu_logdirty(ctx.domid, true);
-        if rc != 0 {
+        if let Err(f) = ctx.cb.switch_qemu_logdirty(ctx.domid, true) {
             ctx.msg(
                 crate::hv::Level::Error,
                 "Couldn't enable qemu log-dirty mode",
             );
-            return Err(SaveError::Callback {
-                name: "switch_qemu_logdirty",
-                rc,
-            });
+            return Err(SaveError::callback("switch_qemu_logdirty", f));
         }
         self.qemu_enabled_logdirty = true;
         Ok(())
     }
 
     /// X86_CPUID_POLICY and X86_MSR_POLICY, each only if non-empty.
-    pub(crate) fn static_data<H: Hypervisor, W: Write>(
-        &mut self,
-        ctx: &mut Ctx<'_, H, W>,
-    ) -> Result<(), SaveError> {
+    fn static_data(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError> {
         let policy = ctx.hv.cpu_policy(ctx.domid)?;
         if !policy.leaves.is_empty() {
             ctx.out.cpuid_policy(&policy.leaves)?;
@@ -54,10 +67,7 @@ impl HvmSave {
     /// X86_TSC_INFO, HVM_PARAMS (the non-zero members of libxenguest's set;
     /// no record when all are zero), HVM_CONTEXT — the spec's order, in
     /// which the parameters precede the context they may affect.
-    pub(crate) fn end_of_checkpoint<H: Hypervisor, W: Write>(
-        &mut self,
-        ctx: &mut Ctx<'_, H, W>,
-    ) -> Result<(), SaveError> {
+    fn end_of_checkpoint(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError> {
         let tsc = ctx.hv.tsc_info(ctx.domid)?;
         ctx.out.tsc_info(&tsc)?;
 
@@ -78,21 +88,13 @@ impl HvmSave {
     }
 
     /// qemu log-dirty off, if setup switched it on.
-    pub(crate) fn cleanup<H: Hypervisor, W: Write>(
-        &mut self,
-        ctx: &mut Ctx<'_, H, W>,
-    ) -> Result<(), SaveError> {
+    fn cleanup(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError> {
         if !self.qemu_enabled_logdirty {
             return Ok(());
         }
         self.qemu_enabled_logdirty = false;
-        let rc = ctx.cb.switch_qemu_logdirty(ctx.domid, false);
-        if rc != 0 {
-            return Err(SaveError::Callback {
-                name: "switch_qemu_logdirty",
-                rc,
-            });
-        }
-        Ok(())
+        ctx.cb
+            .switch_qemu_logdirty(ctx.domid, false)
+            .map_err(|f| SaveError::callback("switch_qemu_logdirty", f))
     }
 }

@@ -1,0 +1,81 @@
+//! Why a restore failed.
+
+use crate::hv::{DomId, HvError};
+use crate::stream;
+use crate::toolstack::CallbackFailed;
+
+/// Why a restore failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// A hypervisor call failed.
+    #[error("{0}")]
+    Hv(#[from] HvError),
+    /// The stream broke a rule of the format or grammar, or reading failed.
+    #[error("stream: {0}")]
+    Stream(#[from] stream::Error),
+    /// A record's content cannot be applied.
+    #[error("{what} record: {msg}")]
+    Record {
+        /// The record type.
+        what: &'static str,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The domain does not exist.
+    #[error("domain {0} does not exist")]
+    NoSuchDomain(DomId),
+    /// The stream is for another guest type than the domain.
+    #[error("unable to restore {stream} domain into an {domain} domain")]
+    WrongGuestType {
+        /// The stream's domain header type.
+        stream: String,
+        /// The domain's type.
+        domain: &'static str,
+    },
+    /// The stream ended without a record the restore needs.
+    #[error("stream complete without {0}")]
+    Incomplete(&'static str),
+    /// A callback the stream type needs was not given.
+    #[error("the {0} callback is required for this restore")]
+    MissingCallback(&'static str),
+    /// A callback reported failure.
+    #[error("restore callback {name}() failed: {rc}")]
+    Callback {
+        /// Callback name.
+        name: &'static str,
+        /// What it returned.
+        rc: i32,
+    },
+    /// Not supported by this implementation (yet).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+impl RestoreError {
+    /// The callback `name` reported failure.
+    pub(crate) fn callback(name: &'static str, failed: CallbackFailed) -> Self {
+        RestoreError::Callback {
+            name,
+            rc: failed.code,
+        }
+    }
+
+    /// The errno the C layer reports for this error.
+    pub fn errno(&self) -> i32 {
+        use libc as e;
+        match self {
+            RestoreError::Hv(h) => h.errno(),
+            RestoreError::Stream(s) => match &s.kind {
+                stream::ErrorKind::Io { .. } => e::EIO,
+                _ => e::EINVAL,
+            },
+            RestoreError::Record { .. } => e::EINVAL,
+            RestoreError::NoSuchDomain(_) => e::ESRCH,
+            RestoreError::WrongGuestType { .. } => e::EINVAL,
+            RestoreError::Incomplete(_) => e::EINVAL,
+            RestoreError::MissingCallback(_) => e::EINVAL,
+            RestoreError::Callback { .. } => e::EINVAL,
+            RestoreError::Unsupported(_) => e::EOPNOTSUPP,
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! x86 state every x86 guest type restores the same way (libxenguest's
+//! `xg_sr_common_x86.c`): the CPU policy records, kept until the static
+//! data is complete, and the TSC.
+
+use super::callbacks::MissingStaticData;
+use super::ctx::RestoreCtx;
+use super::error::RestoreError;
+use crate::hv::{CpuPolicy, CpuidLeaf, Hypervisor, MsrEntry, TscInfo};
+use crate::stream::Array;
+
+/// The CPU policy records of the stream, until STATIC_DATA_END.
+#[derive(Debug, Default)]
+pub(crate) struct CpuPolicyRecords {
+    cpuid: Option<Vec<CpuidLeaf>>,
+    msrs: Option<Vec<MsrEntry>>,
+}
+
+impl CpuPolicyRecords {
+    /// X86_CPUID_POLICY (non-empty, a multiple of 24 bytes: checked by the
+    /// reader).
+    pub(crate) fn cpuid(&mut self, leaves: &Array<'_, crate::stream::CpuidLeaf>) {
+        self.cpuid = Some(
+            leaves
+                .iter()
+                .map(|l| CpuidLeaf {
+                    leaf: l.leaf,
+                    subleaf: l.subleaf,
+                    a: l.a,
+                    b: l.b,
+                    c: l.c,
+                    d: l.d,
+                })
+                .collect(),
+        );
+    }
+
+    /// X86_MSR_POLICY.
+    pub(crate) fn msrs(&mut self, msrs: &Array<'_, crate::stream::MsrEntry>) {
+        self.msrs = Some(
+            msrs.iter()
+                .map(|m| MsrEntry {
+                    idx: m.idx,
+                    flags: m.flags,
+                    val: m.val,
+                })
+                .collect(),
+        );
+    }
+
+    /// Static data complete: set the domain's CPU policy if the stream
+    /// had any, and say which records were missing.
+    pub(crate) fn apply<H: Hypervisor>(
+        &mut self,
+        ctx: &RestoreCtx<'_, H>,
+    ) -> Result<MissingStaticData, RestoreError> {
+        let missing = MissingStaticData {
+            cpuid: self.cpuid.is_none(),
+            msr: self.msrs.is_none(),
+        };
+        let policy = CpuPolicy {
+            leaves: self.cpuid.take().unwrap_or_default(),
+            msrs: self.msrs.take().unwrap_or_default(),
+        };
+        if !policy.leaves.is_empty() || !policy.msrs.is_empty() {
+            ctx.hv().set_cpu_policy(ctx.domid(), &policy)?;
+        }
+        Ok(missing)
+    }
+}
+
+/// X86_TSC_INFO.
+pub(crate) fn tsc_info<H: Hypervisor>(
+    ctx: &RestoreCtx<'_, H>,
+    t: &crate::stream::TscInfo,
+) -> Result<(), RestoreError> {
+    let tsc = TscInfo {
+        mode: t.mode,
+        elapsed_nsec: t.nsec,
+        gtsc_khz: t.khz,
+        incarnation: t.incarnation,
+    };
+    ctx.hv().set_tsc_info(ctx.domid(), &tsc)?;
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! The guest-type seam of the save engine (libxenguest's `save_ops`):
+//! what differs between HVM/PVH and, later, PV guests.
+//!
+//! The engine runs the phases (`checkpoint.rs`, `live.rs`) and the memory
+//! mechanism (`memory.rs`); the guest type sets up and cleans up, writes
+//! its static data and its end-of-checkpoint records, names the frame
+//! behind each pfn and normalises page contents for the stream
+//! ([`PageFrames`]). A new guest type is a new file implementing
+//! [`SaveGuest`] and one arm where `save_domain_with_back_channel` chooses
+//! the guest type.
+
+use std::io::Write;
+
+use super::ctx::Ctx;
+use super::error::SaveError;
+use crate::hv::{Hypervisor, PAGE_SIZE};
+use crate::stream::{DomainType, PageType};
+
+/// What the memory mechanism asks of the guest type for each batch.
+pub(crate) trait PageFrames {
+    /// The frame to query and map for `pfn` (HVM: the pfn itself; PV: the
+    /// machine frame the guest's p2m names).
+    fn pfn_to_frame(&self, pfn: u64) -> u64;
+
+    /// Whether pages of type `t` must be rewritten before they go out (PV
+    /// page tables name machine frames in memory, pfns in the stream).
+    fn needs_normalise(&self, t: PageType) -> bool {
+        let _ = t;
+        false
+    }
+
+    /// Rewrite a copy of a page of type `t` for the stream. Called only
+    /// where [`PageFrames::needs_normalise`] said so.
+    fn normalise_page(&self, t: PageType, page: &mut [u8; PAGE_SIZE]) -> Result<(), SaveError> {
+        let _ = (t, page);
+        Ok(())
+    }
+}
+
+/// One guest type's part of a save.
+pub(crate) trait SaveGuest<H: Hypervisor, W: Write>: PageFrames {
+    /// The guest type, as messages name it ("x86 HVM").
+    fn name(&self) -> &'static str;
+
+    /// The domain type written in the stream's domain header.
+    fn domain_type(&self) -> DomainType;
+
+    /// The page hooks of this guest type (for the memory mechanism).
+    fn frames(&self) -> &dyn PageFrames;
+
+    /// Before the headers: size the save (set `ctx.summary.p2m_size`) and
+    /// prepare the guest type's state.
+    fn setup(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError>;
+
+    /// The static data records, before STATIC_DATA_END.
+    fn static_data(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError>;
+
+    /// Before each checkpoint's memory is sent.
+    fn start_of_checkpoint(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// After each checkpoint's memory: the records that describe the
+    /// suspended guest.
+    fn end_of_checkpoint(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError>;
+
+    /// Always run at the end, also after errors.
+    fn cleanup(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError>;
+}

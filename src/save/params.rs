@@ -1,0 +1,54 @@
+//! What a save is asked to do and what it reports.
+
+use super::policy::{PolicyDecision, PrecopySettings, PrecopyStats};
+use crate::toolstack::StreamType;
+
+/// What to save and how (the scalar arguments of `xc_domain_save`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SaveParams {
+    /// `XCFLAGS_LIVE`.
+    pub live: bool,
+    /// `XCFLAGS_DEBUG`: after a plain live save, send VERIFY and every page
+    /// again so that the restorer compares them.
+    pub debug: bool,
+    /// Plain or checkpointed.
+    pub stream_type: StreamType,
+    /// How the live pre-copy phase ends when the callbacks have no
+    /// `precopy_policy` (a caller's policy is always followed exactly).
+    /// The default is xcmig's downtime-targeted policy ([`policy`]).
+    pub precopy: PrecopySettings,
+}
+
+/// Figures from a finished save, for reports and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SaveSummary {
+    /// p2m size (pfns spanned by the save loop).
+    pub p2m_size: u64,
+    /// Live rounds sent before suspending (0 for a non-live save): the
+    /// number of times the dirty set was sent while the guest ran.
+    pub precopy_iterations: u32,
+    /// Pages (with data) sent, all rounds and checkpoints included.
+    pub pages_sent: u64,
+    /// Zero pages never sent before, sent as XALLOC without data (not
+    /// counted in `pages_sent`).
+    pub pages_zero: u64,
+    /// Pages sent after the domain was suspended (the downtime copy),
+    /// the verification pass excluded.
+    pub pages_sent_suspended: u64,
+    /// Pages sent again by the verification pass (`XCFLAGS_DEBUG`).
+    pub pages_sent_verify: u64,
+    /// PAGE_DATA records written.
+    pub page_data_records: u64,
+    /// Bytes written to the stream.
+    pub bytes_written: u64,
+    /// Checkpoints taken (checkpointed streams).
+    pub checkpoints: u32,
+    /// Plain streams: time from the successful suspend to the end of the
+    /// stream, i.e. how long the guest was stopped for this save (its
+    /// downtime, less the restorer's share). Zero for checkpointed streams.
+    pub suspended_time: std::time::Duration,
+    /// Time the whole save took.
+    pub total_time: std::time::Duration,
+    /// Every decision of the precopy policy, with the statistics it saw.
+    pub policy_calls: Vec<(PrecopyStats, PolicyDecision)>,
+}
