@@ -13,6 +13,7 @@
 #[cfg(feature = "xen")]
 pub mod capi;
 pub mod hv;
+pub mod log;
 pub mod restore;
 pub mod save;
 pub mod stream;

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 
 use xcmig::hv::{
     pfinfo, CpuPolicy, CpuidLeaf, DomId, DomainInfo, GrantEntry, HvError, HvResult, Hypervisor,
-    Level, Log, LogDirtyReport, MappedPages, MappedPagesMut, MsrEntry, TscInfo, PAGE_SIZE,
+    LogDirtyReport, MappedPages, MappedPagesMut, MsrEntry, TscInfo, PAGE_SIZE,
 };
+use xcmig::log::{Level, Log};
 use xcmig::restore::{restore_domain, RestoreCallbacks, RestoreHook, RestoreParams};
 use xcmig::save::{save_domain, SaveCallbacks, SaveHook, SaveParams};
 use xcmig::toolstack::CallbackFailed;
@@ -356,8 +357,8 @@ fn an_external_hypervisor_saves_and_restores_every_piece_of_state() {
         console_domid: 0,
         ..RestoreParams::default()
     };
-    let out = restore_domain(&dst, DOMID, &mut &stream[..], &rp, &mut NoCallbacks, &Quiet)
-        .expect("restore");
+    let out =
+        restore_domain(&dst, DOMID, &mut &stream[..], &rp, &mut NoCallbacks).expect("restore");
     assert_eq!((out.store_gfn, out.console_gfn), (0x2000, 0x2001));
 
     // Memory: identical, except the store and console pages, cleared on
@@ -409,7 +410,6 @@ fn an_unknown_domain_is_refused_by_both_engines() {
         &mut &[][..],
         &RestoreParams::default(),
         &mut NoCallbacks,
-        &Quiet,
     )
     .expect_err("no domain");
     assert_eq!(e.errno(), 3);

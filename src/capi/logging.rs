@@ -17,7 +17,7 @@ use std::ffi::{c_ulong, CStr, CString};
 use std::ptr::{self, NonNull};
 
 use crate::hv::xen::{self, bindings as sys, XcInterface, XtlLogger};
-use crate::hv::{Level, Log};
+use crate::log::{Level, Log};
 
 /// `XC_INTERNAL_ERROR` from `enum xc_error_code` (what libxenguest's ERROR
 /// and PERROR pass).

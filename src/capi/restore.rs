@@ -4,6 +4,7 @@
 
 use std::ffi::{c_int, c_uint, c_ulong};
 use std::ptr::NonNull;
+use std::rc::Rc;
 
 use super::callbacks::{stream_type_from_raw, CRestoreCallbacks};
 use super::fd::FdIo;
@@ -11,7 +12,7 @@ use super::logging::XcLog;
 use super::types::RestoreCallbacksC;
 use super::Failure;
 use crate::hv::xen::{XcInterface, XenHypervisor};
-use crate::hv::{Level, Log};
+use crate::log::{Level, Log};
 use crate::restore::{restore_domain_with_back_channel, RestoreParams};
 use crate::toolstack::StreamType;
 
@@ -53,7 +54,10 @@ pub struct RestoreArgs {
 pub unsafe fn restore(args: &RestoreArgs) -> Result<(), Failure> {
     let xch = NonNull::new(args.xch).ok_or(Failure::Silent(libc::EINVAL))?;
     // SAFETY: `xch` is live for this call (contract of this function).
-    let log = unsafe { XcLog::new(xch) };
+    let log = Rc::new(unsafe { XcLog::new(xch) });
+    // The library's messages during this call go to the caller's logger.
+    crate::log::install_forwarder();
+    let _sink = crate::log::scoped(log.clone());
     let fail = |msg: String, errno: i32| {
         log.log(Level::Error, None, &msg);
         Failure::Logged(errno)
@@ -97,15 +101,8 @@ pub unsafe fn restore(args: &RestoreArgs) -> Result<(), Failure> {
     let mut back = (stream_type == StreamType::Colo && args.send_back_fd >= 0)
         .then(|| FdIo::new(args.send_back_fd));
     let back = back.as_mut().map(|b| b as &mut dyn std::io::Write);
-    let res = restore_domain_with_back_channel(
-        &hv,
-        args.dom,
-        &mut io,
-        back,
-        &params,
-        &mut callbacks,
-        &log,
-    );
+    let res =
+        restore_domain_with_back_channel(&hv, args.dom, &mut io, back, &params, &mut callbacks);
     let out = res.map_err(|e| {
         if log.reported_error() {
             Failure::Logged(e.errno())

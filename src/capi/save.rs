@@ -3,6 +3,7 @@
 
 use std::ffi::c_int;
 use std::ptr::NonNull;
+use std::rc::Rc;
 
 use super::callbacks::{stream_type_from_raw, CSaveCallbacks};
 use super::fd::FdIo;
@@ -10,7 +11,7 @@ use super::logging::XcLog;
 use super::types::SaveCallbacksC;
 use super::Failure;
 use crate::hv::xen::{XcInterface, XenHypervisor};
-use crate::hv::{Level, Log};
+use crate::log::{Level, Log};
 use crate::save::{save_domain_with_back_channel, SaveParams};
 use crate::toolstack::StreamType;
 
@@ -46,7 +47,10 @@ pub const XCFLAGS_DEBUG: u32 = 1 << 1;
 pub unsafe fn save(args: &SaveArgs) -> Result<(), Failure> {
     let xch = NonNull::new(args.xch).ok_or(Failure::Silent(libc::EINVAL))?;
     // SAFETY: `xch` is live for this call (contract of this function).
-    let log = unsafe { XcLog::new(xch) };
+    let log = Rc::new(unsafe { XcLog::new(xch) });
+    // The library's messages during this call go to the caller's logger.
+    crate::log::install_forwarder();
+    let _sink = crate::log::scoped(log.clone());
     let fail = |msg: String, errno: i32| {
         log.log(Level::Error, None, &msg);
         Failure::Logged(errno)
@@ -92,7 +96,7 @@ pub unsafe fn save(args: &SaveArgs) -> Result<(), Failure> {
     };
     if params.live {
         // The process-wide live migration settings (C API, environment).
-        params.precopy = super::settings::current(&log);
+        params.precopy = super::settings::current(&*log);
     }
     let mut io = FdIo::new(args.io_fd);
     // The back channel is read only for COLO, as in libxenguest (libxl
@@ -100,8 +104,15 @@ pub unsafe fn save(args: &SaveArgs) -> Result<(), Failure> {
     let mut back =
         (stream_type == StreamType::Colo && args.recv_fd >= 0).then(|| FdIo::new(args.recv_fd));
     let back = back.as_mut().map(|b| b as &mut dyn std::io::Read);
-    match save_domain_with_back_channel(&hv, args.dom, &mut io, back, &params, &mut callbacks, &log)
-    {
+    match save_domain_with_back_channel(
+        &hv,
+        args.dom,
+        &mut io,
+        back,
+        &params,
+        &mut callbacks,
+        &*log,
+    ) {
         Ok(_) => Ok(()),
         Err(e) if log.reported_error() => Err(Failure::Logged(e.errno())),
         // Every failure must explain itself, even one the engine passed up

@@ -14,7 +14,7 @@ use std::ffi::OsString;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::hv::{Level, Log};
+use crate::log::{Level, Log};
 use crate::save::{PolicyChoice, PrecopySettings};
 
 /// `XCMIG_PRECOPY_POLICY`: `targeted` (default) or `classic`.

@@ -11,7 +11,7 @@ use super::logging::XcLog;
 use super::types::{RestoreCallbacksC, SaveCallbacksC};
 use super::{boundary, Failure};
 use crate::hv::xen::bindings as sys;
-use crate::hv::{Level, Log};
+use crate::log::{Level, Log};
 
 /// A dummy `xc_interface` logging to a temporary file.
 struct Dummy {

@@ -16,7 +16,6 @@
 //! methods that take either.
 
 mod error;
-mod log;
 #[cfg(any(test, feature = "sim", feature = "xen"))]
 pub(crate) mod pages;
 #[cfg(any(test, feature = "sim"))]
@@ -25,7 +24,6 @@ pub mod sim;
 pub mod xen;
 
 pub use error::{HvError, HvResult};
-pub use log::{Level, Log, NullLog};
 
 /// A domain id (`domid_t`, widened as libxenguest's `uint32_t dom`).
 pub type DomId = u32;

@@ -11,7 +11,8 @@ use super::ctx::RestoreCtx;
 use super::error::RestoreError;
 use super::guest::RestoreGuest;
 use super::records;
-use crate::hv::{Hypervisor, Level, PAGE_SIZE};
+use crate::hv::{Hypervisor, PAGE_SIZE};
+use crate::log::Level;
 use crate::stream::{
     Array, Endian, PageData, PageReader, PfnEntry, Record, RecordType, TscInfo, X86PvInfo,
 };

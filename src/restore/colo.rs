@@ -6,7 +6,8 @@ use super::callbacks::Proceed;
 use super::ctx::RestoreCtx;
 use super::error::RestoreError;
 use super::guest::RestoreGuest;
-use crate::hv::{Hypervisor, Level};
+use crate::hv::Hypervisor;
+use crate::log::Level;
 
 /// One COLO checkpoint of the secondary; `Proceed::Failover` when a
 /// callback reports the channel broken.

@@ -4,7 +4,8 @@
 use super::callbacks::RestoreCallbacks;
 use super::memory::{RestoreMemory, Target};
 use super::params::{RestoreOutputs, RestoreParams};
-use crate::hv::{DomId, Hypervisor, Level};
+use crate::hv::{DomId, Hypervisor};
+use crate::log::Level;
 use crate::stream::PfnEntry;
 
 /// State of one restore, common to all guest types (libxenguest's
@@ -65,12 +66,12 @@ impl<'a, H: Hypervisor> RestoreCtx<'a, H> {
 
     /// A message to the caller's log.
     pub(crate) fn msg(&self, level: Level, msg: &str) {
-        self.target.log.log(level, None, msg);
+        crate::log::message(level, None, msg);
     }
 
     /// A message naming an errno.
     pub(crate) fn msg_errno(&self, level: Level, errno: i32, msg: &str) {
-        self.target.log.log(level, Some(errno), msg);
+        crate::log::message(level, Some(errno), msg);
     }
 
     /// The outputs, with the memory counters filled in.

@@ -9,9 +9,8 @@
 use std::collections::HashMap;
 
 use super::error::RestoreError;
-use crate::hv::{
-    DomId, Hypervisor, Level, Log, MappedPages, MappedPagesMut, MAX_BATCH, ORDER_2M, PAGE_SIZE,
-};
+use crate::hv::{DomId, Hypervisor, MappedPages, MappedPagesMut, MAX_BATCH, ORDER_2M, PAGE_SIZE};
+use crate::log::Level;
 use crate::stream::{PageType, PfnEntry};
 
 /// Pfns per chunk of the populated set.
@@ -202,12 +201,10 @@ pub(crate) trait PageHooks {
     }
 }
 
-/// The domain a restore writes into: the hypervisor, the domain and where
-/// messages go.
+/// The domain a restore writes into.
 pub(crate) struct Target<'a, H> {
     pub(crate) hv: &'a H,
     pub(crate) domid: DomId,
-    pub(crate) log: &'a dyn Log,
 }
 
 /// Guest memory as the restore builds it: which pfns are populated, what
@@ -340,7 +337,7 @@ impl RestoreMemory {
                 self.stats.pages_verified += 1;
                 if &cmp != page {
                     self.stats.verify_mismatches += 1;
-                    target.log.log(
+                    crate::log::message(
                         Level::Error,
                         None,
                         &format!(

@@ -41,7 +41,8 @@ mod x86_hvm;
 
 use std::io::Read;
 
-use crate::hv::{DomId, Hypervisor, Level, Log};
+use crate::hv::{DomId, Hypervisor};
+use crate::log::Level;
 use crate::stream;
 use crate::toolstack::StreamType;
 
@@ -67,9 +68,8 @@ pub fn restore_domain<H: Hypervisor, R: Read>(
     io: &mut R,
     params: &RestoreParams,
     callbacks: &mut dyn RestoreCallbacks,
-    log: &dyn Log,
 ) -> Result<RestoreOutputs, RestoreError> {
-    restore_domain_with_back_channel(hv, domid, io, None, params, callbacks, log)
+    restore_domain_with_back_channel(hv, domid, io, None, params, callbacks)
 }
 
 /// [`restore_domain`] with the COLO back channel (`send_back_fd`): at each
@@ -84,11 +84,10 @@ pub fn restore_domain_with_back_channel<H: Hypervisor, R: Read>(
     back: Option<&mut dyn std::io::Write>,
     params: &RestoreParams,
     callbacks: &mut dyn RestoreCallbacks,
-    log: &dyn Log,
 ) -> Result<RestoreOutputs, RestoreError> {
-    let res = restore_inner(hv, domid, io, back, params, callbacks, log);
+    let res = restore_inner(hv, domid, io, back, params, callbacks);
     if let Err(e) = &res {
-        log.log(
+        crate::log::message(
             Level::Error,
             Some(e.errno()),
             &format!("Restore failed: {e}"),
@@ -115,7 +114,6 @@ fn restore_inner<H: Hypervisor, R: Read>(
     mut back: Option<&mut dyn std::io::Write>,
     params: &RestoreParams,
     callbacks: &mut dyn RestoreCallbacks,
-    log: &dyn Log,
 ) -> Result<RestoreOutputs, RestoreError> {
     match params.stream_type {
         StreamType::Plain => {}
@@ -148,7 +146,7 @@ fn restore_inner<H: Hypervisor, R: Read>(
     if info.domid != domid {
         return Err(RestoreError::NoSuchDomain(domid));
     }
-    log.log(
+    crate::log::message(
         Level::Debug,
         None,
         &format!(
@@ -189,7 +187,7 @@ fn restore_inner<H: Hypervisor, R: Read>(
         });
     }
     if dh.is_legacy_converted() {
-        log.log(
+        crate::log::message(
             Level::Info,
             None,
             &format!(
@@ -198,7 +196,7 @@ fn restore_inner<H: Hypervisor, R: Read>(
             ),
         );
     } else {
-        log.log(
+        crate::log::message(
             Level::Info,
             None,
             &format!(
@@ -210,9 +208,9 @@ fn restore_inner<H: Hypervisor, R: Read>(
     // libxenguest reads the p2m size here; it only matters to COLO, but the
     // call also confirms the domain can be queried before any change.
     let p2m_size = hv.nr_gpfns(domid)?;
-    log.log(Level::Info, None, "Restoring domain");
+    crate::log::message(Level::Info, None, "Restoring domain");
 
-    let target = Target { hv, domid, log };
+    let target = Target { hv, domid };
     let mut ctx = RestoreCtx::new(target, *params, callbacks, version == stream::Version::V2);
     ctx.outputs.stream_version = version.number();
     let guest = &mut *guest;
@@ -220,7 +218,7 @@ fn restore_inner<H: Hypervisor, R: Read>(
     // The primary is gone mid-checkpoint: fail over to the last complete
     // checkpoint, dropping the partial one.
     let failover = |e: &stream::Error| {
-        log.log(
+        crate::log::message(
             Level::Info,
             None,
             &format!("Failed to read a record ({e}): failing over to the last checkpoint"),
@@ -279,19 +277,19 @@ fn restore_inner<H: Hypervisor, R: Read>(
         }
     }
     for w in reader.warnings() {
-        log.log(Level::Warn, None, &format!("stream: {w}"));
+        crate::log::message(Level::Warn, None, &format!("stream: {w}"));
         ctx.outputs.warnings.push(w.to_string());
     }
     if colo {
         // The stream was completed at each checkpoint; the secondary runs
         // from the last one.
-        log.log(Level::Info, None, "COLO Failover");
+        crate::log::message(Level::Info, None, "COLO Failover");
     } else {
         guest.stream_complete(&mut ctx)?;
-        log.log(Level::Info, None, "Restore successful");
+        crate::log::message(Level::Info, None, "Restore successful");
     }
     let out = ctx.finish();
-    log.log(
+    crate::log::message(
         Level::Info,
         None,
         &format!(
@@ -299,7 +297,7 @@ fn restore_inner<H: Hypervisor, R: Read>(
             out.store_gfn, params.store_domid, params.store_evtchn
         ),
     );
-    log.log(
+    crate::log::message(
         Level::Info,
         None,
         &format!(

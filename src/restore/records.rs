@@ -7,7 +7,8 @@ use super::ctx::RestoreCtx;
 use super::error::RestoreError;
 use super::guest::RestoreGuest;
 use super::memory::{PageSource, SlicePages};
-use crate::hv::{Hypervisor, Level};
+use crate::hv::Hypervisor;
+use crate::log::Level;
 use crate::stream::{PageReader, PfnEntry, Record};
 
 /// Apply one record.

@@ -90,15 +90,8 @@ fn round_trip(t: GuestType, mem: u64, params: SaveParams, workload: bool) -> Rou
     let mut rcb = ToolstackRestore::default();
     let log = RecLog::default();
     let mut input = BufReader::new(std::fs::File::open(&path).expect("open stream"));
-    let restored = restore_domain(
-        &dst.hv(),
-        did,
-        &mut input,
-        &restore_params(),
-        &mut rcb,
-        &log,
-    )
-    .unwrap_or_else(|e| panic!("restore: {e}; log: {:?}", log.lines.borrow()));
+    let restored = restore_domain(&dst.hv(), did, &mut input, &restore_params(), &mut rcb)
+        .unwrap_or_else(|e| panic!("restore: {e}; log: {:?}", log.lines.borrow()));
 
     let target = dst.domain(did);
     assert_eq!(
@@ -273,7 +266,6 @@ fn restore_into_fresh(stream: &[u8]) -> (Result<RestoreOutputs, RestoreError>, T
         &mut input,
         &restore_params(),
         &mut cb,
-        &RecLog::default(),
     );
     (r, cb)
 }
@@ -590,15 +582,8 @@ fn static_data_done_failure_stops_the_restore() {
         ..Default::default()
     };
     let mut input = &good[..];
-    let e = restore_domain(
-        &h.hv(),
-        id,
-        &mut input,
-        &restore_params(),
-        &mut cb,
-        &RecLog::default(),
-    )
-    .expect_err("callback failure");
+    let e = restore_domain(&h.hv(), id, &mut input, &restore_params(), &mut cb)
+        .expect_err("callback failure");
     assert!(
         matches!(
             e,
@@ -648,15 +633,8 @@ fn deprecated_pae_param_is_skipped_and_magic_pages_are_cleared() {
     let did = d.create(GuestType::Hvm, SMALL, 0, true);
     let mut rcb = ToolstackRestore::default();
     let mut input = &stream[..];
-    let out = restore_domain(
-        &d.hv(),
-        did,
-        &mut input,
-        &restore_params(),
-        &mut rcb,
-        &RecLog::default(),
-    )
-    .expect("PAE_ENABLED must be skipped");
+    let out = restore_domain(&d.hv(), did, &mut input, &restore_params(), &mut rcb)
+        .expect("PAE_ENABLED must be skipped");
     assert_eq!(out.store_gfn, store);
     let target = d.domain(did);
     let mut after = [0xffu8; 4096];
@@ -683,7 +661,6 @@ fn grant_entries_are_skipped_for_a_backend_that_is_the_guest_itself() {
         &mut input,
         &params,
         &mut ToolstackRestore::default(),
-        &RecLog::default(),
     )
     .expect("restore");
     let g = h.domain(id).grant_entries().unwrap();
@@ -704,7 +681,6 @@ fn restoring_into_a_running_domain_fails_on_the_cpu_policy() {
         &mut input,
         &restore_params(),
         &mut ToolstackRestore::default(),
-        &RecLog::default(),
     )
     .expect_err("EEXIST");
     assert_eq!(e.errno(), 17, "{e}");
@@ -772,7 +748,6 @@ fn live_migration_over_a_socket_restores_while_the_save_runs() {
         &mut input,
         &restore_params(),
         &mut ToolstackRestore::default(),
-        &RecLog::default(),
     )
     .expect("restore");
     let (saved, digest) = saver.join().expect("saver thread");
@@ -831,14 +806,7 @@ fn remus_restore(
         ..restore_params()
     };
     let mut input = stream;
-    let r = restore_domain(
-        &h.hv(),
-        id,
-        &mut input,
-        &params,
-        &mut cb,
-        &RecLog::default(),
-    );
+    let r = restore_domain(&h.hv(), id, &mut input, &params, &mut cb);
     let digest = h.domain(id).digest().unwrap();
     (r, digest)
 }
@@ -1000,7 +968,6 @@ fn colo_pair_merges_the_secondarys_dirty_pages_and_fails_over_to_the_last_checkp
         Some(&mut back),
         &params,
         &mut cb,
-        &RecLog::default(),
     )
     .expect("COLO restore");
     let (saved, digests, _back) = primary.join().unwrap();
@@ -1099,7 +1066,6 @@ fn reserved_fields_are_ignored_as_the_spec_asks_of_a_restorer() {
         &mut input,
         &restore_params(),
         &mut ToolstackRestore::default(),
-        &RecLog::default(),
     )
     .expect("reserved fields must not stop a restore");
     assert_eq!(

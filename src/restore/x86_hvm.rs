@@ -11,9 +11,10 @@ use super::guest::{unhandled, RestoreGuest};
 use super::memory::PageHooks;
 use super::x86::{self, CpuPolicyRecords};
 use crate::hv::{
-    param, GrantEntry, Hypervisor, Level, GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE,
+    param, GrantEntry, Hypervisor, GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE,
     GTF_PERMIT_ACCESS,
 };
+use crate::log::Level;
 use crate::stream::{DomainType, HvmParam, Record};
 
 /// The HVM/PVH state of one restore.

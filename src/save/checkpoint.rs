@@ -9,7 +9,8 @@ use super::ctx::Ctx;
 use super::error::SaveError;
 use super::guest::SaveGuest;
 use super::live;
-use crate::hv::{Hypervisor, Level};
+use crate::hv::Hypervisor;
+use crate::log::Level;
 use crate::toolstack::{Next, StreamType};
 
 /// How the loop ended.

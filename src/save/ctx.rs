@@ -11,7 +11,8 @@ use super::mapcache::MapCache;
 use super::out::Out;
 use super::params::SaveSummary;
 use super::policy::{PrecopySettings, PrecopyStats};
-use crate::hv::{DomId, DomainInfo, Hypervisor, Level, Log, MAX_BATCH};
+use crate::hv::{DomId, DomainInfo, Hypervisor, MAX_BATCH};
+use crate::log::{Level, Log};
 use crate::toolstack::StreamType;
 
 /// State of one save.
@@ -47,12 +48,11 @@ pub(crate) struct Ctx<'a, H: Hypervisor, W: Write> {
 
 impl<H: Hypervisor, W: Write> Ctx<'_, H, W> {
     pub(crate) fn msg(&self, level: Level, msg: &str) {
-        self.log.log(level, None, msg);
+        crate::log::message(level, None, msg);
     }
 
     pub(crate) fn log_error(&self, e: &SaveError, what: &str) {
-        self.log
-            .log(Level::Error, Some(e.errno()), &format!("{what}: {e}"));
+        crate::log::message(Level::Error, Some(e.errno()), &format!("{what}: {e}"));
     }
 
     /// `xc_report_progress_single`.

@@ -81,7 +81,6 @@ fn restore(stream: &[u8]) -> (RestoreOutputs, SimCounters, String, u64) {
         &mut &stream[..],
         &restore_params(),
         &mut ToolstackRestore::default(),
-        &log,
     )
     .unwrap_or_else(|e| panic!("restore: {e}; log: {:?}", log.lines.borrow()));
     let d = dst.domain(did);

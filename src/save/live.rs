@@ -10,7 +10,8 @@ use super::ctx::Ctx;
 use super::error::SaveError;
 use super::guest::PageFrames;
 use super::{memory, precopy};
-use crate::hv::{Hypervisor, Level};
+use crate::hv::Hypervisor;
+use crate::log::Level;
 use crate::toolstack::StreamType;
 
 /// `enable_logdirty`: if ENABLE fails (log-dirty may already be on for
@@ -27,7 +28,7 @@ fn enable_logdirty<H: Hypervisor, W: Write>(ctx: &mut Ctx<'_, H, W>) -> Result<(
     match second {
         Ok(()) => Ok(()),
         Err(e) => {
-            ctx.log.log(
+            crate::log::message(
                 Level::Error,
                 Some(e.errno()),
                 &format!("Failed to enable logdirty: first attempt: {first}; retry: {e}"),

@@ -25,7 +25,8 @@ use super::ctx::Ctx;
 use super::error::SaveError;
 use super::guest::PageFrames;
 use super::mapcache::CHUNK_PAGES;
-use crate::hv::{pfinfo, Hypervisor, Level, LogDirtyReport, MappedPages, MAX_BATCH, PAGE_SIZE};
+use crate::hv::{pfinfo, Hypervisor, LogDirtyReport, MappedPages, MAX_BATCH, PAGE_SIZE};
+use crate::log::Level;
 use crate::stream::PageType;
 
 /// `xc_logdirty_control(CLEAN)` into the dirty bitmap, checking that Xen

@@ -52,7 +52,8 @@ mod x86_hvm;
 
 use std::io::Write;
 
-use crate::hv::{DomId, DomainInfo, Hypervisor, Level, Log};
+use crate::hv::{DomId, DomainInfo, Hypervisor};
+use crate::log::{Level, Log};
 use crate::toolstack::StreamType;
 
 pub use callbacks::{SaveCallbacks, SaveHook};
@@ -97,7 +98,7 @@ pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
     log: &dyn Log,
 ) -> Result<SaveSummary, SaveError> {
     let fail = |e: SaveError| {
-        log.log(Level::Error, Some(e.errno()), &format!("Save failed: {e}"));
+        crate::log::message(Level::Error, Some(e.errno()), &format!("Save failed: {e}"));
         e
     };
     let info = hv.domain_info(domid).map_err(|e| fail(e.into()))?;
@@ -105,7 +106,7 @@ pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
         return Err(fail(SaveError::NoSuchDomain(domid)));
     }
     check_callbacks(params, &info, callbacks).map_err(fail)?;
-    log.log(
+    crate::log::message(
         Level::Debug,
         None,
         &format!(
@@ -256,8 +257,7 @@ fn cleanup<H: Hypervisor, W: Write>(ctx: &mut Ctx<'_, H, W>, guest: &mut dyn Sav
     // libxenguest ignores the result of this call too: OFF is accepted in
     // any state, and a failure here must not hide the save's own result.
     if let Err(e) = ctx.hv.logdirty_off(ctx.domid) {
-        ctx.log
-            .log(Level::Warn, Some(e.errno()), &format!("log-dirty off: {e}"));
+        crate::log::message(Level::Warn, Some(e.errno()), &format!("log-dirty off: {e}"));
     }
     if let Err(e) = guest.cleanup(ctx) {
         ctx.log_error(&e, "Failed to clean up");

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use xensim::GuestType;
 
-use crate::hv::{DomId, Level};
+use crate::hv::DomId;
+use crate::log::Level;
 use crate::save::testutil::{RecLog, TempHost, ToolstackSave};
 use crate::save::{
     save_domain, PolicyDecision, PrecopySettings, SaveError, SaveParams, SaveSummary,

@@ -41,7 +41,8 @@ use super::policy::{
     simple_precopy_policy, PolicyChoice, PolicyDecision, PrecopyStats, Reason, RoundMeasure,
     TargetedPolicy, Verdict,
 };
-use crate::hv::{Hypervisor, Level};
+use crate::hv::Hypervisor;
+use crate::log::Level;
 
 /// Who decides the pre-copy phase of this save.
 enum Decider {

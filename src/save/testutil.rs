@@ -3,6 +3,9 @@
 //! and a hypervisor wrapper that dirties pages between log-dirty rounds.
 
 use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::log::{Level, Log};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,8 +15,7 @@ use xensim::{Domain, DomainConfig, Fill, GuestType, Host};
 use super::{PolicyDecision, PrecopyStats, SaveCallbacks, SaveHook};
 use crate::hv::sim::SimHypervisor;
 use crate::hv::{
-    CpuPolicy, DomId, DomainInfo, GrantEntry, HvResult, Hypervisor, Level, Log, LogDirtyReport,
-    TscInfo,
+    CpuPolicy, DomId, DomainInfo, GrantEntry, HvResult, Hypervisor, LogDirtyReport, TscInfo,
 };
 use crate::restore::{MissingStaticData, Proceed, RestoreCallbacks, RestoreHook};
 use crate::toolstack::{CallbackFailed, Next};
@@ -71,14 +73,14 @@ impl Drop for TempHost {
     }
 }
 
-/// A [`Log`] that keeps everything.
+/// What a [`RecLog`] kept.
 #[derive(Default)]
-pub(crate) struct RecLog {
+pub(crate) struct Recorded {
     pub(crate) lines: RefCell<Vec<(Level, String)>>,
     pub(crate) progress: RefCell<Vec<(String, u64, u64)>>,
 }
 
-impl Log for RecLog {
+impl Log for Recorded {
     fn log(&self, level: Level, _errno: Option<i32>, msg: &str) {
         self.lines.borrow_mut().push((level, msg.to_string()));
     }
@@ -89,7 +91,7 @@ impl Log for RecLog {
     }
 }
 
-impl RecLog {
+impl Recorded {
     pub(crate) fn errors(&self) -> Vec<String> {
         self.lines
             .borrow()
@@ -97,6 +99,39 @@ impl RecLog {
             .filter(|(l, _)| *l >= Level::Error)
             .map(|(_, m)| m.clone())
             .collect()
+    }
+}
+
+/// A [`Log`] that keeps everything: the progress it is handed, and, while
+/// it lives, every message of its thread (it is this thread's sink, as the
+/// C layer's logger is during a call).
+pub(crate) struct RecLog {
+    rec: Rc<Recorded>,
+    _sink: crate::log::SinkGuard,
+}
+
+impl Default for RecLog {
+    fn default() -> Self {
+        crate::log::install_forwarder();
+        let rec = Rc::new(Recorded::default());
+        let _sink = crate::log::scoped(rec.clone());
+        RecLog { rec, _sink }
+    }
+}
+
+impl std::ops::Deref for RecLog {
+    type Target = Recorded;
+    fn deref(&self) -> &Recorded {
+        &self.rec
+    }
+}
+
+impl Log for RecLog {
+    fn log(&self, level: Level, errno: Option<i32>, msg: &str) {
+        self.rec.log(level, errno, msg);
+    }
+    fn progress(&self, doing_what: &str, done: u64, total: u64) {
+        self.rec.progress(doing_what, done, total);
     }
 }
 

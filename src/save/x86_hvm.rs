@@ -43,7 +43,7 @@ impl<H: Hypervisor, W: Write> SaveGuest<H, W> for HvmSave {
         ctx.summary.p2m_size = ctx.hv.nr_gpfns(ctx.domid)?;
         if let Err(f) = ctx.cb.switch_qemu_logdirty(ctx.domid, true) {
             ctx.msg(
-                crate::hv::Level::Error,
+                crate::log::Level::Error,
                 "Couldn't enable qemu log-dirty mode",
             );
             return Err(SaveError::callback("switch_qemu_logdirty", f));
