@@ -365,6 +365,68 @@ fn needs_populate(t: PageType) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::save::testutil::TempHost;
+
+    /// A guest type whose pfn `p` (of 32) lives at frame `31 - p`, and
+    /// which inverts every byte of a page on its way in.
+    #[derive(Default)]
+    struct Reversed {
+        populated: Vec<(u64, u64)>,
+    }
+
+    impl PageHooks for Reversed {
+        fn populated(&mut self, pfn: u64, frame: u64) {
+            self.populated.push((pfn, frame));
+        }
+        fn pfn_to_frame(&self, pfn: u64) -> u64 {
+            31 - pfn
+        }
+        fn needs_localise(&self, t: PageType) -> bool {
+            t == PageType::NoTab
+        }
+        fn localise_page(
+            &mut self,
+            t: PageType,
+            page: &mut [u8; PAGE_SIZE],
+        ) -> Result<(), RestoreError> {
+            assert_eq!(t, PageType::NoTab);
+            page.iter_mut().for_each(|b| *b = !*b);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn pages_go_to_the_frames_the_guest_type_names_localised() {
+        let h = TempHost::new("restore-seam");
+        let id = h.create(xensim::GuestType::Hvm, 4 << 20, 0, true);
+        let hv = h.hv();
+        let target = Target { hv: &hv, domid: id };
+        let entries: Vec<PfnEntry> = (0..32).map(|p| PfnEntry::new(p, PageType::NoTab)).collect();
+        let data: Vec<u8> = (0..32u8)
+            .flat_map(|p| std::iter::repeat(p).take(PAGE_SIZE))
+            .collect();
+        let mut guest = Reversed::default();
+        let mut mem = RestoreMemory::default();
+        mem.apply_page_data(
+            &target,
+            &mut guest,
+            false,
+            &entries,
+            &mut SlicePages::new(&data),
+        )
+        .expect("page data");
+        // xensim populates HVM gfns in place: each pfn got its own number.
+        assert_eq!(guest.populated, (0..32).map(|p| (p, p)).collect::<Vec<_>>());
+        let dom = h.domain(id);
+        let mut page = [0u8; PAGE_SIZE];
+        for p in 0..32u8 {
+            dom.read_frame(31 - u64::from(p), &mut page)
+                .expect("read frame");
+            assert!(page.iter().all(|&b| b == !p), "pfn {p}");
+        }
+        assert_eq!(mem.stats().pages_written, 32);
+        assert_eq!(mem.populated_count(), 32);
+    }
 
     #[test]
     fn populated_set_is_sparse_and_counts_each_pfn_once() {

@@ -9,7 +9,7 @@ use super::callbacks::SaveCallbacks;
 use super::error::SaveError;
 use super::mapcache::MapCache;
 use super::out::Out;
-use super::params::SaveSummary;
+use super::params::{SaveParams, SaveSummary};
 use super::policy::{PrecopySettings, PrecopyStats};
 use crate::hv::{DomId, DomainInfo, Hypervisor, MAX_BATCH};
 use crate::log::{Level, Log};
@@ -46,7 +46,42 @@ pub(crate) struct Ctx<'a, H: Hypervisor, W: Write> {
     pub(crate) back: Option<&'a mut dyn std::io::Read>,
 }
 
-impl<H: Hypervisor, W: Write> Ctx<'_, H, W> {
+impl<'a, H: Hypervisor, W: Write> Ctx<'a, H, W> {
+    /// A save of `domid` (described by `info`) that has written nothing yet.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        hv: &'a H,
+        domid: DomId,
+        io: &'a mut W,
+        back: Option<&'a mut dyn std::io::Read>,
+        params: &SaveParams,
+        cb: &'a mut dyn SaveCallbacks,
+        log: &'a dyn Log,
+        info: DomainInfo,
+    ) -> Self {
+        Ctx {
+            hv,
+            domid,
+            out: Out::new(io),
+            cb,
+            log,
+            live: params.live,
+            debug: params.debug,
+            stream_type: params.stream_type,
+            precopy: params.precopy,
+            info,
+            mem: Memory::default(),
+            maps: MapCache::new(hv.mapping_hints()),
+            stats: PrecopyStats::default(),
+            summary: SaveSummary::default(),
+            prefix: None,
+            suspended: false,
+            suspended_at: None,
+            verifying: false,
+            back,
+        }
+    }
+
     pub(crate) fn msg(&self, level: Level, msg: &str) {
         crate::log::message(level, None, msg);
     }

@@ -63,7 +63,7 @@ pub use policy::{
     simple_precopy_policy, PolicyChoice, PolicyDecision, PrecopySettings, PrecopyStats,
 };
 
-use ctx::{Ctx, Memory};
+use ctx::Ctx;
 use guest::SaveGuest;
 
 /// Save domain `domid` to `io` (the `xc_domain_save` engine).
@@ -128,27 +128,8 @@ pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
         )));
     }
 
-    let mut ctx = Ctx {
-        hv,
-        domid,
-        out: out::Out::new(io),
-        cb: callbacks,
-        log,
-        live: params.live,
-        debug: params.debug,
-        stream_type: params.stream_type,
-        precopy: params.precopy,
-        info,
-        mem: Memory::default(),
-        maps: mapcache::MapCache::new(hv.mapping_hints()),
-        stats: PrecopyStats::default(),
-        summary: SaveSummary::default(),
-        prefix: None,
-        suspended: false,
-        suspended_at: None,
-        verifying: false,
-        back: back.map(|b| b as &mut dyn std::io::Read),
-    };
+    let back = back.map(|b| b as &mut dyn std::io::Read);
+    let mut ctx = Ctx::new(hv, domid, io, back, params, callbacks, log, info);
     let guard = LogDirtyGuard {
         hv,
         domid,
@@ -264,6 +245,8 @@ fn cleanup<H: Hypervisor, W: Write>(ctx: &mut Ctx<'_, H, W>, guest: &mut dyn Sav
     }
 }
 
+#[cfg(test)]
+mod seam_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
