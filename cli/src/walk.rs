@@ -10,12 +10,12 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Read};
 
-use xcmig::stream::libxl::{
+use xcmig_stream::libxl::{
     self, GuestKind, LibxlError, LibxlErrorKind, LibxlGrammar, LibxlHeader, LibxlNext, LibxlReader,
     LibxlRecord, RecordPos,
 };
-use xcmig::stream::xl::{XlError, XlHeader};
-use xcmig::stream::{
+use xcmig_stream::xl::{XlError, XlHeader};
+use xcmig_stream::{
     DomainHeader, DomainType, Error as XcError, ErrorKind as XcErrorKind, ImageHeader, Item,
     PfnEntry, Reader, ReaderOptions, Record, StreamEnd, Warning as XcWarning, DOMAIN_HEADER_LEN,
     IMAGE_HEADER_LEN, PAGE_SIZE, RECORD_HEADER_LEN,
@@ -178,7 +178,7 @@ impl From<LibxlError> for WalkError {
 impl From<XlError> for WalkError {
     fn from(e: XlError) -> Self {
         WalkError {
-            io: matches!(e.kind, xcmig::stream::xl::XlErrorKind::Io(_)),
+            io: matches!(e.kind, xcmig_stream::xl::XlErrorKind::Io(_)),
             line: e.to_string(),
         }
     }
@@ -524,7 +524,7 @@ fn record_summary(rec: &Record<'_>) -> String {
         Record::SharedInfo(b) => format!("{} octets", b.len()),
         Record::X86TscInfo(t) => format!(
             "mode {}, {} kHz, nsec {}, incarnation {}",
-            t.mode, t.khz, t.nsec, t.incarnation
+            t.mode, t.gtsc_khz, t.elapsed_nsec, t.incarnation
         ),
         Record::HvmContext(b) => format!("{} octets", b.len()),
         Record::HvmParams(a) => {

@@ -9,8 +9,8 @@ use std::cell::RefCell;
 use std::io::{self, Read};
 
 use libfuzzer_sys::fuzz_target;
-use xcmig::stream::libxl::{GuestKind, LibxlGrammar, LibxlNext, LibxlReader};
-use xcmig::stream::{DomainType, Item, Reader, ReaderOptions, Record};
+use xcmig_stream::libxl::{GuestKind, LibxlGrammar, LibxlNext, LibxlReader};
+use xcmig_stream::{DomainType, Item, Reader, ReaderOptions, Record};
 
 /// One input read in turn by the libxl and libxc readers.
 struct Shared<'a, 'b>(&'a RefCell<&'b [u8]>);

@@ -42,8 +42,8 @@ impl Buffered {
             Record::Verify => Buffered::Verify,
             Record::X86TscInfo(t) => Buffered::TscInfo(TscInfo {
                 mode: t.mode,
-                elapsed_nsec: t.nsec,
-                gtsc_khz: t.khz,
+                elapsed_nsec: t.elapsed_nsec,
+                gtsc_khz: t.gtsc_khz,
                 incarnation: t.incarnation,
             }),
             Record::HvmContext(b) => Buffered::HvmContext(b.to_vec()),

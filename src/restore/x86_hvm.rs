@@ -129,8 +129,8 @@ impl<'a, H: Hypervisor> HvmRestore<'a, H> {
             }
             Record::X86TscInfo(t) => self.tsc_info(&TscInfo {
                 mode: t.mode,
-                elapsed_nsec: t.nsec,
-                gtsc_khz: t.khz,
+                elapsed_nsec: t.elapsed_nsec,
+                gtsc_khz: t.gtsc_khz,
                 incarnation: t.incarnation,
             }),
             Record::HvmContext(blob) => {

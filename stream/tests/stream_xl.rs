@@ -2,8 +2,8 @@
 //! with the error each must produce, and round trips (proptest).
 
 use proptest::prelude::*;
-use xcmig::stream::libxl::Endianness;
-use xcmig::stream::xl::*;
+use xcmig_stream::libxl::Endianness;
+use xcmig_stream::xl::*;
 
 /// The header exactly as `xl save` lays it out on x86 (little-endian),
 /// with optional data = u32 config_len + config.

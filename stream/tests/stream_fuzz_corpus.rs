@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use xcmig::stream::{
+use xcmig_stream::{
     CpuidLeaf, DomainHeader, DomainType, Endian, HvmParam, ImageHeader, MsrEntry, PageType,
     PfnEntry, Reader, RecordType, StreamEnd, TscInfo, VcpuKind, Version, Writer, WriterOptions,
     X86PvInfo,
@@ -58,8 +58,8 @@ fn hvm(version: Version, endian: Endian, checkpoints: usize, end: bool) -> Vec<u
         .unwrap();
         w.write_x86_tsc_info(&TscInfo {
             mode: 0,
-            khz: 3_000_000,
-            nsec: 77,
+            gtsc_khz: 3_000_000,
+            elapsed_nsec: 77,
             incarnation: cp as u32,
         })
         .unwrap();
@@ -182,7 +182,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>, Option<StreamEnd>)> {
 }
 
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/stream_reader")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/stream_reader")
 }
 
 #[test]

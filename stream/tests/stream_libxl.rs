@@ -3,7 +3,7 @@
 //! the ordering rules, and writer -> reader round trips (proptest).
 
 use proptest::prelude::*;
-use xcmig::stream::libxl::*;
+use xcmig_stream::libxl::*;
 
 /// A little-endian record as libxl lays it out: header, body, zero padding.
 fn rec(rtype: u32, body: &[u8]) -> Vec<u8> {
