@@ -273,8 +273,8 @@ impl Visitor for Report {
     fn xl_header(&mut self, h: &XlHeader) {
         self.xl = Some(XlInfo {
             byte_order: match h.byte_order {
-                xcmig_stream::libxl::Endianness::Little => "little",
-                xcmig_stream::libxl::Endianness::Big => "big",
+                Endian::Little => "little",
+                Endian::Big => "big",
             },
             mandatory_flags: h.mandatory_flags,
             optional_flags: h.optional_flags,
