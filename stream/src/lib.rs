@@ -7,6 +7,8 @@
 //!   ([`Reader`], [`Writer`], [`Record`], ...), where they have always been.
 //! - [`libxl`]: the libxl stream libxl wraps around a libxc stream.
 //! - [`xl`]: the `xl save` file header in front of a libxl stream.
+//! - [`nested`]: a libxl stream with its inline libxc stream, read in turn
+//!   over one input (the hand-off the tools and the fuzz target share).
 //!
 //! # Shared base
 //! - [`x86`]: Xen's x86 values (page size and types, CPUID leaves, MSRs,
@@ -25,6 +27,7 @@
 mod input;
 pub mod libxc;
 pub mod libxl;
+pub mod nested;
 mod output;
 mod wire;
 pub mod x86;
