@@ -16,5 +16,10 @@ pub mod hv;
 pub mod log;
 pub mod restore;
 pub mod save;
-pub mod stream;
+/// The migration stream codecs: the `xcmig-stream` crate, under the path
+/// the library has always used for them.
+pub use xcmig_stream as stream;
+/// Xen's x86 values (page size and types, CPUID leaves, MSRs, TSC info),
+/// defined once in the codec crate.
+pub use xcmig_stream::x86;
 pub mod toolstack;

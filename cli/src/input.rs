@@ -5,8 +5,8 @@ use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read};
 use std::path::Path;
 
-use xcmig::stream::libxl::LIBXL_IDENT;
-use xcmig::stream::xl::XL_MAGIC;
+use xcmig_stream::libxl::LIBXL_IDENT;
+use xcmig_stream::xl::XL_MAGIC;
 
 use crate::walk::Format;
 

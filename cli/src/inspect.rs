@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 use std::io::{self, Write as _};
 
 use serde::Serialize;
-use xcmig::stream::libxl::{LibxlHeader, LIBXL_OPT_BIG_ENDIAN};
-use xcmig::stream::xl::XlHeader;
-use xcmig::stream::{DomainHeader, Endian, ImageHeader, PageType, PfnEntry};
+use xcmig_stream::libxl::{LibxlHeader, LIBXL_OPT_BIG_ENDIAN};
+use xcmig_stream::xl::XlHeader;
+use xcmig_stream::{DomainHeader, Endian, ImageHeader, PageType, PfnEntry};
 
 use crate::walk::{Ending, Format, Layer, RecordInfo, Visitor};
 
@@ -273,8 +273,8 @@ impl Visitor for Report {
     fn xl_header(&mut self, h: &XlHeader) {
         self.xl = Some(XlInfo {
             byte_order: match h.byte_order {
-                xcmig::stream::libxl::Endianness::Little => "little",
-                xcmig::stream::libxl::Endianness::Big => "big",
+                Endian::Little => "little",
+                Endian::Big => "big",
             },
             mandatory_flags: h.mandatory_flags,
             optional_flags: h.optional_flags,

@@ -3,22 +3,22 @@
 //!
 //! The libxl layer and the libxc stream inside it read the same input in
 //! turn (libxc after LIBXC_CONTEXT and after each CHECKPOINT_END, libxl
-//! after libxc's END and CHECKPOINT), so both readers hold a [`Shared`]
-//! handle on it and the walker keeps their offsets in step.
+//! after libxc's END and CHECKPOINT): the codec's [`NestedReader`] keeps
+//! the two readers' offsets in step.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Read};
 
-use xcmig::stream::libxl::{
-    self, GuestKind, LibxlError, LibxlErrorKind, LibxlGrammar, LibxlHeader, LibxlNext, LibxlReader,
-    LibxlRecord, RecordPos,
+use xcmig_stream::libxl::{
+    self, LibxlError, LibxlErrorKind, LibxlHeader, LibxlNext, LibxlRecord, RecordPos,
 };
-use xcmig::stream::xl::{XlError, XlHeader};
-use xcmig::stream::{
-    DomainHeader, DomainType, Error as XcError, ErrorKind as XcErrorKind, ImageHeader, Item,
-    PfnEntry, Reader, ReaderOptions, Record, StreamEnd, Warning as XcWarning, DOMAIN_HEADER_LEN,
-    IMAGE_HEADER_LEN, PAGE_SIZE, RECORD_HEADER_LEN,
+use xcmig_stream::nested::{LibxcStop, NestedReader, SharedInput, StartError};
+use xcmig_stream::xl::{XlError, XlHeader};
+use xcmig_stream::{
+    DomainHeader, Error as XcError, ErrorKind as XcErrorKind, ImageHeader, Item, PfnEntry, Reader,
+    ReaderOptions, Record, StreamEnd, Warning as XcWarning, DOMAIN_HEADER_LEN, IMAGE_HEADER_LEN,
+    PAGE_SIZE, RECORD_HEADER_LEN,
 };
 
 /// The three stream formats.
@@ -178,25 +178,9 @@ impl From<LibxlError> for WalkError {
 impl From<XlError> for WalkError {
     fn from(e: XlError) -> Self {
         WalkError {
-            io: matches!(e.kind, xcmig::stream::xl::XlErrorKind::Io(_)),
+            io: matches!(e.kind, xcmig_stream::xl::XlErrorKind::Io(_)),
             line: e.to_string(),
         }
-    }
-}
-
-/// A `Read` two readers share in turn. Reads never overlap (the walker
-/// drives one reader at a time), so the `RefCell` borrow cannot conflict.
-pub struct Shared<'a, R>(&'a RefCell<R>);
-
-impl<R> Clone for Shared<'_, R> {
-    fn clone(&self) -> Self {
-        Shared(self.0)
-    }
-}
-
-impl<R: Read> Read for Shared<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.borrow_mut().read(buf)
     }
 }
 
@@ -268,7 +252,7 @@ pub fn walk<R: Read, V: Visitor>(input: R, format: Format, v: &mut V) -> Result<
 
 fn walk_inner<R: Read, V: Visitor>(input: R, format: Format, v: &mut V) -> Result<Done, WalkError> {
     let cell = RefCell::new(input);
-    let shared = Shared(&cell);
+    let shared = SharedInput::new(&cell);
     match format {
         Format::Libxc => walk_libxc(shared, v),
         Format::Libxl => walk_libxl(shared, 0, v),
@@ -322,7 +306,10 @@ fn expect_eof<R: Read>(mut r: R, offset: u64, after: &str) -> Result<(), WalkErr
     }
 }
 
-fn walk_libxc<R: Read, V: Visitor>(input: Shared<'_, R>, v: &mut V) -> Result<Done, WalkError> {
+fn walk_libxc<R: Read, V: Visitor>(
+    input: SharedInput<'_, R>,
+    v: &mut V,
+) -> Result<Done, WalkError> {
     let ctx = LibxcCtx { start: 0 };
     let mut xc = open_libxc(input.clone(), 0, v)?;
     let stop = libxc_loop(&mut xc, ctx, v, false)?;
@@ -353,10 +340,10 @@ fn walk_libxc<R: Read, V: Visitor>(input: Shared<'_, R>, v: &mut V) -> Result<Do
 }
 
 fn open_libxc<'a, R: Read, V: Visitor>(
-    input: Shared<'a, R>,
+    input: SharedInput<'a, R>,
     start: u64,
     v: &mut V,
-) -> Result<Reader<Shared<'a, R>>, WalkError> {
+) -> Result<Reader<SharedInput<'a, R>>, WalkError> {
     let opts = ReaderOptions {
         start_offset: start,
         ..ReaderOptions::default()
@@ -364,14 +351,6 @@ fn open_libxc<'a, R: Read, V: Visitor>(
     let xc = Reader::with_options(input, opts).map_err(|e| xc_error(&e, LibxcCtx { start }))?;
     v.libxc_headers(start, xc.image_header(), xc.domain_header());
     Ok(xc)
-}
-
-/// Where the libxc reader handed control back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LibxcStop {
-    End,
-    Checkpoint,
-    EofAfterCheckpoint,
 }
 
 fn drain_xc_warnings<R: Read, V: Visitor>(xc: &mut Reader<R>, v: &mut V) {
@@ -524,7 +503,7 @@ fn record_summary(rec: &Record<'_>) -> String {
         Record::SharedInfo(b) => format!("{} octets", b.len()),
         Record::X86TscInfo(t) => format!(
             "mode {}, {} kHz, nsec {}, incarnation {}",
-            t.mode, t.khz, t.nsec, t.incarnation
+            t.mode, t.gtsc_khz, t.elapsed_nsec, t.incarnation
         ),
         Record::HvmContext(b) => format!("{} octets", b.len()),
         Record::HvmParams(a) => {
@@ -582,23 +561,22 @@ fn libxl_info(pos: &RecordPos, rec: &LibxlRecord, summaries: bool) -> RecordInfo
 }
 
 fn walk_libxl<R: Read, V: Visitor>(
-    input: Shared<'_, R>,
+    input: SharedInput<'_, R>,
     start: u64,
     v: &mut V,
 ) -> Result<Done, WalkError> {
-    let mut lx = LibxlReader::with_offset(input.clone(), start)?;
-    v.libxl_header(start, lx.header());
-    let mut g = LibxlGrammar::new();
-    let mut xc: Option<(Reader<Shared<'_, R>>, LibxcCtx)> = None;
+    let mut n = NestedReader::new(input, start)?;
+    v.libxl_header(start, n.libxl().header());
+    let mut ctx = LibxcCtx { start: 0 };
     let summaries = v.wants_summaries();
     loop {
-        for w in lx.take_warnings().into_iter().chain(g.take_warnings()) {
+        for w in n.take_libxl_warnings() {
             v.warning(&w.to_string());
         }
-        let (pos, rec) = match lx.next_record() {
+        let (pos, rec) = match n.next_record() {
             Ok(r) => r,
             Err(e) if e.kind == LibxlErrorKind::MissingEnd => {
-                let why = if g.in_checkpoint() {
+                let why = if n.grammar().in_checkpoint() {
                     "input ends inside a checkpoint, before CHECKPOINT_END"
                 } else {
                     "input ends before the libxl END record"
@@ -607,7 +585,7 @@ fn walk_libxl<R: Read, V: Visitor>(
                     line: format!(
                         "offset {}, libxl record #{}: truncated: {}",
                         e.offset,
-                        lx.records_read(),
+                        n.libxl().records_read(),
                         why
                     ),
                     io: false,
@@ -616,73 +594,70 @@ fn walk_libxl<R: Read, V: Visitor>(
             Err(e) => return Err(e.into()),
         };
         v.record(&libxl_info(&pos, &rec, summaries));
-        let next = g.on_record(pos, &rec)?;
-        let stop = match next {
+        match n.check(pos, &rec)? {
             LibxlNext::LibxlRecord => continue,
             LibxlNext::Done => {
-                let end = lx.offset();
-                for w in lx.take_warnings().into_iter().chain(g.take_warnings()) {
+                let end = n.offset();
+                for w in n.take_libxl_warnings() {
                     v.warning(&w.to_string());
                 }
-                let xc_cp = xc.as_ref().map_or(0, |(r, _)| r.grammar().checkpoints());
-                v.checkpoints(xc_cp, g.checkpoints());
-                expect_eof(input.clone(), end, "libxl stream")?;
+                let xc_cp = n.libxc().map_or(0, |r| r.grammar().checkpoints());
+                v.checkpoints(xc_cp, n.grammar().checkpoints());
+                expect_eof(n.input(), end, "libxl stream")?;
                 return Ok(Done {
                     bytes: end,
                     ending: Ending::End,
                 });
             }
             LibxlNext::StartLibxc => {
-                let ctx = LibxcCtx { start: lx.offset() };
-                let reader = open_libxc(input.clone(), ctx.start, v)?;
-                let guest = match reader.domain_header().domain_type {
-                    DomainType::X86Pv => GuestKind::Pv,
-                    DomainType::X86Hvm => GuestKind::Hvm,
+                ctx = LibxcCtx { start: n.offset() };
+                let started = n.start_libxc(ReaderOptions::default());
+                if let Some(r) = n.libxc() {
+                    v.libxc_headers(ctx.start, r.image_header(), r.domain_header());
+                }
+                match started {
+                    Ok(()) => {}
+                    Err(StartError::Libxc(e)) => return Err(xc_error(&e, ctx)),
+                    Err(StartError::Libxl(e)) => return Err(e.into()),
+                }
+                let Some(reader) = n.libxc() else {
+                    return Err(internal(pos.offset));
                 };
-                g.set_guest(guest)?;
                 // convert-legacy-stream marks both layers: the libxl legacy
                 // bit and xen_major 0 in the libxc domain header.
                 let converted = reader.domain_header().is_legacy_converted();
-                if converted != lx.header().legacy() {
+                let legacy = n.libxl().header().legacy();
+                if converted != legacy {
                     v.warning(&format!(
                         "offset {}, libxc domain header: xen_major {} but the libxl legacy bit is {}",
                         ctx.start + IMAGE_HEADER_LEN as u64,
                         reader.domain_header().xen_major,
-                        if lx.header().legacy() { "set" } else { "clear" }
+                        if legacy { "set" } else { "clear" }
                     ));
                 }
-                let (r, _) = xc.insert((reader, ctx));
-                libxc_loop(r, ctx, v, true)?
             }
             LibxlNext::ResumeLibxc => {
                 // The grammar resumes libxc only after it started.
-                let Some((r, ctx)) = xc.as_mut() else {
+                if n.resume_libxc().is_none() {
                     return Err(internal(pos.offset));
-                };
-                r.set_offset(lx.offset());
-                let ctx = *ctx;
-                libxc_loop(r, ctx, v, true)?
+                }
             }
-        };
-        let Some((r, _)) = xc.as_mut() else {
+        }
+        let Some(r) = n.libxc_mut() else {
             return Err(internal(pos.offset));
         };
+        libxc_loop(r, ctx, v, true)?;
         drain_xc_warnings(r, v);
-        let consumed = r.offset() - lx.offset();
-        lx.advance(consumed);
-        match stop {
-            LibxcStop::End => g.libxc_end(),
-            LibxcStop::Checkpoint => g.libxc_checkpoint(),
-            LibxcStop::EofAfterCheckpoint => {
-                for w in lx.take_warnings().into_iter().chain(g.take_warnings()) {
-                    v.warning(&w.to_string());
-                }
-                v.checkpoints(r.grammar().checkpoints(), g.checkpoints());
-                return Ok(Done {
-                    bytes: lx.offset(),
-                    ending: Ending::EofAfterCheckpoint,
-                });
+        let xc_cp = r.grammar().checkpoints();
+        if n.libxc_stopped() == Some(LibxcStop::EofAfterCheckpoint) {
+            for w in n.take_libxl_warnings() {
+                v.warning(&w.to_string());
             }
+            v.checkpoints(xc_cp, n.grammar().checkpoints());
+            return Ok(Done {
+                bytes: n.offset(),
+                ending: Ending::EofAfterCheckpoint,
+            });
         }
     }
 }

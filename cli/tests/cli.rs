@@ -9,9 +9,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::Shape;
-use xcmig::stream::libxl::{EmulatorHeader, LibxlHeader, LibxlRecord, LibxlWriter};
-use xcmig::stream::xl::{XlHeader, XL_MANDATORY_JSON};
-use xcmig::stream::{DomainHeader, DomainType, HvmParam, PageType, PfnEntry, RecordType, Writer};
+use xcmig_stream::libxl::{EmulatorHeader, LibxlHeader, LibxlRecord, LibxlWriter};
+use xcmig_stream::xl::{XlHeader, XL_MANDATORY_JSON};
+use xcmig_stream::{DomainHeader, DomainType, HvmParam, PageType, PfnEntry, RecordType, Writer};
 use xcmig_testkit::process::run_with_input;
 
 const BIN: &str = env!("CARGO_BIN_EXE_xcmig");
@@ -451,7 +451,7 @@ fn malformed_libxl_streams_fail_with_offset_record_type_and_rule() {
     );
 
     let state_on_main = libxl_of(vec![Rec(LibxlRecord::CheckpointState {
-        control: xcmig::stream::libxl::CheckpointControl::New,
+        control: xcmig_stream::libxl::CheckpointControl::New,
     })]);
     assert_invalid(
         "CHECKPOINT_STATE",
@@ -748,8 +748,8 @@ fn legacy_and_big_endian_libxl_headers_are_accepted_with_warnings() {
     // The legacy bit without xen_major 0 in the libxc header, and a
     // big-endian libxl layer (libxl itself refuses it; the spec allows it).
     for options in [
-        xcmig::stream::libxl::LIBXL_OPT_LEGACY,
-        xcmig::stream::libxl::LIBXL_OPT_BIG_ENDIAN,
+        xcmig_stream::libxl::LIBXL_OPT_LEGACY,
+        xcmig_stream::libxl::LIBXL_OPT_BIG_ENDIAN,
     ] {
         let header = LibxlHeader {
             version: 2,
@@ -764,7 +764,7 @@ fn legacy_and_big_endian_libxl_headers_are_accepted_with_warnings() {
         lx.write_record(&LibxlRecord::End).unwrap();
         let s = lx.into_inner().unwrap();
         let o = assert_valid(&s, None);
-        let want = if options == xcmig::stream::libxl::LIBXL_OPT_LEGACY {
+        let want = if options == xcmig_stream::libxl::LIBXL_OPT_LEGACY {
             "legacy bit is set"
         } else {
             "big-endian"

@@ -1,25 +1,17 @@
 //! Fuzzes the libxl layer the way `xcmig verify --format libxl` walks it:
-//! libxl records through `LibxlReader` and `LibxlGrammar`, with the inline
-//! libxc stream read by the codec's `Reader` over the same input after
-//! LIBXC_CONTEXT and each CHECKPOINT_END. Nothing may panic, and offsets
-//! must never run past the input.
+//! libxl records and the inline libxc stream read in turn over the same
+//! input by the codec's `NestedReader` (after LIBXC_CONTEXT and each
+//! CHECKPOINT_END). Nothing may panic, and offsets must never run past the
+//! input.
 #![no_main]
 
 use std::cell::RefCell;
-use std::io::{self, Read};
+use std::io::Read;
 
 use libfuzzer_sys::fuzz_target;
-use xcmig::stream::libxl::{GuestKind, LibxlGrammar, LibxlNext, LibxlReader};
-use xcmig::stream::{DomainType, Item, Reader, ReaderOptions, Record};
-
-/// One input read in turn by the libxl and libxc readers.
-struct Shared<'a, 'b>(&'a RefCell<&'b [u8]>);
-
-impl Read for Shared<'_, '_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.borrow_mut().read(buf)
-    }
-}
+use xcmig_stream::libxl::LibxlNext;
+use xcmig_stream::nested::{LibxcStop, NestedReader, SharedInput};
+use xcmig_stream::{Item, Reader, ReaderOptions, Record};
 
 /// Reads libxc records until END or CHECKPOINT; false on error or EOF.
 fn libxc_until_stop<R: Read>(xc: &mut Reader<R>) -> bool {
@@ -37,61 +29,44 @@ fn libxc_until_stop<R: Read>(xc: &mut Reader<R>) -> bool {
 fuzz_target!(|data: &[u8]| {
     let len = data.len() as u64;
     let cell = RefCell::new(data);
-    let Ok(mut lx) = LibxlReader::new(Shared(&cell)) else {
+    let Ok(mut n) = NestedReader::new(SharedInput::new(&cell), 0) else {
         return;
     };
-    let mut g = LibxlGrammar::new();
-    let mut xc: Option<Reader<Shared<'_, '_>>> = None;
     // Each record consumes at least 8 octets, so this bounds the loop.
     for _ in 0..=(data.len() / 8) {
-        let Ok((pos, rec)) = lx.next_record() else {
+        let Ok((pos, rec)) = n.next_record() else {
             return;
         };
         assert!(pos.offset + pos.wire_len() <= len);
-        assert_eq!(lx.offset(), pos.offset + pos.wire_len());
+        assert_eq!(n.offset(), pos.offset + pos.wire_len());
         let _ = rec.xenstore_pairs();
-        let Ok(next) = g.on_record(pos, &rec) else {
+        let Ok(next) = n.check(pos, &rec) else {
             return;
         };
-        let reader = match next {
+        match next {
             LibxlNext::LibxlRecord => continue,
             LibxlNext::Done => return,
             LibxlNext::StartLibxc => {
-                let opts = ReaderOptions {
-                    start_offset: lx.offset(),
-                    ..ReaderOptions::default()
-                };
-                let Ok(r) = Reader::with_options(Shared(&cell), opts) else {
-                    return;
-                };
-                let guest = match r.domain_header().domain_type {
-                    DomainType::X86Pv => GuestKind::Pv,
-                    DomainType::X86Hvm => GuestKind::Hvm,
-                };
-                if g.set_guest(guest).is_err() {
+                if n.start_libxc(ReaderOptions::default()).is_err() {
                     return;
                 }
-                xc.insert(r)
             }
             LibxlNext::ResumeLibxc => {
-                let Some(r) = xc.as_mut() else {
+                if n.resume_libxc().is_none() {
                     return;
-                };
-                r.set_offset(lx.offset());
-                r
+                }
             }
+        }
+        let Some(reader) = n.libxc_mut() else {
+            return;
         };
         let stopped = libxc_until_stop(reader);
         assert!(reader.offset() <= len);
         if !stopped {
             return;
         }
-        let checkpoint = reader.end().is_none();
-        lx.advance(reader.offset() - lx.offset());
-        if checkpoint {
-            g.libxc_checkpoint();
-        } else {
-            g.libxc_end();
-        }
+        let stop = n.libxc_stopped();
+        assert!(matches!(stop, Some(LibxcStop::End | LibxcStop::Checkpoint)));
+        assert!(n.offset() <= len);
     }
 });

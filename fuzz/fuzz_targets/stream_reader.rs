@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xcmig::stream::{BackChannelReader, Endian, Error, Item, Reader, Writer, WriterOptions};
+use xcmig_stream::{BackChannelReader, Endian, Error, Item, Reader, Writer, WriterOptions};
 
 /// Full records; on success also re-encodes them and returns the bytes.
 fn full(data: &[u8]) -> Result<(u64, Vec<u8>), Error> {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xcmig::stream::xl::XlHeader;
+use xcmig_stream::xl::XlHeader;
 
 fuzz_target!(|data: &[u8]| {
     let mut rest = data;

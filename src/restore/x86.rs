@@ -75,8 +75,8 @@ pub(crate) fn tsc_info<H: Hypervisor>(
 ) -> Result<(), RestoreError> {
     let tsc = TscInfo {
         mode: t.mode,
-        elapsed_nsec: t.nsec,
-        gtsc_khz: t.khz,
+        elapsed_nsec: t.elapsed_nsec,
+        gtsc_khz: t.gtsc_khz,
         incarnation: t.incarnation,
     };
     ctx.hv().set_tsc_info(ctx.domid(), &tsc)?;

@@ -136,8 +136,8 @@ impl<'a, W: Write> Out<'a, W> {
     pub(crate) fn tsc_info(&mut self, t: &TscInfo) -> Result<(), stream::Error> {
         self.w()?.write_x86_tsc_info(&stream::TscInfo {
             mode: t.mode,
-            khz: t.gtsc_khz,
-            nsec: t.elapsed_nsec,
+            gtsc_khz: t.gtsc_khz,
+            elapsed_nsec: t.elapsed_nsec,
             incarnation: t.incarnation,
         })
     }

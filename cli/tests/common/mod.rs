@@ -5,9 +5,9 @@
 
 use std::io::Write;
 
-use xcmig::stream::libxl::{EmulatorHeader, LibxlHeader, LibxlRecord, LibxlWriter};
-use xcmig::stream::xl::XlHeader;
-use xcmig::stream::{
+use xcmig_stream::libxl::{EmulatorHeader, LibxlHeader, LibxlRecord, LibxlWriter};
+use xcmig_stream::xl::XlHeader;
+use xcmig_stream::{
     DomainHeader, DomainType, HvmParam, PageType, PfnEntry, TscInfo, VcpuKind, Writer, X86PvInfo,
     PAGE_SIZE,
 };
@@ -30,8 +30,8 @@ pub struct Shape {
 fn tsc() -> TscInfo {
     TscInfo {
         mode: 0,
-        khz: 2_000_000,
-        nsec: 123_456_789,
+        gtsc_khz: 2_000_000,
+        elapsed_nsec: 123_456_789,
         incarnation: 1,
     }
 }

@@ -8,7 +8,7 @@ mod stream_support;
 use std::io::{self, IoSlice, Write};
 
 use proptest::prelude::*;
-use xcmig::stream::{
+use xcmig_stream::{
     CpuidLeaf, DomainHeader, DomainType, Endian, HvmParam, ImageHeader, Item, MsrEntry, PageType,
     PfnEntry, Reader, Record, RecordType, StreamEnd, TscInfo, VcpuKind, Version, Writer,
     WriterOptions, X86PvInfo, PAGE_SIZE,
@@ -58,7 +58,7 @@ fn to_op(r: &Record<'_>) -> Op {
     }
 }
 
-fn write_op<W: Write>(w: &mut Writer<W>, op: &Op) -> Result<(), xcmig::stream::Error> {
+fn write_op<W: Write>(w: &mut Writer<W>, op: &Op) -> Result<(), xcmig_stream::Error> {
     match op {
         Op::End => w.write_end(),
         Op::PageData(e, data) => {
@@ -139,8 +139,8 @@ fn arb_tsc() -> impl Strategy<Value = Op> {
     (any::<u32>(), any::<u32>(), any::<u64>(), any::<u32>()).prop_map(|(mode, khz, nsec, inc)| {
         Op::Tsc(TscInfo {
             mode,
-            khz,
-            nsec,
+            gtsc_khz: khz,
+            elapsed_nsec: nsec,
             incarnation: inc,
         })
     })
@@ -510,7 +510,7 @@ proptest! {
             w.write_checkpoint_dirty_pfn_list(l).unwrap();
         }
         let bytes = w.into_inner();
-        let mut r = xcmig::stream::BackChannelReader::new(&bytes[..], Endian::Little);
+        let mut r = xcmig_stream::BackChannelReader::new(&bytes[..], Endian::Little);
         let mut got = Vec::new();
         while let Some(rec) = r.next_record().unwrap() {
             match rec {
@@ -530,7 +530,7 @@ fn writer_refuses_records_out_of_spec_order() {
         .unwrap_err();
     assert_eq!(
         e.violation(),
-        Some(xcmig::stream::Violation::BeforeStaticDataEnd)
+        Some(xcmig_stream::Violation::BeforeStaticDataEnd)
     );
     // Nothing was written for the refused record.
     assert_eq!(w.offset(), 40);
@@ -552,7 +552,7 @@ fn writer_checks_page_data_against_entries() {
         .unwrap_err();
     assert_eq!(
         e.kind,
-        xcmig::stream::ErrorKind::PageDataMismatch {
+        xcmig_stream::ErrorKind::PageDataMismatch {
             expected: 4096,
             got: 8192
         }
@@ -560,9 +560,9 @@ fn writer_checks_page_data_against_entries() {
     let e = w
         .write_page_data(&[PfnEntry::new(1 << 52, PageType::XTab)], &[])
         .unwrap_err();
-    assert_eq!(e.kind, xcmig::stream::ErrorKind::PfnTooLarge(1 << 52));
+    assert_eq!(e.kind, xcmig_stream::ErrorKind::PfnTooLarge(1 << 52));
     let e = w.write_page_data(&[], &[]).unwrap_err();
-    assert_eq!(e.kind, xcmig::stream::ErrorKind::ZeroPageCount);
+    assert_eq!(e.kind, xcmig_stream::ErrorKind::ZeroPageCount);
 }
 
 #[test]

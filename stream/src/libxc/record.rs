@@ -10,9 +10,10 @@ use std::marker::PhantomData;
 
 use super::error::{ErrorKind, LengthRule};
 use super::types::{
-    CpuidLeaf, Endian, HvmParam, MsrEntry, PageType, PfnEntry, RecordType, TscInfo, VcpuKind,
-    X86PvInfo, PAGE_SIZE, PFN_MASK, PFN_RESERVED_MASK,
+    HvmParam, PfnEntry, RecordType, VcpuKind, X86PvInfo, PFN_MASK, PFN_RESERVED_MASK,
 };
+use crate::wire::Endian;
+use crate::x86::{CpuidLeaf, MsrEntry, PageType, TscInfo, PAGE_SIZE};
 
 /// What to do with non-zero reserved fields and padding.
 ///
@@ -531,8 +532,8 @@ pub fn parse<'a>(
             reserved_zero(&body[20..24], "X86_TSC_INFO reserved", policy)?;
             Record::X86TscInfo(TscInfo {
                 mode: endian.u32(body, 0),
-                khz: endian.u32(body, 4),
-                nsec: endian.u64(body, 8),
+                gtsc_khz: endian.u32(body, 4),
+                elapsed_nsec: endian.u64(body, 8),
                 incarnation: endian.u32(body, 16),
             })
         }

@@ -1,12 +1,12 @@
-//! Plain values of the libxc stream: endianness, headers, record types,
-//! page types and the small fixed-layout record bodies.
+//! Plain values of the libxc stream: headers, record types, PAGE_DATA
+//! entries and the small fixed-layout record bodies. Byte order is
+//! [`Endian`](crate::Endian); Xen's own x86 values are in [`crate::x86`].
 
 use std::fmt;
 
-/// Size of a guest page in the streams we read and write (x86: `page_shift` 12).
-pub const PAGE_SIZE: usize = 4096;
-/// `page_shift` of every x86 stream.
-pub const PAGE_SHIFT: u16 = 12;
+use crate::wire::Endian;
+use crate::x86::{PageType, PAGE_SHIFT};
+
 /// The image header marker: 8 bytes of 0xFF (legacy images have a zero bit here).
 pub const IHDR_MARKER: u64 = 0xFFFF_FFFF_FFFF_FFFF;
 /// The image header id, "XENF" in ASCII.
@@ -27,69 +27,6 @@ pub const PFN_MASK: u64 = (1 << 52) - 1;
 pub const PFN_RESERVED_MASK: u64 = 0xFF << 52;
 /// Bit 31 of a record type: the record is optional and may be skipped.
 pub const REC_TYPE_OPTIONAL: u32 = 0x8000_0000;
-
-/// Byte order of the domain header and of every record field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Endian {
-    /// Options bit 0 clear (every x86 and ARM image).
-    Little,
-    /// Options bit 0 set.
-    Big,
-}
-
-impl Endian {
-    /// Decodes a `u16` at `off` of `b` (caller guarantees the bounds).
-    pub(crate) fn u16(self, b: &[u8], off: usize) -> u16 {
-        let a = [b[off], b[off + 1]];
-        match self {
-            Endian::Little => u16::from_le_bytes(a),
-            Endian::Big => u16::from_be_bytes(a),
-        }
-    }
-
-    /// Decodes a `u32` at `off` of `b` (caller guarantees the bounds).
-    pub(crate) fn u32(self, b: &[u8], off: usize) -> u32 {
-        let a = [b[off], b[off + 1], b[off + 2], b[off + 3]];
-        match self {
-            Endian::Little => u32::from_le_bytes(a),
-            Endian::Big => u32::from_be_bytes(a),
-        }
-    }
-
-    /// Decodes a `u64` at `off` of `b` (caller guarantees the bounds).
-    pub(crate) fn u64(self, b: &[u8], off: usize) -> u64 {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[off..off + 8]);
-        match self {
-            Endian::Little => u64::from_le_bytes(a),
-            Endian::Big => u64::from_be_bytes(a),
-        }
-    }
-
-    /// Appends `v` to `out` in this byte order.
-    pub(crate) fn put_u16(self, out: &mut Vec<u8>, v: u16) {
-        out.extend_from_slice(&match self {
-            Endian::Little => v.to_le_bytes(),
-            Endian::Big => v.to_be_bytes(),
-        });
-    }
-
-    /// Appends `v` to `out` in this byte order.
-    pub(crate) fn put_u32(self, out: &mut Vec<u8>, v: u32) {
-        out.extend_from_slice(&match self {
-            Endian::Little => v.to_le_bytes(),
-            Endian::Big => v.to_be_bytes(),
-        });
-    }
-
-    /// Appends `v` to `out` in this byte order.
-    pub(crate) fn put_u64(self, out: &mut Vec<u8>, v: u64) {
-        out.extend_from_slice(&match self {
-            Endian::Little => v.to_le_bytes(),
-            Endian::Big => v.to_be_bytes(),
-        });
-    }
-}
 
 /// Stream format version from the image header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -207,7 +144,8 @@ impl DomainHeader {
     pub fn new(domain_type: DomainType, xen_major: u32, xen_minor: u32) -> DomainHeader {
         DomainHeader {
             domain_type,
-            page_shift: PAGE_SHIFT,
+            // 12 fits the wire field.
+            page_shift: PAGE_SHIFT as u16,
             xen_major,
             xen_minor,
         }
@@ -330,105 +268,6 @@ impl fmt::Display for RecordType {
     }
 }
 
-/// `XEN_DOMCTL_PFINFO_*` page type of a PAGE_DATA entry (bits 60-63).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PageType {
-    /// 0x0: normal page.
-    NoTab,
-    /// 0x1: L1 page table.
-    L1Tab,
-    /// 0x2: L2 page table.
-    L2Tab,
-    /// 0x3: L3 page table.
-    L3Tab,
-    /// 0x4: L4 page table.
-    L4Tab,
-    /// 0x9: pinned L1 page table.
-    L1TabPin,
-    /// 0xA: pinned L2 page table.
-    L2TabPin,
-    /// 0xB: pinned L3 page table.
-    L3TabPin,
-    /// 0xC: pinned L4 page table.
-    L4TabPin,
-    /// 0xD: broken page, no data.
-    Broken,
-    /// 0xE: allocate only, no data.
-    XAlloc,
-    /// 0xF: invalid page (e.g. ballooned out during live migration), no data.
-    XTab,
-}
-
-impl PageType {
-    /// Every valid type, in value order.
-    pub const ALL: [PageType; 12] = [
-        PageType::NoTab,
-        PageType::L1Tab,
-        PageType::L2Tab,
-        PageType::L3Tab,
-        PageType::L4Tab,
-        PageType::L1TabPin,
-        PageType::L2TabPin,
-        PageType::L3TabPin,
-        PageType::L4TabPin,
-        PageType::Broken,
-        PageType::XAlloc,
-        PageType::XTab,
-    ];
-
-    /// The 4-bit value (as in bits 60-63 of the entry).
-    pub fn bits(self) -> u8 {
-        match self {
-            PageType::NoTab => 0x0,
-            PageType::L1Tab => 0x1,
-            PageType::L2Tab => 0x2,
-            PageType::L3Tab => 0x3,
-            PageType::L4Tab => 0x4,
-            PageType::L1TabPin => 0x9,
-            PageType::L2TabPin => 0xA,
-            PageType::L3TabPin => 0xB,
-            PageType::L4TabPin => 0xC,
-            PageType::Broken => 0xD,
-            PageType::XAlloc => 0xE,
-            PageType::XTab => 0xF,
-        }
-    }
-
-    /// The type for a 4-bit value; 0x5-0x8 are reserved and give `None`.
-    pub fn from_bits(bits: u8) -> Option<PageType> {
-        PageType::ALL.iter().copied().find(|t| t.bits() == bits)
-    }
-
-    /// The value in the `XEN_DOMCTL_PFINFO_*` encoding (`bits << 28`), as
-    /// `xc_get_pfn_type_batch` reports it.
-    pub fn domctl_value(self) -> u32 {
-        u32::from(self.bits()) << 28
-    }
-
-    /// True when a page of data follows in the record (NOTAB and L1-L4, pinned or not).
-    pub fn has_data(self) -> bool {
-        !matches!(self, PageType::Broken | PageType::XAlloc | PageType::XTab)
-    }
-
-    /// Short name as in the spec's table.
-    pub fn name(self) -> &'static str {
-        match self {
-            PageType::NoTab => "NOTAB",
-            PageType::L1Tab => "L1TAB",
-            PageType::L2Tab => "L2TAB",
-            PageType::L3Tab => "L3TAB",
-            PageType::L4Tab => "L4TAB",
-            PageType::L1TabPin => "L1TAB_PIN",
-            PageType::L2TabPin => "L2TAB_PIN",
-            PageType::L3TabPin => "L3TAB_PIN",
-            PageType::L4TabPin => "L4TAB_PIN",
-            PageType::Broken => "BROKEN",
-            PageType::XAlloc => "XALLOC",
-            PageType::XTab => "XTAB",
-        }
-    }
-}
-
 /// One decoded PAGE_DATA entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PfnEntry {
@@ -459,19 +298,6 @@ pub struct X86PvInfo {
     pub pt_levels: u8,
 }
 
-/// X86_TSC_INFO body (24 bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TscInfo {
-    /// `TSC_MODE_*`.
-    pub mode: u32,
-    /// TSC frequency in kHz.
-    pub khz: u32,
-    /// Elapsed time in nanoseconds.
-    pub nsec: u64,
-    /// Incarnation.
-    pub incarnation: u32,
-}
-
 /// One HVM_PARAMS entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HvmParam {
@@ -479,34 +305,6 @@ pub struct HvmParam {
     pub index: u64,
     /// Value.
     pub value: u64,
-}
-
-/// One X86_CPUID_POLICY entry (`xen_cpuid_leaf_t`, 24 bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CpuidLeaf {
-    /// Leaf.
-    pub leaf: u32,
-    /// Subleaf (`0xffffffff` when none).
-    pub subleaf: u32,
-    /// EAX.
-    pub a: u32,
-    /// EBX.
-    pub b: u32,
-    /// ECX.
-    pub c: u32,
-    /// EDX.
-    pub d: u32,
-}
-
-/// One X86_MSR_POLICY entry (`xen_msr_entry_t`, 16 bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MsrEntry {
-    /// MSR index.
-    pub idx: u32,
-    /// Flags (Xen requires zero; carried as is).
-    pub flags: u32,
-    /// Value.
-    pub val: u64,
 }
 
 /// Which of the four X86_PV_VCPU_* records.
@@ -545,30 +343,9 @@ impl VcpuKind {
     }
 }
 
-/// Rounds a body length up to the 8-byte record alignment.
-pub(crate) fn padded_len(len: u64) -> u64 {
-    (len + 7) & !7
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn page_type_bits_round_trip_and_reserved_values_are_rejected() {
-        for t in PageType::ALL {
-            assert_eq!(PageType::from_bits(t.bits()), Some(t));
-            assert_eq!(t.domctl_value() >> 28, u32::from(t.bits()));
-        }
-        for bits in 5..=8 {
-            assert_eq!(PageType::from_bits(bits), None);
-        }
-        let without_data: Vec<_> = PageType::ALL.iter().filter(|t| !t.has_data()).collect();
-        assert_eq!(
-            without_data,
-            [&PageType::Broken, &PageType::XAlloc, &PageType::XTab]
-        );
-    }
 
     #[test]
     fn pfn_entry_raw_form_puts_type_in_the_top_nibble() {

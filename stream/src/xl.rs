@@ -19,9 +19,8 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 
-use super::input::{read_growing, read_upto};
-
-use super::libxl::Endianness;
+use crate::input::{read_growing, read_upto};
+use crate::wire::Endian;
 
 /// The 32-octet magic at the start of an xl save file.
 pub const XL_MAGIC: [u8; 32] = *b"Xen saved domain, xl format\n \0 \r";
@@ -51,7 +50,7 @@ pub struct XlOptionalData {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XlHeader {
     /// Byte order of the u32 fields.
-    pub byte_order: Endianness,
+    pub byte_order: Endian,
     /// Mandatory flags (only known bits once read).
     pub mandatory_flags: u32,
     /// Optional flags.
@@ -65,7 +64,7 @@ impl XlHeader {
     /// (`config` should end with a NUL, as xl's does).
     pub fn new_json(config: Vec<u8>) -> Self {
         XlHeader {
-            byte_order: Endianness::Little,
+            byte_order: Endian::Little,
             mandatory_flags: XL_MANDATORY_STREAM_V2
                 | if config.is_empty() {
                     0
@@ -115,13 +114,13 @@ impl XlHeader {
         })?;
         let mut out = Vec::with_capacity(self.encoded_len() as usize);
         out.extend_from_slice(&XL_MAGIC);
-        out.extend_from_slice(&e.u32_to(XL_BYTEORDER));
-        out.extend_from_slice(&e.u32_to(self.mandatory_flags));
-        out.extend_from_slice(&e.u32_to(self.optional_flags));
-        out.extend_from_slice(&e.u32_to(optlen));
+        e.put_u32(&mut out, XL_BYTEORDER);
+        e.put_u32(&mut out, self.mandatory_flags);
+        e.put_u32(&mut out, self.optional_flags);
+        e.put_u32(&mut out, optlen);
         if let Some(o) = &self.optional {
             // Fits: optional_data_len already does.
-            out.extend_from_slice(&e.u32_to(o.config.len() as u32));
+            e.put_u32(&mut out, o.config.len() as u32);
             out.extend_from_slice(&o.config);
             out.extend_from_slice(&o.tail);
         }
@@ -158,19 +157,17 @@ impl XlHeader {
                 },
             ));
         }
-        let raw_order: [u8; 4] = fixed[32..36].try_into().expect("4 octets");
-        let byte_order = if u32::from_le_bytes(raw_order) == XL_BYTEORDER {
-            Endianness::Little
-        } else if u32::from_be_bytes(raw_order) == XL_BYTEORDER {
-            Endianness::Big
+        let byte_order = if Endian::Little.u32(&fixed, 32) == XL_BYTEORDER {
+            Endian::Little
+        } else if Endian::Big.u32(&fixed, 32) == XL_BYTEORDER {
+            Endian::Big
         } else {
             return Err(XlError::new(
                 32,
-                XlErrorKind::BadByteOrder(u32::from_le_bytes(raw_order)),
+                XlErrorKind::BadByteOrder(Endian::Little.u32(&fixed, 32)),
             ));
         };
-        let field =
-            |at: usize| byte_order.u32_from(fixed[at..at + 4].try_into().expect("4 octets"));
+        let field = |at: usize| byte_order.u32(&fixed, at);
         let mandatory_flags = field(36);
         let optional_flags = field(40);
         let optional_data_len = field(44);
@@ -205,7 +202,7 @@ impl XlHeader {
                 },
             ));
         }
-        let config_len = byte_order.u32_from(lenb);
+        let config_len = byte_order.u32(&lenb, 0);
         let avail = optional_data_len - 4;
         if config_len > avail {
             return Err(XlError::new(
@@ -240,7 +237,7 @@ impl XlHeader {
     /// Legal but unusual properties of this header, as messages.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
-        if self.byte_order == Endianness::Big {
+        if self.byte_order == Endian::Big {
             w.push("big-endian xl header: xl on x86 refuses it (\"wrong byte order\")".into());
         }
         if self.optional_flags != 0 {

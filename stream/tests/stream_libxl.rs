@@ -3,7 +3,8 @@
 //! the ordering rules, and writer -> reader round trips (proptest).
 
 use proptest::prelude::*;
-use xcmig::stream::libxl::*;
+use xcmig_stream::libxl::*;
+use xcmig_stream::Endian;
 
 /// A little-endian record as libxl lays it out: header, body, zero padding.
 fn rec(rtype: u32, body: &[u8]) -> Vec<u8> {
@@ -62,7 +63,7 @@ fn header_bytes_are_ident_version_options_big_endian() {
     assert_eq!(&h.to_bytes()[12..], &[0, 0, 0, 3]);
     let parsed = LibxlHeader::parse(&h.to_bytes(), 0).unwrap();
     assert!(parsed.legacy());
-    assert_eq!(parsed.endianness(), Endianness::Big);
+    assert_eq!(parsed.endianness(), Endian::Big);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 mod stream_support;
 
 use stream_support::*;
-use xcmig::stream::{
+use xcmig_stream::{
     BackChannelReader, Checkpoints, CpuidLeaf, DomainType, Endian, GrammarOptions, HvmParam, Item,
     MsrEntry, PageType, PfnEntry, Reader, ReaderOptions, Record, RecordType, StreamEnd, TscInfo,
     VcpuKind, Version, WarningKind, X86PvInfo,
@@ -76,8 +76,8 @@ fn check_hvm_v3(e: E) {
         r.next_record().unwrap(),
         Some(Record::X86TscInfo(TscInfo {
             mode: 0,
-            khz: 2_000_000,
-            nsec: 123_456_789,
+            gtsc_khz: 2_000_000,
+            elapsed_nsec: 123_456_789,
             incarnation: 1
         }))
     );
@@ -447,7 +447,7 @@ fn plain_stream_option_rejects_checkpoint() {
     let err = r.verify_to_end().unwrap_err();
     assert_eq!(
         err.violation(),
-        Some(xcmig::stream::Violation::CheckpointNotAllowed)
+        Some(xcmig_stream::Violation::CheckpointNotAllowed)
     );
     assert_eq!((err.offset, err.record_index), (48, Some(1)));
 }
@@ -674,11 +674,11 @@ fn dirty_streams() -> Vec<Vec<u8>> {
 
 #[test]
 fn reserved_fields_are_errors_by_default_and_ignored_on_request() {
-    use xcmig::stream::Reserved;
+    use xcmig_stream::Reserved;
     for bytes in dirty_streams() {
         // Default: the first reserved field (image options) is an error.
         let e = Reader::new(&bytes[..]).unwrap_err();
-        assert_eq!(e.kind, xcmig::stream::ErrorKind::ReservedOptions(2));
+        assert_eq!(e.kind, xcmig_stream::ErrorKind::ReservedOptions(2));
         let opts = ReaderOptions {
             reserved: Reserved::Ignore,
             ..ReaderOptions::default()

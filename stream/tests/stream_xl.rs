@@ -2,8 +2,8 @@
 //! with the error each must produce, and round trips (proptest).
 
 use proptest::prelude::*;
-use xcmig::stream::libxl::Endianness;
-use xcmig::stream::xl::*;
+use xcmig_stream::xl::*;
+use xcmig_stream::Endian;
 
 /// The header exactly as `xl save` lays it out on x86 (little-endian),
 /// with optional data = u32 config_len + config.
@@ -30,7 +30,7 @@ fn xl_save_header_decodes_with_json_config_and_leaves_the_reader_at_the_stream()
     bytes.extend_from_slice(b"LibxlFmt");
     let mut r = &bytes[..];
     let h = XlHeader::read_from(&mut r).unwrap();
-    assert_eq!(h.byte_order, Endianness::Little);
+    assert_eq!(h.byte_order, Endian::Little);
     assert!(h.stream_v2() && h.config_json());
     assert_eq!(h.config(), Some(&cfg[..]));
     assert_eq!(h.encoded_len(), 48 + 4 + cfg.len() as u64);
@@ -51,7 +51,7 @@ fn writer_matches_what_xl_save_writes() {
 #[test]
 fn big_endian_header_is_read_and_warned_about() {
     let h = XlHeader {
-        byte_order: Endianness::Big,
+        byte_order: Endian::Big,
         mandatory_flags: XL_MANDATORY_STREAM_V2,
         optional_flags: 0,
         optional: Some(XlOptionalData {
@@ -200,11 +200,7 @@ fn arb_header() -> impl Strategy<Value = XlHeader> {
         )),
     )
         .prop_map(|(big, mandatory_flags, optional_flags, opt)| XlHeader {
-            byte_order: if big {
-                Endianness::Big
-            } else {
-                Endianness::Little
-            },
+            byte_order: if big { Endian::Big } else { Endian::Little },
             mandatory_flags,
             optional_flags,
             optional: opt.map(|(config, tail)| XlOptionalData { config, tail }),

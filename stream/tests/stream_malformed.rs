@@ -7,7 +7,7 @@ mod stream_support;
 use std::io::Read;
 
 use stream_support::*;
-use xcmig::stream::{
+use xcmig_stream::{
     BackChannelReader, DomainType, Endian, Error, ErrorKind, LengthRule, Missing, Part, Reader,
     StreamEnd, Violation,
 };
@@ -1065,7 +1065,7 @@ fn streaming_page_reads_report_truncation_and_stay_failed() {
     let bytes = &full[..cut];
     let mut r = Reader::new(bytes).unwrap();
     r.next_item().unwrap();
-    let Some(xcmig::stream::Item::Pages(mut p)) = r.next_item().unwrap() else {
+    let Some(xcmig_stream::Item::Pages(mut p)) = r.next_item().unwrap() else {
         panic!("expected pages");
     };
     let mut buf = vec![0u8; 4096];
@@ -1085,7 +1085,7 @@ fn streaming_page_reads_refuse_more_than_the_record_holds() {
     let bytes = hvm3(&[sde(), one_page(), end()]);
     let mut r = Reader::new(&bytes[..]).unwrap();
     r.next_item().unwrap();
-    let Some(xcmig::stream::Item::Pages(mut p)) = r.next_item().unwrap() else {
+    let Some(xcmig_stream::Item::Pages(mut p)) = r.next_item().unwrap() else {
         panic!("expected pages");
     };
     let mut two = vec![0u8; 8192];
@@ -1106,7 +1106,7 @@ fn streaming_page_reads_refuse_more_than_the_record_holds() {
     drop(p);
     assert!(matches!(
         r.next_item().unwrap(),
-        Some(xcmig::stream::Item::Record(_))
+        Some(xcmig_stream::Item::Record(_))
     ));
     assert_eq!(r.end(), Some(StreamEnd::End));
 }

@@ -11,13 +11,14 @@ use std::io::{self, Read};
 
 use super::error::{Error, ErrorKind, Part, Warning, WarningKind};
 use super::grammar::{Channel, Grammar, GrammarOptions, State};
-use super::input::read_upto;
 use super::record::{self, PageData, Record, Reserved};
 use super::types::{
-    padded_len, DomainHeader, DomainType, Endian, ImageHeader, PfnEntry, RecordType, Version,
-    DOMAIN_HEADER_LEN, IHDR_ID, IHDR_MARKER, IHDR_OPT_BIG_ENDIAN, IMAGE_HEADER_LEN, MAX_RECORD_LEN,
-    PAGE_SHIFT, PAGE_SIZE, RECORD_HEADER_LEN,
+    DomainHeader, DomainType, ImageHeader, PfnEntry, RecordType, Version, DOMAIN_HEADER_LEN,
+    IHDR_ID, IHDR_MARKER, IHDR_OPT_BIG_ENDIAN, IMAGE_HEADER_LEN, MAX_RECORD_LEN, RECORD_HEADER_LEN,
 };
+use crate::input::read_upto;
+use crate::wire::{padded_len, Endian};
+use crate::x86::{PAGE_SHIFT, PAGE_SIZE};
 
 /// Reader parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -572,8 +573,8 @@ impl<R: Read> PageReader<'_, R> {
 /// Reads a libxc stream: headers on construction, then one record per call.
 ///
 /// ```no_run
-/// # fn main() -> Result<(), xcmig::stream::Error> {
-/// use xcmig::stream::{Reader, Record};
+/// # fn main() -> Result<(), xcmig_stream::Error> {
+/// use xcmig_stream::{Reader, Record};
 /// let file = std::fs::File::open("guest.xc").unwrap();
 /// let mut r = Reader::new(std::io::BufReader::new(file))?;
 /// while let Some(rec) = r.next_record()? {
@@ -631,7 +632,7 @@ pub fn parse_domain_header(
     let t = endian.u32(b, 0);
     let domain_type = DomainType::from_number(t).ok_or(ErrorKind::UnknownDomainType(t))?;
     let page_shift = endian.u16(b, 4);
-    if page_shift != PAGE_SHIFT {
+    if u32::from(page_shift) != PAGE_SHIFT {
         return Err(ErrorKind::BadPageShift(page_shift));
     }
     let reserved = endian.u16(b, 6);

@@ -14,7 +14,7 @@
 mod stream_support;
 
 use stream_support::*;
-use xcmig::stream::{
+use xcmig_stream::{
     CpuidLeaf, DomainHeader, DomainType, Endian, HvmParam, ImageHeader, MsrEntry, PageType,
     PfnEntry, Reader, RecordType, StreamEnd, TscInfo, VcpuKind, Version, Writer, WriterOptions,
     X86PvInfo,
@@ -45,15 +45,15 @@ fn write_pages(w: &mut Writer<Vec<u8>>, n: usize, first_pfn: u64) {
     w.write_page_data(&entries, &slices).unwrap();
 }
 
-fn ours(bytes: &[u8]) -> Result<StreamEnd, xcmig::stream::Error> {
+fn ours(bytes: &[u8]) -> Result<StreamEnd, xcmig_stream::Error> {
     Reader::new(bytes)?.verify_to_end()
 }
 
 fn hvm_end_of_checkpoint(w: &mut Writer<Vec<u8>>) {
     w.write_x86_tsc_info(&TscInfo {
         mode: 0,
-        khz: 2_400_000,
-        nsec: 1_000_000_007,
+        gtsc_khz: 2_400_000,
+        elapsed_nsec: 1_000_000_007,
         incarnation: 3,
     })
     .unwrap();
@@ -157,8 +157,8 @@ fn pv_stream(width: u8, version: Version) -> Vec<u8> {
     write_pages(&mut w, 32, 0x20);
     w.write_x86_tsc_info(&TscInfo {
         mode: 1,
-        khz: 1_000_000,
-        nsec: 42,
+        gtsc_khz: 1_000_000,
+        elapsed_nsec: 42,
         incarnation: 0,
     })
     .unwrap();

@@ -1,5 +1,4 @@
-//! The libxc (and libxl) migration stream codec: pure, no hypervisor, no
-//! I/O policy.
+//! The libxc migration stream: types, records, reader, writer and grammar.
 //!
 //! Format: `libxc-migration-stream.html` revision 3 (from `xen-doc`). A
 //! stream is a 24-byte big-endian image header, a 16-byte domain header and
@@ -82,13 +81,10 @@
 
 mod error;
 mod grammar;
-mod input;
-pub mod libxl;
 mod reader;
 mod record;
 mod types;
 mod writer;
-pub mod xl;
 
 pub use error::{Error, ErrorKind, LengthRule, Missing, Part, Violation, Warning, WarningKind};
 pub use grammar::{Channel, Checkpoints, Grammar, GrammarOptions, State};
@@ -100,9 +96,8 @@ pub use record::{
     data_pages, parse, Array, Element, P2mFrames, PageData, Record, Reserved, VcpuContext,
 };
 pub use types::{
-    CpuidLeaf, DomainHeader, DomainType, Endian, HvmParam, ImageHeader, MsrEntry, PageType,
-    PfnEntry, RecordType, TscInfo, VcpuKind, Version, X86PvInfo, DOMAIN_HEADER_LEN, IHDR_ID,
-    IHDR_MARKER, IHDR_OPT_BIG_ENDIAN, IMAGE_HEADER_LEN, MAX_RECORD_LEN, PAGE_SHIFT, PAGE_SIZE,
-    PFN_MASK, PFN_RESERVED_MASK, RECORD_HEADER_LEN, REC_TYPE_OPTIONAL,
+    DomainHeader, DomainType, HvmParam, ImageHeader, PfnEntry, RecordType, VcpuKind, Version,
+    X86PvInfo, DOMAIN_HEADER_LEN, IHDR_ID, IHDR_MARKER, IHDR_OPT_BIG_ENDIAN, IMAGE_HEADER_LEN,
+    MAX_RECORD_LEN, PFN_MASK, PFN_RESERVED_MASK, RECORD_HEADER_LEN, REC_TYPE_OPTIONAL,
 };
-pub use writer::{write_all_vectored, Writer, WriterOptions};
+pub use writer::{Writer, WriterOptions};
