@@ -240,51 +240,54 @@ fn create_domains(
     screen: &mut Screen,
 ) -> Result<(u32, u32), String> {
     let t = Instant::now();
-    let out = run_to_end(
-        xensim_domain(pieces, src_host).args([
-            "create",
-            "--type",
-            args.guest_type.name(),
-            "--memory",
-            &args.memory,
-            "--vcpus",
-            &args.vcpus.to_string(),
-            "--fill",
-            "mixed",
-            "--seed",
-            &args.seed.to_string(),
-        ]),
-        "creating the source guest",
-        deadline,
-    )?;
-    let src: u32 = last_line(&out)
-        .parse()
-        .map_err(|_| format!("xensim domain create printed no domid: {out:?}"))?;
+    let seed = args.seed.to_string();
+    let fill = ["--fill", "mixed", "--seed", &seed];
+    let src = create_domain(args, pieces, src_host, &fill, "the source guest", deadline)?;
     screen.line(&format!(
         "  source         domain {src} on the source host, memory filled (mixed) in {}",
         secs(t.elapsed())
     ));
-    let out = run_to_end(
-        xensim_domain(pieces, dst_host).args([
-            "create",
-            "--type",
-            args.guest_type.name(),
-            "--memory",
-            &args.memory,
-            "--vcpus",
-            &args.vcpus.to_string(),
-            "--empty",
-        ]),
-        "creating the destination domain",
+    let empty = ["--empty"];
+    let dst = create_domain(
+        args,
+        pieces,
+        dst_host,
+        &empty,
+        "the destination domain",
         deadline,
     )?;
-    let dst: u32 = last_line(&out)
-        .parse()
-        .map_err(|_| format!("xensim domain create printed no domid: {out:?}"))?;
     screen.line(&format!(
         "  destination    domain {dst} on the destination host, empty and paused"
     ));
     Ok((src, dst))
+}
+
+/// `xensim domain create` of the guest's type, memory and vCPUs with
+/// `contents` (the fill, or `--empty`) on `host`; returns the domid.
+fn create_domain(
+    args: &Args,
+    pieces: &Pieces,
+    host: &Path,
+    contents: &[&str],
+    what: &str,
+    deadline: Instant,
+) -> Result<u32, String> {
+    let vcpus = args.vcpus.to_string();
+    let mut cmd = xensim_domain(pieces, host);
+    cmd.args([
+        "create",
+        "--type",
+        args.guest_type.name(),
+        "--memory",
+        &args.memory,
+        "--vcpus",
+        &vcpus,
+    ])
+    .args(contents);
+    let out = run_to_end(&mut cmd, &format!("creating {what}"), deadline)?;
+    last_line(&out)
+        .parse()
+        .map_err(|_| format!("xensim domain create printed no domid: {out:?}"))
 }
 
 #[cfg(test)]

@@ -375,17 +375,7 @@ mod tests {
     use super::*;
 
     fn migration() -> Migration {
-        Migration {
-            t0: Instant::now(),
-            rounds: Vec::new(),
-            suspended_at: None,
-            suspended_ns: None,
-            restored_ns: None,
-            saved: None,
-            restored: None,
-            workload_last: None,
-            tails: Default::default(),
-        }
+        Migration::new(Instant::now())
     }
 
     #[test]

@@ -443,6 +443,25 @@ pub fn fill_dominfo(out: &mut [u8], di: &[u8]) {
         .copy_from_slice(&di[domaininfo::ARCH_CONFIG..domaininfo::ARCH_CONFIG + 8]);
 }
 
+/// [`populate`] all of `extents` or fail: EBUSY when only some were done
+/// (libxenctrl's `xc_domain_populate_physmap_exact`).
+pub fn populate_exact(
+    host: &Host,
+    domid: DomId,
+    extents: &mut [u64],
+    order: u32,
+    flags: u32,
+) -> ShimResult<()> {
+    let done = populate(host, domid, extents, order, flags)?;
+    if done != extents.len() {
+        return Err(ShimError::new(
+            libc::EBUSY,
+            format!("populated {done} of {} extents", extents.len()),
+        ));
+    }
+    Ok(())
+}
+
 /// `XENMEM_populate_physmap` for `domid`: populates `2^order` frames at each
 /// base gfn, writing the frames back (MFNs for PV, unchanged for HVM).
 /// Returns the number of extents done.

@@ -77,13 +77,7 @@ pub unsafe extern "C" fn xc_domain_populate_physmap_exact(
     ret_int(xc_call(xch, "xc_domain_populate_physmap_exact", |x| {
         // SAFETY: extent_start holds nr_extents entries (C contract).
         let ext = unsafe { ffi::slice_mut(extent_start, nr_extents as usize, "extent_start") }?;
-        let done = dispatch::populate(x.host(), domid, ext, extent_order, mem_flags)?;
-        if done != ext.len() {
-            return Err(ShimError::new(
-                libc::EBUSY,
-                format!("populated {done} of {} extents", ext.len()),
-            ));
-        }
+        dispatch::populate_exact(x.host(), domid, ext, extent_order, mem_flags)?;
         Ok(0)
     }))
 }
