@@ -24,6 +24,8 @@ use xensim::DomId;
 use crate::ctx::Xch;
 use crate::error::ShimResult;
 
+/// Domain `domid` of the interface's host (libxenctrl's `uint32_t` domid,
+/// cut to the 16-bit `domid_t` as C does).
 fn domain(x: &Xch, domid: u32) -> ShimResult<xensim::Domain> {
     Ok(x.host().domain(domid as DomId)?)
 }
