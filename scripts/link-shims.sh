@@ -13,7 +13,9 @@
 # linked here with gcc from the whole archive and its own version script,
 # which exports exactly that library's symbols; everything else is local.
 # Each library thus carries its own copy of the code; the handles they pass
-# each other come from one archive, so their layouts agree.
+# each other come from one archive, so their layouts agree. The archive also
+# holds the shim's C part (c/variadic.c, compiled by xensim/shim/build.rs):
+# only libxenctrl's version script exports it.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,14 +39,12 @@ if [ ! -f "$archive" ]; then
     exit 1
 fi
 mkdir -p "$out"
-obj=$(mktemp -d)
-trap 'rm -rf "$obj"' EXIT
 
 # Native libraries a Rust staticlib needs on linux-gnu, plus the real
 # libxentoollog that the loggers belong to.
 natives=(-lxentoollog -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc)
 
-# link NAME SONAME REALNAME MAPFILE [extra objects/flags...]
+# link NAME SONAME REALNAME MAPFILE [extra flags...]
 link() {
     local soname=$2 real=$3 map=$4
     shift 4
@@ -64,12 +64,10 @@ link xencall libxencall.so.1 libxencall.so.1.3 libxencall.map
 link xenforeignmemory libxenforeignmemory.so.1 libxenforeignmemory.so.1.4 libxenforeignmemory.map
 link xenevtchn libxenevtchn.so.1 libxenevtchn.so.1.2 libxenevtchn.map
 
-# The variadic xc_report* functions are C (stable Rust cannot define them).
-"$CC" -c -O2 -fPIC -Wall -Wextra -Werror -o "$obj/variadic.o" xensim/shim/c/variadic.c
 # libxenctrl NEEDs the other three, as the real one does: libxenguest imports
 # xencall1 and xenforeignmemory_* without naming their libraries.
 link xenctrl libxenctrl.so.4.17 libxenctrl.so.4.17.0 libxenctrl.map \
-    "$obj/variadic.o" -L"$out" -Wl,--no-as-needed \
+    -L"$out" -Wl,--no-as-needed \
     -l:libxencall.so.1 -l:libxenforeignmemory.so.1 -l:libxenevtchn.so.1 -Wl,--as-needed
 
 echo "link-shims: $(cd "$out" && ls libxen*.so.* | tr '\n' ' ')-> $out"

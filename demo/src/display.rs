@@ -83,6 +83,11 @@ impl Screen {
         }
     }
 
+    /// Whether a status line is drawn (stdout is a terminal, not `--plain`).
+    pub fn is_tty(&self) -> bool {
+        self.tty
+    }
+
     /// Prints a permanent line (above the status line on a terminal).
     pub fn line(&mut self, text: &str) {
         let mut out = std::io::stdout().lock();

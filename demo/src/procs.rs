@@ -202,3 +202,12 @@ pub fn run_to_end(cmd: &mut Command, what: &str, deadline: Instant) -> Result<St
     }
     Ok(stdout)
 }
+
+/// The last non-empty line of a command's output.
+pub fn last_line(s: &str) -> &str {
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+}

@@ -162,3 +162,18 @@ pub(crate) fn digest(d: &Domain) -> Result<DigestReport> {
         total: hex(&h.finalize()),
     })
 }
+
+// The methods live here, not in `domain`, so that the dependency runs one
+// way: the digest reads a domain; a domain knows nothing of digests.
+impl Domain {
+    /// SHA-256 digest of the guest state that a save/restore must preserve
+    /// (see README for what it leaves out and why).
+    pub fn digest(&self) -> Result<String> {
+        Ok(digest(self)?.total)
+    }
+
+    /// The digest with a per-component breakdown.
+    pub fn digest_report(&self) -> Result<DigestReport> {
+        digest(self)
+    }
+}

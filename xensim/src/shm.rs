@@ -127,7 +127,8 @@ impl<'a> FileLock<'a> {
 
 impl Drop for FileLock<'_> {
     fn drop(&mut self) {
-        // SAFETY: as above; unlocking a lock we hold.
+        // SAFETY: flock on the valid, open descriptor the lock borrows has no
+        // memory effects; this unlocks the lock we hold.
         unsafe {
             libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
         }

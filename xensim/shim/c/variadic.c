@@ -2,8 +2,9 @@
  * The three C-variadic entry points of libxenctrl (xc_report, xc_report_error,
  * xc_reportv). Stable Rust cannot define C-variadic functions, so this file
  * only formats the message and hands the resulting string to the Rust side
- * (xensim_shim_report_msg in xensim/shim/src/exports/xenctrl.rs), which does
- * the logging. Linked into libxenctrl.so.4.17 by scripts/link-shims.sh.
+ * (xensim_shim_report_msg in src/exports/xenctrl/logging.rs), which does the
+ * logging. Compiled into the shim's staticlib by build.rs (the cc crate); the
+ * version scripts export it from libxenctrl.so.4.17 only.
  */
 #include <errno.h>
 #include <stdarg.h>

@@ -26,6 +26,10 @@ pub const SYSCTL_SIZE: usize = 136;
 pub const DOMCTL_U: usize = 16;
 /// Offset of the union `u` in `struct xen_sysctl`.
 pub const SYSCTL_U: usize = 8;
+/// Offset of `cmd` (u32) in `struct xen_domctl`.
+pub const DOMCTL_CMD: usize = 0;
+/// Offset of `interface_version` (u32) in `struct xen_domctl`.
+pub const DOMCTL_INTERFACE_VERSION: usize = 4;
 /// Offset of `domain` (u16) in `struct xen_domctl`.
 pub const DOMCTL_DOMAIN: usize = 8;
 
@@ -325,6 +329,65 @@ pub fn put_u64(b: &mut [u8], off: usize, v: u64) {
     b[off..off + 8].copy_from_slice(&v.to_le_bytes());
 }
 
+/// A `struct xen_domctl` the shim issues on its own behalf (libxenctrl's
+/// `DECLARE_DOMCTL` and the assignments after it): [`Domctl::new`] writes the
+/// header, the other methods read and write the union `u` at offsets relative
+/// to [`DOMCTL_U`] (the `shadow_op::*`-style constants).
+#[derive(Clone)]
+pub struct Domctl {
+    bytes: [u8; DOMCTL_SIZE],
+}
+
+impl Domctl {
+    /// A zeroed domctl `cmd` for domain `domid` at this interface version.
+    /// `domid` is libxenctrl's `uint32_t`, cut to the 16-bit `domid_t` as C
+    /// does.
+    pub fn new(cmd: u32, domid: u32) -> Domctl {
+        let mut bytes = [0u8; DOMCTL_SIZE];
+        put_u32(&mut bytes, DOMCTL_CMD, cmd);
+        put_u32(&mut bytes, DOMCTL_INTERFACE_VERSION, INTERFACE_VERSION);
+        put_u16(&mut bytes, DOMCTL_DOMAIN, domid as u16);
+        Domctl { bytes }
+    }
+
+    /// Sets the u32 at `off` in `u`.
+    pub fn with_u32(mut self, off: usize, v: u32) -> Domctl {
+        self.set_u32(off, v);
+        self
+    }
+
+    /// Sets the u64 at `off` in `u`.
+    pub fn with_u64(mut self, off: usize, v: u64) -> Domctl {
+        put_u64(&mut self.bytes, DOMCTL_U + off, v);
+        self
+    }
+
+    /// Writes the u32 at `off` in `u`.
+    pub fn set_u32(&mut self, off: usize, v: u32) {
+        put_u32(&mut self.bytes, DOMCTL_U + off, v);
+    }
+
+    /// Reads the u32 at `off` in `u`.
+    pub fn u32_at(&self, off: usize) -> u32 {
+        get_u32(&self.bytes, DOMCTL_U + off)
+    }
+
+    /// Reads the u64 at `off` in `u`.
+    pub fn u64_at(&self, off: usize) -> u64 {
+        get_u64(&self.bytes, DOMCTL_U + off)
+    }
+
+    /// The union `u` (what the sub-op wrote back).
+    pub fn u(&self) -> &[u8] {
+        &self.bytes[DOMCTL_U..]
+    }
+
+    /// The whole structure, for the hypercall that executes it.
+    pub fn bytes_mut(&mut self) -> &mut [u8; DOMCTL_SIZE] {
+        &mut self.bytes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +402,21 @@ mod tests {
         assert_eq!(get_u64(&b, 8), u64::MAX - 1);
         put_u16(&mut b, 0, 0xbeef);
         assert_eq!(get_u16(&b, 0), 0xbeef);
+    }
+
+    #[test]
+    fn domctl_new_writes_the_header_and_u_is_relative() {
+        let mut d = Domctl::new(domctl::SHADOW_OP, 0x1_0007)
+            .with_u32(shadow_op::OP, SHADOW_OP_CLEAN)
+            .with_u64(shadow_op::PAGES, 0x1234);
+        let b = *d.bytes_mut();
+        assert_eq!(get_u32(&b, DOMCTL_CMD), domctl::SHADOW_OP);
+        assert_eq!(get_u32(&b, DOMCTL_INTERFACE_VERSION), INTERFACE_VERSION);
+        assert_eq!(get_u16(&b, DOMCTL_DOMAIN), 7, "domid_t is 16 bits");
+        assert_eq!(get_u32(&b, DOMCTL_U + shadow_op::OP), SHADOW_OP_CLEAN);
+        assert_eq!(d.u64_at(shadow_op::PAGES), 0x1234);
+        assert_eq!(d.u()[shadow_op::PAGES], 0x34);
+        d.set_u32(shadow_op::MB, 9);
+        assert_eq!(d.u32_at(shadow_op::MB), 9);
     }
 }

@@ -22,8 +22,8 @@ const MAX_PFINFO: u64 = xensim::MAX_PFINFO_BATCH as u64;
 /// Executes the domctl in `d` (144 bytes, updated in place as Xen would).
 /// The return value is the hypercall's non-negative result.
 pub fn domctl(host: &Host, d: &mut [u8; DOMCTL_SIZE]) -> ShimResult<i64> {
-    let cmd = get_u32(d, 0);
-    let version = get_u32(d, 4);
+    let cmd = get_u32(d, DOMCTL_CMD);
+    let version = get_u32(d, DOMCTL_INTERFACE_VERSION);
     if version != INTERFACE_VERSION {
         return Err(ShimError::new(
             libc::EACCES,
@@ -180,6 +180,35 @@ pub fn domctl(host: &Host, d: &mut [u8; DOMCTL_SIZE]) -> ShimResult<i64> {
             format!("domctl {other} is not simulated"),
         )),
     }
+}
+
+/// Executes a domctl the shim built itself and returns it with the
+/// sub-op's outputs.
+pub fn run_domctl(host: &Host, mut d: Domctl) -> ShimResult<Domctl> {
+    domctl(host, d.bytes_mut())?;
+    Ok(d)
+}
+
+/// Executes the domctl in the caller's buffer `s` (a `struct xen_domctl`,
+/// [`DOMCTL_SIZE`] bytes): read once, executed, and copied back. Xen copies
+/// the structure back for the sub-ops that have outputs also when they fail
+/// (e.g. set_cpu_policy's err_* fields), so the copy-back is unconditional.
+pub fn domctl_in_place(host: &Host, s: &mut [u8]) -> ShimResult<i64> {
+    let mut buf = [0u8; DOMCTL_SIZE];
+    buf.copy_from_slice(s);
+    let r = domctl(host, &mut buf);
+    s.copy_from_slice(&buf);
+    r
+}
+
+/// Executes the sysctl in the caller's buffer `s` (a `struct xen_sysctl`,
+/// [`SYSCTL_SIZE`] bytes): read once, executed, and copied back.
+pub fn sysctl_in_place(host: &Host, s: &mut [u8]) -> ShimResult<i64> {
+    let mut buf = [0u8; SYSCTL_SIZE];
+    buf.copy_from_slice(s);
+    let r = sysctl(host, &mut buf);
+    s.copy_from_slice(&buf);
+    r
 }
 
 /// Executes the sysctl in `s` (136 bytes, updated in place).
@@ -412,6 +441,25 @@ pub fn fill_dominfo(out: &mut [u8], di: &[u8]) {
     out[dominfo::GPADDR_BITS] = di[domaininfo::GPADDR_BITS];
     out[dominfo::ARCH_CONFIG..dominfo::ARCH_CONFIG + 8]
         .copy_from_slice(&di[domaininfo::ARCH_CONFIG..domaininfo::ARCH_CONFIG + 8]);
+}
+
+/// [`populate`] all of `extents` or fail: EBUSY when only some were done
+/// (libxenctrl's `xc_domain_populate_physmap_exact`).
+pub fn populate_exact(
+    host: &Host,
+    domid: DomId,
+    extents: &mut [u64],
+    order: u32,
+    flags: u32,
+) -> ShimResult<()> {
+    let done = populate(host, domid, extents, order, flags)?;
+    if done != extents.len() {
+        return Err(ShimError::new(
+            libc::EBUSY,
+            format!("populated {done} of {} extents", extents.len()),
+        ));
+    }
+    Ok(())
 }
 
 /// `XENMEM_populate_physmap` for `domid`: populates `2^order` frames at each

@@ -19,6 +19,8 @@ int main(void) {
   P("domctl.size", sizeof(struct xen_domctl));
   P("sysctl.size", sizeof(struct xen_sysctl));
   P("domctl.u", offsetof(struct xen_domctl, u));
+  P("domctl.cmd", offsetof(struct xen_domctl, cmd));
+  P("domctl.interface_version", offsetof(struct xen_domctl, interface_version));
   P("domctl.domain", offsetof(struct xen_domctl, domain));
   P("sysctl.u", offsetof(struct xen_sysctl, u));
   P("version", XEN_DOMCTL_INTERFACE_VERSION);
@@ -158,6 +160,8 @@ fn abi_offsets_match_the_installed_xen_headers() {
         ("domctl.size", DOMCTL_SIZE),
         ("sysctl.size", SYSCTL_SIZE),
         ("domctl.u", u),
+        ("domctl.cmd", DOMCTL_CMD),
+        ("domctl.interface_version", DOMCTL_INTERFACE_VERSION),
         ("domctl.domain", DOMCTL_DOMAIN),
         ("sysctl.u", SYSCTL_U),
         ("version", INTERFACE_VERSION as usize),

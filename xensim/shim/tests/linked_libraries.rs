@@ -97,10 +97,31 @@ fn map_globals(map: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// Names exported by a Rust export file (plus, for libxenctrl, the C file).
-fn source_exports(file: &str) -> BTreeSet<String> {
+/// The text of an export module: `exports/<module>.rs`, or every file of
+/// the directory `exports/<module>/`.
+fn module_text(module: &str) -> String {
+    let exports = repo_root().join("xensim/shim/src/exports");
+    let dir = exports.join(module);
+    if !dir.is_dir() {
+        return std::fs::read_to_string(exports.join(format!("{module}.rs"))).unwrap();
+    }
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{} has no .rs files", dir.display());
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+/// Names exported by a Rust export module (plus, for libxenctrl, the C file).
+fn source_exports(module: &str) -> BTreeSet<String> {
     let root = repo_root();
-    let text = std::fs::read_to_string(root.join("xensim/shim/src/exports").join(file)).unwrap();
+    let text = module_text(module);
     let mut out = BTreeSet::new();
     for l in text.lines() {
         let t = l.trim();
@@ -120,7 +141,7 @@ fn source_exports(file: &str) -> BTreeSet<String> {
             out.insert(name);
         }
     }
-    if file == "xenctrl.rs" {
+    if module == "xenctrl" {
         let c = std::fs::read_to_string(root.join("xensim/shim/c/variadic.c")).unwrap();
         for l in c.lines() {
             if let Some(r) = l.strip_prefix("void xc_") {
@@ -175,12 +196,7 @@ fn sonames_and_version_nodes_match_debian() {
 #[test]
 fn exports_are_exactly_the_version_script_with_debians_nodes() {
     let dir = lib_dir();
-    let files = [
-        "xenctrl.rs",
-        "xencall.rs",
-        "xenforeignmemory.rs",
-        "xenevtchn.rs",
-    ];
+    let files = ["xenctrl", "xencall", "xenforeignmemory", "xenevtchn"];
     for ((soname, map, real), file) in LIBS.iter().zip(files) {
         let globals = map_globals(map);
         let exported = defined(&dir.join(soname));

@@ -1,5 +1,6 @@
-//! One file of `extern "C"` exports per replaced library; each file's
-//! functions are exactly the globals of the matching `vers/*.map`.
+//! One module of `extern "C"` exports per replaced library (`xenctrl` is a
+//! directory, one file per group of functions); each module's functions are
+//! exactly the globals of the matching `vers/*.map`.
 
 pub mod xencall;
 pub mod xenctrl;

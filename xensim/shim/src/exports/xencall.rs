@@ -45,20 +45,12 @@ pub unsafe extern "C" fn xencall1(xcall: *mut Handle, op: c_uint, arg1: u64) -> 
             abi::HYPERVISOR_DOMCTL => {
                 // SAFETY: arg1 is the hypercall buffer holding a struct xen_domctl.
                 let s = unsafe { ffi::slice_mut(p, abi::DOMCTL_SIZE, "domctl") }?;
-                let mut buf = [0u8; abi::DOMCTL_SIZE];
-                buf.copy_from_slice(s);
-                let r = dispatch::domctl(&h.host, &mut buf);
-                s.copy_from_slice(&buf);
-                r.map(|v| v as c_int)
+                dispatch::domctl_in_place(&h.host, s).map(|v| v as c_int)
             }
             abi::HYPERVISOR_SYSCTL => {
                 // SAFETY: arg1 is the hypercall buffer holding a struct xen_sysctl.
                 let s = unsafe { ffi::slice_mut(p, abi::SYSCTL_SIZE, "sysctl") }?;
-                let mut buf = [0u8; abi::SYSCTL_SIZE];
-                buf.copy_from_slice(s);
-                let r = dispatch::sysctl(&h.host, &mut buf);
-                s.copy_from_slice(&buf);
-                r.map(|v| v as c_int)
+                dispatch::sysctl_in_place(&h.host, s).map(|v| v as c_int)
             }
             other => Err(ShimError::new(
                 libc::ENOSYS,
@@ -189,6 +181,7 @@ pub unsafe extern "C" fn xencall_free_buffer(xcall: *mut Handle, p: *mut c_void)
         // SAFETY: p came from xencall_alloc_buffer: 16 bytes after a page
         // start whose first word is the page count.
         let base = unsafe { p.cast::<u8>().sub(16) };
+        // SAFETY: base is that page start, which holds the page count.
         let pages = unsafe { base.cast::<usize>().read() };
         let mut b = empty_buffer();
         b.hbuf = base.cast();
