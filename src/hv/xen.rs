@@ -25,9 +25,11 @@ use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 
 use self::bindings as sys;
+use super::pages::RawMapping;
 use super::{
-    CpuPolicy, CpuidLeaf, DomId, DomainInfo, GrantEntry, HvError, HvResult, Hypervisor,
-    LogDirtyReport, MappedPages, MappedPagesMut, MsrEntry, TscInfo, MAX_BATCH, PAGE_SIZE,
+    CpuPolicy, CpuidLeaf, DomId, DomainCtl, DomainInfo, GrantEntry, GrantTable, GuestMemory,
+    HvError, HvResult, LogDirty, LogDirtyReport, MsrEntry, TscInfo, X86Cpu, X86Hvm, MAX_BATCH,
+    PAGE_SIZE,
 };
 
 /// The opaque `xc_interface` of libxenctrl.
@@ -226,14 +228,16 @@ impl<'x> XenHypervisor<'x> {
         prot: i32,
         frames: &[u64],
     ) -> HvResult<XenMapping<'_>> {
+        let writable = prot & libc::PROT_WRITE != 0;
         if frames.is_empty() {
-            return Ok(XenMapping {
+            let unmap = ForeignUnmap {
                 fmem: self.fmem,
                 addr: ptr::null_mut(),
-                errs: Vec::new(),
-                writable: prot & libc::PROT_WRITE != 0,
+                pages: 0,
                 _hv: PhantomData,
-            });
+            };
+            // SAFETY: no frames, so nothing is ever read through `base`.
+            return Ok(unsafe { RawMapping::new(ptr::null_mut(), Vec::new(), writable, unmap) });
         }
         if frames.len() > MAX_BATCH * 64 {
             return Err(HvError::with_detail(
@@ -258,13 +262,16 @@ impl<'x> XenHypervisor<'x> {
         if addr.is_null() {
             return Err(last_error(op));
         }
-        Ok(XenMapping {
+        let unmap = ForeignUnmap {
             fmem: self.fmem,
-            addr: addr.cast(),
-            errs,
-            writable: prot & libc::PROT_WRITE != 0,
+            addr,
+            pages: frames.len(),
             _hv: PhantomData,
-        })
+        };
+        // SAFETY: `xenforeignmemory_map` returned one page-aligned region of
+        // `frames.len()` pages with `prot`, the frames with error 0 mapped,
+        // valid until `unmap` releases it; nothing else holds the address.
+        Ok(unsafe { RawMapping::new(addr.cast(), errs, writable, unmap) })
     }
 }
 
@@ -280,102 +287,25 @@ impl Drop for XenHypervisor<'_> {
 }
 
 /// A foreign mapping of a batch of frames; unmapped on drop.
-pub struct XenMapping<'h> {
+pub type XenMapping<'h> = RawMapping<ForeignUnmap<'h>>;
+
+/// What `xenforeignmemory_unmap` needs to release one mapping, which it
+/// does when dropped (the last part of a [`XenMapping`] to go).
+pub struct ForeignUnmap<'h> {
     fmem: NonNull<sys::xenforeignmemory_handle>,
-    /// Start of `errs.len()` pages, or null for an empty batch.
-    addr: *mut u8,
-    errs: Vec<i32>,
-    /// Mapped with `PROT_WRITE`.
-    writable: bool,
+    /// Start of `pages` pages, or null for an empty batch.
+    addr: *mut c_void,
+    pages: usize,
     _hv: PhantomData<&'h ()>,
 }
 
-impl XenMapping<'_> {
-    fn page_ptr(&self, i: usize) -> Option<*mut u8> {
-        match self.errs.get(i) {
-            // SAFETY: `i < errs.len()`, so the offset stays inside the
-            // mapping of `errs.len()` pages that starts at `addr`.
-            Some(0) => Some(unsafe { self.addr.add(i * PAGE_SIZE) }),
-            _ => None,
-        }
-    }
-
-    /// The start of pages `first .. first + n` if all are mapped.
-    fn run_ptr(&self, first: usize, n: usize) -> Option<*mut u8> {
-        let end = first.checked_add(n)?;
-        let errs = self.errs.get(first..end)?;
-        if n == 0 || errs.iter().any(|&e| e != 0) {
-            return None;
-        }
-        self.page_ptr(first)
-    }
-}
-
-impl MappedPages for XenMapping<'_> {
-    fn count(&self) -> usize {
-        self.errs.len()
-    }
-
-    fn error(&self, i: usize) -> i32 {
-        self.errs.get(i).copied().unwrap_or(-libc::EINVAL)
-    }
-
-    fn read_page(&self, i: usize, dst: &mut [u8; PAGE_SIZE]) {
-        if let Some(p) = self.page_ptr(i) {
-            // SAFETY: page `i` mapped without error, so `p` is readable for
-            // PAGE_SIZE bytes; guest memory may change concurrently, which
-            // a raw byte copy (no Rust reference to it) tolerates.
-            unsafe { ptr::copy_nonoverlapping(p, dst.as_mut_ptr(), PAGE_SIZE) };
-        }
-    }
-
-    fn is_zero(&self, i: usize) -> bool {
-        match self.page_ptr(i) {
-            // SAFETY: page `i` is mapped, page-aligned and readable for a
-            // page while `self` lives.
-            Some(p) => unsafe { super::pages::page_is_zero(p) },
-            None => false,
-        }
-    }
-
-    fn pages(&self, first: usize, n: usize) -> Option<&[u8]> {
-        let p = self.run_ptr(first, n)?;
-        // SAFETY: the pages are mapped and consecutive in the one region
-        // `xenforeignmemory_map` returned; the slice borrows `self`, which
-        // unmaps only on drop. See `hv::pages` for concurrent guest writes.
-        Some(unsafe { super::pages::guest_bytes(p, n) })
-    }
-}
-
-impl MappedPagesMut for XenMapping<'_> {
-    fn write_page(&mut self, i: usize, src: &[u8; PAGE_SIZE]) {
-        if let Some(p) = self.page_ptr(i) {
-            // SAFETY: page `i` was mapped read-write without error, so `p`
-            // is writable for PAGE_SIZE bytes and does not overlap `src`.
-            unsafe { ptr::copy_nonoverlapping(src.as_ptr(), p, PAGE_SIZE) };
-        }
-    }
-
-    fn pages_mut(&mut self, first: usize, n: usize) -> Option<&mut [u8]> {
-        if !self.writable {
-            return None;
-        }
-        let p = self.run_ptr(first, n)?;
-        // SAFETY: the pages are mapped read-write and consecutive; the
-        // slice borrows `self` mutably, so nothing else in this process
-        // reaches them meanwhile, and a restore target is not running.
-        Some(unsafe { super::pages::guest_bytes_mut(p, n) })
-    }
-}
-
-impl Drop for XenMapping<'_> {
+impl Drop for ForeignUnmap<'_> {
     fn drop(&mut self) {
         if !self.addr.is_null() {
             // SAFETY: `addr` and the page count come from one successful
-            // `xenforeignmemory_map` on `fmem`, which outlives this mapping.
-            unsafe {
-                sys::xenforeignmemory_unmap(self.fmem.as_ptr(), self.addr.cast(), self.errs.len())
-            };
+            // `xenforeignmemory_map` on `fmem`, which outlives this mapping
+            // (borrowed for 'h).
+            unsafe { sys::xenforeignmemory_unmap(self.fmem.as_ptr(), self.addr, self.pages) };
         }
     }
 }
@@ -391,16 +321,7 @@ impl Drop for PolicyGuard {
     }
 }
 
-impl Hypervisor for XenHypervisor<'_> {
-    type ReadMapping<'a>
-        = XenMapping<'a>
-    where
-        Self: 'a;
-    type WriteMapping<'a>
-        = XenMapping<'a>
-    where
-        Self: 'a;
-
+impl DomainCtl for XenHypervisor<'_> {
     fn xen_version(&self) -> HvResult<(u16, u16)> {
         // SAFETY: FFI call; XENVER_version takes no argument buffer.
         let v = unsafe { sys::xc_version(self.x(), sys::XENVER_version as i32, ptr::null_mut()) };
@@ -444,7 +365,9 @@ impl Hypervisor for XenHypervisor<'_> {
         }
         Ok(n)
     }
+}
 
+impl LogDirty for XenHypervisor<'_> {
     fn logdirty_enable(&self, domid: DomId) -> HvResult<()> {
         // SAFETY: FFI call; no megabyte out-parameter is requested.
         let rc = unsafe {
@@ -516,6 +439,17 @@ impl Hypervisor for XenHypervisor<'_> {
             pages,
         )
     }
+}
+
+impl GuestMemory for XenHypervisor<'_> {
+    type ReadMapping<'a>
+        = XenMapping<'a>
+    where
+        Self: 'a;
+    type WriteMapping<'a>
+        = XenMapping<'a>
+    where
+        Self: 'a;
 
     fn page_types(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()> {
         if frames.len() > MAX_BATCH {
@@ -577,19 +511,7 @@ impl Hypervisor for XenHypervisor<'_> {
         Ok(())
     }
 
-    fn populate_physmap_order(
-        &self,
-        domid: DomId,
-        extents: &mut [u64],
-        order: u32,
-    ) -> HvResult<usize> {
-        if order == 0 {
-            self.populate_physmap(domid, extents)?;
-            return Ok(extents.len());
-        }
-        if extents.is_empty() {
-            return Ok(0);
-        }
+    fn populate_extents(&self, domid: DomId, extents: &mut [u64], order: u32) -> HvResult<usize> {
         // The non-exact call reports how many extents Xen could allocate
         // (as libxenguest's HVM domain builder uses it for superpages), so
         // the caller populates only the rest with 4 KiB pages.
@@ -625,7 +547,9 @@ impl Hypervisor for XenHypervisor<'_> {
         }
         Ok(())
     }
+}
 
+impl X86Hvm for XenHypervisor<'_> {
     fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {
         // SAFETY: FFI call; a null buffer asks only for the size.
         let size = unsafe { sys::xc_domain_hvm_getcontext(self.x(), domid, ptr::null_mut(), 0) };
@@ -695,7 +619,9 @@ impl Hypervisor for XenHypervisor<'_> {
         }
         Ok(())
     }
+}
 
+impl X86Cpu for XenHypervisor<'_> {
     fn tsc_info(&self, domid: DomId) -> HvResult<TscInfo> {
         let mut t = TscInfo::default();
         // SAFETY: FFI call writing four scalars.
@@ -860,7 +786,9 @@ impl Hypervisor for XenHypervisor<'_> {
         }
         Ok(())
     }
+}
 
+impl GrantTable for XenHypervisor<'_> {
     fn seed_grant_table(&self, domid: DomId, _hvm: bool, entries: &[GrantEntry]) -> HvResult<()> {
         const ENTRY_SIZE: usize = std::mem::size_of::<sys::grant_entry_v1_t>();
         if let Some(e) = entries

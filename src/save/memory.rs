@@ -17,7 +17,7 @@
 //! Batches stay within libxenguest's limits (at most 1024 pfns, so a
 //! record is at most 4 MiB + 8 KiB, far below the 128 MiB record limit).
 
-use std::io::Write;
+use std::io::{IoSlice, Write};
 
 use super::bitmap::Bitmap;
 use super::mapcache::CHUNK_PAGES;
@@ -471,13 +471,13 @@ fn write_batch<H: Hypervisor, W: Write>(
             }
         }
     }
-    let mut slices: Vec<&[u8]> = Vec::with_capacity(mem.runs.len());
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(mem.runs.len());
     let mut off = 0;
     for r in &mem.runs {
         match map_of(r.src).and_then(|m| m.pages(r.first, r.n)) {
-            Some(s) => slices.push(s),
+            Some(s) => slices.push(s.io_slice()),
             None => {
-                slices.push(&mem.data[off..off + r.n * PAGE_SIZE]);
+                slices.push(IoSlice::new(&mem.data[off..off + r.n * PAGE_SIZE]));
                 off += r.n * PAGE_SIZE;
             }
         }
