@@ -386,4 +386,77 @@ mod tests {
             page.0[at] = 0;
         }
     }
+
+    /// Three pages of a local buffer as a mapping whose middle frame
+    /// failed; `unmap` records that the guard was dropped.
+    fn three_pages(
+        buf: &mut [Page; 3],
+        writable: bool,
+        unmap: std::rc::Rc<()>,
+    ) -> RawMapping<std::rc::Rc<()>> {
+        // SAFETY: `buf` is three aligned, writable pages that outlive the
+        // mapping in each test, and only the mapping reaches them.
+        unsafe { RawMapping::new(buf.as_mut_ptr().cast(), vec![0, -14, 0], writable, unmap) }
+    }
+
+    #[test]
+    fn raw_mapping_lends_only_runs_of_mapped_frames_and_drops_its_guard() {
+        let mut buf = [
+            Page([1; PAGE_SIZE]),
+            Page([0; PAGE_SIZE]),
+            Page([0; PAGE_SIZE]),
+        ];
+        let guard = std::rc::Rc::new(());
+        let m = three_pages(&mut buf, false, guard.clone());
+        assert_eq!((m.count(), m.error(1), m.error(3)), (3, -14, -libc::EINVAL));
+        assert_eq!(m.pages(0, 1).map(|g| g.len()), Some(PAGE_SIZE));
+        assert!(m.pages(0, 2).is_none(), "frame 1 failed");
+        assert!(m.pages(2, 2).is_none(), "beyond the batch");
+        assert!(m.pages(2, 0).is_none(), "empty run");
+        assert!(!m.is_zero(0) && m.is_zero(2) && !m.is_zero(1));
+        let mut page = [7u8; PAGE_SIZE];
+        m.read_page(1, &mut page);
+        assert_eq!(page, [7; PAGE_SIZE], "a failed frame is not read");
+        m.read_page(0, &mut page);
+        assert_eq!(page, [1; PAGE_SIZE]);
+        assert_eq!(
+            &*m.pages(0, 1).expect("mapped").io_slice(),
+            &[1; PAGE_SIZE][..]
+        );
+        assert_eq!(std::rc::Rc::strong_count(&guard), 2);
+        drop(m);
+        assert_eq!(std::rc::Rc::strong_count(&guard), 1, "unmapped on drop");
+    }
+
+    #[test]
+    fn raw_mapping_writes_only_when_mapped_writable() {
+        let mut buf = [
+            Page([0; PAGE_SIZE]),
+            Page([0; PAGE_SIZE]),
+            Page([0; PAGE_SIZE]),
+        ];
+        let mut ro = three_pages(&mut buf, false, std::rc::Rc::new(()));
+        ro.write_page(0, &[5; PAGE_SIZE]);
+        assert!(ro.pages_mut(0, 1).is_none());
+        assert!(ro.is_zero(0), "read-only mapping left alone");
+        drop(ro);
+        let mut rw = three_pages(&mut buf, true, std::rc::Rc::new(()));
+        rw.write_page(0, &[5; PAGE_SIZE]);
+        rw.pages_mut(2, 1).expect("mapped").fill(6);
+        assert!(rw.pages_mut(1, 2).is_none(), "frame 1 failed");
+        drop(rw);
+        assert_eq!((buf[0].0[100], buf[1].0[100], buf[2].0[100]), (5, 0, 6));
+    }
+
+    #[test]
+    #[should_panic(expected = "GuestBytes::copy_to length")]
+    fn guest_bytes_copy_wants_a_buffer_of_its_length() {
+        let mut buf = [
+            Page([0; PAGE_SIZE]),
+            Page([0; PAGE_SIZE]),
+            Page([0; PAGE_SIZE]),
+        ];
+        let m = three_pages(&mut buf, false, std::rc::Rc::new(()));
+        m.pages(0, 1).expect("mapped").copy_to(&mut [0; 8]);
+    }
 }
