@@ -1,14 +1,15 @@
 //! The engines through their public API only, over a hypervisor written
-//! here: proof that `hv::Hypervisor` can be implemented outside the crate
-//! (as `hv::xen` and `hv::sim` do inside it) and that a save made with it
+//! here: proof that the `hv` role traits (and so `hv::Hypervisor`) can be
+//! implemented outside the crate (as `hv::xen` and `hv::sim` do inside it) and that a save made with it
 //! restores into another instance with every piece of state intact.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use xcmig::hv::{
-    pfinfo, CpuPolicy, CpuidLeaf, DomId, DomainInfo, GrantEntry, HvError, HvResult, Hypervisor,
-    LogDirtyReport, MappedPages, MappedPagesMut, MsrEntry, TscInfo, PAGE_SIZE,
+    pfinfo, CpuPolicy, CpuidLeaf, DomId, DomainCtl, DomainInfo, GrantEntry, GrantTable,
+    GuestMemory, HvError, HvResult, LogDirty, LogDirtyReport, MappedPages, MappedPagesMut,
+    MsrEntry, TscInfo, X86Cpu, X86Hvm, PAGE_SIZE,
 };
 use xcmig::log::{Level, Log};
 use xcmig::restore::{restore_domain, RestoreCallbacks, RestoreHook, RestoreParams};
@@ -146,10 +147,7 @@ impl MemHv {
     }
 }
 
-impl Hypervisor for MemHv {
-    type ReadMapping<'a> = Map<'a>;
-    type WriteMapping<'a> = Map<'a>;
-
+impl DomainCtl for MemHv {
     fn xen_version(&self) -> HvResult<(u16, u16)> {
         Ok((4, 17))
     }
@@ -171,6 +169,9 @@ impl Hypervisor for MemHv {
         self.check(domid)?;
         Ok(self.pages.borrow().keys().last().map_or(1, |m| m + 1))
     }
+}
+
+impl LogDirty for MemHv {
     fn logdirty_enable(&self, domid: DomId) -> HvResult<()> {
         self.check(domid)?;
         if self.logdirty.replace(true) {
@@ -206,6 +207,12 @@ impl Hypervisor for MemHv {
             ..LogDirtyReport::default()
         })
     }
+}
+
+impl GuestMemory for MemHv {
+    type ReadMapping<'a> = Map<'a>;
+    type WriteMapping<'a> = Map<'a>;
+
     fn page_types(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()> {
         self.check(domid)?;
         let pages = self.pages.borrow();
@@ -244,6 +251,9 @@ impl Hypervisor for MemHv {
         }
         Ok(())
     }
+}
+
+impl X86Hvm for MemHv {
     fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {
         self.check(domid)?;
         Ok(self.context.borrow().clone())
@@ -265,6 +275,9 @@ impl Hypervisor for MemHv {
         self.params.borrow_mut().insert(index, value);
         Ok(())
     }
+}
+
+impl X86Cpu for MemHv {
     fn tsc_info(&self, domid: DomId) -> HvResult<TscInfo> {
         self.check(domid)?;
         Ok(self.tsc.get())
@@ -283,6 +296,9 @@ impl Hypervisor for MemHv {
         *self.policy.borrow_mut() = policy.clone();
         Ok(())
     }
+}
+
+impl GrantTable for MemHv {
     fn seed_grant_table(&self, domid: DomId, _hvm: bool, entries: &[GrantEntry]) -> HvResult<()> {
         self.check(domid)?;
         self.grants.borrow_mut().extend_from_slice(entries);

@@ -33,6 +33,12 @@ impl HvError {
         }
     }
 
+    /// The same error with a sentence of detail (replacing any it had).
+    pub fn and_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
     /// The failed operation.
     pub fn op(&self) -> &'static str {
         self.op

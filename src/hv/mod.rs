@@ -1,14 +1,14 @@
 //! What the save and restore engines need from Xen, and nothing more.
 //!
-//! [`Hypervisor`] is the seam between the engines (`save`, `restore`) and the
-//! host: `hv::xen` implements it over libxenctrl and libxenforeignmemory with
-//! the caller's `xc_interface *`; [`sim`] implements it in-process over the
-//! simulated host `xensim` (tests only, or with the `sim` cargo feature).
-//!
-//! Every method corresponds to one libxenctrl/libxenforeignmemory call (or a
-//! short fixed sequence of them) that libxenguest makes on the same path; the
-//! doc comment names it, so that an implementation over real Xen is a thin
-//! wrapper and a simulated one knows which Xen semantics to reproduce.
+//! The seam between the engines (`save`, `restore`) and the host is a set
+//! of role traits ([`DomainCtl`], [`GuestMemory`], [`LogDirty`],
+//! [`GrantTable`], [`X86Cpu`], [`X86Hvm`], in `roles`) summed up as
+//! [`Hypervisor`]. `hv::xen` implements them over libxenctrl and
+//! libxenforeignmemory with the caller's `xc_interface *`; [`sim`]
+//! implements them in-process over the simulated host `xensim` (for the
+//! library's own tests, and for code outside it with the `sim` cargo
+//! feature). Guest mappings, and the only code that touches guest memory
+//! through raw pointers, are in [`pages`].
 //!
 //! Frame numbers are `u64` throughout (`xen_pfn_t` on x86-64). For HVM/PVH
 //! guests a "gfn" is the guest frame number; PV (later) uses machine frames
@@ -16,14 +16,16 @@
 //! methods that take either.
 
 mod error;
-#[cfg(any(test, feature = "sim", feature = "xen"))]
-pub(crate) mod pages;
+pub mod pages;
+mod roles;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 #[cfg(feature = "xen")]
 pub mod xen;
 
 pub use error::{HvError, HvResult};
+pub use pages::{GuestBytes, MappedPages, MappedPagesMut, MappingHints};
+pub use roles::{DomainCtl, GrantTable, GuestMemory, Hypervisor, LogDirty, X86Cpu, X86Hvm};
 
 /// A domain id (`domid_t`, widened as libxenguest's `uint32_t dom`).
 pub type DomId = u32;
@@ -268,239 +270,5 @@ pub const GNTTAB_RESERVED_CONSOLE: u32 = 0;
 /// Grant reference reserved for the xenstore ring.
 pub const GNTTAB_RESERVED_XENSTORE: u32 = 1;
 
-/// A batch of guest frames mapped for reading (save side). Dropping it
-/// unmaps the frames (`xenforeignmemory_unmap`).
-pub trait MappedPages {
-    /// Number of frames the mapping was asked for.
-    fn count(&self) -> usize;
-    /// Per-frame result of the mapping: 0 if the frame is mapped, else a
-    /// non-zero error (a negative errno from privcmd).
-    fn error(&self, i: usize) -> i32;
-    /// Copy frame `i` into `dst`. Frames whose `error` is non-zero must not
-    /// be read; implementations return without copying for them.
-    fn read_page(&self, i: usize, dst: &mut [u8; PAGE_SIZE]);
-
-    /// Whether frame `i` (mapped without error) is all zeros. The guest may
-    /// change it meanwhile; the answer is then that of some moment of the
-    /// call. The default copies the page out with
-    /// [`MappedPages::read_page`] and looks.
-    fn is_zero(&self, i: usize) -> bool {
-        let mut page = [0u8; PAGE_SIZE];
-        self.read_page(i, &mut page);
-        page.iter().all(|&b| b == 0)
-    }
-
-    /// Frames `first .. first + n` as one byte slice, if they are all
-    /// mapped and lie one after the other in memory, so that a writer can
-    /// hand them to the kernel without a copy (as libxenguest's `writev`
-    /// does). The guest may be writing them: the slice must only be read
-    /// as a whole, and a page may then go out torn, which log-dirty
-    /// corrects by sending it again. `None` (the default) makes the engine
-    /// copy the pages with [`MappedPages::read_page`].
-    fn pages(&self, first: usize, n: usize) -> Option<&[u8]> {
-        let _ = (first, n);
-        None
-    }
-}
-
-/// A batch of guest frames mapped for reading and writing (restore side).
-pub trait MappedPagesMut: MappedPages {
-    /// Copy `src` into frame `i`.
-    fn write_page(&mut self, i: usize, src: &[u8; PAGE_SIZE]);
-
-    /// Frames `first .. first + n` as one writable byte slice, if they are
-    /// all mapped read-write and lie one after the other in memory, so
-    /// that the restore engine reads the stream straight into them. `None`
-    /// (the default) makes the engine copy through
-    /// [`MappedPagesMut::write_page`].
-    fn pages_mut(&mut self, first: usize, n: usize) -> Option<&mut [u8]> {
-        let _ = (first, n);
-        None
-    }
-}
-
-/// How the engines may keep guest mappings, a property of the backend
-/// ([`Hypervisor::mapping_hints`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MappingHints {
-    /// A mapping keeps showing what the guest has at each frame even after
-    /// the guest changes its p2m (xensim maps file offsets). False on Xen:
-    /// a foreign mapping holds the page it was made of, so a page the guest
-    /// gave back and got anew (ballooning) would read stale; mappings are
-    /// then only kept while the guest cannot run in between.
-    pub follows_p2m: bool,
-    /// Most guest frames the engines may keep mapped beyond one batch.
-    pub max_cached_pages: usize,
-}
-
-impl Default for MappingHints {
-    /// Conservative: mappings do not follow the p2m, and at most 256 MiB of
-    /// guest memory stays mapped (a PVH dom0 backs foreign mappings with
-    /// its own ballooned-out memory).
-    fn default() -> Self {
-        MappingHints {
-            follows_p2m: false,
-            max_cached_pages: 64 * 1024,
-        }
-    }
-}
-
 /// Order of a 2 MiB extent (`SUPERPAGE_2MB_SHIFT`): 512 frames.
 pub const ORDER_2M: u32 = 9;
-
-/// Everything the save and restore engines ask of Xen.
-///
-/// Errors carry the errno Xen (or the library) reported, so that the C
-/// layer can hand it back through `errno`.
-pub trait Hypervisor {
-    /// A read-only mapping of a batch of guest frames.
-    type ReadMapping<'a>: MappedPages
-    where
-        Self: 'a;
-    /// A read-write mapping of a batch of guest frames.
-    type WriteMapping<'a>: MappedPagesMut
-    where
-        Self: 'a;
-
-    /// `xc_version(XENVER_version)`: (major, minor), e.g. (4, 17).
-    fn xen_version(&self) -> HvResult<(u16, u16)>;
-
-    /// `xc_domain_getinfo(xch, domid, 1, ..)`: information about the first
-    /// domain with an id of at least `domid` (check [`DomainInfo::domid`]).
-    fn domain_info(&self, domid: DomId) -> HvResult<DomainInfo>;
-
-    /// `xc_domain_nr_gpfns`: `XENMEM_maximum_gpfn` + 1, the p2m size the
-    /// save loop and its dirty bitmap span.
-    fn nr_gpfns(&self, domid: DomId) -> HvResult<u64>;
-
-    /// `xc_shadow_control(ENABLE_LOGDIRTY)`. Xen fails with EINVAL when
-    /// log-dirty is already on (for instance for VRAM tracking).
-    fn logdirty_enable(&self, domid: DomId) -> HvResult<()>;
-
-    /// `xc_shadow_control(OFF)`: log-dirty off. Accepted at any time.
-    fn logdirty_off(&self, domid: DomId) -> HvResult<()>;
-
-    /// `xc_logdirty_control(CLEAN)`: copy the first `pages` bits of the
-    /// dirty bitmap into `bitmap` (bit `p` of word `p / 64` is pfn `p`),
-    /// then clear the bitmap and counters. `final_pass` is
-    /// `XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL`. `bitmap` holds at least
-    /// `pages.div_ceil(64)` words.
-    fn logdirty_clean(
-        &self,
-        domid: DomId,
-        bitmap: &mut [u64],
-        pages: u64,
-        final_pass: bool,
-    ) -> HvResult<LogDirtyReport>;
-
-    /// `xc_logdirty_control(PEEK)`: like [`Hypervisor::logdirty_clean`]
-    /// without clearing anything.
-    fn logdirty_peek(
-        &self,
-        domid: DomId,
-        bitmap: &mut [u64],
-        pages: u64,
-    ) -> HvResult<LogDirtyReport>;
-
-    /// `xc_get_pfn_type_batch`: replace each frame number in `frames` (at
-    /// most [`MAX_BATCH`]) with its `XEN_DOMCTL_PFINFO_*` type ([`pfinfo`]);
-    /// holes and invalid frames give XTAB, not an error.
-    fn page_types(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()>;
-
-    /// `xenforeignmemory_map(PROT_READ)` of `frames`.
-    fn map_read(&self, domid: DomId, frames: &[u64]) -> HvResult<Self::ReadMapping<'_>>;
-
-    /// `xenforeignmemory_map(PROT_READ | PROT_WRITE)` of `frames`.
-    fn map_write(&self, domid: DomId, frames: &[u64]) -> HvResult<Self::WriteMapping<'_>>;
-
-    /// `xc_domain_populate_physmap_exact(order 0)`: allocate memory behind
-    /// each gfn in `frames`. On return each entry holds the frame Xen
-    /// allocated (the same gfn for HVM; an MFN for PV).
-    fn populate_physmap(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()>;
-
-    /// `xc_domain_populate_physmap(extent_order = order)`: allocate an
-    /// extent of `2^order` frames at each (aligned) gfn in `extents`. Xen
-    /// stops at the first extent it cannot allocate (for instance no free
-    /// 2 MiB of memory), leaving the earlier ones populated; the number
-    /// populated is returned and the caller populates the rest otherwise.
-    /// An error means nothing more can be expected from a retry.
-    ///
-    /// The default populates the frames of each extent with
-    /// [`Hypervisor::populate_physmap`] (order 0).
-    fn populate_physmap_order(
-        &self,
-        domid: DomId,
-        extents: &mut [u64],
-        order: u32,
-    ) -> HvResult<usize> {
-        if order == 0 {
-            self.populate_physmap(domid, extents)?;
-            return Ok(extents.len());
-        }
-        // Xen refuses orders above its largest allocation unit; 1 GiB
-        // (order 18) is the largest a toolstack asks for.
-        let capacity = if order <= 18 {
-            extents.len().checked_mul(1usize << order)
-        } else {
-            None
-        };
-        let Some(capacity) = capacity else {
-            return Err(HvError::with_detail(
-                "xc_domain_populate_physmap",
-                libc::EINVAL,
-                format!("extent order {order} for {} extents", extents.len()),
-            ));
-        };
-        let per = 1u64 << order;
-        let mut frames = Vec::with_capacity(capacity);
-        for &base in extents.iter() {
-            frames.extend(base..base.saturating_add(per));
-        }
-        self.populate_physmap(domid, &mut frames)?;
-        for (e, chunk) in extents.iter_mut().zip(frames.chunks(per as usize)) {
-            *e = chunk[0];
-        }
-        Ok(extents.len())
-    }
-
-    /// How long the engines may keep mappings of this backend's guests.
-    fn mapping_hints(&self) -> MappingHints {
-        MappingHints::default()
-    }
-
-    /// `xc_clear_domain_pages`: zero `count` frames from `gfn`.
-    fn clear_pages(&self, domid: DomId, gfn: u64, count: u64) -> HvResult<()>;
-
-    /// `xc_domain_hvm_getcontext`: the HVM context blob (size query, then
-    /// fetch; the returned vector has the actual length).
-    fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>>;
-
-    /// `xc_domain_hvm_setcontext`.
-    fn set_hvm_context(&self, domid: DomId, blob: &[u8]) -> HvResult<()>;
-
-    /// `xc_hvm_param_get`.
-    fn hvm_param(&self, domid: DomId, index: u32) -> HvResult<u64>;
-
-    /// `xc_hvm_param_set`.
-    fn set_hvm_param(&self, domid: DomId, index: u32, value: u64) -> HvResult<()>;
-
-    /// `xc_domain_get_tsc_info`.
-    fn tsc_info(&self, domid: DomId) -> HvResult<TscInfo>;
-
-    /// `xc_domain_set_tsc_info`.
-    fn set_tsc_info(&self, domid: DomId, tsc: &TscInfo) -> HvResult<()>;
-
-    /// `xc_cpu_policy_get_domain` + `xc_cpu_policy_serialise`: the domain's
-    /// CPU policy, serialised.
-    fn cpu_policy(&self, domid: DomId) -> HvResult<CpuPolicy>;
-
-    /// `xc_set_domain_cpu_policy`. Xen refuses (EEXIST) once the domain has
-    /// first been unpaused.
-    fn set_cpu_policy(&self, domid: DomId, policy: &CpuPolicy) -> HvResult<()>;
-
-    /// Write `entries` into the domain's grant table frame 0
-    /// (`xenforeignmemory_map_resource` of the shared grant table, as
-    /// `xc_dom_gnttab_seed` does, with its fallbacks). The table is mapped
-    /// and unmapped even when `entries` is empty, like libxenguest.
-    fn seed_grant_table(&self, domid: DomId, hvm: bool, entries: &[GrantEntry]) -> HvResult<()>;
-}

@@ -1,4 +1,4 @@
-//! [`Hypervisor`] over the simulated host `xensim`, in-process: the fast
+//! The hypervisor roles over the simulated host `xensim`, in-process: the fast
 //! path for Rust tests of the engines (and, with the `sim` cargo feature,
 //! for tools that drive a simulated host without the C shim).
 //!
@@ -13,12 +13,14 @@ use std::rc::Rc;
 
 use xensim::{Domain, ForeignMapping, Host, LogDirtyOp, Prot};
 
+use super::pages::RawMapping;
 use super::{
-    pages, CpuPolicy, CpuidLeaf, DomId, DomainInfo, GrantEntry, HvError, HvResult, Hypervisor,
-    LogDirtyReport, MappedPages, MappedPagesMut, MappingHints, MsrEntry, TscInfo, PAGE_SIZE,
+    CpuPolicy, CpuidLeaf, DomId, DomainCtl, DomainInfo, GrantEntry, GrantTable, GuestMemory,
+    HvError, HvResult, LogDirty, LogDirtyReport, MappingHints, MsrEntry, TscInfo, X86Cpu, X86Hvm,
+    PAGE_SIZE,
 };
 
-/// A [`Hypervisor`] backed by a `xensim` host directory.
+/// A [`Hypervisor`](super::Hypervisor) backed by a `xensim` host directory.
 pub struct SimHypervisor {
     host: Host,
     // Opening a domain maps its control files; keep them per domain.
@@ -111,6 +113,20 @@ impl SimHypervisor {
         Ok(d)
     }
 
+    /// `xenforeignmemory_map` of `frames` with `prot`, counted.
+    fn map(&self, domid: DomId, frames: &[u64], prot: Prot) -> HvResult<SimMapping> {
+        const OP: &str = "xenforeignmemory_map";
+        let map = self
+            .dom(OP, domid)?
+            .map_frames(frames, prot)
+            .map_err(|e| hv_err(OP, e))?;
+        self.count(|c| {
+            c.map_calls += 1;
+            c.mapped_frames += frames.len() as u64;
+        });
+        Ok(raw_mapping(map, prot == Prot::ReadWrite))
+    }
+
     fn logdirty(
         &self,
         op: LogDirtyOp,
@@ -146,86 +162,22 @@ impl SimHypervisor {
     }
 }
 
-/// Guest frames mapped through `xensim` (real `MAP_SHARED` mappings,
-/// unmapped on drop).
-#[derive(Debug)]
-pub struct SimMapping {
-    map: ForeignMapping,
-    writable: bool,
+/// Guest frames mapped through `xensim`: real `MAP_SHARED` mappings, which
+/// the [`ForeignMapping`] unmaps when the mapping is dropped.
+pub type SimMapping = RawMapping<ForeignMapping>;
+
+/// A [`SimMapping`] of `map`.
+fn raw_mapping(map: ForeignMapping, writable: bool) -> SimMapping {
+    let errs = map.errors().to_vec();
+    // SAFETY: `map` holds one reserved region of `errs.len()` pages from
+    // `map.addr()`, each slot with error 0 mapped (read-write when
+    // `writable`, i.e. mapped with `Prot::ReadWrite`) until `map` is
+    // dropped, which the raw mapping does last; the region does not move
+    // with the handle, and no other Rust value reaches it.
+    unsafe { RawMapping::new(map.addr(), errs, writable, map) }
 }
 
-impl SimMapping {
-    /// Whether slots `first .. first + n` exist and are all mapped.
-    fn all_mapped(&self, first: usize, n: usize) -> bool {
-        n > 0
-            && first
-                .checked_add(n)
-                .and_then(|end| self.map.errors().get(first..end))
-                .is_some_and(|e| e.iter().all(|&e| e == 0))
-    }
-}
-
-impl MappedPages for SimMapping {
-    fn count(&self) -> usize {
-        self.map.pages()
-    }
-
-    fn error(&self, i: usize) -> i32 {
-        self.map.errors().get(i).copied().unwrap_or(-libc::EINVAL)
-    }
-
-    fn read_page(&self, i: usize, dst: &mut [u8; PAGE_SIZE]) {
-        // Slots that failed to map, or are out of range, are reported by
-        // `error` and never read by the engines; nothing to copy then.
-        if self.error(i) == 0 {
-            let _ = self.map.read_page(i, dst);
-        }
-    }
-
-    fn is_zero(&self, i: usize) -> bool {
-        if !self.all_mapped(i, 1) {
-            return false;
-        }
-        // SAFETY: slot `i` is mapped (error 0), so its page-aligned address
-        // is readable for a page while `self` (the mapping) lives.
-        unsafe { pages::page_is_zero(self.map.addr().add(i * PAGE_SIZE)) }
-    }
-
-    fn pages(&self, first: usize, n: usize) -> Option<&[u8]> {
-        if !self.all_mapped(first, n) {
-            return None;
-        }
-        // SAFETY: the slots are mapped and consecutive in one reserved
-        // region, so the range is readable; the slice borrows `self`, so
-        // the mapping outlives it, and no Rust code writes through a
-        // read view. See `hv::pages` for concurrent guest writes.
-        Some(unsafe { pages::guest_bytes(self.map.addr().add(first * PAGE_SIZE), n) })
-    }
-}
-
-impl MappedPagesMut for SimMapping {
-    fn write_page(&mut self, i: usize, src: &[u8; PAGE_SIZE]) {
-        if self.error(i) == 0 {
-            let _ = self.map.write_page(i, src);
-        }
-    }
-
-    fn pages_mut(&mut self, first: usize, n: usize) -> Option<&mut [u8]> {
-        if !self.writable || !self.all_mapped(first, n) {
-            return None;
-        }
-        // SAFETY: the slots are mapped read-write and consecutive in one
-        // region; the slice borrows `self` mutably, so nothing else in this
-        // process reaches them meanwhile, and a restore target is not
-        // running.
-        Some(unsafe { pages::guest_bytes_mut(self.map.addr().add(first * PAGE_SIZE), n) })
-    }
-}
-
-impl Hypervisor for SimHypervisor {
-    type ReadMapping<'a> = SimMapping;
-    type WriteMapping<'a> = SimMapping;
-
+impl DomainCtl for SimHypervisor {
     fn xen_version(&self) -> HvResult<(u16, u16)> {
         const OP: &str = "xc_version";
         self.host.fault_point(OP).map_err(|e| hv_err(OP, e))?;
@@ -264,7 +216,9 @@ impl Hypervisor for SimHypervisor {
     fn nr_gpfns(&self, domid: DomId) -> HvResult<u64> {
         Ok(self.dom("xc_domain_nr_gpfns", domid)?.max_gpfn() + 1)
     }
+}
 
+impl LogDirty for SimHypervisor {
     fn logdirty_enable(&self, domid: DomId) -> HvResult<()> {
         const OP: &str = "xc_shadow_control";
         self.dom(OP, domid)?
@@ -297,6 +251,11 @@ impl Hypervisor for SimHypervisor {
     ) -> HvResult<LogDirtyReport> {
         self.logdirty(LogDirtyOp::Peek, domid, bitmap, pages, false)
     }
+}
+
+impl GuestMemory for SimHypervisor {
+    type ReadMapping<'a> = SimMapping;
+    type WriteMapping<'a> = SimMapping;
 
     fn page_types(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()> {
         const OP: &str = "xc_get_pfn_type_batch";
@@ -306,35 +265,11 @@ impl Hypervisor for SimHypervisor {
     }
 
     fn map_read(&self, domid: DomId, frames: &[u64]) -> HvResult<SimMapping> {
-        const OP: &str = "xenforeignmemory_map";
-        let map = self
-            .dom(OP, domid)?
-            .map_frames(frames, Prot::Read)
-            .map_err(|e| hv_err(OP, e))?;
-        self.count(|c| {
-            c.map_calls += 1;
-            c.mapped_frames += frames.len() as u64;
-        });
-        Ok(SimMapping {
-            map,
-            writable: false,
-        })
+        self.map(domid, frames, Prot::Read)
     }
 
     fn map_write(&self, domid: DomId, frames: &[u64]) -> HvResult<SimMapping> {
-        const OP: &str = "xenforeignmemory_map";
-        let map = self
-            .dom(OP, domid)?
-            .map_frames(frames, Prot::ReadWrite)
-            .map_err(|e| hv_err(OP, e))?;
-        self.count(|c| {
-            c.map_calls += 1;
-            c.mapped_frames += frames.len() as u64;
-        });
-        Ok(SimMapping {
-            map,
-            writable: true,
-        })
+        self.map(domid, frames, Prot::ReadWrite)
     }
 
     fn populate_physmap(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()> {
@@ -358,17 +293,8 @@ impl Hypervisor for SimHypervisor {
         Ok(())
     }
 
-    fn populate_physmap_order(
-        &self,
-        domid: DomId,
-        extents: &mut [u64],
-        order: u32,
-    ) -> HvResult<usize> {
+    fn populate_extents(&self, domid: DomId, extents: &mut [u64], order: u32) -> HvResult<usize> {
         const OP: &str = "xc_domain_populate_physmap";
-        if order == 0 {
-            self.populate_physmap(domid, extents)?;
-            return Ok(extents.len());
-        }
         if order != super::ORDER_2M {
             return Err(HvError::with_detail(
                 OP,
@@ -415,7 +341,9 @@ impl Hypervisor for SimHypervisor {
             .clear_frames(gfn, count)
             .map_err(|e| hv_err(OP, e))
     }
+}
 
+impl X86Hvm for SimHypervisor {
     fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {
         const OP: &str = "xc_domain_hvm_getcontext";
         let d = self.dom(OP, domid)?;
@@ -454,7 +382,9 @@ impl Hypervisor for SimHypervisor {
             .set_hvm_param(index, value)
             .map_err(|e| hv_err(OP, e))
     }
+}
 
+impl X86Cpu for SimHypervisor {
     fn tsc_info(&self, domid: DomId) -> HvResult<TscInfo> {
         const OP: &str = "xc_domain_get_tsc_info";
         let t = self.dom(OP, domid)?.tsc_info().map_err(|e| hv_err(OP, e))?;
@@ -539,7 +469,9 @@ impl Hypervisor for SimHypervisor {
             .set_cpu_policy(&p)
             .map_err(|e| hv_err(OP, e))
     }
+}
 
+impl GrantTable for SimHypervisor {
     fn seed_grant_table(&self, domid: DomId, _hvm: bool, entries: &[GrantEntry]) -> HvResult<()> {
         const OP: &str = "xenforeignmemory_map_resource";
         let map = self

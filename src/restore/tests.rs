@@ -9,7 +9,7 @@ use xensim::{GuestType, Host};
 
 use super::*;
 use crate::hv::sim::SimHypervisor;
-use crate::hv::{param, MappedPages};
+use crate::hv::{param, GuestMemory, MappedPages};
 use crate::save::testutil::{
     verify_stream_v2, RecLog, TempHost, ToolstackRestore, ToolstackSave, ERROR, FAILOVER, GO, STOP,
 };

@@ -17,7 +17,7 @@
 //! Batches stay within libxenguest's limits (at most 1024 pfns, so a
 //! record is at most 4 MiB + 8 KiB, far below the 128 MiB record limit).
 
-use std::io::Write;
+use std::io::{IoSlice, Write};
 
 use super::batch::{Run, Src};
 use super::bitmap::Bitmap;
@@ -279,11 +279,11 @@ fn write_batch<H: Hypervisor, W: Write>(
             guest.normalise_page(t, dst)?;
         }
     }
-    let mut slices: Vec<&[u8]> = Vec::with_capacity(mem.runs.len());
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(mem.runs.len());
     let mut off = 0;
     for r in &mem.runs {
         if r.copy {
-            slices.push(&mem.data[off..off + r.n * PAGE_SIZE]);
+            slices.push(IoSlice::new(&mem.data[off..off + r.n * PAGE_SIZE]));
             off += r.n * PAGE_SIZE;
         } else {
             let Some(s) = map_of(r.src).and_then(|m| m.pages(r.first, r.n)) else {
@@ -293,7 +293,7 @@ fn write_batch<H: Hypervisor, W: Write>(
                     r.first + r.n
                 )));
             };
-            slices.push(s);
+            slices.push(s.io_slice());
         }
     }
     let nr_pages: usize = mem.runs.iter().map(|r| r.n).sum();

@@ -4,7 +4,7 @@
 //! Conversions from the hypervisor's types to the stream's live here so
 //! the engine speaks one vocabulary.
 
-use std::io::Write;
+use std::io::{IoSlice, Write};
 
 use crate::hv::{pfinfo, CpuidLeaf, MsrEntry, TscInfo};
 use crate::stream::{self, DomainHeader, DomainType, PageType, PfnEntry, Writer};
@@ -92,7 +92,7 @@ impl<'a, W: Write> Out<'a, W> {
         &mut self,
         pfns: &[u64],
         types: &[u64],
-        pages: &[&[u8]],
+        pages: &[IoSlice<'_>],
     ) -> Result<(), stream::Error> {
         let mut entries = std::mem::take(&mut self.entries);
         entries.clear();
@@ -101,7 +101,9 @@ impl<'a, W: Write> Out<'a, W> {
             let page_type = PageType::from_bits(bits).unwrap_or(PageType::XTab);
             entries.push(PfnEntry::new(pfn, page_type));
         }
-        let res = self.w()?.write_page_data(&entries, pages);
+        // The writer hands these on to `write_vectored` whole.
+        let pages: Vec<&[u8]> = pages.iter().map(|p| &**p).collect();
+        let res = self.w()?.write_page_data(&entries, &pages);
         self.entries = entries;
         res
     }

@@ -10,7 +10,7 @@ use super::guest::PageFrames;
 use super::memory;
 use super::testutil::{RecLog, TempHost, ToolstackSave};
 use super::{SaveError, SaveParams};
-use crate::hv::{Hypervisor, PAGE_SIZE};
+use crate::hv::{DomainCtl, PAGE_SIZE};
 use crate::stream::{DomainType, PageType, Reader, Record};
 
 /// A guest type whose pfn `p` lives at frame `p + 1`, and whose pages with

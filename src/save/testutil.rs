@@ -15,7 +15,8 @@ use xensim::{Domain, DomainConfig, Fill, GuestType, Host};
 use super::{PolicyDecision, PrecopyStats, SaveCallbacks, SaveHook};
 use crate::hv::sim::SimHypervisor;
 use crate::hv::{
-    CpuPolicy, DomId, DomainInfo, GrantEntry, HvResult, Hypervisor, LogDirtyReport, TscInfo,
+    CpuPolicy, DomId, DomainCtl, DomainInfo, GrantEntry, GrantTable, GuestMemory, HvResult,
+    LogDirty, LogDirtyReport, TscInfo, X86Cpu, X86Hvm,
 };
 use crate::restore::{MissingStaticData, Proceed, RestoreCallbacks, RestoreHook};
 use crate::toolstack::{CallbackFailed, Next};
@@ -313,10 +314,8 @@ impl ScriptedDirty {
     }
 }
 
-impl Hypervisor for ScriptedDirty {
-    type ReadMapping<'a> = <SimHypervisor as Hypervisor>::ReadMapping<'a>;
-    type WriteMapping<'a> = <SimHypervisor as Hypervisor>::WriteMapping<'a>;
-
+// Only log-dirty is scripted; every other role goes to the simulator.
+impl DomainCtl for ScriptedDirty {
     fn xen_version(&self) -> HvResult<(u16, u16)> {
         self.inner.xen_version()
     }
@@ -326,6 +325,9 @@ impl Hypervisor for ScriptedDirty {
     fn nr_gpfns(&self, domid: DomId) -> HvResult<u64> {
         self.inner.nr_gpfns(domid)
     }
+}
+
+impl LogDirty for ScriptedDirty {
     fn logdirty_enable(&self, domid: DomId) -> HvResult<()> {
         *self.enables.borrow_mut() += 1;
         self.inner.logdirty_enable(domid)
@@ -363,6 +365,12 @@ impl Hypervisor for ScriptedDirty {
     ) -> HvResult<LogDirtyReport> {
         self.inner.logdirty_peek(domid, bitmap, pages)
     }
+}
+
+impl GuestMemory for ScriptedDirty {
+    type ReadMapping<'a> = <SimHypervisor as GuestMemory>::ReadMapping<'a>;
+    type WriteMapping<'a> = <SimHypervisor as GuestMemory>::WriteMapping<'a>;
+
     fn page_types(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()> {
         self.inner.page_types(domid, frames)
     }
@@ -378,6 +386,9 @@ impl Hypervisor for ScriptedDirty {
     fn clear_pages(&self, domid: DomId, gfn: u64, count: u64) -> HvResult<()> {
         self.inner.clear_pages(domid, gfn, count)
     }
+}
+
+impl X86Hvm for ScriptedDirty {
     fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {
         self.inner.hvm_context(domid)
     }
@@ -390,6 +401,9 @@ impl Hypervisor for ScriptedDirty {
     fn set_hvm_param(&self, domid: DomId, index: u32, value: u64) -> HvResult<()> {
         self.inner.set_hvm_param(domid, index, value)
     }
+}
+
+impl X86Cpu for ScriptedDirty {
     fn tsc_info(&self, domid: DomId) -> HvResult<TscInfo> {
         self.inner.tsc_info(domid)
     }
@@ -402,6 +416,9 @@ impl Hypervisor for ScriptedDirty {
     fn set_cpu_policy(&self, domid: DomId, policy: &CpuPolicy) -> HvResult<()> {
         self.inner.set_cpu_policy(domid, policy)
     }
+}
+
+impl GrantTable for ScriptedDirty {
     fn seed_grant_table(&self, domid: DomId, hvm: bool, entries: &[GrantEntry]) -> HvResult<()> {
         self.inner.seed_grant_table(domid, hvm, entries)
     }

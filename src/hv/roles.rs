@@ -1,0 +1,224 @@
+//! The roles a hypervisor plays for the engines, one trait each (as
+//! vm-memory splits `GuestMemory`, `Bytes` and `GuestAddressSpace`), and
+//! [`Hypervisor`], the sum of them that the engines take today.
+//!
+//! Every method corresponds to one libxenctrl/libxenforeignmemory call (or
+//! a short fixed sequence of them) that libxenguest makes on the same path;
+//! the doc comment names it, so that an implementation over real Xen is a
+//! thin wrapper and a simulated one knows which Xen semantics to reproduce.
+//!
+//! Errors carry the errno Xen (or the library) reported, so that the C
+//! layer can hand it back through `errno`.
+//!
+//! A role that only some guest types need (x86 PV next: vCPU context,
+//! address size, M2P, shared info) becomes a trait of its own beside
+//! [`X86Hvm`], and the code for that guest type asks for it in its bounds
+//! (`H: Hypervisor + X86Pv`) rather than every backend and test double
+//! having to provide it.
+
+use super::pages::{MappedPages, MappedPagesMut, MappingHints};
+use super::{CpuPolicy, DomId, DomainInfo, GrantEntry, HvError, HvResult, LogDirtyReport, TscInfo};
+
+/// Domain control: which Xen this is and what it says about a domain as a
+/// whole (`xc_version`, `xc_domain_getinfo`, `xc_domain_nr_gpfns`).
+pub trait DomainCtl {
+    /// `xc_version(XENVER_version)`: (major, minor), e.g. (4, 17).
+    fn xen_version(&self) -> HvResult<(u16, u16)>;
+
+    /// `xc_domain_getinfo(xch, domid, 1, ..)`: information about the first
+    /// domain with an id of at least `domid` (check [`DomainInfo::domid`]).
+    fn domain_info(&self, domid: DomId) -> HvResult<DomainInfo>;
+
+    /// `xc_domain_nr_gpfns`: `XENMEM_maximum_gpfn` + 1, the p2m size the
+    /// save loop and its dirty bitmap span.
+    fn nr_gpfns(&self, domid: DomId) -> HvResult<u64>;
+}
+
+/// Guest memory: page types, foreign mappings, and allocating and clearing
+/// frames (`xc_get_pfn_type_batch`, `xenforeignmemory_map`/`_unmap`,
+/// `xc_domain_populate_physmap[_exact]`, `xc_clear_domain_pages`).
+pub trait GuestMemory {
+    /// A read-only mapping of a batch of guest frames.
+    type ReadMapping<'a>: MappedPages
+    where
+        Self: 'a;
+    /// A read-write mapping of a batch of guest frames.
+    type WriteMapping<'a>: MappedPagesMut
+    where
+        Self: 'a;
+
+    /// `xc_get_pfn_type_batch`: replace each frame number in `frames` (at
+    /// most [`MAX_BATCH`](super::MAX_BATCH)) with its
+    /// `XEN_DOMCTL_PFINFO_*` type ([`pfinfo`](super::pfinfo)); holes and
+    /// invalid frames give XTAB, not an error.
+    fn page_types(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()>;
+
+    /// `xenforeignmemory_map(PROT_READ)` of `frames`.
+    fn map_read(&self, domid: DomId, frames: &[u64]) -> HvResult<Self::ReadMapping<'_>>;
+
+    /// `xenforeignmemory_map(PROT_READ | PROT_WRITE)` of `frames`.
+    fn map_write(&self, domid: DomId, frames: &[u64]) -> HvResult<Self::WriteMapping<'_>>;
+
+    /// `xc_domain_populate_physmap_exact(order 0)`: allocate memory behind
+    /// each gfn in `frames`. On return each entry holds the frame Xen
+    /// allocated (the same gfn for HVM; an MFN for PV).
+    fn populate_physmap(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()>;
+
+    /// `xc_domain_populate_physmap(extent_order = order)`: allocate an
+    /// extent of `2^order` frames at each (aligned) gfn in `extents`. Xen
+    /// stops at the first extent it cannot allocate (for instance no free
+    /// 2 MiB of memory), leaving the earlier ones populated; the number
+    /// populated is returned and the caller populates the rest otherwise.
+    /// An error means nothing more can be expected from a retry.
+    ///
+    /// Order 0 goes to [`GuestMemory::populate_physmap`] and no extents to
+    /// nothing at all; the rest to [`GuestMemory::populate_extents`], which
+    /// is what a backend overrides (this method is not meant to be).
+    fn populate_physmap_order(
+        &self,
+        domid: DomId,
+        extents: &mut [u64],
+        order: u32,
+    ) -> HvResult<usize> {
+        if order == 0 {
+            self.populate_physmap(domid, extents)?;
+            return Ok(extents.len());
+        }
+        if extents.is_empty() {
+            return Ok(0);
+        }
+        self.populate_extents(domid, extents, order)
+    }
+
+    /// [`GuestMemory::populate_physmap_order`] for `order > 0` and at least
+    /// one extent.
+    ///
+    /// The default populates the frames of each extent with
+    /// [`GuestMemory::populate_physmap`] (order 0), all or nothing.
+    fn populate_extents(&self, domid: DomId, extents: &mut [u64], order: u32) -> HvResult<usize> {
+        // Xen refuses orders above its largest allocation unit; 1 GiB
+        // (order 18) is the largest a toolstack asks for.
+        let capacity = if order <= 18 {
+            extents.len().checked_mul(1usize << order)
+        } else {
+            None
+        };
+        let Some(capacity) = capacity else {
+            return Err(HvError::with_detail(
+                "xc_domain_populate_physmap",
+                libc::EINVAL,
+                format!("extent order {order} for {} extents", extents.len()),
+            ));
+        };
+        let per = 1u64 << order;
+        let mut frames = Vec::with_capacity(capacity);
+        for &base in extents.iter() {
+            frames.extend(base..base.saturating_add(per));
+        }
+        self.populate_physmap(domid, &mut frames)?;
+        for (e, chunk) in extents.iter_mut().zip(frames.chunks(per as usize)) {
+            *e = chunk[0];
+        }
+        Ok(extents.len())
+    }
+
+    /// How long the engines may keep mappings of this backend's guests.
+    fn mapping_hints(&self) -> MappingHints {
+        MappingHints::default()
+    }
+
+    /// `xc_clear_domain_pages`: zero `count` frames from `gfn`.
+    fn clear_pages(&self, domid: DomId, gfn: u64, count: u64) -> HvResult<()>;
+}
+
+/// Log-dirty tracking, what live migration runs on (`xc_shadow_control`
+/// ENABLE_LOGDIRTY / OFF, `xc_logdirty_control` CLEAN / PEEK).
+pub trait LogDirty {
+    /// `xc_shadow_control(ENABLE_LOGDIRTY)`. Xen fails with EINVAL when
+    /// log-dirty is already on (for instance for VRAM tracking).
+    fn logdirty_enable(&self, domid: DomId) -> HvResult<()>;
+
+    /// `xc_shadow_control(OFF)`: log-dirty off. Accepted at any time.
+    fn logdirty_off(&self, domid: DomId) -> HvResult<()>;
+
+    /// `xc_logdirty_control(CLEAN)`: copy the first `pages` bits of the
+    /// dirty bitmap into `bitmap` (bit `p` of word `p / 64` is pfn `p`),
+    /// then clear the bitmap and counters. `final_pass` is
+    /// `XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL`. `bitmap` holds at least
+    /// `pages.div_ceil(64)` words.
+    fn logdirty_clean(
+        &self,
+        domid: DomId,
+        bitmap: &mut [u64],
+        pages: u64,
+        final_pass: bool,
+    ) -> HvResult<LogDirtyReport>;
+
+    /// `xc_logdirty_control(PEEK)`: like [`LogDirty::logdirty_clean`]
+    /// without clearing anything.
+    fn logdirty_peek(
+        &self,
+        domid: DomId,
+        bitmap: &mut [u64],
+        pages: u64,
+    ) -> HvResult<LogDirtyReport>;
+}
+
+/// The guest's grant table, seeded on restore for every guest type
+/// (libxenguest's `xc_dom_gnttab_seed`, over
+/// `xenforeignmemory_map_resource`).
+pub trait GrantTable {
+    /// Write `entries` into the domain's grant table frame 0
+    /// (`xenforeignmemory_map_resource` of the shared grant table, as
+    /// `xc_dom_gnttab_seed` does, with its fallbacks). The table is mapped
+    /// and unmapped even when `entries` is empty, like libxenguest.
+    fn seed_grant_table(&self, domid: DomId, hvm: bool, entries: &[GrantEntry]) -> HvResult<()>;
+}
+
+/// x86 vCPU state every x86 guest type (HVM, PVH and later PV) carries:
+/// the TSC and the CPU policy (`xc_domain_get_tsc_info`/`_set_tsc_info`,
+/// `xc_cpu_policy_get_domain` + `_serialise`, `xc_set_domain_cpu_policy`).
+pub trait X86Cpu {
+    /// `xc_domain_get_tsc_info`.
+    fn tsc_info(&self, domid: DomId) -> HvResult<TscInfo>;
+
+    /// `xc_domain_set_tsc_info`.
+    fn set_tsc_info(&self, domid: DomId, tsc: &TscInfo) -> HvResult<()>;
+
+    /// `xc_cpu_policy_get_domain` + `xc_cpu_policy_serialise`: the domain's
+    /// CPU policy, serialised.
+    fn cpu_policy(&self, domid: DomId) -> HvResult<CpuPolicy>;
+
+    /// `xc_set_domain_cpu_policy`. Xen refuses (EEXIST) once the domain has
+    /// first been unpaused.
+    fn set_cpu_policy(&self, domid: DomId, policy: &CpuPolicy) -> HvResult<()>;
+}
+
+/// x86 HVM and PVH guests: the HVM context blob and HVM parameters
+/// (`xc_domain_hvm_getcontext`/`_setcontext`, `xc_hvm_param_get`/`_set`).
+pub trait X86Hvm {
+    /// `xc_domain_hvm_getcontext`: the HVM context blob (size query, then
+    /// fetch; the returned vector has the actual length).
+    fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>>;
+
+    /// `xc_domain_hvm_setcontext`.
+    fn set_hvm_context(&self, domid: DomId, blob: &[u8]) -> HvResult<()>;
+
+    /// `xc_hvm_param_get`.
+    fn hvm_param(&self, domid: DomId, index: u32) -> HvResult<u64>;
+
+    /// `xc_hvm_param_set`.
+    fn set_hvm_param(&self, domid: DomId, index: u32, value: u64) -> HvResult<()>;
+}
+
+/// Everything the save and restore engines ask of Xen today: all the
+/// roles, implemented for any type that plays each of them.
+///
+/// The engines take `H: Hypervisor` and call the roles' methods through it
+/// (`H::ReadMapping<'_>` names the mapping type). [`X86Hvm`] is in it
+/// because the engines handle HVM/PVH guests only so far; once they select
+/// the guest type through a trait, HVM-only code can ask for `X86Hvm`
+/// itself and it can leave this sum.
+pub trait Hypervisor: DomainCtl + GuestMemory + LogDirty + GrantTable + X86Cpu + X86Hvm {}
+
+impl<T> Hypervisor for T where T: DomainCtl + GuestMemory + LogDirty + GrantTable + X86Cpu + X86Hvm {}
