@@ -24,16 +24,13 @@ pub mod sim;
 pub mod xen;
 
 pub use error::{HvError, HvResult};
+// Xen's x86 values are defined once, in the codec crate's leaf module.
+pub use crate::x86::{pfinfo, CpuidLeaf, MsrEntry, TscInfo, PAGE_SHIFT, PAGE_SIZE};
 pub use pages::{GuestBytes, MappedPages, MappedPagesMut, MappingHints};
 pub use roles::{DomainCtl, GrantTable, GuestMemory, Hypervisor, LogDirty, X86Cpu, X86Hvm};
 
 /// A domain id (`domid_t`, widened as libxenguest's `uint32_t dom`).
 pub type DomId = u32;
-
-/// Size of a guest page. x86 only, so fixed.
-pub const PAGE_SIZE: usize = 4096;
-/// log2 of [`PAGE_SIZE`].
-pub const PAGE_SHIFT: u32 = 12;
 
 /// Most frames Xen accepts in one `XEN_DOMCTL_getpageframeinfo3` call, and
 /// the batch size libxenguest uses for PAGE_DATA records.
@@ -41,53 +38,6 @@ pub const MAX_BATCH: usize = 1024;
 
 /// `SHUTDOWN_suspend`: the shutdown code of a domain that suspended itself.
 pub const SHUTDOWN_SUSPEND: u32 = 2;
-
-/// Page types returned by `XEN_DOMCTL_getpageframeinfo3`, in bits 28..31 of
-/// each entry (`XEN_DOMCTL_PFINFO_*`), as they also appear in PAGE_DATA.
-pub mod pfinfo {
-    /// Shift of the type field.
-    pub const LTAB_SHIFT: u32 = 28;
-    /// Ordinary page, not a page table.
-    pub const NOTAB: u32 = 0;
-    /// L1 page table.
-    pub const L1TAB: u32 = 1 << LTAB_SHIFT;
-    /// L2 page table.
-    pub const L2TAB: u32 = 2 << LTAB_SHIFT;
-    /// L3 page table.
-    pub const L3TAB: u32 = 3 << LTAB_SHIFT;
-    /// L4 page table.
-    pub const L4TAB: u32 = 4 << LTAB_SHIFT;
-    /// Mask of the page-table level.
-    pub const LTABTYPE_MASK: u32 = 7 << LTAB_SHIFT;
-    /// "Pinned" flag, ORed into L1..L4.
-    pub const LPINTAB: u32 = 1 << 31;
-    /// Broken page (machine check); carries no data.
-    pub const BROKEN: u32 = 0xd << LTAB_SHIFT;
-    /// Allocate-only (legacy "allocate but no data"); carries no data.
-    pub const XALLOC: u32 = 0xe << LTAB_SHIFT;
-    /// Invalid frame or hole; carries no data.
-    pub const XTAB: u32 = 0xf << LTAB_SHIFT;
-    /// Mask of the whole type field.
-    pub const LTAB_MASK: u32 = 0xf << LTAB_SHIFT;
-
-    /// Whether a page of type `t` is followed by 4096 bytes of data in a
-    /// PAGE_DATA record: NOTAB and L1..L4, pinned or not.
-    pub fn has_data(t: u32) -> bool {
-        t == NOTAB || matches!(t & !LPINTAB, L1TAB | L2TAB | L3TAB | L4TAB)
-    }
-
-    /// Whether `t` is a type Xen may return or a stream may carry
-    /// (libxenguest's `is_known_page_type`).
-    pub fn is_known(t: u32) -> bool {
-        has_data(t) || matches!(t, BROKEN | XALLOC | XTAB)
-    }
-
-    /// Whether the restorer must populate a frame of type `t` (data pages
-    /// and XALLOC).
-    pub fn needs_populate(t: u32) -> bool {
-        has_data(t) || t == XALLOC
-    }
-}
 
 /// HVM parameter indices (`xen/include/public/hvm/params.h`) the engines use.
 pub mod param {
@@ -196,47 +146,6 @@ pub struct LogDirtyReport {
     pub fault_count: u32,
     /// Pages newly dirtied since the last CLEAN (before this one).
     pub dirty_count: u32,
-}
-
-/// TSC state (`XEN_DOMCTL_gettscinfo` / `settscinfo`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TscInfo {
-    /// 0 default, 1 always emulate, 2 never emulate.
-    pub mode: u32,
-    /// Guest-visible elapsed time.
-    pub elapsed_nsec: u64,
-    /// Guest TSC frequency.
-    pub gtsc_khz: u32,
-    /// Incarnation; Xen stores the value given plus one on set.
-    pub incarnation: u32,
-}
-
-/// One CPUID leaf of a serialised policy (`xen_cpuid_leaf_t`, 24 bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CpuidLeaf {
-    /// Leaf (EAX input).
-    pub leaf: u32,
-    /// Subleaf (ECX input), `0xffffffff` when the leaf has none.
-    pub subleaf: u32,
-    /// EAX output.
-    pub a: u32,
-    /// EBX output.
-    pub b: u32,
-    /// ECX output.
-    pub c: u32,
-    /// EDX output.
-    pub d: u32,
-}
-
-/// One MSR of a serialised policy (`xen_msr_entry_t`, 16 bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MsrEntry {
-    /// MSR index.
-    pub idx: u32,
-    /// Flags, must be zero.
-    pub flags: u32,
-    /// Value.
-    pub val: u64,
 }
 
 /// A domain's CPU policy in serialised form, as Xen's

@@ -388,23 +388,13 @@ impl X86Cpu for SimHypervisor {
     fn tsc_info(&self, domid: DomId) -> HvResult<TscInfo> {
         const OP: &str = "xc_domain_get_tsc_info";
         let t = self.dom(OP, domid)?.tsc_info().map_err(|e| hv_err(OP, e))?;
-        Ok(TscInfo {
-            mode: t.mode,
-            elapsed_nsec: t.elapsed_nsec,
-            gtsc_khz: t.gtsc_khz,
-            incarnation: t.incarnation,
-        })
+        Ok(sim_values::tsc_from(&t))
     }
 
     fn set_tsc_info(&self, domid: DomId, t: &TscInfo) -> HvResult<()> {
         const OP: &str = "xc_domain_set_tsc_info";
         self.dom(OP, domid)?
-            .set_tsc_info(xensim::TscInfo {
-                mode: t.mode,
-                elapsed_nsec: t.elapsed_nsec,
-                gtsc_khz: t.gtsc_khz,
-                incarnation: t.incarnation,
-            })
+            .set_tsc_info(sim_values::tsc_to(t))
             .map_err(|e| hv_err(OP, e))
     }
 
@@ -415,7 +405,43 @@ impl X86Cpu for SimHypervisor {
             .dom(OP, domid)?
             .cpu_policy()
             .map_err(|e| hv_err(OP, e))?;
-        Ok(CpuPolicy {
+        Ok(sim_values::policy_from(&p))
+    }
+
+    fn set_cpu_policy(&self, domid: DomId, policy: &CpuPolicy) -> HvResult<()> {
+        const OP: &str = "xencall1";
+        self.dom(OP, domid)?
+            .set_cpu_policy(&sim_values::policy_to(policy))
+            .map_err(|e| hv_err(OP, e))
+    }
+}
+
+/// The one place where Xen's x86 values (`crate::x86`) and xensim's own
+/// definitions of them meet. xensim keeps its own on purpose: it is the
+/// independent oracle the library is tested against.
+mod sim_values {
+    use super::{CpuPolicy, CpuidLeaf, MsrEntry, TscInfo};
+
+    pub(super) fn tsc_from(t: &xensim::TscInfo) -> TscInfo {
+        TscInfo {
+            mode: t.mode,
+            elapsed_nsec: t.elapsed_nsec,
+            gtsc_khz: t.gtsc_khz,
+            incarnation: t.incarnation,
+        }
+    }
+
+    pub(super) fn tsc_to(t: &TscInfo) -> xensim::TscInfo {
+        xensim::TscInfo {
+            mode: t.mode,
+            elapsed_nsec: t.elapsed_nsec,
+            gtsc_khz: t.gtsc_khz,
+            incarnation: t.incarnation,
+        }
+    }
+
+    pub(super) fn policy_from(p: &xensim::CpuPolicy) -> CpuPolicy {
+        CpuPolicy {
             leaves: p
                 .leaves
                 .iter()
@@ -437,13 +463,12 @@ impl X86Cpu for SimHypervisor {
                     val: m.val,
                 })
                 .collect(),
-        })
+        }
     }
 
-    fn set_cpu_policy(&self, domid: DomId, policy: &CpuPolicy) -> HvResult<()> {
-        const OP: &str = "xencall1";
-        let p = xensim::CpuPolicy {
-            leaves: policy
+    pub(super) fn policy_to(p: &CpuPolicy) -> xensim::CpuPolicy {
+        xensim::CpuPolicy {
+            leaves: p
                 .leaves
                 .iter()
                 .map(|l| xensim::CpuidLeaf {
@@ -455,7 +480,7 @@ impl X86Cpu for SimHypervisor {
                     d: l.d,
                 })
                 .collect(),
-            msrs: policy
+            msrs: p
                 .msrs
                 .iter()
                 .map(|m| xensim::MsrEntry {
@@ -464,10 +489,7 @@ impl X86Cpu for SimHypervisor {
                     val: m.val,
                 })
                 .collect(),
-        };
-        self.dom(OP, domid)?
-            .set_cpu_policy(&p)
-            .map_err(|e| hv_err(OP, e))
+        }
     }
 }
 

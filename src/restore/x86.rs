@@ -18,33 +18,13 @@ pub(crate) struct CpuPolicyRecords {
 impl CpuPolicyRecords {
     /// X86_CPUID_POLICY (non-empty, a multiple of 24 bytes: checked by the
     /// reader).
-    pub(crate) fn cpuid(&mut self, leaves: &Array<'_, crate::stream::CpuidLeaf>) {
-        self.cpuid = Some(
-            leaves
-                .iter()
-                .map(|l| CpuidLeaf {
-                    leaf: l.leaf,
-                    subleaf: l.subleaf,
-                    a: l.a,
-                    b: l.b,
-                    c: l.c,
-                    d: l.d,
-                })
-                .collect(),
-        );
+    pub(crate) fn cpuid(&mut self, leaves: &Array<'_, CpuidLeaf>) {
+        self.cpuid = Some(leaves.to_vec());
     }
 
     /// X86_MSR_POLICY.
-    pub(crate) fn msrs(&mut self, msrs: &Array<'_, crate::stream::MsrEntry>) {
-        self.msrs = Some(
-            msrs.iter()
-                .map(|m| MsrEntry {
-                    idx: m.idx,
-                    flags: m.flags,
-                    val: m.val,
-                })
-                .collect(),
-        );
+    pub(crate) fn msrs(&mut self, msrs: &Array<'_, MsrEntry>) {
+        self.msrs = Some(msrs.to_vec());
     }
 
     /// Static data complete: set the domain's CPU policy if the stream
@@ -71,14 +51,8 @@ impl CpuPolicyRecords {
 /// X86_TSC_INFO.
 pub(crate) fn tsc_info<H: Hypervisor>(
     ctx: &RestoreCtx<'_, H>,
-    t: &crate::stream::TscInfo,
+    tsc: &TscInfo,
 ) -> Result<(), RestoreError> {
-    let tsc = TscInfo {
-        mode: t.mode,
-        elapsed_nsec: t.elapsed_nsec,
-        gtsc_khz: t.gtsc_khz,
-        incarnation: t.incarnation,
-    };
-    ctx.hv().set_tsc_info(ctx.domid(), &tsc)?;
+    ctx.hv().set_tsc_info(ctx.domid(), tsc)?;
     Ok(())
 }

@@ -317,7 +317,10 @@ fn write_batch<H: Hypervisor, W: Write>(
 #[path = "datapath_tests.rs"]
 mod datapath_tests;
 
-/// The stream's page type for a known `XEN_DOMCTL_PFINFO_*` value.
+/// The page type of a known `XEN_DOMCTL_PFINFO_*` value.
 fn page_type(t: u64) -> PageType {
-    PageType::from_bits(((t >> pfinfo::LTAB_SHIFT) & 0xf) as u8).unwrap_or(PageType::XTab)
+    u32::try_from(t)
+        .ok()
+        .and_then(PageType::from_domctl_value)
+        .unwrap_or(PageType::XTab)
 }

@@ -1,13 +1,13 @@
 //! Record output of a save, over the stream layer's [`Writer`] (which
 //! checks each record's layout and the record order as it writes).
 //!
-//! Conversions from the hypervisor's types to the stream's live here so
-//! the engine speaks one vocabulary.
+//! The hypervisor and the stream share Xen's x86 values (`crate::x86`), so
+//! records go out without conversions.
 
 use std::io::{IoSlice, Write};
 
-use crate::hv::{pfinfo, CpuidLeaf, MsrEntry, TscInfo};
 use crate::stream::{self, DomainHeader, DomainType, PageType, PfnEntry, Writer};
+use crate::x86::{CpuidLeaf, MsrEntry, TscInfo};
 
 /// The record writer of one save. Created lazily by [`Out::headers`],
 /// because libxenguest only writes the headers after its setup.
@@ -97,8 +97,11 @@ impl<'a, W: Write> Out<'a, W> {
         let mut entries = std::mem::take(&mut self.entries);
         entries.clear();
         for (&pfn, &t) in pfns.iter().zip(types) {
-            let bits = ((t >> pfinfo::LTAB_SHIFT) & 0xf) as u8;
-            let page_type = PageType::from_bits(bits).unwrap_or(PageType::XTab);
+            // The engine checked every type is known before queueing it.
+            let page_type = u32::try_from(t)
+                .ok()
+                .and_then(PageType::from_domctl_value)
+                .unwrap_or(PageType::XTab);
             entries.push(PfnEntry::new(pfn, page_type));
         }
         // The writer hands these on to `write_vectored` whole.
@@ -109,39 +112,15 @@ impl<'a, W: Write> Out<'a, W> {
     }
 
     pub(crate) fn cpuid_policy(&mut self, leaves: &[CpuidLeaf]) -> Result<(), stream::Error> {
-        let l: Vec<stream::CpuidLeaf> = leaves
-            .iter()
-            .map(|l| stream::CpuidLeaf {
-                leaf: l.leaf,
-                subleaf: l.subleaf,
-                a: l.a,
-                b: l.b,
-                c: l.c,
-                d: l.d,
-            })
-            .collect();
-        self.w()?.write_x86_cpuid_policy(&l)
+        self.w()?.write_x86_cpuid_policy(leaves)
     }
 
     pub(crate) fn msr_policy(&mut self, msrs: &[MsrEntry]) -> Result<(), stream::Error> {
-        let m: Vec<stream::MsrEntry> = msrs
-            .iter()
-            .map(|m| stream::MsrEntry {
-                idx: m.idx,
-                flags: m.flags,
-                val: m.val,
-            })
-            .collect();
-        self.w()?.write_x86_msr_policy(&m)
+        self.w()?.write_x86_msr_policy(msrs)
     }
 
     pub(crate) fn tsc_info(&mut self, t: &TscInfo) -> Result<(), stream::Error> {
-        self.w()?.write_x86_tsc_info(&stream::TscInfo {
-            mode: t.mode,
-            gtsc_khz: t.gtsc_khz,
-            elapsed_nsec: t.elapsed_nsec,
-            incarnation: t.incarnation,
-        })
+        self.w()?.write_x86_tsc_info(t)
     }
 
     pub(crate) fn hvm_params(&mut self, params: &[(u32, u64)]) -> Result<(), stream::Error> {
