@@ -314,7 +314,8 @@ impl ScriptedDirty {
     }
 }
 
-// Only log-dirty is scripted; every other role goes to the simulator.
+// Only log-dirty is scripted; the other calls go to the simulator (mapping
+// hints and 2 MiB populates keep the trait defaults).
 impl DomainCtl for ScriptedDirty {
     fn xen_version(&self) -> HvResult<(u16, u16)> {
         self.inner.xen_version()
