@@ -9,6 +9,7 @@
 //! - `hv`: what the engines need from Xen.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
+#![deny(missing_docs)]
 
 #[cfg(feature = "xen")]
 pub mod capi;

@@ -260,18 +260,18 @@ pub fn policy_decision_from_raw(v: i32) -> PolicyDecision {
     }
 }
 
-/// The `XGS_POLICY_*` value of a decision.
-pub fn policy_decision_to_raw(d: PolicyDecision) -> i32 {
-    match d {
-        PolicyDecision::Abort => -1,
-        PolicyDecision::Continue => 0,
-        PolicyDecision::StopAndCopy => 1,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `XGS_POLICY_*` value of a decision.
+    fn policy_decision_to_raw(d: PolicyDecision) -> i32 {
+        match d {
+            PolicyDecision::Abort => -1,
+            PolicyDecision::Continue => 0,
+            PolicyDecision::StopAndCopy => 1,
+        }
+    }
 
     #[test]
     fn raw_policy_values_read_as_libxenguest_reads_them() {

@@ -19,13 +19,13 @@
 //! * [`settings`]: the process-wide live migration settings
 //!   (`xcmig_set_*`, `XCMIG_*` environment variables).
 
-pub mod callbacks;
+pub(crate) mod callbacks;
 pub mod exports;
-pub mod fd;
-pub mod logging;
-pub mod restore;
-pub mod save;
-pub mod settings;
+pub(crate) mod fd;
+pub(crate) mod logging;
+pub(crate) mod restore;
+pub(crate) mod save;
+pub(crate) mod settings;
 pub mod types;
 
 #[cfg(test)]

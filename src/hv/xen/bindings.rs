@@ -8,6 +8,8 @@
     non_upper_case_globals,
     dead_code,
     clippy::all,
+    // Generated code: bindgen's layout tests have no SAFETY lines.
+    clippy::undocumented_unsafe_blocks,
     missing_docs
 )]
 

@@ -193,10 +193,8 @@ mod tests {
         let mut b = hb(user.as_mut_ptr().cast(), BOUNCE_OUT, 8);
         bounce_pre(&mut b).unwrap().unwrap();
         // SAFETY: hbuf holds 8 bytes.
-        assert_eq!(
-            unsafe { std::slice::from_raw_parts(b.hbuf.cast::<u8>(), 8) },
-            &[0u8; 8]
-        );
+        let bounced = unsafe { std::slice::from_raw_parts(b.hbuf.cast::<u8>(), 8) };
+        assert_eq!(bounced, &[0u8; 8]);
         bounce_post(&mut b);
         assert_eq!(user, [0u8; 8]);
     }
