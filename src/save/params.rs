@@ -6,10 +6,11 @@ use crate::toolstack::StreamType;
 /// What to save and how (the scalar arguments of `xc_domain_save`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SaveParams {
-    /// `XCFLAGS_LIVE`.
+    /// Live migration: pre-copy rounds over log-dirty while the guest
+    /// runs, then suspend and send the rest.
     pub live: bool,
-    /// `XCFLAGS_DEBUG`: after a plain live save, send VERIFY and every page
-    /// again so that the restorer compares them.
+    /// Debug: after a plain live save, send VERIFY and every page again so
+    /// that the restorer compares them.
     pub debug: bool,
     /// Plain or checkpointed.
     pub stream_type: StreamType,
@@ -35,7 +36,7 @@ pub struct SaveSummary {
     /// Pages sent after the domain was suspended (the downtime copy),
     /// the verification pass excluded.
     pub pages_sent_suspended: u64,
-    /// Pages sent again by the verification pass (`XCFLAGS_DEBUG`).
+    /// Pages sent again by the verification pass ([`SaveParams::debug`]).
     pub pages_sent_verify: u64,
     /// PAGE_DATA records written.
     pub page_data_records: u64,

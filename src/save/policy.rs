@@ -65,14 +65,14 @@ pub struct PrecopyStats {
     pub dirty_count: i64,
 }
 
-/// What the policy wants next (`XGS_POLICY_*`).
+/// What the policy wants next (`XGS_POLICY_*` in C; capi maps them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyDecision {
-    /// `XGS_POLICY_ABORT` (-1): abandon the migration.
+    /// Abandon the migration.
     Abort,
-    /// `XGS_POLICY_CONTINUE_PRECOPY` (0): another round.
+    /// Another round.
     Continue,
-    /// `XGS_POLICY_STOP_AND_COPY` (1): suspend and send the rest.
+    /// Suspend and send the rest.
     StopAndCopy,
 }
 
