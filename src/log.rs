@@ -114,29 +114,43 @@ pub fn message(level: Level, errno: Option<i32>, msg: &str) {
 }
 
 thread_local! {
-    /// The sink of the call running on this thread, if any.
-    static SINK: RefCell<Option<Rc<dyn Log>>> = const { RefCell::new(None) };
+    /// The sinks set on this thread, innermost last, each with the id of
+    /// the guard that set it.
+    static SINKS: RefCell<Vec<(u64, Rc<dyn Log>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The sink messages of this thread go to now: the innermost one.
+fn current_sink() -> Option<Rc<dyn Log>> {
+    SINKS.with(|s| s.borrow().last().map(|(_, sink)| sink.clone()))
 }
 
 /// While alive, this thread's messages go to one sink ([`scoped`]).
 #[must_use = "the sink is removed when the guard is dropped"]
 pub struct SinkGuard {
-    previous: Option<Rc<dyn Log>>,
+    id: u64,
+    /// Bound to the thread whose sink it set.
+    _not_send: std::marker::PhantomData<Rc<()>>,
 }
 
 impl Drop for SinkGuard {
     fn drop(&mut self) {
-        let previous = self.previous.take();
-        SINK.with(|s| *s.borrow_mut() = previous);
+        // Removes its own sink wherever it stands, so that guards dropped
+        // out of order never bring back a sink whose guard is gone.
+        SINKS.with(|s| s.borrow_mut().retain(|(id, _)| *id != self.id));
     }
 }
 
-/// Send this thread's messages to `sink` until the guard is dropped (the
-/// previous sink, if any, comes back then). They reach it where the
+/// Send this thread's messages to `sink` until the guard is dropped (an
+/// enclosing sink, if any, gets them again then). They reach it where the
 /// library's own logger is the process's logger ([`install_forwarder`]).
 pub fn scoped(sink: Rc<dyn Log>) -> SinkGuard {
-    let previous = SINK.with(|s| s.borrow_mut().replace(sink));
-    SinkGuard { previous }
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    SINKS.with(|s| s.borrow_mut().push((id, sink)));
+    SinkGuard {
+        id,
+        _not_send: std::marker::PhantomData,
+    }
 }
 
 /// The library's logger: each record goes to the calling thread's sink, and
@@ -145,11 +159,11 @@ struct Forwarder;
 
 impl ::log::Log for Forwarder {
     fn enabled(&self, _metadata: &::log::Metadata<'_>) -> bool {
-        SINK.with(|s| s.borrow().is_some())
+        SINKS.with(|s| !s.borrow().is_empty())
     }
 
     fn log(&self, record: &::log::Record<'_>) {
-        let Some(sink) = SINK.with(|s| s.borrow().clone()) else {
+        let Some(sink) = current_sink() else {
             return;
         };
         let kv = record.key_values();
@@ -219,6 +233,21 @@ mod tests {
             ::log::warn!("plain facade record");
         }
         message(Level::Info, None, "after every scope");
+        // Guards dropped out of order: the one dropped first no longer
+        // receives anything, the other still does.
+        let first = Rc::new(Lines::default());
+        let second = Rc::new(Lines::default());
+        let g1 = scoped(first.clone());
+        let g2 = scoped(second.clone());
+        drop(g1);
+        message(Level::Info, None, "to the second");
+        drop(g2);
+        message(Level::Info, None, "to nobody");
+        assert!(first.0.borrow().is_empty());
+        assert_eq!(
+            *second.0.borrow(),
+            vec![(Level::Info, None, "to the second".to_string())]
+        );
         assert_eq!(
             *outer.0.borrow(),
             vec![

@@ -86,8 +86,8 @@ impl SaveCallbacks for CSaveCallbacks {
     fn notify_checkpoint(&mut self) -> Result<(), CallbackFailed> {
         // SAFETY: as above.
         let rc = unsafe { call_data(self.cb.checkpoint, self.cb.data) };
-        // COLO reads only 0 as failure (libxenguest's `colo_merge_secondary`
-        // path), any other value as done.
+        // COLO reads only 0 as failure (libxenguest's checkpoint loop in
+        // `save()`), any other value as done.
         if rc == 0 {
             Err(CallbackFailed { code: rc })
         } else {

@@ -170,12 +170,15 @@ impl<'a> GuestBytes<'a> {
     /// derefs to `&[u8]`, because a vectored write is a bulk copy (by the
     /// kernel into a pipe or socket, or by a buffered writer's `memcpy`)
     /// and sending pages without a bounce buffer is what it is for. Callers
-    /// pass it on to a writer and do not look at the bytes themselves.
+    /// pass it on to a writer and do not look at the bytes themselves (the
+    /// save engine's record output hands it to the stream writer, which
+    /// takes plain byte slices and writes them whole).
     pub fn io_slice(&self) -> IoSlice<'a> {
         // SAFETY: `ptr` is readable for `len` bytes for `'a` and nothing in
         // this process writes them meanwhile (see `from_raw`). The guest
-        // may still write them; the slice only reaches `write_vectored`,
-        // whose copy tolerates that as described above.
+        // may still write them; the engines hand the slice to the stream
+        // writer, which passes it whole to `write_vectored`, whose copy
+        // tolerates that as described above.
         IoSlice::new(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) })
     }
 }

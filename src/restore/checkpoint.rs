@@ -13,9 +13,7 @@ use super::guest::RestoreGuest;
 use super::records;
 use crate::hv::{Hypervisor, PAGE_SIZE};
 use crate::log::Level;
-use crate::stream::{
-    Array, Endian, PageData, PageReader, PfnEntry, Record, RecordType, TscInfo, X86PvInfo,
-};
+use crate::stream::{Array, Endian, PageData, PageReader, PfnEntry, Record, RecordType, TscInfo};
 
 /// Where the record loop stands in a checkpointed stream.
 pub(crate) enum Phase {
@@ -58,7 +56,22 @@ pub(crate) fn checkpoint_reached<H: Hypervisor>(
         }
         (Proceed::Continue, Phase::Buffering(held)) => {
             for h in std::mem::take(held) {
-                records::apply_record(ctx, guest, &h.record()?)?;
+                let rec = match h.record() {
+                    Ok(rec) => rec,
+                    Err(HeldError::NotKept(t)) => {
+                        return Err(RestoreError::Record {
+                            what: "mandatory",
+                            msg: format!("{t} not handled in an {} restore", guest.name()),
+                        })
+                    }
+                    Err(HeldError::PageData(e)) => {
+                        return Err(RestoreError::Record {
+                            what: "PAGE_DATA",
+                            msg: e.to_string(),
+                        })
+                    }
+                };
+                records::apply_record(ctx, guest, &rec)?;
             }
             ctx.msg(Level::Info, "All records processed");
         }
@@ -69,6 +82,15 @@ pub(crate) fn checkpoint_reached<H: Hypervisor>(
     }
     ctx.outputs.checkpoints += 1;
     Ok(Proceed::Continue)
+}
+
+/// Why a held record cannot be given back.
+#[derive(Debug)]
+pub(crate) enum HeldError {
+    /// A record type that is not kept (the guest type does not handle it).
+    NotKept(RecordType),
+    /// A PAGE_DATA copy whose pages do not match its entries.
+    PageData(crate::stream::ErrorKind),
 }
 
 /// An owned copy of a record held back until its checkpoint completes,
@@ -86,18 +108,15 @@ pub(crate) enum Held {
     Verify,
     /// X86_TSC_INFO.
     TscInfo(TscInfo),
-    /// X86_PV_INFO.
-    X86PvInfo(X86PvInfo),
     /// HVM_CONTEXT.
     HvmContext(Vec<u8>),
     /// HVM_PARAMS, as wire bytes in `endian`.
     HvmParams(Vec<u8>, Endian),
-    /// SHARED_INFO.
-    SharedInfo(Vec<u8>),
     /// An optional record.
     Optional(RecordType, Vec<u8>),
-    /// Any other record type: applying it fails as the guest type would
-    /// fail it unbuffered, or as it cannot be held.
+    /// Any other record type (no guest type handles one after a
+    /// checkpoint yet): applying it fails as the guest type would fail it
+    /// unbuffered.
     Other(RecordType),
 }
 
@@ -111,10 +130,8 @@ impl Held {
             },
             Record::Verify => Held::Verify,
             Record::X86TscInfo(t) => Held::TscInfo(*t),
-            Record::X86PvInfo(i) => Held::X86PvInfo(*i),
             Record::HvmContext(b) => Held::HvmContext(b.to_vec()),
             Record::HvmParams(a) => Held::HvmParams(a.as_bytes().to_vec(), a.endian()),
-            Record::SharedInfo(b) => Held::SharedInfo(b.to_vec()),
             Record::Optional { record_type, body } => Held::Optional(*record_type, body.to_vec()),
             other => Held::Other(other.record_type()),
         }
@@ -131,33 +148,22 @@ impl Held {
         Ok(Held::PageData { entries, data })
     }
 
-    /// The record, borrowing this copy.
-    pub(crate) fn record(&self) -> Result<Record<'_>, RestoreError> {
+    /// The record, borrowing this copy; `Err` with the type of a record
+    /// that is not kept.
+    pub(crate) fn record(&self) -> Result<Record<'_>, HeldError> {
         Ok(match self {
             Held::PageData { entries, data } => {
-                Record::PageData(PageData::new(entries, data).map_err(|e| {
-                    RestoreError::Record {
-                        what: "PAGE_DATA",
-                        msg: e.to_string(),
-                    }
-                })?)
+                Record::PageData(PageData::new(entries, data).map_err(HeldError::PageData)?)
             }
             Held::Verify => Record::Verify,
             Held::TscInfo(t) => Record::X86TscInfo(*t),
-            Held::X86PvInfo(i) => Record::X86PvInfo(*i),
             Held::HvmContext(b) => Record::HvmContext(b),
             Held::HvmParams(b, e) => Record::HvmParams(Array::new(b, *e)),
-            Held::SharedInfo(b) => Record::SharedInfo(b),
             Held::Optional(t, b) => Record::Optional {
                 record_type: *t,
                 body: b,
             },
-            Held::Other(t) => {
-                return Err(RestoreError::Record {
-                    what: "mandatory",
-                    msg: format!("{t} cannot be held for a checkpoint"),
-                })
-            }
+            Held::Other(t) => return Err(HeldError::NotKept(*t)),
         })
     }
 }

@@ -113,6 +113,7 @@ fn populate<H: Hypervisor>(
     pfns: &[u64],
     extents: &mut Vec<u64>,
     small: &mut Vec<u64>,
+    asked: &mut Vec<u64>,
     guest: &mut dyn PageHooks,
 ) -> Result<(), RestoreError> {
     extents.clear();
@@ -136,7 +137,8 @@ fn populate<H: Hypervisor>(
         }
     }
     if !extents.is_empty() {
-        let asked: Vec<u64> = extents.clone();
+        asked.clear();
+        asked.extend_from_slice(extents);
         let done = hv.populate_physmap_order(domid, extents, ORDER_2M)?;
         if let Some(k) = extents[..done].iter().position(|&f| f == u64::MAX) {
             return Err(RestoreError::Record {
@@ -154,7 +156,8 @@ fn populate<H: Hypervisor>(
         }
     }
     if !small.is_empty() {
-        let asked = small.clone();
+        asked.clear();
+        asked.extend_from_slice(small);
         hv.populate_physmap(domid, small)?;
         if let Some(k) = small.iter().position(|&f| f == u64::MAX) {
             return Err(RestoreError::Record {
@@ -216,6 +219,7 @@ pub(crate) struct RestoreMemory {
     to_populate: Vec<u64>,
     extents: Vec<u64>,
     small: Vec<u64>,
+    asked: Vec<u64>,
     frames: Vec<u64>,
     data_entries: Vec<PfnEntry>,
     bounce: Vec<u8>,
@@ -279,6 +283,7 @@ impl RestoreMemory {
                 &self.to_populate,
                 &mut self.extents,
                 &mut self.small,
+                &mut self.asked,
                 guest,
             )?;
         }

@@ -21,8 +21,9 @@ pub(crate) struct Run {
     pub(crate) first: usize,
     /// Pages in the run.
     pub(crate) n: usize,
-    /// The pages go through a copy (the mapping cannot lend its bytes, or
-    /// the guest type normalises them).
+    /// The pages go through a copy (the mapping cannot lend the run's
+    /// bytes, or the guest type normalises them); set once the batch's
+    /// runs are formed.
     pub(crate) copy: bool,
     /// A page the guest type normalises (a run of one), and its type.
     pub(crate) normalise: Option<PageType>,

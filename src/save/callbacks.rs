@@ -52,8 +52,13 @@ pub trait SaveCallbacks {
     /// COLO: tell the secondary that a checkpoint was sent (the same
     /// `checkpoint` callback as [`SaveCallbacks::checkpoint`], which a COLO
     /// save reads as succeeding or failing instead).
+    /// The default takes [`SaveCallbacks::checkpoint`]'s answer: a stop
+    /// is a failure.
     fn notify_checkpoint(&mut self) -> Result<(), CallbackFailed> {
-        Err(CallbackFailed { code: 0 })
+        match self.checkpoint() {
+            Next::Continue => Ok(()),
+            Next::Stop { code } => Err(CallbackFailed { code }),
+        }
     }
 
     /// COLO: wait for the secondary.

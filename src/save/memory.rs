@@ -216,7 +216,8 @@ fn write_batch<H: Hypervisor, W: Write>(
         let Some(map) = map_of(src).filter(|m| m.error(slot) == 0) else {
             let err = map_of(src).map_or(-libc::EINVAL, |m| m.error(slot));
             return Err(SaveError::Protocol(format!(
-                "Mapping of pfn {pfn:#x} (gfn {pfn:#x}) failed {err}"
+                "Mapping of pfn {pfn:#x} (frame {:#x}) failed {err}",
+                guest.pfn_to_frame(pfn)
             )));
         };
         // A page never sent that reads as zero goes without data: the
@@ -249,7 +250,7 @@ fn write_batch<H: Hypervisor, W: Write>(
                 src,
                 first: slot,
                 n: 1,
-                copy: normalise.is_some() || map.pages(slot, 1).is_none(),
+                copy: false,
                 normalise,
             }),
         }
@@ -260,6 +261,12 @@ fn write_batch<H: Hypervisor, W: Write>(
 
     // Pages of mappings that cannot lend their bytes, and pages the guest
     // type normalises, are copied out.
+    // Decided per whole run: a mapping may lend single pages but not a
+    // run that is not contiguous in memory.
+    for r in mem.runs.iter_mut() {
+        r.copy = r.normalise.is_some()
+            || map_of(r.src).map_or(true, |m| m.pages(r.first, r.n).is_none());
+    }
     let copied: usize = mem.runs.iter().filter(|r| r.copy).map(|r| r.n).sum();
     mem.data.resize(copied * PAGE_SIZE, 0);
     let mut off = 0;

@@ -73,6 +73,11 @@ use guest::SaveGuest;
 /// END, as libxenguest does). On any outcome log-dirty has been switched
 /// off and qemu's log-dirty tracking has been switched back off if it was
 /// switched on. COLO streams need [`save_domain_with_back_channel`].
+///
+/// `log` receives the progress reports (`xtl_progress`). Messages go
+/// through the `log` facade: to the program's logger, or, where the
+/// library's own logger is installed, to this thread's sink
+/// ([`crate::log`]).
 pub fn save_domain<H: Hypervisor, W: Write>(
     hv: &H,
     domid: DomId,

@@ -16,7 +16,8 @@ pub struct SaveParams {
     pub stream_type: StreamType,
     /// How the live pre-copy phase ends when the callbacks have no
     /// `precopy_policy` (a caller's policy is always followed exactly).
-    /// The default is xcmig's downtime-targeted policy ([`policy`]).
+    /// The default is xcmig's downtime-targeted policy
+    /// ([`TargetedPolicy`](super::policy::TargetedPolicy)).
     pub precopy: PrecopySettings,
 }
 

@@ -238,13 +238,6 @@ impl SaveCallbacks for ToolstackSave {
         self.checkpoint_answers.pop_front().unwrap_or(STOP)
     }
 
-    fn notify_checkpoint(&mut self) -> Result<(), CallbackFailed> {
-        match self.checkpoint_answers.pop_front().unwrap_or(STOP) {
-            Next::Continue => Ok(()),
-            Next::Stop { code } => Err(CallbackFailed { code }),
-        }
-    }
-
     fn wait_checkpoint(&mut self) -> Next {
         self.wait_answers.pop_front().unwrap_or(STOP)
     }

@@ -161,7 +161,10 @@ impl<'a, R: Read> NestedReader<'a, R> {
     /// `None` if the libxc stream never started.
     pub fn libxc_stopped(&mut self) -> Option<LibxcStop> {
         let reader = self.libxc.as_ref()?;
-        self.libxl.advance(reader.offset() - self.libxl.offset());
+        // The libxc reader only moves forward from where the libxl reader
+        // handed over, so this never saturates when called as documented.
+        self.libxl
+            .advance(reader.offset().saturating_sub(self.libxl.offset()));
         let stop = match reader.end() {
             Some(StreamEnd::EofAfterCheckpoint) => LibxcStop::EofAfterCheckpoint,
             // END (a main stream never ends as a back channel does).
