@@ -1,7 +1,8 @@
 //! The guest seam of the save engine with a guest type other than HVM's:
 //! the memory mechanism queries and maps the frames the guest type names,
 //! and sends the pages it normalises from a rewritten copy, the others
-//! straight from the mappings.
+//! straight from the mappings; and a backend whose mappings lend single
+//! pages only still gets every page sent.
 
 use xensim::GuestType;
 
@@ -10,7 +11,11 @@ use super::guest::PageFrames;
 use super::memory;
 use super::testutil::{RecLog, TempHost, ToolstackSave};
 use super::{SaveError, SaveParams};
-use crate::hv::{DomainCtl, PAGE_SIZE};
+use crate::hv::sim::{SimHypervisor, SimMapping};
+use crate::hv::{
+    CpuPolicy, DomId, DomainCtl, DomainInfo, GrantEntry, GrantTable, GuestBytes, GuestMemory,
+    HvResult, LogDirty, LogDirtyReport, MappedPages, TscInfo, X86Cpu, X86Hvm, PAGE_SIZE,
+};
 use crate::stream::{DomainType, PageType, Reader, Record};
 
 /// A guest type whose pfn `p` lives at frame `p + 1`, and whose pages with
@@ -115,4 +120,152 @@ fn pages_the_guest_type_normalises_go_out_rewritten() {
     }
     assert!(rewritten > 0, "some pages had an odd first byte");
     assert!(rewritten < pages.len(), "and some an even one");
+}
+
+/// A backend whose read mappings lend single pages but never a longer run
+/// (a valid `MappedPages`: runs need not be contiguous in memory).
+struct SinglePages(SimHypervisor);
+
+/// A mapping of [`SinglePages`].
+struct OnePageAtATime(SimMapping);
+
+impl MappedPages for OnePageAtATime {
+    fn count(&self) -> usize {
+        self.0.count()
+    }
+    fn error(&self, i: usize) -> i32 {
+        self.0.error(i)
+    }
+    fn read_page(&self, i: usize, dst: &mut [u8; PAGE_SIZE]) {
+        self.0.read_page(i, dst)
+    }
+    fn is_zero(&self, i: usize) -> bool {
+        self.0.is_zero(i)
+    }
+    fn pages(&self, first: usize, n: usize) -> Option<GuestBytes<'_>> {
+        if n == 1 {
+            self.0.pages(first, 1)
+        } else {
+            None
+        }
+    }
+}
+
+impl DomainCtl for SinglePages {
+    fn xen_version(&self) -> HvResult<(u16, u16)> {
+        self.0.xen_version()
+    }
+    fn domain_info(&self, domid: DomId) -> HvResult<DomainInfo> {
+        self.0.domain_info(domid)
+    }
+    fn nr_gpfns(&self, domid: DomId) -> HvResult<u64> {
+        self.0.nr_gpfns(domid)
+    }
+}
+
+impl GuestMemory for SinglePages {
+    type ReadMapping<'a> = OnePageAtATime;
+    type WriteMapping<'a> = SimMapping;
+
+    fn page_types(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()> {
+        self.0.page_types(domid, frames)
+    }
+    fn map_read(&self, domid: DomId, frames: &[u64]) -> HvResult<OnePageAtATime> {
+        self.0.map_read(domid, frames).map(OnePageAtATime)
+    }
+    fn map_write(&self, domid: DomId, frames: &[u64]) -> HvResult<SimMapping> {
+        self.0.map_write(domid, frames)
+    }
+    fn populate_physmap(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()> {
+        self.0.populate_physmap(domid, frames)
+    }
+    fn clear_pages(&self, domid: DomId, gfn: u64, count: u64) -> HvResult<()> {
+        self.0.clear_pages(domid, gfn, count)
+    }
+}
+
+impl LogDirty for SinglePages {
+    fn logdirty_enable(&self, domid: DomId) -> HvResult<()> {
+        self.0.logdirty_enable(domid)
+    }
+    fn logdirty_off(&self, domid: DomId) -> HvResult<()> {
+        self.0.logdirty_off(domid)
+    }
+    fn logdirty_clean(
+        &self,
+        domid: DomId,
+        bitmap: &mut [u64],
+        pages: u64,
+        final_pass: bool,
+    ) -> HvResult<LogDirtyReport> {
+        self.0.logdirty_clean(domid, bitmap, pages, final_pass)
+    }
+    fn logdirty_peek(
+        &self,
+        domid: DomId,
+        bitmap: &mut [u64],
+        pages: u64,
+    ) -> HvResult<LogDirtyReport> {
+        self.0.logdirty_peek(domid, bitmap, pages)
+    }
+}
+
+impl X86Cpu for SinglePages {
+    fn tsc_info(&self, domid: DomId) -> HvResult<TscInfo> {
+        self.0.tsc_info(domid)
+    }
+    fn set_tsc_info(&self, domid: DomId, t: &TscInfo) -> HvResult<()> {
+        self.0.set_tsc_info(domid, t)
+    }
+    fn cpu_policy(&self, domid: DomId) -> HvResult<CpuPolicy> {
+        self.0.cpu_policy(domid)
+    }
+    fn set_cpu_policy(&self, domid: DomId, p: &CpuPolicy) -> HvResult<()> {
+        self.0.set_cpu_policy(domid, p)
+    }
+}
+
+impl X86Hvm for SinglePages {
+    fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {
+        self.0.hvm_context(domid)
+    }
+    fn set_hvm_context(&self, domid: DomId, blob: &[u8]) -> HvResult<()> {
+        self.0.set_hvm_context(domid, blob)
+    }
+    fn hvm_param(&self, domid: DomId, index: u32) -> HvResult<u64> {
+        self.0.hvm_param(domid, index)
+    }
+    fn set_hvm_param(&self, domid: DomId, index: u32, value: u64) -> HvResult<()> {
+        self.0.set_hvm_param(domid, index, value)
+    }
+}
+
+impl GrantTable for SinglePages {
+    fn seed_grant_table(&self, domid: DomId, hvm: bool, entries: &[GrantEntry]) -> HvResult<()> {
+        self.0.seed_grant_table(domid, hvm, entries)
+    }
+}
+
+#[test]
+fn a_backend_lending_single_pages_only_gets_its_runs_copied() {
+    let h = TempHost::new("single-pages");
+    let id = h.create(GuestType::Hvm, 4 << 20, 78, false);
+    let hv = SinglePages(h.hv());
+    let mut out = Vec::new();
+    let mut cb = ToolstackSave::new(h.domain(id));
+    super::save_domain(
+        &hv,
+        id,
+        &mut out,
+        &SaveParams::default(),
+        &mut cb,
+        &RecLog::default(),
+    )
+    .expect("save through a backend that lends single pages");
+    let dom = h.domain(id);
+    let pages = data_pages(&out);
+    assert!(pages.len() > 100, "a mixed guest has data pages");
+    for (pfn, page) in &pages {
+        assert_eq!(*page, frame(&dom, *pfn), "pfn {pfn:#x}");
+    }
 }
