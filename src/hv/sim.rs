@@ -101,7 +101,7 @@ impl SimHypervisor {
     }
 
     /// `op`'s fault point, then domain `domid` (opened once).
-    fn dom(&self, op: &'static str, domid: DomId) -> HvResult<Rc<Domain>> {
+    fn domain(&self, op: &'static str, domid: DomId) -> HvResult<Rc<Domain>> {
         self.host.fault_point(op).map_err(|e| hv_err(op, e))?;
         if let Some(d) = self.domains.borrow().get(&domid) {
             if !d.is_dying() {
@@ -117,7 +117,7 @@ impl SimHypervisor {
     fn map(&self, domid: DomId, frames: &[u64], prot: Prot) -> HvResult<SimMapping> {
         const OP: &str = "xenforeignmemory_map";
         let map = self
-            .dom(OP, domid)?
+            .domain(OP, domid)?
             .map_frames(frames, prot)
             .map_err(|e| hv_err(OP, e))?;
         self.count(|c| {
@@ -136,7 +136,7 @@ impl SimHypervisor {
         final_pass: bool,
     ) -> HvResult<LogDirtyReport> {
         const OP: &str = "xc_logdirty_control";
-        let d = self.dom(OP, domid)?;
+        let d = self.domain(OP, domid)?;
         let words = pages.div_ceil(64) as usize;
         if bitmap.len() < words {
             return Err(HvError::with_detail(
@@ -214,21 +214,21 @@ impl DomainCtl for SimHypervisor {
     }
 
     fn nr_gpfns(&self, domid: DomId) -> HvResult<u64> {
-        Ok(self.dom("xc_domain_nr_gpfns", domid)?.max_gpfn() + 1)
+        Ok(self.domain("xc_domain_nr_gpfns", domid)?.max_gpfn() + 1)
     }
 }
 
 impl LogDirty for SimHypervisor {
     fn logdirty_enable(&self, domid: DomId) -> HvResult<()> {
         const OP: &str = "xc_shadow_control";
-        self.dom(OP, domid)?
+        self.domain(OP, domid)?
             .logdirty_enable()
             .map_err(|e| hv_err(OP, e))
     }
 
     fn logdirty_off(&self, domid: DomId) -> HvResult<()> {
         const OP: &str = "xc_shadow_control";
-        self.dom(OP, domid)?
+        self.domain(OP, domid)?
             .logdirty_disable()
             .map_err(|e| hv_err(OP, e))
     }
@@ -259,7 +259,7 @@ impl GuestMemory for SimHypervisor {
 
     fn page_types(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()> {
         const OP: &str = "xc_get_pfn_type_batch";
-        self.dom(OP, domid)?
+        self.domain(OP, domid)?
             .page_types(frames)
             .map_err(|e| hv_err(OP, e))
     }
@@ -275,7 +275,7 @@ impl GuestMemory for SimHypervisor {
     fn populate_physmap(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()> {
         const OP: &str = "xc_domain_populate_physmap_exact";
         let done = self
-            .dom(OP, domid)?
+            .domain(OP, domid)?
             .populate(frames)
             .map_err(|e| hv_err(OP, e))?;
         if done.len() != frames.len() {
@@ -302,7 +302,7 @@ impl GuestMemory for SimHypervisor {
                 format!("extent order {order} (xensim backs 4 KiB and 2 MiB extents)"),
             ));
         }
-        let d = self.dom(OP, domid)?;
+        let d = self.domain(OP, domid)?;
         let per = 1u64 << order;
         if let Some(b) = extents.iter().find(|&&b| b % per != 0) {
             return Err(HvError::with_detail(
@@ -337,7 +337,7 @@ impl GuestMemory for SimHypervisor {
 
     fn clear_pages(&self, domid: DomId, gfn: u64, count: u64) -> HvResult<()> {
         const OP: &str = "xc_clear_domain_pages";
-        self.dom(OP, domid)?
+        self.domain(OP, domid)?
             .clear_frames(gfn, count)
             .map_err(|e| hv_err(OP, e))
     }
@@ -346,7 +346,7 @@ impl GuestMemory for SimHypervisor {
 impl X86Hvm for SimHypervisor {
     fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {
         const OP: &str = "xc_domain_hvm_getcontext";
-        let d = self.dom(OP, domid)?;
+        let d = self.domain(OP, domid)?;
         let bound = d.hvm_context_size().map_err(|e| hv_err(OP, e))?;
         let blob = d.hvm_context().map_err(|e| hv_err(OP, e))?;
         if blob.len() > bound {
@@ -364,21 +364,21 @@ impl X86Hvm for SimHypervisor {
 
     fn set_hvm_context(&self, domid: DomId, blob: &[u8]) -> HvResult<()> {
         const OP: &str = "xc_domain_hvm_setcontext";
-        self.dom(OP, domid)?
+        self.domain(OP, domid)?
             .set_hvm_context(blob)
             .map_err(|e| hv_err(OP, e))
     }
 
     fn hvm_param(&self, domid: DomId, index: u32) -> HvResult<u64> {
         const OP: &str = "xc_hvm_param_get";
-        self.dom(OP, domid)?
+        self.domain(OP, domid)?
             .hvm_param(index)
             .map_err(|e| hv_err(OP, e))
     }
 
     fn set_hvm_param(&self, domid: DomId, index: u32, value: u64) -> HvResult<()> {
         const OP: &str = "xc_hvm_param_set";
-        self.dom(OP, domid)?
+        self.domain(OP, domid)?
             .set_hvm_param(index, value)
             .map_err(|e| hv_err(OP, e))
     }
@@ -387,13 +387,16 @@ impl X86Hvm for SimHypervisor {
 impl X86Cpu for SimHypervisor {
     fn tsc_info(&self, domid: DomId) -> HvResult<TscInfo> {
         const OP: &str = "xc_domain_get_tsc_info";
-        let t = self.dom(OP, domid)?.tsc_info().map_err(|e| hv_err(OP, e))?;
+        let t = self
+            .domain(OP, domid)?
+            .tsc_info()
+            .map_err(|e| hv_err(OP, e))?;
         Ok(sim_values::tsc_from(&t))
     }
 
     fn set_tsc_info(&self, domid: DomId, t: &TscInfo) -> HvResult<()> {
         const OP: &str = "xc_domain_set_tsc_info";
-        self.dom(OP, domid)?
+        self.domain(OP, domid)?
             .set_tsc_info(sim_values::tsc_to(t))
             .map_err(|e| hv_err(OP, e))
     }
@@ -402,7 +405,7 @@ impl X86Cpu for SimHypervisor {
         // libxenguest reaches this through a raw domctl (xencall1).
         const OP: &str = "xencall1";
         let p = self
-            .dom(OP, domid)?
+            .domain(OP, domid)?
             .cpu_policy()
             .map_err(|e| hv_err(OP, e))?;
         Ok(sim_values::policy_from(&p))
@@ -410,7 +413,7 @@ impl X86Cpu for SimHypervisor {
 
     fn set_cpu_policy(&self, domid: DomId, policy: &CpuPolicy) -> HvResult<()> {
         const OP: &str = "xencall1";
-        self.dom(OP, domid)?
+        self.domain(OP, domid)?
             .set_cpu_policy(&sim_values::policy_to(policy))
             .map_err(|e| hv_err(OP, e))
     }
@@ -497,7 +500,7 @@ impl GrantTable for SimHypervisor {
     fn seed_grant_table(&self, domid: DomId, _hvm: bool, entries: &[GrantEntry]) -> HvResult<()> {
         const OP: &str = "xenforeignmemory_map_resource";
         let map = self
-            .dom(OP, domid)?
+            .domain(OP, domid)?
             .map_grant_frame(Prot::ReadWrite)
             .map_err(|e| hv_err(OP, e))?;
         let mut page = [0u8; PAGE_SIZE];

@@ -31,7 +31,7 @@ impl<'a, W: Write> Out<'a, W> {
         self.w.as_ref().map_or(0, |w| w.offset())
     }
 
-    fn w(&mut self) -> Result<&mut Writer<&'a mut W>, stream::Error> {
+    fn writer(&mut self) -> Result<&mut Writer<&'a mut W>, stream::Error> {
         self.w.as_mut().ok_or_else(|| {
             stream::Error::at(
                 0,
@@ -65,23 +65,23 @@ impl<'a, W: Write> Out<'a, W> {
     }
 
     pub(crate) fn static_data_end(&mut self) -> Result<(), stream::Error> {
-        self.w()?.write_static_data_end()
+        self.writer()?.write_static_data_end()
     }
 
     pub(crate) fn end(&mut self) -> Result<(), stream::Error> {
-        self.w()?.write_end()
+        self.writer()?.write_end()
     }
 
     pub(crate) fn verify(&mut self) -> Result<(), stream::Error> {
-        self.w()?.write_verify()
+        self.writer()?.write_verify()
     }
 
     pub(crate) fn checkpoint(&mut self) -> Result<(), stream::Error> {
-        self.w()?.write_checkpoint()
+        self.writer()?.write_checkpoint()
     }
 
     pub(crate) fn flush(&mut self) -> Result<(), stream::Error> {
-        self.w()?.flush()
+        self.writer()?.flush()
     }
 
     /// PAGE_DATA for `pfns` with their PFINFO `types` (already checked to
@@ -106,21 +106,21 @@ impl<'a, W: Write> Out<'a, W> {
         }
         // The writer hands these on to `write_vectored` whole.
         let pages: Vec<&[u8]> = pages.iter().map(|p| &**p).collect();
-        let res = self.w()?.write_page_data(&entries, &pages);
+        let res = self.writer()?.write_page_data(&entries, &pages);
         self.entries = entries;
         res
     }
 
     pub(crate) fn cpuid_policy(&mut self, leaves: &[CpuidLeaf]) -> Result<(), stream::Error> {
-        self.w()?.write_x86_cpuid_policy(leaves)
+        self.writer()?.write_x86_cpuid_policy(leaves)
     }
 
     pub(crate) fn msr_policy(&mut self, msrs: &[MsrEntry]) -> Result<(), stream::Error> {
-        self.w()?.write_x86_msr_policy(msrs)
+        self.writer()?.write_x86_msr_policy(msrs)
     }
 
     pub(crate) fn tsc_info(&mut self, t: &TscInfo) -> Result<(), stream::Error> {
-        self.w()?.write_x86_tsc_info(t)
+        self.writer()?.write_x86_tsc_info(t)
     }
 
     pub(crate) fn hvm_params(&mut self, params: &[(u32, u64)]) -> Result<(), stream::Error> {
@@ -131,10 +131,10 @@ impl<'a, W: Write> Out<'a, W> {
                 value,
             })
             .collect();
-        self.w()?.write_hvm_params(&p)
+        self.writer()?.write_hvm_params(&p)
     }
 
     pub(crate) fn hvm_context(&mut self, blob: &[u8]) -> Result<(), stream::Error> {
-        self.w()?.write_hvm_context(blob)
+        self.writer()?.write_hvm_context(blob)
     }
 }
