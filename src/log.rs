@@ -1,6 +1,6 @@
 //! Where the library's messages and progress reports go.
 //!
-//! Messages go through the [`log`](::log) facade, so that a Rust program
+//! Messages go through the [`log`] facade, so that a Rust program
 //! using the library sees them in whatever logger it installed. A C
 //! toolstack has no Rust logger: there, each `xc_domain_save` /
 //! `xc_domain_restore` call sends them to the caller's own xentoollog logger,

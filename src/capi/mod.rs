@@ -1,22 +1,23 @@
 //! The C ABI: `xc_domain_save` and `xc_domain_restore` with the prototypes
 //! of the installed `xenguest.h`, plus `xcmig_version`.
 //!
-//! Layout of this layer, the only code in xcmig that knows C:
+//! Layout of this layer, the only code in xcmig that knows C (only
+//! `exports` and `types` are public; the rest is the crate's own):
 //!
 //! * [`exports`]: the exported functions, logic-free: each packs its
-//!   arguments and goes through [`boundary`], the single place where panics
+//!   arguments and goes through `boundary`, the single place where panics
 //!   are caught and results become `0` or `-1` + `errno`;
-//! * [`save`], [`restore`]: argument checks, then the engines over
+//! * `save`, `restore`: argument checks, then the engines over
 //!   [`XenHypervisor`](crate::hv::xen::XenHypervisor) with the caller's
 //!   `xc_interface *`;
-//! * [`callbacks`]: `struct save_callbacks`/`restore_callbacks` as the
+//! * `callbacks`: `struct save_callbacks`/`restore_callbacks` as the
 //!   engines' callback traits;
-//! * [`logging`]: messages and progress to the caller's xentoollog logger
+//! * `logging`: messages and progress to the caller's xentoollog logger
 //!   through libxenctrl, as libxenguest sends them;
 //! * [`types`]: `#[repr(C)]` mirrors of the `xenguest.h` structs, checked
 //!   against bindgen's layouts at compile time;
-//! * [`fd`]: I/O on the caller's descriptors;
-//! * [`settings`]: the process-wide live migration settings
+//! * `fd`: I/O on the caller's descriptors;
+//! * `settings`: the process-wide live migration settings
 //!   (`xcmig_set_*`, `XCMIG_*` environment variables).
 
 pub(crate) mod callbacks;

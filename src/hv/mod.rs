@@ -4,7 +4,7 @@
 //! of role traits ([`DomainCtl`], [`GuestMemory`], [`LogDirty`],
 //! [`GrantTable`], [`X86Cpu`], [`X86Hvm`], in `roles`) summed up as
 //! [`Hypervisor`]. `hv::xen` implements them over libxenctrl and
-//! libxenforeignmemory with the caller's `xc_interface *`; [`sim`]
+//! libxenforeignmemory with the caller's `xc_interface *`; `sim`
 //! implements them in-process over the simulated host `xensim` (for the
 //! library's own tests, and for code outside it with the `sim` cargo
 //! feature). Guest mappings, and the only code that touches guest memory

@@ -43,7 +43,7 @@ pub enum SaveError {
     Aborted,
     /// xcmig's pre-copy policy gave up because the guest dirties memory too
     /// fast for the target downtime and
-    /// [`PrecopySettings::abort_if_not_converging`] is set.
+    /// [`PrecopySettings::abort_if_not_converging`](super::PrecopySettings::abort_if_not_converging) is set.
     #[error("live migration not converging, save aborted: {0}")]
     NotConverging(String),
     /// Xen answered a request inconsistently.

@@ -51,7 +51,7 @@ pub use record::{
 };
 pub use writer::LibxlWriter;
 
-/// The byte order of libxl records: the crate's [`Endian`], under the name
+/// The byte order of libxl records: the crate's [`Endian`](crate::Endian), under the name
 /// this module used to give it.
 pub use crate::wire::Endian as Endianness;
 

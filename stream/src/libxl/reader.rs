@@ -14,7 +14,7 @@ use crate::wire::{padded_len, Endian};
 
 /// Reads libxl records from a byte source, checking each record's layout.
 ///
-/// Ordering between records is [`LibxlGrammar`]'s job. After a
+/// Ordering between records is [`LibxlGrammar`](super::LibxlGrammar)'s job. After a
 /// `LIBXC_CONTEXT` record (or inside a checkpoint) the caller reads the libxc
 /// stream from [`inner_mut`](Self::inner_mut) and reports the octets it
 /// consumed with [`advance`](Self::advance).

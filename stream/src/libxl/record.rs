@@ -209,7 +209,7 @@ impl LibxlRecord {
 
     /// The key/value pairs of an EMULATOR_XENSTORE_DATA record (empty for
     /// any other record). Pairs are split at NULs; a record that came out of
-    /// [`LibxlReader`] is known to be well formed.
+    /// [`LibxlReader`](super::LibxlReader) is known to be well formed.
     pub fn xenstore_pairs(&self) -> Vec<(&[u8], &[u8])> {
         match self {
             LibxlRecord::EmulatorXenstoreData { data, .. } => split_pairs(data),
