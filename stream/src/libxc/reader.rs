@@ -79,9 +79,7 @@ struct Core<R> {
     grammar: Grammar,
     buf: Vec<u8>,
     entries: Vec<PfnEntry>,
-    warnings: Vec<Warning>,
-    warnings_dropped: u64,
-    max_warnings: usize,
+    warnings: Warnings,
     reserved: Reserved,
     end: Option<StreamEnd>,
     /// Page bytes of a streamed PAGE_DATA record the caller did not read.
@@ -89,6 +87,29 @@ struct Core<R> {
     /// The record whose page bytes are pending.
     pending: Option<Current>,
     failed: Option<Error>,
+}
+
+/// The warnings a reader keeps: at most `max`, then only counted.
+#[derive(Debug)]
+struct Warnings {
+    kept: Vec<Warning>,
+    dropped: u64,
+    max: usize,
+}
+
+impl Warnings {
+    fn push(&mut self, cur: Current, kind: WarningKind) {
+        if self.kept.len() < self.max {
+            self.kept.push(Warning {
+                offset: cur.offset,
+                record_index: cur.index,
+                record_type: cur.rtype,
+                kind,
+            });
+        } else {
+            self.dropped += 1;
+        }
+    }
 }
 
 impl<R: Read> Core<R> {
@@ -101,9 +122,11 @@ impl<R: Read> Core<R> {
             grammar,
             buf: Vec::new(),
             entries: Vec::new(),
-            warnings: Vec::new(),
-            warnings_dropped: 0,
-            max_warnings: opts.max_warnings,
+            warnings: Warnings {
+                kept: Vec::new(),
+                dropped: 0,
+                max: opts.max_warnings,
+            },
             reserved: opts.reserved,
             end: None,
             pending_skip: 0,
@@ -122,16 +145,7 @@ impl<R: Read> Core<R> {
     }
 
     fn warn(&mut self, cur: Current, kind: WarningKind) {
-        if self.warnings.len() < self.max_warnings {
-            self.warnings.push(Warning {
-                offset: cur.offset,
-                record_index: cur.index,
-                record_type: cur.rtype,
-                kind,
-            });
-        } else {
-            self.warnings_dropped += 1;
-        }
+        self.warnings.push(cur, kind);
     }
 
     /// Reads exactly `buf.len()` bytes or reports truncation of `part`.
@@ -356,18 +370,9 @@ impl<R: Read> Core<R> {
         };
         match self.grammar.feed(&rec) {
             Ok(None) => {}
-            Ok(Some(kind)) => {
-                if self.warnings.len() < self.max_warnings {
-                    self.warnings.push(Warning {
-                        offset: cur.offset,
-                        record_index: cur.index,
-                        record_type: cur.rtype,
-                        kind,
-                    });
-                } else {
-                    self.warnings_dropped += 1;
-                }
-            }
+            // A field of its own, so it is updated while the record borrows
+            // the body buffer.
+            Ok(Some(kind)) => self.warnings.push(cur, kind),
             Err(v) => {
                 let e = Error::in_record(cur.offset, cur.index, cur.rtype, ErrorKind::Grammar(v));
                 self.failed = Some(e.clone());
@@ -767,17 +772,17 @@ impl<R: Read> Reader<R> {
 
     /// Warnings so far (at most `max_warnings`).
     pub fn warnings(&self) -> &[Warning] {
-        &self.core.warnings
+        &self.core.warnings.kept
     }
 
     /// Takes the warnings collected so far.
     pub fn take_warnings(&mut self) -> Vec<Warning> {
-        std::mem::take(&mut self.core.warnings)
+        std::mem::take(&mut self.core.warnings.kept)
     }
 
     /// Warnings not kept because `max_warnings` was reached.
     pub fn warnings_dropped(&self) -> u64 {
-        self.core.warnings_dropped
+        self.core.warnings.dropped
     }
 
     /// The input.
