@@ -298,6 +298,22 @@ pub struct X86PvInfo {
     pub pt_levels: u8,
 }
 
+impl X86PvInfo {
+    /// The record for a guest of `width`.
+    pub fn new(width: crate::x86::pv::GuestWidth) -> X86PvInfo {
+        X86PvInfo {
+            guest_width: width.bytes(),
+            pt_levels: width.levels(),
+        }
+    }
+
+    /// The guest width the record names; `None` for a pair Xen does not
+    /// have (the reader refuses those).
+    pub fn width(&self) -> Option<crate::x86::pv::GuestWidth> {
+        crate::x86::pv::GuestWidth::from_pv_info(self.guest_width, self.pt_levels)
+    }
+}
+
 /// One HVM_PARAMS entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HvmParam {

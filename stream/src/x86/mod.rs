@@ -1,11 +1,14 @@
 //! Xen's x86 values, defined once for the codec, the hypervisor layer and
 //! the engines: page size, page types, CPUID leaves, MSR entries and TSC
-//! information.
+//! information; and in [`pv`], the PV guest maths both engines share (guest
+//! width, page-table entries, normalising and localising page tables, cr3).
 //!
 //! A leaf module: it depends on nothing else of the crate. Layouts follow
 //! Xen's public headers (`xen_cpuid_leaf_t`, `xen_msr_entry_t`,
 //! `XEN_DOMCTL_PFINFO_*`, `XEN_DOMCTL_{get,set}tscinfo`); the wire encoding
 //! of each lives with the codec that carries it.
+
+pub mod pv;
 
 /// Size of a guest page (x86: 4 KiB; every stream has `page_shift` 12).
 pub const PAGE_SIZE: usize = 4096;

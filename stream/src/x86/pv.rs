@@ -1,0 +1,514 @@
+//! x86 PV guest maths both engines share: the guest's width, page-table
+//! entries, the rewriting of page tables between machine frames (in
+//! memory) and pfns (in the stream), and cr3 values.
+//!
+//! A PV guest's page tables name machine frames (MFNs). A stream names pfns
+//! instead, so that the guest can land on other frames: the saver
+//! *normalises* each page-table page (every present entry's frame from MFN
+//! to pfn, Xen's own slots cleared), the restorer *localises* it (pfn to
+//! the MFN it populated). The two are mirror images; both are pure here,
+//! over the caller's frame lookups, so they are tested without a
+//! hypervisor. The rules follow libxenguest 4.17 (`normalise_pagetable` in
+//! `xg_sr_save_x86_pv.c`, `x86_pv_localise_page` in
+//! `xg_sr_restore_x86_pv.c`, `xg_sr_common_x86_pv.{c,h}`).
+
+use std::fmt;
+use std::ops::RangeInclusive;
+
+use super::{PageType, PAGE_SHIFT, PAGE_SIZE};
+
+/// Entries in a page-table page (8-byte entries at every level, PAE
+/// included).
+pub const PTES_PER_PAGE: usize = PAGE_SIZE / 8;
+
+/// The frame bits of an entry: bits 12 to 51.
+pub const PTE_FRAME_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// `_PAGE_PRESENT`.
+pub const PTE_PRESENT: u64 = 1 << 0;
+/// `_PAGE_PSE`: a superpage at L2 and above (the PAT bit in an L1 entry).
+pub const PTE_PSE: u64 = 1 << 7;
+
+/// Start of Xen's part of a 64-bit guest's address space
+/// (`HYPERVISOR_VIRT_START` for x86_64).
+pub const XEN_VIRT_START_64: u64 = 0xffff_8000_0000_0000;
+/// Last byte of Xen's part of a 64-bit guest's address space.
+pub const XEN_VIRT_END_64: u64 = 0xffff_87ff_ffff_ffff;
+/// Start of Xen's part of a 32-bit (PAE) guest's address space.
+pub const XEN_VIRT_START_32: u64 = 0xf580_0000;
+/// Last byte of Xen's part of a 32-bit guest's address space.
+pub const XEN_VIRT_END_32: u64 = 0xffff_ffff;
+
+/// Shift of an L4 index in a 64-bit virtual address.
+const L4_SHIFT: u32 = 39;
+/// Shift of an L2 index in a PAE virtual address.
+const L2_SHIFT_PAE: u32 = 21;
+
+/// Size of the basic vCPU context of a 64-bit PV guest
+/// (`vcpu_guest_context_x86_64_t`), as X86_PV_VCPU_BASIC carries it.
+pub const VCPU_CONTEXT_SIZE_64: usize = 5168;
+/// Size of the basic vCPU context of a 32-bit PV guest
+/// (`vcpu_guest_context_x86_32_t`).
+pub const VCPU_CONTEXT_SIZE_32: usize = 2800;
+
+/// The width of a PV guest, which fixes its page-table levels and the size
+/// of its p2m entries and vCPU context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GuestWidth {
+    /// 32-bit guest: 3-level PAE page tables, 4-byte p2m entries.
+    Bits32,
+    /// 64-bit guest: 4-level page tables, 8-byte p2m entries.
+    Bits64,
+}
+
+impl GuestWidth {
+    /// From X86_PV_INFO's `guest_width` and `pt_levels`; only the pairs Xen
+    /// has (4 bytes with 3 levels, 8 bytes with 4) exist.
+    pub fn from_pv_info(guest_width: u8, pt_levels: u8) -> Option<GuestWidth> {
+        match (guest_width, pt_levels) {
+            (4, 3) => Some(GuestWidth::Bits32),
+            (8, 4) => Some(GuestWidth::Bits64),
+            _ => None,
+        }
+    }
+
+    /// From `XEN_DOMCTL_get_address_size` (bits) or `xc_domain_get_guest_width`
+    /// (bytes times 8).
+    pub fn from_bits(bits: u32) -> Option<GuestWidth> {
+        match bits {
+            32 => Some(GuestWidth::Bits32),
+            64 => Some(GuestWidth::Bits64),
+            _ => None,
+        }
+    }
+
+    /// Width in bytes, as X86_PV_INFO's `guest_width` (4 or 8).
+    pub fn bytes(self) -> u8 {
+        match self {
+            GuestWidth::Bits32 => 4,
+            GuestWidth::Bits64 => 8,
+        }
+    }
+
+    /// Page-table levels (3 or 4).
+    pub fn levels(self) -> u8 {
+        match self {
+            GuestWidth::Bits32 => 3,
+            GuestWidth::Bits64 => 4,
+        }
+    }
+
+    /// Entries of the guest's p2m per page (1024 or 512).
+    pub fn p2m_entries_per_page(self) -> u64 {
+        (PAGE_SIZE / usize::from(self.bytes())) as u64
+    }
+
+    /// Frames of p2m needed for `p2m_size` pfns.
+    pub fn p2m_frames(self, p2m_size: u64) -> u64 {
+        p2m_size.div_ceil(self.p2m_entries_per_page())
+    }
+
+    /// Size of the basic vCPU context (X86_PV_VCPU_BASIC).
+    pub fn vcpu_context_size(self) -> usize {
+        match self {
+            GuestWidth::Bits32 => VCPU_CONTEXT_SIZE_32,
+            GuestWidth::Bits64 => VCPU_CONTEXT_SIZE_64,
+        }
+    }
+
+    /// The frame a cr3 value names. A 32-bit guest's cr3 uses Xen's
+    /// extended format (frame bits 20..31 rotated into cr3 bits 0..11, so
+    /// that a 32-bit frame number, a 44-bit address, fits in 32 bits); a
+    /// value over 32 bits names no frame.
+    pub fn cr3_to_frame(self, cr3: u64) -> Option<u64> {
+        match self {
+            GuestWidth::Bits64 => Some(cr3 >> PAGE_SHIFT),
+            GuestWidth::Bits32 if cr3 >> 32 != 0 => None,
+            GuestWidth::Bits32 => Some(u64::from(((cr3 >> 12) | (cr3 << 20)) as u32)),
+        }
+    }
+
+    /// The cr3 value that names `frame`; `None` where a 32-bit guest cannot
+    /// name it (a frame number over 32 bits).
+    pub fn frame_to_cr3(self, frame: u64) -> Option<u64> {
+        match self {
+            GuestWidth::Bits64 => frame.checked_mul(1 << PAGE_SHIFT),
+            GuestWidth::Bits32 if frame >> 32 != 0 => None,
+            GuestWidth::Bits32 => Some(u64::from(((frame << 12) | (frame >> 20)) as u32)),
+        }
+    }
+}
+
+impl fmt::Display for GuestWidth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-bit", u32::from(self.bytes()) * 8)
+    }
+}
+
+/// The frame an entry points at.
+pub fn pte_frame(pte: u64) -> u64 {
+    (pte & PTE_FRAME_MASK) >> PAGE_SHIFT
+}
+
+/// `pte` pointing at `frame` instead, its flags kept.
+pub fn pte_with_frame(pte: u64, frame: u64) -> u64 {
+    (pte & !PTE_FRAME_MASK) | ((frame << PAGE_SHIFT) & PTE_FRAME_MASK)
+}
+
+/// The page-table level of a page type (1 to 4), pinned or not; `None` for
+/// pages that are not page tables.
+pub fn table_level(t: PageType) -> Option<u8> {
+    match t {
+        PageType::L1Tab | PageType::L1TabPin => Some(1),
+        PageType::L2Tab | PageType::L2TabPin => Some(2),
+        PageType::L3Tab | PageType::L3TabPin => Some(3),
+        PageType::L4Tab | PageType::L4TabPin => Some(4),
+        _ => None,
+    }
+}
+
+/// Why a page table cannot be rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageTableError {
+    /// A 32-bit guest has no L4 tables.
+    L4In32BitGuest,
+    /// A present entry above L1 maps a superpage, which PV migration
+    /// cannot carry.
+    Superpage {
+        /// Level of the table (2 to 4).
+        level: u8,
+        /// Index of the entry.
+        index: usize,
+        /// The entry.
+        pte: u64,
+    },
+    /// A present entry points at a frame outside the guest: an MFN not in
+    /// its pseudo-physical map (saving), or a pfn with no frame (restoring).
+    FrameOutsideGuest {
+        /// Level of the table.
+        level: u8,
+        /// Index of the entry.
+        index: usize,
+        /// The frame the entry names.
+        frame: u64,
+    },
+}
+
+impl fmt::Display for PageTableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PageTableError::L4In32BitGuest => f.write_str("L4 page table in a 32-bit guest"),
+            PageTableError::Superpage { level, index, pte } => {
+                write!(
+                    f,
+                    "cannot migrate superpage (L{level}[{index}] = {pte:#018x})"
+                )
+            }
+            PageTableError::FrameOutsideGuest {
+                level,
+                index,
+                frame,
+            } => write!(
+                f,
+                "L{level}[{index}] names frame {frame:#x}, which is not the guest's"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PageTableError {}
+
+/// The entries of a level-`level` table that are Xen's, not the guest's:
+/// cleared on save, since Xen writes its own on the other side.
+///
+/// - 64-bit guests: the L4 slots of Xen's address range (256 to 271).
+/// - 32-bit guests: L3 entries 4 to 511 (a PAE L3 has four); and in an L2,
+///   the entries from Xen's range start to the end, but only where the
+///   first of them maps the compat M2P (`compat_m2p_frame`: its first
+///   frame), since most 32-bit L2s hold guest mappings there.
+pub fn xen_entries(
+    width: GuestWidth,
+    level: u8,
+    table: &[u64; PTES_PER_PAGE],
+    compat_m2p_frame: u64,
+) -> Result<Option<RangeInclusive<usize>>, PageTableError> {
+    let index = |va: u64, shift: u32| ((va >> shift) & 511) as usize;
+    Ok(match (width, level) {
+        (GuestWidth::Bits64, 4) => {
+            Some(index(XEN_VIRT_START_64, L4_SHIFT)..=index(XEN_VIRT_END_64, L4_SHIFT))
+        }
+        (GuestWidth::Bits64, _) => None,
+        (GuestWidth::Bits32, 4) => return Err(PageTableError::L4In32BitGuest),
+        (GuestWidth::Bits32, 3) => Some(4..=PTES_PER_PAGE - 1),
+        (GuestWidth::Bits32, 2) => {
+            let first = index(XEN_VIRT_START_32, L2_SHIFT_PAE);
+            (pte_frame(table[first]) == compat_m2p_frame)
+                .then(|| first..=index(XEN_VIRT_END_32, L2_SHIFT_PAE))
+        }
+        (GuestWidth::Bits32, _) => None,
+    })
+}
+
+/// A page-table page as its 512 entries (little-endian, as x86 stores
+/// them).
+pub fn read_table(page: &[u8; PAGE_SIZE]) -> [u64; PTES_PER_PAGE] {
+    let mut t = [0u64; PTES_PER_PAGE];
+    for (e, b) in t.iter_mut().zip(page.chunks_exact(8)) {
+        *e = u64::from_le_bytes(b.try_into().expect("chunks of 8"));
+    }
+    t
+}
+
+/// Writes `table` back into `page`.
+pub fn write_table(table: &[u64; PTES_PER_PAGE], page: &mut [u8; PAGE_SIZE]) {
+    for (e, b) in table.iter().zip(page.chunks_exact_mut(8)) {
+        b.copy_from_slice(&e.to_le_bytes());
+    }
+}
+
+/// Save side: rewrite the level-`level` table in `page` for the stream.
+/// Xen's entries are cleared; every present entry's MFN becomes the pfn
+/// `mfn_to_pfn` gives (`None`: the MFN is not in the guest's
+/// pseudo-physical map). On error `page` is unchanged.
+///
+/// The caller decides what an error means: while the guest runs, a table
+/// can be caught mid-update and is sent again after suspend (libxenguest's
+/// EAGAIN); once it is paused, the save fails.
+pub fn normalise_table(
+    width: GuestWidth,
+    level: u8,
+    page: &mut [u8; PAGE_SIZE],
+    compat_m2p_frame: u64,
+    mut mfn_to_pfn: impl FnMut(u64) -> Option<u64>,
+) -> Result<(), PageTableError> {
+    let mut table = read_table(page);
+    let xen = xen_entries(width, level, &table, compat_m2p_frame)?;
+    for (i, pte) in table.iter_mut().enumerate() {
+        if xen.as_ref().is_some_and(|r| r.contains(&i)) {
+            *pte = 0;
+        }
+        if *pte & PTE_PRESENT == 0 {
+            continue;
+        }
+        if level > 1 && *pte & PTE_PSE != 0 {
+            return Err(PageTableError::Superpage {
+                level,
+                index: i,
+                pte: *pte,
+            });
+        }
+        let mfn = pte_frame(*pte);
+        let Some(pfn) = mfn_to_pfn(mfn) else {
+            return Err(PageTableError::FrameOutsideGuest {
+                level,
+                index: i,
+                frame: mfn,
+            });
+        };
+        *pte = pte_with_frame(*pte, pfn);
+    }
+    write_table(&table, page);
+    Ok(())
+}
+
+/// Restore side, first half: the pfns the present entries of a table name,
+/// so that the caller can populate those it has not yet (libxenguest
+/// populates them before it localises the table).
+pub fn referenced_pfns(page: &[u8; PAGE_SIZE]) -> impl Iterator<Item = u64> {
+    read_table(page)
+        .into_iter()
+        .filter(|pte| pte & PTE_PRESENT != 0)
+        .map(pte_frame)
+}
+
+/// Restore side: rewrite the level-`level` table in `page` for this host,
+/// every present entry's pfn becoming the MFN `pfn_to_mfn` gives (`None`:
+/// the pfn has no frame in the guest). On error `page` is unchanged.
+pub fn localise_table(
+    level: u8,
+    page: &mut [u8; PAGE_SIZE],
+    mut pfn_to_mfn: impl FnMut(u64) -> Option<u64>,
+) -> Result<(), PageTableError> {
+    let mut table = read_table(page);
+    for (i, pte) in table.iter_mut().enumerate() {
+        if *pte & PTE_PRESENT == 0 {
+            continue;
+        }
+        let pfn = pte_frame(*pte);
+        let Some(mfn) = pfn_to_mfn(pfn) else {
+            return Err(PageTableError::FrameOutsideGuest {
+                level,
+                index: i,
+                frame: pfn,
+            });
+        };
+        *pte = pte_with_frame(*pte, mfn);
+    }
+    write_table(&table, page);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn page_of(table: &[u64; PTES_PER_PAGE]) -> [u8; PAGE_SIZE] {
+        let mut p = [0u8; PAGE_SIZE];
+        write_table(table, &mut p);
+        p
+    }
+
+    #[test]
+    fn widths_exist_only_as_xen_pairs_them() {
+        assert_eq!(GuestWidth::from_pv_info(8, 4), Some(GuestWidth::Bits64));
+        assert_eq!(GuestWidth::from_pv_info(4, 3), Some(GuestWidth::Bits32));
+        for (w, l) in [(8, 3), (4, 4), (2, 2), (0, 0), (16, 5)] {
+            assert_eq!(GuestWidth::from_pv_info(w, l), None, "({w}, {l})");
+        }
+        assert_eq!(GuestWidth::Bits32.p2m_entries_per_page(), 1024);
+        assert_eq!(GuestWidth::Bits64.p2m_entries_per_page(), 512);
+        assert_eq!(GuestWidth::Bits64.p2m_frames(513), 2);
+        assert_eq!(GuestWidth::Bits32.p2m_frames(1024), 1);
+        assert_eq!(GuestWidth::Bits64.vcpu_context_size(), 5168);
+        assert_eq!(GuestWidth::Bits32.vcpu_context_size(), 2800);
+        assert_eq!(GuestWidth::Bits32.to_string(), "32-bit");
+        for w in [GuestWidth::Bits32, GuestWidth::Bits64] {
+            assert_eq!(crate::X86PvInfo::new(w).width(), Some(w));
+            assert_eq!(GuestWidth::from_bits(u32::from(w.bytes()) * 8), Some(w));
+        }
+    }
+
+    #[test]
+    fn xen_slots_are_256_to_271_of_a_64_bit_l4_only() {
+        let t = [0u64; PTES_PER_PAGE];
+        assert_eq!(
+            xen_entries(GuestWidth::Bits64, 4, &t, 0),
+            Ok(Some(256..=271))
+        );
+        for level in 1..=3 {
+            assert_eq!(xen_entries(GuestWidth::Bits64, level, &t, 0), Ok(None));
+        }
+    }
+
+    #[test]
+    fn a_32_bit_guest_has_xen_entries_in_l3_and_in_l2s_mapping_the_compat_m2p() {
+        let mut t = [0u64; PTES_PER_PAGE];
+        assert_eq!(xen_entries(GuestWidth::Bits32, 3, &t, 7), Ok(Some(4..=511)));
+        assert_eq!(xen_entries(GuestWidth::Bits32, 2, &t, 7), Ok(None));
+        t[428] = pte_with_frame(PTE_PRESENT, 7);
+        assert_eq!(
+            xen_entries(GuestWidth::Bits32, 2, &t, 7),
+            Ok(Some(428..=511))
+        );
+        assert_eq!(
+            xen_entries(GuestWidth::Bits32, 4, &t, 7),
+            Err(PageTableError::L4In32BitGuest)
+        );
+    }
+
+    #[test]
+    fn normalising_clears_xen_slots_and_rewrites_present_frames_only() {
+        let mut t = [0u64; PTES_PER_PAGE];
+        t[0] = pte_with_frame(0x63, 0x1000); // present, flags kept
+        t[1] = pte_with_frame(0x62, 0x2000); // not present: left alone
+        t[256] = pte_with_frame(0x63, 0x3000); // Xen's slot
+        t[300] = pte_with_frame(0x8000_0000_0000_0027, 0x4000); // NX kept
+        let mut page = page_of(&t);
+        normalise_table(GuestWidth::Bits64, 4, &mut page, 0, |mfn| Some(mfn - 0xf00)).unwrap();
+        let n = read_table(&page);
+        assert_eq!(n[0], pte_with_frame(0x63, 0x100));
+        assert_eq!(n[1], t[1]);
+        assert_eq!(n[256], 0);
+        assert_eq!(n[300], pte_with_frame(0x8000_0000_0000_0027, 0x3100));
+    }
+
+    #[test]
+    fn superpages_are_refused_above_l1_and_the_pat_bit_is_kept_in_l1() {
+        let mut t = [0u64; PTES_PER_PAGE];
+        t[9] = pte_with_frame(PTE_PRESENT | PTE_PSE, 5);
+        let mut page = page_of(&t);
+        let before = page;
+        assert_eq!(
+            normalise_table(GuestWidth::Bits64, 2, &mut page, 0, Some),
+            Err(PageTableError::Superpage {
+                level: 2,
+                index: 9,
+                pte: t[9]
+            })
+        );
+        assert_eq!(page, before, "unchanged on error");
+        normalise_table(GuestWidth::Bits64, 1, &mut page, 0, |m| Some(m + 1)).unwrap();
+        assert_eq!(
+            read_table(&page)[9],
+            pte_with_frame(PTE_PRESENT | PTE_PSE, 6)
+        );
+    }
+
+    #[test]
+    fn a_frame_outside_the_guest_is_named_with_its_entry() {
+        let mut t = [0u64; PTES_PER_PAGE];
+        t[3] = pte_with_frame(PTE_PRESENT, 0x99);
+        let mut page = page_of(&t);
+        let e = normalise_table(GuestWidth::Bits32, 1, &mut page, 0, |_| None).unwrap_err();
+        assert_eq!(
+            e,
+            PageTableError::FrameOutsideGuest {
+                level: 1,
+                index: 3,
+                frame: 0x99
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "L1[3] names frame 0x99, which is not the guest's"
+        );
+        assert!(localise_table(1, &mut page, |_| None).is_err());
+    }
+
+    #[test]
+    fn cr3_round_trips_and_32_bit_guests_use_the_extended_format() {
+        let w = GuestWidth::Bits32;
+        // Frame bits 20..31 go into cr3 bits 0..11.
+        assert_eq!(w.frame_to_cr3(0x1234_5678), Some(0x4567_8123));
+        assert_eq!(w.cr3_to_frame(0x4567_8123), Some(0x1234_5678));
+        assert_eq!(w.frame_to_cr3(1 << 32), None);
+        assert_eq!(w.cr3_to_frame(1 << 32), None);
+        assert_eq!(GuestWidth::Bits64.frame_to_cr3(0x1234), Some(0x123_4000));
+        assert_eq!(GuestWidth::Bits64.cr3_to_frame(0x123_4000), Some(0x1234));
+    }
+
+    proptest! {
+        #[test]
+        fn localising_undoes_normalising(
+            entries in proptest::collection::vec((any::<u64>(), 0u64..1 << 20), PTES_PER_PAGE),
+            offset in 1u64..1 << 30,
+            level in 1u8..=3,
+        ) {
+            // A guest whose pfn p lives at MFN p + offset; present entries
+            // without PSE (refused above L1), outside Xen's slots.
+            let mut t = [0u64; PTES_PER_PAGE];
+            for (e, (flags, pfn)) in t.iter_mut().zip(&entries) {
+                let flags = flags & !PTE_FRAME_MASK & !PTE_PSE;
+                *e = pte_with_frame(flags, pfn + offset);
+            }
+            let original = page_of(&t);
+            let mut page = original;
+            normalise_table(GuestWidth::Bits64, level, &mut page, 0, |m| m.checked_sub(offset))
+                .unwrap();
+            for (pfn, pte) in referenced_pfns(&page).zip(read_table(&page).iter().filter(|p| *p & PTE_PRESENT != 0)) {
+                prop_assert_eq!(pfn, pte_frame(*pte));
+                prop_assert!(pfn < 1 << 20);
+            }
+            localise_table(level, &mut page, |p| Some(p + offset)).unwrap();
+            prop_assert_eq!(page, original);
+        }
+
+        #[test]
+        fn cr3_of_any_32_bit_frame_round_trips(frame in 0u64..1 << 32) {
+            let w = GuestWidth::Bits32;
+            let cr3 = w.frame_to_cr3(frame).unwrap();
+            prop_assert!(cr3 >> 32 == 0);
+            prop_assert_eq!(w.cr3_to_frame(cr3), Some(frame));
+        }
+    }
+}
