@@ -26,6 +26,16 @@
 //!
 //! A stream that breaks a rule ends the restore with an error that names
 //! the rule and where it was broken; nothing in here panics on bad input.
+//! Messages go through the `log` facade ([`crate::log`]).
+//!
+//! Modules, top down (none imports one above it): this one (checks, the
+//! choice of guest type, the record loop) → `checkpoint` (the loop's
+//! `Phase`, records held between CHECKPOINTs) and `colo` (the secondary's
+//! side of a COLO checkpoint) → `records` (the common records; the rest go
+//! to the guest type) → `x86_hvm` (HVM/PVH) and `x86` (CPU policy and TSC,
+//! for every x86 guest type) → `guest` (the guest-type seam, libxenguest's
+//! `restore_ops`) → `ctx` (the state of one restore) → `memory` (the page
+//! path, with the guest type's `PageHooks`), `params`, `callbacks`, `error`.
 
 mod callbacks;
 mod checkpoint;
