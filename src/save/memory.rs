@@ -7,7 +7,8 @@
 //!   instead of one map/unmap per batch;
 //! * the record is written straight from the mappings (one slice per run
 //!   of consecutive pages), without copying pages into a buffer first;
-//! * a page that reads as all zeros and has never been sent in this stream
+//! * an ordinary page (NOTAB; a page table keeps its type) that reads as
+//!   all zeros and has never been sent in this stream
 //!   goes as XALLOC without data: a receiver (libxenguest's or ours)
 //!   populates it, and Xen hands out zeroed pages. Once a pfn has been
 //!   sent with data, it always carries data, because a receiver does not
@@ -223,8 +224,14 @@ fn write_batch<H: Hypervisor, W: Write>(
         // A page never sent that reads as zero goes without data: the
         // receiver populates it and Xen hands out zeroed pages. Once a
         // pfn has carried data it always does, or a receiver would keep
-        // its old contents. The verification pass sends everything.
-        if !ctx.verifying && !mem.sent.test(pfn) && map.is_zero(slot) {
+        // its old contents. The verification pass sends everything. Only
+        // ordinary pages: a page table's type must reach the receiver,
+        // which pins and validates by it.
+        if !ctx.verifying
+            && t == u64::from(pfinfo::NOTAB)
+            && !mem.sent.test(pfn)
+            && map.is_zero(slot)
+        {
             mem.rec_pfns.push(pfn);
             mem.rec_types.push(u64::from(pfinfo::XALLOC));
             zero += 1;
@@ -271,7 +278,14 @@ fn write_batch<H: Hypervisor, W: Write>(
     mem.data.resize(copied * PAGE_SIZE, 0);
     let mut off = 0;
     for r in mem.runs.iter().filter(|r| r.copy) {
-        let Some(m) = map_of(r.src) else { continue };
+        // Every run's mapping was checked when its first page was placed.
+        let Some(m) = map_of(r.src) else {
+            return Err(SaveError::Protocol(format!(
+                "the mapping of pages {}..{} is gone",
+                r.first,
+                r.first + r.n
+            )));
+        };
         for k in 0..r.n {
             let dst: &mut [u8; PAGE_SIZE] = (&mut mem.data[off..off + PAGE_SIZE])
                 .try_into()

@@ -123,8 +123,9 @@ fn pages_the_guest_type_normalises_go_out_rewritten() {
 }
 
 /// A backend whose read mappings lend single pages but never a longer run
-/// (a valid `MappedPages`: runs need not be contiguous in memory).
-struct SinglePages(SimHypervisor);
+/// (a valid `MappedPages`: runs need not be contiguous in memory), and
+/// which reports the frames in `.1` as L1 page tables.
+struct SinglePages(SimHypervisor, Vec<u64>);
 
 /// A mapping of [`SinglePages`].
 struct OnePageAtATime(SimMapping);
@@ -168,7 +169,14 @@ impl GuestMemory for SinglePages {
     type WriteMapping<'a> = SimMapping;
 
     fn page_types(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()> {
-        self.0.page_types(domid, frames)
+        let asked = frames.to_vec();
+        self.0.page_types(domid, frames)?;
+        for (t, f) in frames.iter_mut().zip(asked) {
+            if self.1.contains(&f) {
+                *t = u64::from(crate::hv::pfinfo::L1TAB);
+            }
+        }
+        Ok(())
     }
     fn map_read(&self, domid: DomId, frames: &[u64]) -> HvResult<OnePageAtATime> {
         self.0.map_read(domid, frames).map(OnePageAtATime)
@@ -250,7 +258,7 @@ impl GrantTable for SinglePages {
 fn a_backend_lending_single_pages_only_gets_its_runs_copied() {
     let h = TempHost::new("single-pages");
     let id = h.create(GuestType::Hvm, 4 << 20, 78, false);
-    let hv = SinglePages(h.hv());
+    let hv = SinglePages(h.hv(), Vec::new());
     let mut out = Vec::new();
     let mut cb = ToolstackSave::new(h.domain(id));
     super::save_domain(
@@ -268,4 +276,46 @@ fn a_backend_lending_single_pages_only_gets_its_runs_copied() {
     for (pfn, page) in &pages {
         assert_eq!(*page, frame(&dom, *pfn), "pfn {pfn:#x}");
     }
+}
+
+#[test]
+fn a_zero_page_table_goes_with_its_type_and_data() {
+    let h = TempHost::new("zero-l1");
+    let id = h.create(GuestType::Hvm, 4 << 20, 79, false);
+    let dom = h.domain(id);
+    let zero: Vec<u64> = (0..=dom.max_gpfn())
+        .filter(|&p| dom.is_populated(p) && frame(&dom, p).iter().all(|&b| b == 0))
+        .take(3)
+        .collect();
+    assert_eq!(zero.len(), 3, "a mixed guest has zero pages");
+    let hv = SinglePages(h.hv(), zero[..2].to_vec());
+    let mut out = Vec::new();
+    let mut cb = ToolstackSave::new(h.domain(id));
+    super::save_domain(
+        &hv,
+        id,
+        &mut out,
+        &SaveParams::default(),
+        &mut cb,
+        &RecLog::default(),
+    )
+    .expect("save");
+    let mut r = Reader::new(&out[..]).expect("headers");
+    let mut seen = std::collections::HashMap::new();
+    while let Some(rec) = r.next_record().expect("record") {
+        if let Record::PageData(pd) = rec {
+            for (e, page) in pd.pages() {
+                seen.insert(e.pfn, (e.page_type, page.map(|p| p.to_vec())));
+            }
+        }
+    }
+    for &pfn in &zero[..2] {
+        assert_eq!(
+            seen[&pfn],
+            (PageType::L1Tab, Some(vec![0u8; PAGE_SIZE])),
+            "pfn {pfn:#x}"
+        );
+    }
+    // An ordinary zero page is still elided.
+    assert_eq!(seen[&zero[2]], (PageType::XAlloc, None));
 }
