@@ -254,22 +254,28 @@ impl GrantTable for SinglePages {
     }
 }
 
-#[test]
-fn a_backend_lending_single_pages_only_gets_its_runs_copied() {
-    let h = TempHost::new("single-pages");
-    let id = h.create(GuestType::Hvm, 4 << 20, 78, false);
-    let hv = SinglePages(h.hv(), Vec::new());
+/// A non-live save of domain `id` of `h` through `hv`; the stream.
+fn save_nonlive(h: &TempHost, id: DomId, hv: &SinglePages) -> Vec<u8> {
     let mut out = Vec::new();
     let mut cb = ToolstackSave::new(h.domain(id));
     super::save_domain(
-        &hv,
+        hv,
         id,
         &mut out,
         &SaveParams::default(),
         &mut cb,
         &RecLog::default(),
     )
-    .expect("save through a backend that lends single pages");
+    .expect("save through the backend");
+    out
+}
+
+#[test]
+fn a_backend_lending_single_pages_only_gets_its_runs_copied() {
+    let h = TempHost::new("single-pages");
+    let id = h.create(GuestType::Hvm, 4 << 20, 78, false);
+    let hv = SinglePages(h.hv(), Vec::new());
+    let out = save_nonlive(&h, id, &hv);
     let dom = h.domain(id);
     let pages = data_pages(&out);
     assert!(pages.len() > 100, "a mixed guest has data pages");
@@ -289,17 +295,7 @@ fn a_zero_page_table_goes_with_its_type_and_data() {
         .collect();
     assert_eq!(zero.len(), 3, "a mixed guest has zero pages");
     let hv = SinglePages(h.hv(), zero[..2].to_vec());
-    let mut out = Vec::new();
-    let mut cb = ToolstackSave::new(h.domain(id));
-    super::save_domain(
-        &hv,
-        id,
-        &mut out,
-        &SaveParams::default(),
-        &mut cb,
-        &RecLog::default(),
-    )
-    .expect("save");
+    let out = save_nonlive(&h, id, &hv);
     let mut r = Reader::new(&out[..]).expect("headers");
     let mut seen = std::collections::HashMap::new();
     while let Some(rec) = r.next_record().expect("record") {
