@@ -89,6 +89,21 @@ struct Core<R> {
     failed: Option<Error>,
 }
 
+/// Reads a fixed-size header starting at stream offset `start`; a short
+/// read is `Truncated(part)` at the offset where the input ended.
+fn read_header<R: Read, const N: usize>(
+    inner: &mut R,
+    start: u64,
+    part: Part,
+) -> Result<[u8; N], Error> {
+    let mut b = [0u8; N];
+    let n = read_upto(inner, &mut b).map_err(|e| Error::io(start, &e))?;
+    if n < N {
+        return Err(Error::at(start + n as u64, ErrorKind::Truncated(part)));
+    }
+    Ok(b)
+}
+
 /// The warnings a reader keeps: at most `max`, then only counted.
 #[derive(Debug)]
 struct Warnings {
@@ -662,14 +677,7 @@ impl<R: Read> Reader<R> {
     /// Reads and checks the headers with `options`.
     pub fn with_options(mut inner: R, options: ReaderOptions) -> Result<Reader<R>, Error> {
         let start = options.start_offset;
-        let mut ih = [0u8; IMAGE_HEADER_LEN];
-        let n = read_upto(&mut inner, &mut ih).map_err(|e| Error::io(start, &e))?;
-        if n < IMAGE_HEADER_LEN {
-            return Err(Error::at(
-                start + n as u64,
-                ErrorKind::Truncated(Part::ImageHeader),
-            ));
-        }
+        let mut ih: [u8; IMAGE_HEADER_LEN] = read_header(&mut inner, start, Part::ImageHeader)?;
         if options.reserved == Reserved::Ignore {
             // Keep only what the spec defines: options bit 0.
             ih[16] = 0;
@@ -678,14 +686,7 @@ impl<R: Read> Reader<R> {
         }
         let image = parse_image_header(&ih).map_err(|k| Error::at(start, k))?;
         let dstart = start + IMAGE_HEADER_LEN as u64;
-        let mut dh = [0u8; DOMAIN_HEADER_LEN];
-        let n = read_upto(&mut inner, &mut dh).map_err(|e| Error::io(dstart, &e))?;
-        if n < DOMAIN_HEADER_LEN {
-            return Err(Error::at(
-                dstart + n as u64,
-                ErrorKind::Truncated(Part::DomainHeader),
-            ));
-        }
+        let mut dh: [u8; DOMAIN_HEADER_LEN] = read_header(&mut inner, dstart, Part::DomainHeader)?;
         if options.reserved == Reserved::Ignore {
             dh[6..8].fill(0);
         }
