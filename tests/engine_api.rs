@@ -253,6 +253,9 @@ impl GuestMemory for MemHv {
     }
 }
 
+// An HVM-only double: the PV role's defaults (no PV on this host).
+impl xcmig::hv::X86Pv for MemHv {}
+
 impl X86Hvm for MemHv {
     fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {
         self.check(domid)?;

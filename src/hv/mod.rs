@@ -27,7 +27,9 @@ pub use error::{HvError, HvResult};
 // Xen's x86 values are defined once, in the codec crate's leaf module.
 pub use crate::x86::{pfinfo, CpuidLeaf, MsrEntry, TscInfo, PAGE_SHIFT, PAGE_SIZE};
 pub use pages::{GuestBytes, MappedPages, MappedPagesMut, MappingHints};
-pub use roles::{DomainCtl, GrantTable, GuestMemory, Hypervisor, LogDirty, X86Cpu, X86Hvm};
+pub use roles::{
+    DomainCtl, GrantTable, GuestMemory, Hypervisor, LogDirty, M2pTable, X86Cpu, X86Hvm, X86Pv,
+};
 
 /// A domain id (`domid_t`, widened as libxenguest's `uint32_t dom`).
 pub type DomId = u32;

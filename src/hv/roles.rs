@@ -10,14 +10,17 @@
 //! Errors carry the errno Xen (or the library) reported, so that the C
 //! layer can hand it back through `errno`.
 //!
-//! A role that only some guest types need (x86 PV next: vCPU context,
-//! address size, M2P, shared info) becomes a trait of its own beside
-//! [`X86Hvm`], and the code for that guest type asks for it in its bounds
-//! (`H: Hypervisor + X86Pv`) rather than every backend and test double
-//! having to provide it.
+//! A role that only some guest types need is a trait of its own
+//! ([`X86Hvm`] for HVM and PVH, [`X86Pv`] for x86 PV). The engines choose
+//! the guest type at run time, so both are in the [`Hypervisor`] sum;
+//! [`X86Pv`]'s methods default to "no PV on this host" so that backends
+//! and test doubles that model HVM guests only need not provide it.
 
 use super::pages::{MappedPages, MappedPagesMut, MappingHints};
-use super::{CpuPolicy, DomId, DomainInfo, GrantEntry, HvError, HvResult, LogDirtyReport, TscInfo};
+use super::{
+    CpuPolicy, DomId, DomainInfo, GrantEntry, HvError, HvResult, LogDirtyReport, MsrEntry, TscInfo,
+};
+use crate::x86::pv::GuestWidth;
 
 /// Domain control: which Xen this is and what it says about a domain as a
 /// whole (`xc_version`, `xc_domain_getinfo`, `xc_domain_nr_gpfns`).
@@ -211,14 +214,158 @@ pub trait X86Hvm {
     fn set_hvm_param(&self, domid: DomId, index: u32, value: u64) -> HvResult<()>;
 }
 
-/// Everything the save and restore engines ask of Xen today: all the
-/// roles, implemented for any type that plays each of them.
+/// The machine-to-phys table (M2P) Xen keeps for PV guests, as a live,
+/// read-only view: `m2p[mfn]` is the pfn the owning guest gave the machine
+/// frame `mfn`. libxenguest maps it once per save or restore
+/// (`x86_pv_map_m2p`: `xc_maximum_ram_page`, `xc_machphys_mfn_list`, one
+/// mapping of those chunks of `DOMID_XEN`) and reads it directly from then
+/// on, so a lookup sees entries Xen writes after the mapping was made (by
+/// a restore's populate calls).
+pub trait M2pTable {
+    /// The highest machine frame (`XENMEM_maximum_ram_page`).
+    fn max_mfn(&self) -> u64;
+
+    /// `m2p[mfn]`, or `None` for `mfn > max_mfn`. Frames no guest owns
+    /// read `INVALID_M2P_ENTRY` (`u64::MAX`) or another value that fails the
+    /// callers' round-trip check.
+    fn entry(&self, mfn: u64) -> Option<u64>;
+}
+
+/// x86 PV guests: their width, the M2P, vCPU state and page-table pinning
+/// (`xc_domain_get_guest_width`, `XEN_DOMCTL_set_address_size`,
+/// `x86_pv_map_m2p`, `xc_vcpu_getcontext`/`_setcontext`, the ext context,
+/// xsave and MSR domctls, `xc_mmuext_op`).
+///
+/// For a PV domain the frames of [`GuestMemory`] (type queries, mappings,
+/// what populate writes back) are machine frames (MFNs), and the pfn ->
+/// MFN mapping is the guest's own p2m, in guest memory.
+///
+/// Every method has a default that fails with `EOPNOTSUPP`, what Xen built
+/// without PV support answers, so a backend that models HVM guests only
+/// (most test doubles) need not implement this role; `hv::xen` and
+/// `hv::sim` implement all of it.
+pub trait X86Pv {
+    /// `xc_domain_get_guest_width` (`XEN_DOMCTL_get_address_size`): the
+    /// guest's address size in bits, 32 or 64.
+    fn pv_address_size(&self, domid: DomId) -> HvResult<u32> {
+        let _ = domid;
+        Err(no_pv("xc_domain_get_guest_width"))
+    }
+
+    /// `XEN_DOMCTL_set_address_size` with `bits` (32 or 64). Xen switches a
+    /// domain to 32 bits only while it has no memory.
+    fn set_pv_address_size(&self, domid: DomId, bits: u32) -> HvResult<()> {
+        let _ = (domid, bits);
+        Err(no_pv("XEN_DOMCTL_set_address_size"))
+    }
+
+    /// `x86_pv_map_m2p`: map the whole M2P, live, for reading.
+    fn map_m2p(&self) -> HvResult<Box<dyn M2pTable + '_>> {
+        Err(no_pv("xc_machphys_mfn_list"))
+    }
+
+    /// `XENMEM_machphys_compat_mfn_list` (one extent): the first machine
+    /// frame of the compat M2P that Xen maps into 32-bit guests' page
+    /// tables, which a save recognises and strips.
+    fn compat_m2p_mfn0(&self) -> HvResult<u64> {
+        Err(no_pv("XENMEM_machphys_compat_mfn_list"))
+    }
+
+    /// `xc_vcpu_getinfo(..).online`.
+    fn vcpu_online(&self, domid: DomId, vcpu: u32) -> HvResult<bool> {
+        let _ = (domid, vcpu);
+        Err(no_pv("xc_vcpu_getinfo"))
+    }
+
+    /// `xc_vcpu_getcontext`: the basic vCPU context of a PV guest of
+    /// `width` as raw bytes (`vcpu_guest_context_x86_{64,32}_t`; lay it out
+    /// with [`VcpuContext`](crate::x86::pv::VcpuContext)). Frames in it
+    /// (cr3, GDT) are MFNs.
+    fn vcpu_context(&self, domid: DomId, vcpu: u32, width: GuestWidth) -> HvResult<Vec<u8>> {
+        let _ = (domid, vcpu, width);
+        Err(no_pv("xc_vcpu_getcontext"))
+    }
+
+    /// `xc_vcpu_setcontext` with raw context bytes of the guest's width.
+    /// Xen validates cr3 and the GDT frames, types the page tables under
+    /// cr3, and brings the vCPU up when `VGCF_online` is set.
+    fn set_vcpu_context(&self, domid: DomId, vcpu: u32, context: &[u8]) -> HvResult<()> {
+        let _ = (domid, vcpu, context);
+        Err(no_pv("xc_vcpu_setcontext"))
+    }
+
+    /// `XEN_DOMCTL_get_ext_vcpucontext`: the first `size` bytes of
+    /// `xen_domctl_ext_vcpucontext` as Xen filled them (64 on 4.17), empty
+    /// when Xen reports size 0.
+    fn ext_vcpu_context(&self, domid: DomId, vcpu: u32) -> HvResult<Vec<u8>> {
+        let _ = (domid, vcpu);
+        Err(no_pv("XEN_DOMCTL_get_ext_vcpucontext"))
+    }
+
+    /// `XEN_DOMCTL_set_ext_vcpucontext` with the blob an
+    /// X86_PV_VCPU_EXTENDED record carries (at most 128 bytes).
+    fn set_ext_vcpu_context(&self, domid: DomId, vcpu: u32, blob: &[u8]) -> HvResult<()> {
+        let _ = (domid, vcpu, blob);
+        Err(no_pv("XEN_DOMCTL_set_ext_vcpucontext"))
+    }
+
+    /// `XEN_DOMCTL_getvcpuextstate` (size query, then fetch): `{u64 xcr0,
+    /// u64 xcr0_accum, xsave area}` as Xen writes it, or `None` when the
+    /// host has no XSAVE (`xfeature_mask` 0: no X86_PV_VCPU_XSAVE record).
+    fn vcpu_xsave(&self, domid: DomId, vcpu: u32) -> HvResult<Option<Vec<u8>>> {
+        let _ = (domid, vcpu);
+        Err(no_pv("XEN_DOMCTL_getvcpuextstate"))
+    }
+
+    /// `XEN_DOMCTL_setvcpuextstate` with an X86_PV_VCPU_XSAVE record's body.
+    fn set_vcpu_xsave(&self, domid: DomId, vcpu: u32, blob: &[u8]) -> HvResult<()> {
+        let _ = (domid, vcpu, blob);
+        Err(no_pv("XEN_DOMCTL_setvcpuextstate"))
+    }
+
+    /// `XEN_DOMCTL_get_vcpu_msrs` (count query, then fetch): the vCPU's
+    /// MSRs as Xen lists them (`{u32 index, u32 reserved, u64 value}`,
+    /// [`MsrEntry`]'s shape), possibly none.
+    fn vcpu_msrs(&self, domid: DomId, vcpu: u32) -> HvResult<Vec<MsrEntry>> {
+        let _ = (domid, vcpu);
+        Err(no_pv("XEN_DOMCTL_get_vcpu_msrs"))
+    }
+
+    /// `XEN_DOMCTL_set_vcpu_msrs`.
+    fn set_vcpu_msrs(&self, domid: DomId, vcpu: u32, msrs: &[MsrEntry]) -> HvResult<()> {
+        let _ = (domid, vcpu, msrs);
+        Err(no_pv("XEN_DOMCTL_set_vcpu_msrs"))
+    }
+
+    /// `xc_mmuext_op` with one `MMUEXT_PIN_L<level>_TABLE` per entry of
+    /// `pins`, `(level 1..=4, mfn)`, in one call (the caller batches, as
+    /// libxenguest does by 1024). Xen validates each table, typing the
+    /// tables under it.
+    fn pin_page_tables(&self, domid: DomId, pins: &[(u8, u64)]) -> HvResult<()> {
+        let _ = (domid, pins);
+        Err(no_pv("xc_mmuext_op"))
+    }
+}
+
+/// The error of a host without PV support.
+fn no_pv(op: &'static str) -> HvError {
+    HvError::with_detail(op, libc::EOPNOTSUPP, "this host does not run x86 PV guests")
+}
+
+/// Everything the save and restore engines ask of Xen: all the roles,
+/// implemented for any type that plays each of them.
 ///
 /// The engines take `H: Hypervisor` and call the roles' methods through it
-/// (`H::ReadMapping<'_>` names the mapping type). [`X86Hvm`] is in it
-/// because the engines handle HVM/PVH guests only so far; once they select
-/// the guest type through a trait, HVM-only code can ask for `X86Hvm`
-/// itself and it can leave this sum.
-pub trait Hypervisor: DomainCtl + GuestMemory + LogDirty + GrantTable + X86Cpu + X86Hvm {}
+/// (`H::ReadMapping<'_>` names the mapping type). [`X86Hvm`] and [`X86Pv`]
+/// are both in it because the engines choose the guest type at run time,
+/// from what the domain is; [`X86Pv`]'s defaults let a backend without PV
+/// guests leave it out.
+pub trait Hypervisor:
+    DomainCtl + GuestMemory + LogDirty + GrantTable + X86Cpu + X86Hvm + X86Pv
+{
+}
 
-impl<T> Hypervisor for T where T: DomainCtl + GuestMemory + LogDirty + GrantTable + X86Cpu + X86Hvm {}
+impl<T> Hypervisor for T where
+    T: DomainCtl + GuestMemory + LogDirty + GrantTable + X86Cpu + X86Hvm + X86Pv
+{
+}

@@ -343,6 +343,10 @@ impl GuestMemory for SimHypervisor {
     }
 }
 
+// PV: filled in by the backend work of issue 9; until then the role's
+// defaults answer EOPNOTSUPP, as before.
+impl crate::hv::X86Pv for SimHypervisor {}
+
 impl X86Hvm for SimHypervisor {
     fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {
         const OP: &str = "xc_domain_hvm_getcontext";

@@ -233,6 +233,9 @@ impl X86Cpu for SinglePages {
     }
 }
 
+// An HVM-only double: the PV role's defaults (no PV on this host).
+impl crate::hv::X86Pv for SinglePages {}
+
 impl X86Hvm for SinglePages {
     fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {
         self.0.hvm_context(domid)

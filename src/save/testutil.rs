@@ -382,6 +382,9 @@ impl GuestMemory for ScriptedDirty {
     }
 }
 
+// An HVM-only double: the PV role's defaults (no PV on this host).
+impl crate::hv::X86Pv for ScriptedDirty {}
+
 impl X86Hvm for ScriptedDirty {
     fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {
         self.inner.hvm_context(domid)

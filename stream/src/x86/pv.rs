@@ -347,6 +347,205 @@ pub fn localise_table(
     Ok(())
 }
 
+/// `VGCF_online` in a vCPU context's `flags`: the vCPU is up.
+pub const VGCF_ONLINE: u64 = 1 << 5;
+
+/// Most GDT entries a PV guest may have (`FIRST_RESERVED_GDT_ENTRY`: the
+/// entries above belong to Xen), 14 frames of 512.
+pub const MAX_GDT_ENTRIES: u64 = 14 * 512;
+
+/// GDT entries per frame.
+const GDT_ENTRIES_PER_FRAME: u64 = 512;
+
+/// Offsets of the fields the engines read and rewrite in a basic vCPU
+/// context, by guest width. Every field is an `unsigned long` of the
+/// guest, 8 or 4 bytes.
+#[derive(Debug, Clone, Copy)]
+struct VcpuLayout {
+    word: usize,
+    flags: usize,
+    /// `user_regs.rdx` / `user_regs.edx`: the start_info frame at suspend.
+    start_info: usize,
+    gdt_frames: usize,
+    gdt_ents: usize,
+    ctrlreg: usize,
+}
+
+impl VcpuLayout {
+    fn of(width: GuestWidth) -> VcpuLayout {
+        match width {
+            // 512 bytes of FPU state, flags, then `cpu_user_regs` (200
+            // bytes, rdx the 13th word), 256 16-byte trap entries, LDT
+            // base and count, then the GDT frames.
+            GuestWidth::Bits64 => VcpuLayout {
+                word: 8,
+                flags: 512,
+                start_info: 616,
+                gdt_frames: 4832,
+                gdt_ents: 4960,
+                ctrlreg: 4984,
+            },
+            // The same fields with 4-byte words: 68-byte registers (edx
+            // the 3rd word), 8-byte trap entries.
+            GuestWidth::Bits32 => VcpuLayout {
+                word: 4,
+                flags: 512,
+                start_info: 524,
+                gdt_frames: 2640,
+                gdt_ents: 2704,
+                ctrlreg: 2716,
+            },
+        }
+    }
+}
+
+/// A basic vCPU context of a PV guest (`vcpu_guest_context_x86_64_t` or
+/// `_x86_32_t`, what `xc_vcpu_getcontext` returns and X86_PV_VCPU_BASIC
+/// carries after its 8-byte header), with the fields the engines convert
+/// between frames and pfns read and written at their offsets.
+///
+/// Wraps the raw bytes (`B` is `&[u8]`, `&mut [u8]` or `Vec<u8>`), whose
+/// length [`VcpuContext::new`] checks against the width.
+#[derive(Debug, Clone)]
+pub struct VcpuContext<B> {
+    width: GuestWidth,
+    layout: VcpuLayout,
+    bytes: B,
+}
+
+/// A vCPU context of the wrong size for its guest's width.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VcpuContextSizeError {
+    /// The guest's width.
+    pub width: GuestWidth,
+    /// The size given.
+    pub len: usize,
+}
+
+impl fmt::Display for VcpuContextSizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a {} PV vCPU context is {} bytes, not {}",
+            self.width,
+            self.width.vcpu_context_size(),
+            self.len
+        )
+    }
+}
+
+impl std::error::Error for VcpuContextSizeError {}
+
+impl<B: AsRef<[u8]>> VcpuContext<B> {
+    /// View `bytes` as the context of a guest of `width`; they must be
+    /// exactly [`GuestWidth::vcpu_context_size`] long.
+    pub fn new(width: GuestWidth, bytes: B) -> Result<Self, VcpuContextSizeError> {
+        let len = bytes.as_ref().len();
+        if len != width.vcpu_context_size() {
+            return Err(VcpuContextSizeError { width, len });
+        }
+        Ok(VcpuContext {
+            width,
+            layout: VcpuLayout::of(width),
+            bytes,
+        })
+    }
+
+    /// The guest's width.
+    pub fn width(&self) -> GuestWidth {
+        self.width
+    }
+
+    /// The raw bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.as_ref()
+    }
+
+    /// The wrapped buffer.
+    pub fn into_inner(self) -> B {
+        self.bytes
+    }
+
+    fn word(&self, off: usize) -> u64 {
+        let b = &self.bytes.as_ref()[off..off + self.layout.word];
+        match self.layout.word {
+            8 => u64::from_le_bytes(b.try_into().expect("8-byte field")),
+            _ => u64::from(u32::from_le_bytes(b.try_into().expect("4-byte field"))),
+        }
+    }
+
+    /// `flags` (`VGCF_*`).
+    pub fn flags(&self) -> u64 {
+        self.word(self.layout.flags)
+    }
+
+    /// `user_regs.rdx` (`edx`): at suspend, vCPU 0's holds the frame of
+    /// the guest's start_info page (the argument of its suspend hypercall).
+    pub fn start_info_reg(&self) -> u64 {
+        self.word(self.layout.start_info)
+    }
+
+    /// `gdt_ents`: the number of GDT entries.
+    pub fn gdt_ents(&self) -> u64 {
+        self.word(self.layout.gdt_ents)
+    }
+
+    /// Frames the GDT occupies (`gdt_ents` rounded up to frames of 512
+    /// entries), or `None` when `gdt_ents` is over [`MAX_GDT_ENTRIES`].
+    pub fn gdt_frame_count(&self) -> Option<usize> {
+        let n = self.gdt_ents();
+        (n <= MAX_GDT_ENTRIES).then(|| n.div_ceil(GDT_ENTRIES_PER_FRAME) as usize)
+    }
+
+    /// `gdt_frames[i]`, `i < 16`.
+    pub fn gdt_frame(&self, i: usize) -> u64 {
+        assert!(i < 16, "a vCPU context has 16 GDT frames");
+        self.word(self.layout.gdt_frames + i * self.layout.word)
+    }
+
+    /// `ctrlreg[n]`, `n < 8` (cr3 is 3; a 64-bit guest keeps its user page
+    /// table in 1).
+    pub fn ctrlreg(&self, n: usize) -> u64 {
+        assert!(n < 8, "a vCPU context has 8 control registers");
+        self.word(self.layout.ctrlreg + n * self.layout.word)
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> VcpuContext<B> {
+    /// Store `value` in the field at `off`; a 32-bit guest's field keeps
+    /// the low 32 bits, so callers check values that must fit.
+    fn set_word(&mut self, off: usize, value: u64) {
+        let word = self.layout.word;
+        let b = &mut self.bytes.as_mut()[off..off + word];
+        match word {
+            8 => b.copy_from_slice(&value.to_le_bytes()),
+            _ => b.copy_from_slice(&(value as u32).to_le_bytes()),
+        }
+    }
+
+    /// Set `flags`.
+    pub fn set_flags(&mut self, value: u64) {
+        self.set_word(self.layout.flags, value)
+    }
+
+    /// Set `user_regs.rdx` (`edx`).
+    pub fn set_start_info_reg(&mut self, value: u64) {
+        self.set_word(self.layout.start_info, value)
+    }
+
+    /// Set `gdt_frames[i]`, `i < 16`.
+    pub fn set_gdt_frame(&mut self, i: usize, value: u64) {
+        assert!(i < 16, "a vCPU context has 16 GDT frames");
+        self.set_word(self.layout.gdt_frames + i * self.layout.word, value)
+    }
+
+    /// Set `ctrlreg[n]`, `n < 8`.
+    pub fn set_ctrlreg(&mut self, n: usize, value: u64) {
+        assert!(n < 8, "a vCPU context has 8 control registers");
+        self.set_word(self.layout.ctrlreg + n * self.layout.word, value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,5 +709,54 @@ mod tests {
             prop_assert!(cr3 >> 32 == 0);
             prop_assert_eq!(w.cr3_to_frame(cr3), Some(frame));
         }
+    }
+
+    #[test]
+    fn vcpu_context_fields_sit_at_the_xen_offsets_for_both_widths() {
+        let mut raw = vec![0u8; VCPU_CONTEXT_SIZE_64];
+        raw[616..624].copy_from_slice(&0x1234_5678_9abcu64.to_le_bytes());
+        raw[4960..4968].copy_from_slice(&513u64.to_le_bytes());
+        raw[4984 + 3 * 8..4984 + 4 * 8].copy_from_slice(&(0x42u64 << 12).to_le_bytes());
+        let mut c = VcpuContext::new(GuestWidth::Bits64, raw).unwrap();
+        assert_eq!(c.start_info_reg(), 0x1234_5678_9abc);
+        assert_eq!(c.gdt_ents(), 513);
+        assert_eq!(c.gdt_frame_count(), Some(2));
+        assert_eq!(c.ctrlreg(3), 0x42 << 12);
+        c.set_gdt_frame(1, 7);
+        c.set_flags(VGCF_ONLINE);
+        let raw = c.into_inner();
+        assert_eq!(u64::from_le_bytes(raw[4840..4848].try_into().unwrap()), 7);
+        assert_eq!(
+            u64::from_le_bytes(raw[512..520].try_into().unwrap()),
+            VGCF_ONLINE
+        );
+
+        let mut raw = vec![0u8; VCPU_CONTEXT_SIZE_32];
+        raw[524..528].copy_from_slice(&0x9abcu32.to_le_bytes());
+        raw[2704..2708].copy_from_slice(&7168u32.to_le_bytes());
+        let mut c = VcpuContext::new(GuestWidth::Bits32, &mut raw[..]).unwrap();
+        assert_eq!(c.start_info_reg(), 0x9abc);
+        assert_eq!(c.gdt_frame_count(), Some(14));
+        c.set_ctrlreg(3, 0xdead_beef_1234);
+        c.set_gdt_frame(15, 3);
+        assert_eq!(
+            u32::from_le_bytes(raw[2716 + 12..2716 + 16].try_into().unwrap()),
+            0xbeef_1234
+        );
+        assert_eq!(
+            u32::from_le_bytes(raw[2640 + 60..2640 + 64].try_into().unwrap()),
+            3
+        );
+    }
+
+    #[test]
+    fn vcpu_context_of_the_wrong_size_or_with_too_many_gdt_entries_is_refused() {
+        let e = VcpuContext::new(GuestWidth::Bits32, vec![0u8; VCPU_CONTEXT_SIZE_64]).unwrap_err();
+        assert_eq!(e.len, VCPU_CONTEXT_SIZE_64);
+        assert!(e.to_string().contains("2800"));
+        let mut raw = vec![0u8; VCPU_CONTEXT_SIZE_64];
+        raw[4960..4968].copy_from_slice(&(MAX_GDT_ENTRIES + 1).to_le_bytes());
+        let c = VcpuContext::new(GuestWidth::Bits64, &raw[..]).unwrap();
+        assert_eq!(c.gdt_frame_count(), None);
     }
 }
