@@ -515,10 +515,11 @@ class Scenario:
     dirty_rate: int = 0  # MiB/s
     working_set: int = 0  # bytes
     title: str = ""
+    guest: str = "hvm"  # xensim --type: hvm, pvh or pv (64-bit PV, linear p2m)
 
     def params(self) -> dict:
         p = {"memory_bytes": self.memory, "fill": self.fill, "vcpus": self.vcpus,
-             "guest_type": "hvm"}
+             "guest_type": self.guest}
         if self.kind == "live":
             p.update(dirty_rate_mib_s=self.dirty_rate,
                      working_set_bytes=self.working_set)
@@ -539,6 +540,11 @@ def scenarios(quick: bool) -> list[Scenario]:
             Scenario("live-busy", "live", m, "random", dirty_rate=256,
                      working_set=128 * MiB,
                      title="live, 256 MiB/s over 128 MiB"),
+            Scenario("pv-mixed", "nonlive", m, "mixed", guest="pv",
+                     title="non-live save+restore, half-zero 64-bit PV 256 MiB"),
+            Scenario("pv-live-busy", "live", m, "random", dirty_rate=256,
+                     working_set=128 * MiB, guest="pv",
+                     title="live PV, 256 MiB/s over 128 MiB"),
         ]
     m = 2 * GiB
     return [
@@ -555,6 +561,13 @@ def scenarios(quick: bool) -> list[Scenario]:
         Scenario("live-busy", "live", m, "random", dirty_rate=256,
                  working_set=1 * GiB,
                  title="live, 256 MiB/s over 1 GiB"),
+        Scenario("pv-random", "nonlive", m, "random", guest="pv",
+                 title="non-live save+restore, random 64-bit PV 2 GiB"),
+        Scenario("pv-mixed", "nonlive", m, "mixed", guest="pv",
+                 title="non-live save+restore, half-zero 64-bit PV 2 GiB"),
+        Scenario("pv-live-busy", "live", m, "random", dirty_rate=256,
+                 working_set=1 * GiB, guest="pv",
+                 title="live PV, 256 MiB/s over 1 GiB"),
     ]
 
 
@@ -611,7 +624,7 @@ class Bench:
 
     def run_nonlive(self, sc: Scenario, host: SimHost) -> dict:
         seed = self.args.seed
-        src = host.create("hvm", sc.memory, sc.vcpus, sc.fill, seed)
+        src = host.create(sc.guest, sc.memory, sc.vcpus, sc.fill, seed)
         guest_pages = int(host.info(src)["tot_pages"])
         guest_bytes = guest_pages * PAGE
         scratch = host.dir / "scratch"
@@ -629,7 +642,7 @@ class Bench:
                 self.keep_log(f"{sc.name}-{run + 1}-{impl}-save", s)
                 s.check()
                 stream_bytes = img.stat().st_size
-                dst = host.create("hvm", sc.memory, sc.vcpus, None)
+                dst = host.create(sc.guest, sc.memory, sc.vcpus, None)
                 r = self.restore(host, impl, dst, str(img)).wait(self.timeout)
                 self.keep_log(f"{sc.name}-{run + 1}-{impl}-restore", r)
                 r.check()
@@ -701,7 +714,7 @@ class Bench:
     # ---- live
 
     def run_live(self, sc: Scenario, host: SimHost) -> dict:
-        src = host.create("hvm", sc.memory, sc.vcpus, sc.fill, self.args.seed)
+        src = host.create(sc.guest, sc.memory, sc.vcpus, sc.fill, self.args.seed)
         guest_pages = int(host.info(src)["tot_pages"])
         guest_bytes = guest_pages * PAGE
         runs: dict[str, list[dict]] = {i: [] for i in IMPLS if i in self.args.impl}
@@ -720,7 +733,7 @@ class Bench:
                 "results": {i: summarise(v) for i, v in runs.items()}}
 
     def live_once(self, sc: Scenario, host: SimHost, src: int, impl: str, run: int) -> dict:
-        dst = host.create("hvm", sc.memory, sc.vcpus, None)
+        dst = host.create(sc.guest, sc.memory, sc.vcpus, None)
         wl = Child("xensim domain run", [
             self.build.xensim, "domain", "run", str(src), "--dirty-rate",
             str(sc.dirty_rate), "--working-set", f"{sc.working_set // MiB}M",
