@@ -13,7 +13,7 @@
 //! `xg_sr_restore_x86_pv.c`, `xg_sr_common_x86_pv.{c,h}`).
 
 use std::fmt;
-use std::ops::RangeInclusive;
+use std::ops::{Range, RangeInclusive};
 
 use super::{PageType, PAGE_SHIFT, PAGE_SIZE};
 
@@ -345,6 +345,164 @@ pub fn localise_table(
     }
     write_table(&table, page);
     Ok(())
+}
+
+/// Legacy vCPUs whose `vcpu_info` lives in shared_info
+/// (`XEN_LEGACY_MAX_VCPUS`).
+pub const SHARED_INFO_VCPUS: usize = 32;
+
+/// Size of one `vcpu_info` at both widths (the 32-bit layout pads its
+/// `arch_vcpu_info` to keep it 64 bytes).
+const VCPU_INFO_SIZE: usize = 64;
+
+impl GuestWidth {
+    /// The guest's `unsigned long` at `off` in `page` (little-endian, 8 or
+    /// 4 bytes). `off` is one of the layout offsets of this module, all
+    /// inside the page.
+    pub fn read_word(self, page: &[u8; PAGE_SIZE], off: usize) -> u64 {
+        match self {
+            GuestWidth::Bits64 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&page[off..off + 8]);
+                u64::from_le_bytes(b)
+            }
+            GuestWidth::Bits32 => u64::from(read_u32(page, off)),
+        }
+    }
+
+    /// Store `value` as the guest's `unsigned long` at `off` (a 32-bit
+    /// guest's keeps the low 32 bits, so callers check values that must
+    /// fit).
+    pub fn write_word(self, page: &mut [u8; PAGE_SIZE], off: usize, value: u64) {
+        match self {
+            GuestWidth::Bits64 => page[off..off + 8].copy_from_slice(&value.to_le_bytes()),
+            GuestWidth::Bits32 => write_u32(page, off, value as u32),
+        }
+    }
+}
+
+/// The `uint32_t` at `off` in `page`.
+pub fn read_u32(page: &[u8; PAGE_SIZE], off: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&page[off..off + 4]);
+    u32::from_le_bytes(b)
+}
+
+/// Store the `uint32_t` `value` at `off` in `page`.
+pub fn write_u32(page: &mut [u8; PAGE_SIZE], off: usize, value: u32) {
+    page[off..off + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Where the fields the engines read and rewrite sit in a PV guest's
+/// shared_info page (`shared_info_x86_64_t` / `_x86_32_t`); the words are
+/// the guest's `unsigned long` ([`GuestWidth::read_word`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedInfoLayout {
+    /// `vcpu_info[32]`, 64 bytes each.
+    pub vcpu_info: Range<usize>,
+    /// `evtchn_pending[]`.
+    pub evtchn_pending: Range<usize>,
+    /// `evtchn_mask[]`.
+    pub evtchn_mask: Range<usize>,
+    /// `arch` (`arch_shared_info`, with `wc_sec_hi` at its end for 32-bit
+    /// guests).
+    pub arch: Range<usize>,
+    /// `arch.max_pfn`.
+    pub max_pfn: usize,
+    /// `arch.pfn_to_mfn_frame_list_list`.
+    pub frame_list_list: usize,
+    /// `arch.p2m_cr3`.
+    pub p2m_cr3: usize,
+    /// `arch.p2m_vaddr`.
+    pub p2m_vaddr: usize,
+    /// `arch.p2m_generation`.
+    pub p2m_generation: usize,
+    pending_sel: usize,
+}
+
+impl SharedInfoLayout {
+    /// The layout for a guest of `width`.
+    pub fn of(width: GuestWidth) -> SharedInfoLayout {
+        let vcpus = SHARED_INFO_VCPUS * VCPU_INFO_SIZE;
+        // Both event-channel arrays hold `word * 8` words; then three
+        // (64-bit: four) 32-bit wall-clock fields, then `arch`.
+        let (word, wall_clock, arch_len) = match width {
+            GuestWidth::Bits64 => (8, 16, 48),
+            GuestWidth::Bits32 => (4, 12, 28),
+        };
+        let array = word * 8 * word;
+        let pending = vcpus;
+        let mask = pending + array;
+        let arch = mask + array + wall_clock;
+        SharedInfoLayout {
+            vcpu_info: 0..vcpus,
+            evtchn_pending: pending..pending + array,
+            evtchn_mask: mask..mask + array,
+            arch: arch..arch + arch_len,
+            max_pfn: arch,
+            frame_list_list: arch + word,
+            p2m_cr3: arch + 3 * word,
+            p2m_vaddr: arch + 4 * word,
+            p2m_generation: arch + 5 * word,
+            // After the two flag bytes, aligned to the word.
+            pending_sel: word,
+        }
+    }
+
+    /// Offset of `vcpu_info[vcpu].evtchn_pending_sel`, `vcpu < 32`.
+    pub fn evtchn_pending_sel(&self, vcpu: usize) -> usize {
+        assert!(vcpu < SHARED_INFO_VCPUS, "shared_info has 32 vcpu_info");
+        vcpu * VCPU_INFO_SIZE + self.pending_sel
+    }
+}
+
+/// Where the fields restore rewrites sit in a PV guest's start_info page
+/// (`start_info_x86_64_t` / `_x86_32_t`). `flags` and the event channels
+/// are `uint32_t` at both widths ([`read_u32`]); the rest are the guest's
+/// words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartInfoLayout {
+    /// `nr_pages`.
+    pub nr_pages: usize,
+    /// `shared_info`: the machine address of shared_info.
+    pub shared_info: usize,
+    /// `flags` (`SIF_*`, 32 bits).
+    pub flags: usize,
+    /// `store_mfn` (a pfn while the guest is suspended).
+    pub store_mfn: usize,
+    /// `store_evtchn` (32 bits).
+    pub store_evtchn: usize,
+    /// `console.domU.mfn` (a pfn while the guest is suspended).
+    pub console_mfn: usize,
+    /// `console.domU.evtchn` (32 bits).
+    pub console_evtchn: usize,
+}
+
+impl StartInfoLayout {
+    /// The layout for a guest of `width`: after the 32-byte magic, each
+    /// field at its type's alignment.
+    pub fn of(width: GuestWidth) -> StartInfoLayout {
+        match width {
+            GuestWidth::Bits64 => StartInfoLayout {
+                nr_pages: 32,
+                shared_info: 40,
+                flags: 48,
+                store_mfn: 56,
+                store_evtchn: 64,
+                console_mfn: 72,
+                console_evtchn: 80,
+            },
+            GuestWidth::Bits32 => StartInfoLayout {
+                nr_pages: 32,
+                shared_info: 36,
+                flags: 40,
+                store_mfn: 44,
+                store_evtchn: 48,
+                console_mfn: 52,
+                console_evtchn: 56,
+            },
+        }
+    }
 }
 
 /// `VGCF_online` in a vCPU context's `flags`: the vCPU is up.
@@ -747,6 +905,60 @@ mod tests {
             u32::from_le_bytes(raw[2640 + 60..2640 + 64].try_into().unwrap()),
             3
         );
+    }
+
+    #[test]
+    fn shared_info_fields_sit_at_the_xen_offsets_for_both_widths() {
+        let l = SharedInfoLayout::of(GuestWidth::Bits64);
+        assert_eq!(l.vcpu_info, 0..2048);
+        assert_eq!(l.evtchn_pending, 2048..2560);
+        assert_eq!(l.evtchn_mask, 2560..3072);
+        assert_eq!(l.arch, 3088..3136);
+        assert_eq!(
+            (
+                l.max_pfn,
+                l.frame_list_list,
+                l.p2m_cr3,
+                l.p2m_vaddr,
+                l.p2m_generation
+            ),
+            (3088, 3096, 3112, 3120, 3128)
+        );
+        assert_eq!(l.evtchn_pending_sel(1), 64 + 8);
+        let l = SharedInfoLayout::of(GuestWidth::Bits32);
+        assert_eq!(l.vcpu_info, 0..2048);
+        assert_eq!(l.evtchn_pending, 2048..2176);
+        assert_eq!(l.evtchn_mask, 2176..2304);
+        assert_eq!(l.arch, 2316..2344);
+        assert_eq!(
+            (
+                l.max_pfn,
+                l.frame_list_list,
+                l.p2m_cr3,
+                l.p2m_vaddr,
+                l.p2m_generation
+            ),
+            (2316, 2320, 2328, 2332, 2336)
+        );
+        assert_eq!(l.evtchn_pending_sel(31), 31 * 64 + 4);
+    }
+
+    #[test]
+    fn start_info_words_follow_the_guest_width() {
+        let mut page = [0u8; PAGE_SIZE];
+        let l = StartInfoLayout::of(GuestWidth::Bits32);
+        GuestWidth::Bits32.write_word(&mut page, l.store_mfn, 0x1_2345_6789);
+        assert_eq!(
+            GuestWidth::Bits32.read_word(&page, l.store_mfn),
+            0x2345_6789
+        );
+        assert_eq!(read_u32(&page, 44), 0x2345_6789);
+        assert_eq!(page[48], 0, "the next field is untouched");
+        let l = StartInfoLayout::of(GuestWidth::Bits64);
+        GuestWidth::Bits64.write_word(&mut page, l.console_mfn, 0x1_2345_6789);
+        assert_eq!(GuestWidth::Bits64.read_word(&page, 72), 0x1_2345_6789);
+        write_u32(&mut page, l.console_evtchn, 9);
+        assert_eq!(read_u32(&page, 80), 9);
     }
 
     #[test]
