@@ -13,7 +13,7 @@
 //! `xg_sr_restore_x86_pv.c`, `xg_sr_common_x86_pv.{c,h}`).
 
 use std::fmt;
-use std::ops::{Range, RangeInclusive};
+use std::ops::RangeInclusive;
 
 use super::{PageType, PAGE_SHIFT, PAGE_SIZE};
 
@@ -347,14 +347,6 @@ pub fn localise_table(
     Ok(())
 }
 
-/// Legacy vCPUs whose `vcpu_info` lives in shared_info
-/// (`XEN_LEGACY_MAX_VCPUS`).
-pub const SHARED_INFO_VCPUS: usize = 32;
-
-/// Size of one `vcpu_info` at both widths (the 32-bit layout pads its
-/// `arch_vcpu_info` to keep it 64 bytes).
-const VCPU_INFO_SIZE: usize = 64;
-
 impl GuestWidth {
     /// The guest's `unsigned long` at `off` in `page` (little-endian, 8 or
     /// 4 bytes). `off` is one of the layout offsets of this module, all
@@ -391,69 +383,6 @@ pub fn read_u32(page: &[u8; PAGE_SIZE], off: usize) -> u32 {
 /// Store the `uint32_t` `value` at `off` in `page`.
 pub fn write_u32(page: &mut [u8; PAGE_SIZE], off: usize, value: u32) {
     page[off..off + 4].copy_from_slice(&value.to_le_bytes());
-}
-
-/// Where the fields the engines read and rewrite sit in a PV guest's
-/// shared_info page (`shared_info_x86_64_t` / `_x86_32_t`); the words are
-/// the guest's `unsigned long` ([`GuestWidth::read_word`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SharedInfoLayout {
-    /// `vcpu_info[32]`, 64 bytes each.
-    pub vcpu_info: Range<usize>,
-    /// `evtchn_pending[]`.
-    pub evtchn_pending: Range<usize>,
-    /// `evtchn_mask[]`.
-    pub evtchn_mask: Range<usize>,
-    /// `arch` (`arch_shared_info`, with `wc_sec_hi` at its end for 32-bit
-    /// guests).
-    pub arch: Range<usize>,
-    /// `arch.max_pfn`.
-    pub max_pfn: usize,
-    /// `arch.pfn_to_mfn_frame_list_list`.
-    pub frame_list_list: usize,
-    /// `arch.p2m_cr3`.
-    pub p2m_cr3: usize,
-    /// `arch.p2m_vaddr`.
-    pub p2m_vaddr: usize,
-    /// `arch.p2m_generation`.
-    pub p2m_generation: usize,
-    pending_sel: usize,
-}
-
-impl SharedInfoLayout {
-    /// The layout for a guest of `width`.
-    pub fn of(width: GuestWidth) -> SharedInfoLayout {
-        let vcpus = SHARED_INFO_VCPUS * VCPU_INFO_SIZE;
-        // Both event-channel arrays hold `word * 8` words; then three
-        // (64-bit: four) 32-bit wall-clock fields, then `arch`.
-        let (word, wall_clock, arch_len) = match width {
-            GuestWidth::Bits64 => (8, 16, 48),
-            GuestWidth::Bits32 => (4, 12, 28),
-        };
-        let array = word * 8 * word;
-        let pending = vcpus;
-        let mask = pending + array;
-        let arch = mask + array + wall_clock;
-        SharedInfoLayout {
-            vcpu_info: 0..vcpus,
-            evtchn_pending: pending..pending + array,
-            evtchn_mask: mask..mask + array,
-            arch: arch..arch + arch_len,
-            max_pfn: arch,
-            frame_list_list: arch + word,
-            p2m_cr3: arch + 3 * word,
-            p2m_vaddr: arch + 4 * word,
-            p2m_generation: arch + 5 * word,
-            // After the two flag bytes, aligned to the word.
-            pending_sel: word,
-        }
-    }
-
-    /// Offset of `vcpu_info[vcpu].evtchn_pending_sel`, `vcpu < 32`.
-    pub fn evtchn_pending_sel(&self, vcpu: usize) -> usize {
-        assert!(vcpu < SHARED_INFO_VCPUS, "shared_info has 32 vcpu_info");
-        vcpu * VCPU_INFO_SIZE + self.pending_sel
-    }
 }
 
 /// Where the fields restore rewrites sit in a PV guest's start_info page
@@ -905,42 +834,6 @@ mod tests {
             u32::from_le_bytes(raw[2640 + 60..2640 + 64].try_into().unwrap()),
             3
         );
-    }
-
-    #[test]
-    fn shared_info_fields_sit_at_the_xen_offsets_for_both_widths() {
-        let l = SharedInfoLayout::of(GuestWidth::Bits64);
-        assert_eq!(l.vcpu_info, 0..2048);
-        assert_eq!(l.evtchn_pending, 2048..2560);
-        assert_eq!(l.evtchn_mask, 2560..3072);
-        assert_eq!(l.arch, 3088..3136);
-        assert_eq!(
-            (
-                l.max_pfn,
-                l.frame_list_list,
-                l.p2m_cr3,
-                l.p2m_vaddr,
-                l.p2m_generation
-            ),
-            (3088, 3096, 3112, 3120, 3128)
-        );
-        assert_eq!(l.evtchn_pending_sel(1), 64 + 8);
-        let l = SharedInfoLayout::of(GuestWidth::Bits32);
-        assert_eq!(l.vcpu_info, 0..2048);
-        assert_eq!(l.evtchn_pending, 2048..2176);
-        assert_eq!(l.evtchn_mask, 2176..2304);
-        assert_eq!(l.arch, 2316..2344);
-        assert_eq!(
-            (
-                l.max_pfn,
-                l.frame_list_list,
-                l.p2m_cr3,
-                l.p2m_vaddr,
-                l.p2m_generation
-            ),
-            (2316, 2320, 2328, 2332, 2336)
-        );
-        assert_eq!(l.evtchn_pending_sel(31), 31 * 64 + 4);
     }
 
     #[test]
