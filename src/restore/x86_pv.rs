@@ -26,8 +26,8 @@ use crate::hv::{
 use crate::log::Level;
 use crate::stream::{DomainType, P2mFrames, PageType, Record, VcpuKind, X86PvInfo};
 use crate::x86::pv::{
-    self, table_level, write_u32, GuestWidth, PageTableError, SharedInfoLayout, StartInfoLayout,
-    VcpuContext, SHARED_INFO_VCPUS, VGCF_ONLINE,
+    self, table_level, write_u32, GuestWidth, PageTableError, SharedInfo, SharedInfoLayout,
+    StartInfoLayout, VcpuContext, SHARED_INFO_VCPUS, VGCF_ONLINE,
 };
 
 /// Page-table pins per `xc_mmuext_op` call (libxenguest's `MAX_PIN_BATCH`).
@@ -467,7 +467,7 @@ impl<'a, H: Hypervisor> PvRestore<'a, H> {
         }
         let mut guest = [0u8; PAGE_SIZE];
         map.read_page(0, &mut guest);
-        rewrite_shared_info(self.width, src, &mut guest);
+        rewrite_shared_info(self.width, src, &mut guest)?;
         map.write_page(0, &guest);
         Ok(())
     }
@@ -743,16 +743,26 @@ impl<'a, H: Hypervisor> PvRestore<'a, H> {
 /// SHARED_INFO into the guest's shared_info page: the record's `vcpu_info`
 /// and `arch`, then no frame list (the guest rebuilds its p2m references
 /// on resume), no pending events and every event masked.
-fn rewrite_shared_info(width: GuestWidth, src: &[u8; PAGE_SIZE], guest: &mut [u8; PAGE_SIZE]) {
+fn rewrite_shared_info(
+    width: GuestWidth,
+    src: &[u8; PAGE_SIZE],
+    guest: &mut [u8; PAGE_SIZE],
+) -> Result<(), RestoreError> {
     let l = SharedInfoLayout::of(width);
-    guest[l.vcpu_info.clone()].copy_from_slice(&src[l.vcpu_info.clone()]);
-    guest[l.arch.clone()].copy_from_slice(&src[l.arch.clone()]);
-    width.write_word(guest, l.frame_list_list, 0);
-    guest[l.evtchn_pending.clone()].fill(0);
+    guest[l.vcpu_info()].copy_from_slice(&src[l.vcpu_info()]);
+    guest[l.arch_range()].copy_from_slice(&src[l.arch_range()]);
+    let mut info = SharedInfo::new(width, &mut guest[..]).map_err(|e| RestoreError::Refused {
+        what: "SHARED_INFO",
+        msg: e.to_string(),
+        errno: libc::EINVAL,
+    })?;
+    info.set_frame_list_list(0);
+    info.fill_evtchn_pending(0);
     for v in 0..SHARED_INFO_VCPUS {
-        width.write_word(guest, l.evtchn_pending_sel(v), 0);
+        info.set_vcpu_pending_sel(v, 0);
     }
-    guest[l.evtchn_mask.clone()].fill(0xff);
+    info.fill_evtchn_mask(0xff);
+    Ok(())
 }
 
 /// X86_PV_VCPU_MSRS's body (`xen_domctl_vcpu_msr_t`: u32 index, u32
@@ -983,24 +993,27 @@ mod tests {
             let l = SharedInfoLayout::of(width);
             let src = [0x11u8; PAGE_SIZE];
             let mut guest = [0x22u8; PAGE_SIZE];
-            rewrite_shared_info(width, &src, &mut guest);
+            rewrite_shared_info(width, &src, &mut guest).unwrap();
             let word = usize::from(width.bytes());
             for v in 0..SHARED_INFO_VCPUS {
-                let sel = l.evtchn_pending_sel(v);
+                let sel = l.vcpu_pending_sel_of(v);
                 assert!(
                     guest[sel..sel + word].iter().all(|&b| b == 0),
                     "{width} sel {v}"
                 );
                 assert_eq!(guest[v * 64], 0x11, "{width} vcpu_info {v} copied");
             }
-            assert!(guest[l.evtchn_pending.clone()].iter().all(|&b| b == 0));
-            assert!(guest[l.evtchn_mask.clone()].iter().all(|&b| b == 0xff));
-            assert_eq!(width.read_word(&guest, l.frame_list_list), 0);
-            assert_eq!(guest[l.max_pfn], 0x11, "{width}: arch copied");
-            assert_eq!(guest[l.p2m_generation], 0x11);
+            let pending = l.evtchn_pending..l.evtchn_pending + l.evtchn_bitmap_len;
+            let mask = l.evtchn_mask..l.evtchn_mask + l.evtchn_bitmap_len;
+            assert!(guest[pending].iter().all(|&b| b == 0));
+            assert!(guest[mask.clone()].iter().all(|&b| b == 0xff));
+            let info = SharedInfo::new(width, &guest[..]).unwrap();
+            assert_eq!(info.frame_list_list(), 0);
+            assert_ne!(info.max_pfn(), 0, "{width}: arch copied");
+            assert_ne!(info.p2m_generation(), 0);
             // The wall clock between the arrays and arch is Xen's.
-            assert_eq!(guest[l.evtchn_mask.end], 0x22, "{width}: wall clock kept");
-            assert_eq!(guest[l.arch.end], 0x22, "{width}: past arch kept");
+            assert_eq!(guest[mask.end], 0x22, "{width}: wall clock kept");
+            assert_eq!(guest[l.arch_range().end], 0x22, "{width}: past arch kept");
         }
     }
 
