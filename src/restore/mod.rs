@@ -319,4 +319,6 @@ fn restore_inner<H: Hypervisor, R: Read>(
 }
 
 #[cfg(test)]
+mod pv_tests;
+#[cfg(test)]
 mod tests;
