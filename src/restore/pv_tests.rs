@@ -20,7 +20,8 @@ use crate::hv::{
 };
 use crate::save::testutil::{TempHost, ToolstackRestore};
 use crate::stream::{
-    DomainHeader, DomainType, PageType, PfnEntry, VcpuKind, Writer, WriterOptions, X86PvInfo,
+    DomainHeader, DomainType, PageType, PfnEntry, Record, VcpuKind, Writer, WriterOptions,
+    X86PvInfo,
 };
 use crate::x86::pv::{self, GuestWidth, SharedInfo, StartInfoLayout, VcpuContext, VGCF_ONLINE};
 
@@ -600,4 +601,284 @@ fn a_64_bit_pv_stream_restores_with_every_frame_named_by_its_mfn() {
 #[test]
 fn a_32_bit_pv_stream_switches_the_domain_and_restores_with_every_frame_named_by_its_mfn() {
     restores_a_pv_guest(GuestWidth::Bits32);
+}
+
+/// A stream's bytes with one record replaced: `f` writes replacements
+/// (returning true) or leaves the record to be copied.
+fn rewrite_pv(
+    stream: &[u8],
+    mut f: impl FnMut(&Record<'_>, &mut Writer<&mut Vec<u8>>) -> bool,
+) -> Vec<u8> {
+    let mut r = stream::Reader::new(stream).expect("valid input");
+    let dh = *r.domain_header();
+    let mut out = Vec::new();
+    {
+        let mut w = Writer::with_options(
+            &mut out,
+            &dh,
+            WriterOptions {
+                check_grammar: false,
+                ..WriterOptions::default()
+            },
+        )
+        .expect("headers");
+        while let Some(rec) = r.next_record().expect("record") {
+            if !f(&rec, &mut w) {
+                w.write_record(&rec).expect("copy record");
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn hostile_pv_streams_each_stop_the_restore_naming_the_problem() {
+    use crate::stream::RecordType;
+    let w64 = GuestWidth::Bits64;
+    let good = PvGuest::new(w64);
+    let bent = |f: &dyn Fn(&mut PvGuest)| {
+        let mut g = PvGuest::new(w64);
+        f(&mut g);
+        g.stream()
+    };
+    let bent32 = |f: &dyn Fn(&mut PvGuest)| {
+        let mut g = PvGuest::new(GuestWidth::Bits32);
+        f(&mut g);
+        g.stream()
+    };
+    let good_stream = good.stream();
+    // (name, stream, pages populated before the restore, message, errno)
+    let mut cases: Vec<(&str, Vec<u8>, bool, &str, i32)> = vec![
+        (
+            "PTE pointing outside the guest",
+            bent(&|g| {
+                let t = g.table(3);
+                t[8 * 7..8 * 8].copy_from_slice(&pte(0x1000).to_le_bytes());
+            }),
+            false,
+            "L1[7] = 0x0000000001000067 names pfn 0x1000, beyond max_pfn 0x3f",
+            libc::ERANGE,
+        ),
+        (
+            "L4 with a Xen slot filled",
+            bent(&|g| {
+                let t = g.table(0);
+                t[8 * 256..8 * 257].copy_from_slice(&pte(1).to_le_bytes());
+            }),
+            false,
+            "L4[256] = 0x0000000000001067 is one of Xen's slots",
+            libc::EINVAL,
+        ),
+        (
+            "32-bit L3 with a Xen slot filled",
+            bent32(&|g| {
+                let t = g.table(0);
+                t[8 * 4..8 * 5].copy_from_slice(&pte(2).to_le_bytes());
+            }),
+            false,
+            "L3[4] = 0x0000000000002067 is one of Xen's slots",
+            libc::EINVAL,
+        ),
+        (
+            "L4 table in a 32-bit stream",
+            bent32(&|g| g.pages.get_mut(&0).unwrap().0 = PageType::L4TabPin),
+            false,
+            "L4 page table in a 32-bit guest",
+            libc::EINVAL,
+        ),
+        (
+            "GDT frame outside the guest",
+            bent(&|g| g.vcpu0().set_gdt_frame(0, 0x5000)),
+            false,
+            "vcpu 0: GDT frame 0 (pfn 0x5000) out of range",
+            libc::ERANGE,
+        ),
+        (
+            "GDT frame on a page table",
+            bent(&|g| g.vcpu0().set_gdt_frame(0, 3)),
+            false,
+            "vcpu 0: GDT frame 0 (pfn 0x3) has bad type L1TAB, expected NOTAB",
+            libc::EINVAL,
+        ),
+        (
+            "cr3 outside the guest",
+            bent(&|g| g.vcpu0().set_ctrlreg(3, 0x7000 << 12)),
+            false,
+            "vcpu 0: cr3 (pfn 0x7000) out of range",
+            libc::ERANGE,
+        ),
+        (
+            "cr3 on an ordinary page",
+            bent(&|g| g.vcpu0().set_ctrlreg(3, 12 << 12)),
+            false,
+            "vcpu 0: cr3 (pfn 0xc) has bad type NOTAB, expected L4TAB",
+            libc::EINVAL,
+        ),
+        (
+            "cr3 on an L2",
+            bent(&|g| g.vcpu0().set_ctrlreg(3, 2 << 12)),
+            false,
+            "has bad type L2TAB, expected L4TAB",
+            libc::EINVAL,
+        ),
+        (
+            "cr1 outside the guest",
+            bent(&|g| g.vcpu0().set_ctrlreg(1, (0x6000 << 12) | 1)),
+            false,
+            "vcpu 0: cr1 (pfn 0x6000) out of range",
+            libc::ERANGE,
+        ),
+        (
+            "start_info outside the guest",
+            bent(&|g| g.vcpu0().set_start_info_reg(0x8000)),
+            false,
+            "start_info (pfn 0x8000) out of range",
+            libc::ERANGE,
+        ),
+        (
+            "xenstore frame outside the guest",
+            bent(&|g| {
+                let l = StartInfoLayout::of(w64);
+                let si = &mut g.pages.get_mut(&START_INFO).unwrap().1;
+                w64.write_word(si, l.store_mfn, 0x9999);
+            }),
+            false,
+            "start_info's xenstore frame (pfn 0x9999) out of range",
+            libc::ERANGE,
+        ),
+        (
+            "p2m frame outside the guest",
+            bent(&|g| g.p2m_frames = vec![0x9000]),
+            false,
+            "p2m frame 0 (pfn 0x9000) out of range",
+            libc::ERANGE,
+        ),
+        (
+            "p2m frame on a page table",
+            bent(&|g| g.p2m_frames = vec![3]),
+            false,
+            "p2m frame 0 (pfn 0x3) has bad type L1TAB, expected NOTAB",
+            libc::EINVAL,
+        ),
+        (
+            "PAGE_DATA pfn beyond max_pfn",
+            bent(&|g| {
+                g.pages.insert(0x100, (PageType::NoTab, [1; PAGE_SIZE]));
+            }),
+            false,
+            "pfn 0x100 outside the domain maximum 0x3f",
+            libc::ERANGE,
+        ),
+        (
+            "32-bit stream into a domain that already has pages",
+            PvGuest::new(GuestWidth::Bits32).stream(),
+            true,
+            "failed to switch d1 to a 32-bit guest",
+            libc::EACCES,
+        ),
+        (
+            "64-bit vCPU context in a 32-bit stream",
+            bent32(&|g| g.vcpu0 = vec![0; pv::VCPU_CONTEXT_SIZE_64]),
+            false,
+            "X86_PV_VCPU_BASIC record: wrong size: a 32-bit guest's context is 2800 bytes, got 5168",
+            libc::EINVAL,
+        ),
+        (
+            "short vCPU context",
+            bent(&|g| g.vcpu0.truncate(100)),
+            false,
+            "a 64-bit guest's context is 5168 bytes, got 100",
+            libc::EINVAL,
+        ),
+        (
+            "extended vCPU context over 128 bytes",
+            bent(&|g| g.vcpu_records[0].2 = vec![0; 136]),
+            false,
+            "X86_PV_VCPU_EXTENDED record: too long: at most 128 bytes, got 136",
+            libc::EINVAL,
+        ),
+        (
+            "xsave record under 16 bytes",
+            bent(&|g| g.vcpu_records[1].2 = vec![0; 8]),
+            false,
+            "X86_PV_VCPU_XSAVE record: too short: at least 16 bytes, got 8",
+            libc::EINVAL,
+        ),
+        (
+            "MSR record not a multiple of 16",
+            bent(&|g| g.vcpu_records[2].2 = vec![0; 24]),
+            false,
+            "X86_PV_VCPU_MSRS record: 24 bytes is not a multiple of 16",
+            libc::EINVAL,
+        ),
+        (
+            "vCPU beyond the domain's",
+            bent(&|g| g.vcpu_records[0].1 = 2),
+            false,
+            "vcpu_id 2 exceeds the domain's max vcpu id 1",
+            libc::EINVAL,
+        ),
+        (
+            "GDT over Xen's reserved entries",
+            bent(&|g| {
+                let off = 4960;
+                g.vcpu0[off..off + 8].copy_from_slice(&(14 * 512 + 1u64).to_le_bytes());
+            }),
+            false,
+            "GDT entry count 7169 out of range",
+            libc::ERANGE,
+        ),
+    ];
+    // Records the reader itself refuses (libxenguest refuses them too).
+    cases.push((
+        "PV_INFO width/levels pair that does not exist",
+        rewrite_pv(&good_stream, |r, w| {
+            if matches!(r, Record::X86PvInfo(_)) {
+                w.write_raw(RecordType::X86_PV_INFO, &[&[8, 3, 0, 0, 0, 0, 0, 0]])
+                    .unwrap();
+                true
+            } else {
+                false
+            }
+        }),
+        false,
+        "X86_PV_INFO",
+        libc::EINVAL,
+    ));
+    cases.push((
+        "P2M_FRAMES whose range does not match its frame count",
+        bent(&|g| g.p2m_frames = vec![P2M_FRAME, 9]),
+        false,
+        "X86_PV_P2M_FRAMES",
+        libc::EINVAL,
+    ));
+    cases.push((
+        "SHARED_INFO of the wrong size",
+        rewrite_pv(&good_stream, |r, w| {
+            if matches!(r, Record::SharedInfo(_)) {
+                w.write_raw(RecordType::SHARED_INFO, &[&[0u8; 64]]).unwrap();
+                true
+            } else {
+                false
+            }
+        }),
+        false,
+        "SHARED_INFO",
+        libc::EINVAL,
+    ));
+    let (ok, ..) = restore_pv(&good_stream, false);
+    ok.expect("baseline restore");
+    for (name, stream, pages_first, expect, errno) in cases {
+        let (r, ..) = restore_pv(&stream, pages_first);
+        let e = match r {
+            Ok(_) => panic!("{name}: restore accepted a hostile stream"),
+            Err(e) => e,
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains(expect),
+            "{name}: error {msg:?} does not mention {expect:?}"
+        );
+        assert_eq!(e.errno(), errno, "{name}: errno of {msg:?}");
+    }
 }
