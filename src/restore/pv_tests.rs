@@ -539,8 +539,8 @@ fn restores_a_pv_guest(width: GuestWidth) {
         }
     }
     let l1 = pv::read_table(&hv.page(id, mfn(3)));
-    for i in 0..20 {
-        assert_eq!(l1[i], pte(mfn(10 + i as u64)), "L1[{i}]");
+    for (i, &e) in l1.iter().take(20).enumerate() {
+        assert_eq!(e, pte(mfn(10 + i as u64)), "L1[{i}]");
     }
     assert_eq!(l1[100], pte(mfn(UNSENT)));
     assert_eq!(l1[101], pv::pte_with_frame(0x62, 0xf_ffff));
