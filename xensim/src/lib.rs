@@ -43,7 +43,11 @@ pub use cpupolicy::{
     CpuPolicy, CpuidLeaf, MsrEntry, CPUID_MAX_LEAVES, CPUID_NO_SUBLEAF, MSR_MAX_ENTRIES,
 };
 pub use digest::DigestReport;
-pub use domain::{DirtyStats, Domain, DomainInfo, LogDirtyOp, TscInfo};
+pub use domain::{
+    DirtyStats, Domain, DomainInfo, LogDirtyOp, MmuextOp, TscInfo, MMUEXT_FLUSH_CACHE,
+    MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE,
+    MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
+};
 pub use error::{errno_name, parse_errno, Error, Result};
 pub use faults::{FaultMode, FaultRule};
 pub use foreign::{ForeignMapping, Prot};
