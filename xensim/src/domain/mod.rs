@@ -17,6 +17,7 @@ mod memory;
 mod pagetable;
 mod pv;
 mod state;
+mod vcpuctx;
 
 pub(crate) use files::{
     w, write_atomic, Config, BITMAP_BYTES, CTL_MAGIC, CTL_SIZE, F_CONFIG, F_CTL, F_DIRTY, F_GRANT,
@@ -28,6 +29,7 @@ pub use pagetable::{
     MMU_PT_UPDATE_PRESERVE_AD,
 };
 pub(crate) use pv::PHYSMAP_BYTES;
+pub use vcpuctx::EXT_VCPU_CONTEXT_SIZE;
 pub use logdirty::{DirtyStats, LogDirtyOp};
 pub use state::TscInfo;
 pub(crate) use state::HOST_TSC_KHZ;
