@@ -44,7 +44,8 @@ pub use cpupolicy::{
 };
 pub use digest::DigestReport;
 pub use domain::{
-    DirtyStats, Domain, DomainInfo, LogDirtyOp, MmuextOp, TscInfo, MMUEXT_FLUSH_CACHE,
+    DirtyStats, Domain, DomainInfo, LogDirtyOp, MmuextOp, TscInfo, EXT_VCPU_CONTEXT_SIZE,
+    MMUEXT_FLUSH_CACHE,
     MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE,
     MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
 };

@@ -62,11 +62,7 @@ fn populate_gives_random_mfns_in_the_window_and_writes_the_m2p() {
     assert_eq!(mfns.len(), 256);
     assert!(mfns.iter().all(|&m| (base..base + GFN_LIMIT).contains(&m)));
     assert!(
-        mfns.iter()
-            .zip(&pfns)
-            .filter(|(m, p)| **m == base + **p)
-            .count()
-            < 4,
+        mfns.iter().zip(&pfns).filter(|(m, p)| **m == base + **p).count() < 4,
         "MFNs are not base + pfn"
     );
     let mut sorted = mfns.clone();
@@ -99,19 +95,10 @@ fn pv_page_types_and_mappings_take_mfns() {
     d.page_types(&mut q).unwrap();
     assert_eq!(
         q,
-        vec![
-            PFINFO_NOTAB,
-            PFINFO_NOTAB,
-            PFINFO_XTAB,
-            PFINFO_XTAB,
-            PFINFO_NOTAB,
-            PFINFO_XTAB
-        ]
+        vec![PFINFO_NOTAB, PFINFO_NOTAB, PFINFO_XTAB, PFINFO_XTAB, PFINFO_NOTAB, PFINFO_XTAB]
     );
     d.write_frame(mfns[1], &[0x5a; 4096]).unwrap();
-    let m = d
-        .map_frames(&[mfns[1], 1, shinfo], Prot::ReadWrite)
-        .unwrap();
+    let m = d.map_frames(&[mfns[1], 1, shinfo], Prot::ReadWrite).unwrap();
     assert_eq!(m.errors(), &[0, -libc::EINVAL, 0]);
     let mut page = vec![0u8; 4096];
     m.read_page(0, &mut page).unwrap();
@@ -177,10 +164,7 @@ fn address_size_switches_to_32_only_without_pages() {
         })
         .unwrap();
     let hvm = t.host.domain(hvm).unwrap();
-    assert_eq!(
-        hvm.set_address_size(32).unwrap_err().errno(),
-        libc::EOPNOTSUPP
-    );
+    assert_eq!(hvm.set_address_size(32).unwrap_err().errno(), libc::EOPNOTSUPP);
 }
 
 #[test]

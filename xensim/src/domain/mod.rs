@@ -17,17 +17,20 @@ mod memory;
 mod pagetable;
 mod pv;
 mod state;
+mod vcpuctx;
 
 pub(crate) use files::{
-    w, write_atomic, Config, BITMAP_BYTES, CTL_MAGIC, CTL_SIZE, F_CONFIG, F_CTL, F_DIRTY, F_FRAMES,
-    F_GRANT, F_HVMCTX, F_LOCK, F_MEM, F_PHYSMAP, F_POPULATED, F_SHINFO, F_TSC, F_TYPES, F_VCPUS,
+    w, write_atomic, Config, BITMAP_BYTES, CTL_MAGIC, CTL_SIZE, F_CONFIG, F_CTL, F_DIRTY, F_GRANT,
+    F_FRAMES, F_HVMCTX, F_LOCK, F_MEM, F_PHYSMAP, F_POPULATED, F_SHINFO, F_TSC, F_TYPES, F_VCPUS,
 };
-pub use logdirty::{DirtyStats, LogDirtyOp};
 pub use pagetable::{
-    MmuextOp, MMUEXT_FLUSH_CACHE, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL,
-    MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
+    MmuextOp, MMUEXT_FLUSH_CACHE, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L4_TABLE,
+    MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE,
+    MMU_PT_UPDATE_PRESERVE_AD,
 };
 pub(crate) use pv::PHYSMAP_BYTES;
+pub use vcpuctx::EXT_VCPU_CONTEXT_SIZE;
+pub use logdirty::{DirtyStats, LogDirtyOp};
 pub use state::TscInfo;
 pub(crate) use state::HOST_TSC_KHZ;
 
