@@ -50,6 +50,181 @@ pub fn get_vcpu_info(dom: &Domain, u: &mut [u8]) -> ShimResult<()> {
     Ok(())
 }
 
+/// A guest handle's address, EFAULT when NULL (Xen's copy to or from a
+/// NULL handle faults).
+fn handle(u: &[u8], off: usize, what: &str) -> ShimResult<u64> {
+    match get_u64(u, off) {
+        0 => Err(ShimError::new(libc::EFAULT, format!("NULL {what} handle"))),
+        a => Ok(a),
+    }
+}
+
+/// `XEN_DOMCTL_getvcpucontext`: the guest-width context (5168 or 2800
+/// bytes) into the `ctxt` handle.
+pub fn get_vcpu_context(dom: &Domain, u: &[u8]) -> ShimResult<()> {
+    let vcpu = get_u32(u, vcpucontext::VCPU);
+    let ctx = dom.vcpu_context(vcpu)?;
+    let at = handle(u, vcpucontext::CTXT, "vcpu context")?;
+    // SAFETY: the handle holds a vcpu_guest_context_any_t (5168 bytes, the
+    // larger layout); the context is at most that long.
+    unsafe { ffi::handle_bytes(at, ctx.len(), "vcpu context") }?.copy_from_slice(&ctx);
+    Ok(())
+}
+
+/// `XEN_DOMCTL_setvcpucontext`: the guest-width context from the `ctxt`
+/// handle. A NULL handle asks Xen for a vCPU reset, which the simulated
+/// host does not do.
+pub fn set_vcpu_context(dom: &Domain, u: &[u8]) -> ShimResult<()> {
+    let vcpu = get_u32(u, vcpucontext::VCPU);
+    if get_u64(u, vcpucontext::CTXT) == 0 {
+        return Err(ShimError::new(
+            libc::EOPNOTSUPP,
+            format!("vcpu {vcpu} reset (setvcpucontext without a context)"),
+        ));
+    }
+    let len = if dom.address_size() == 32 {
+        VCPU_CONTEXT_X86_32_SIZE
+    } else {
+        VCPU_CONTEXT_X86_64_SIZE
+    };
+    let at = handle(u, vcpucontext::CTXT, "vcpu context")?;
+    // SAFETY: the handle holds a context of the guest's width.
+    let ctx = unsafe { ffi::handle_bytes(at, len, "vcpu context") }?;
+    Ok(dom.set_vcpu_context(vcpu, ctx)?)
+}
+
+/// `XEN_DOMCTL_get_ext_vcpucontext`: the 64-byte structure, `size` set,
+/// into `u` itself.
+pub fn get_ext_vcpu_context(dom: &Domain, u: &mut [u8]) -> ShimResult<()> {
+    let vcpu = get_u32(u, ext_vcpucontext::VCPU);
+    let e = dom.ext_vcpu_context(vcpu)?;
+    let n = e.len().min(u.len());
+    u[..n].copy_from_slice(&e[..n]);
+    Ok(())
+}
+
+/// `XEN_DOMCTL_set_ext_vcpucontext` from `u` (its `size` says how much of
+/// it counts).
+pub fn set_ext_vcpu_context(dom: &Domain, u: &[u8]) -> ShimResult<()> {
+    Ok(dom.set_ext_vcpu_context(get_u32(u, ext_vcpucontext::VCPU), u)?)
+}
+
+/// `XEN_DOMCTL_getvcpuextstate`: with no size and no mask, or no buffer,
+/// the host's feature mask and the largest size; otherwise the state,
+/// EINVAL when the buffer is short or the mask is not the host's.
+pub fn get_vcpu_xsave(dom: &Domain, u: &mut [u8]) -> ShimResult<()> {
+    let vcpu = get_u32(u, vcpuextstate::VCPU);
+    let mask = get_u64(u, vcpuextstate::XFEATURE_MASK);
+    let size = get_u64(u, vcpuextstate::SIZE);
+    let buf = get_u64(u, vcpuextstate::BUFFER);
+    if vcpu >= dom.vcpus() {
+        return Err(ShimError::new(libc::ESRCH, format!("no vcpu {vcpu}")));
+    }
+    if (size == 0 && mask == 0) || buf == 0 {
+        put_u64(u, vcpuextstate::XFEATURE_MASK, dom.xsave_features());
+        put_u64(u, vcpuextstate::SIZE, dom.xsave_size() as u64);
+        return Ok(());
+    }
+    let x = dom.vcpu_xsave(vcpu)?;
+    if size < x.len() as u64 || mask != dom.xsave_features() {
+        return Err(ShimError::inval(format!(
+            "xsave buffer of {size} bytes for {} (mask {mask:#x}, host {:#x})",
+            x.len(),
+            dom.xsave_features()
+        )));
+    }
+    // SAFETY: the buffer holds `size` >= x.len() bytes.
+    unsafe { ffi::handle_bytes(buf, x.len(), "xsave buffer") }?.copy_from_slice(&x);
+    put_u64(u, vcpuextstate::SIZE, x.len() as u64);
+    Ok(())
+}
+
+/// `XEN_DOMCTL_setvcpuextstate`: `size` bytes from the buffer, EINVAL
+/// outside 16 ..= the host's size before anything is read.
+pub fn set_vcpu_xsave(dom: &Domain, u: &[u8]) -> ShimResult<()> {
+    let vcpu = get_u32(u, vcpuextstate::VCPU);
+    let size = get_u64(u, vcpuextstate::SIZE);
+    if vcpu >= dom.vcpus() {
+        return Err(ShimError::new(libc::ESRCH, format!("no vcpu {vcpu}")));
+    }
+    if size < 16 || size > dom.xsave_size() as u64 {
+        return Err(ShimError::inval(format!("xsave state of {size} bytes")));
+    }
+    let buf = handle(u, vcpuextstate::BUFFER, "xsave buffer")?;
+    // SAFETY: the buffer holds `size` bytes (at most the host's xsave size).
+    let blob = unsafe { ffi::handle_bytes(buf, size as usize, "xsave buffer") }?;
+    Ok(dom.set_vcpu_xsave(vcpu, blob)?)
+}
+
+/// `XEN_DOMCTL_get_vcpu_msrs`: a NULL handle asks for the most the vCPU can
+/// have; otherwise the non-zero MSRs, ENOBUFS (with the count needed) when
+/// they do not fit. PV only (EINVAL for HVM, as Xen).
+pub fn get_vcpu_msrs(dom: &Domain, u: &mut [u8]) -> ShimResult<()> {
+    let vcpu = get_u32(u, vcpu_msrs::VCPU);
+    if vcpu >= dom.vcpus() {
+        return Err(ShimError::new(libc::ESRCH, format!("no vcpu {vcpu}")));
+    }
+    if !dom.is_pv() {
+        return Err(ShimError::inval("vcpu MSRs of a non-PV domain"));
+    }
+    let at = get_u64(u, vcpu_msrs::MSRS);
+    if at == 0 {
+        put_u32(u, vcpu_msrs::MSR_COUNT, dom.max_vcpu_msrs());
+        return Ok(());
+    }
+    let room = get_u32(u, vcpu_msrs::MSR_COUNT) as usize;
+    let msrs = dom.vcpu_msrs(vcpu)?;
+    let n = msrs.len().min(room);
+    // SAFETY: the handle holds `room` >= n entries.
+    let out = unsafe { ffi::handle_bytes(at, n * vcpu_msrs::ENTRY_SIZE, "msrs") }?;
+    for (e, &(index, value)) in out.chunks_exact_mut(vcpu_msrs::ENTRY_SIZE).zip(&msrs) {
+        put_u32(e, 0, index);
+        put_u32(e, 4, 0);
+        put_u64(e, 8, value);
+    }
+    put_u32(u, vcpu_msrs::MSR_COUNT, msrs.len() as u32);
+    if msrs.len() > room {
+        return Err(ShimError::new(
+            libc::ENOBUFS,
+            format!("{} MSRs, room for {room}", msrs.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// `XEN_DOMCTL_set_vcpu_msrs`: EINVAL for more than the vCPU can have or a
+/// non-zero reserved field.
+pub fn set_vcpu_msrs(dom: &Domain, u: &[u8]) -> ShimResult<()> {
+    let vcpu = get_u32(u, vcpu_msrs::VCPU);
+    let count = get_u32(u, vcpu_msrs::MSR_COUNT);
+    if vcpu >= dom.vcpus() {
+        return Err(ShimError::new(libc::ESRCH, format!("no vcpu {vcpu}")));
+    }
+    if !dom.is_pv() {
+        return Err(ShimError::inval("vcpu MSRs of a non-PV domain"));
+    }
+    if count > dom.max_vcpu_msrs() {
+        return Err(ShimError::inval(format!("{count} MSRs")));
+    }
+    if count == 0 {
+        return Ok(dom.set_vcpu_msrs(vcpu, &[])?);
+    }
+    let at = handle(u, vcpu_msrs::MSRS, "msrs")?;
+    // SAFETY: the handle holds `count` entries (at most the PV list's length).
+    let raw = unsafe { ffi::handle_bytes(at, count as usize * vcpu_msrs::ENTRY_SIZE, "msrs") }?;
+    let mut msrs = Vec::with_capacity(count as usize);
+    for e in raw.chunks_exact(vcpu_msrs::ENTRY_SIZE) {
+        if get_u32(e, 4) != 0 {
+            return Err(ShimError::inval(format!(
+                "MSR {:#x} with a reserved field set",
+                get_u32(e, 0)
+            )));
+        }
+        msrs.push((get_u32(e, 0), get_u64(e, 8)));
+    }
+    Ok(dom.set_vcpu_msrs(vcpu, &msrs)?)
+}
+
 /// The memory ops of PV toolstacks, or `None` when `cmd` is not one of them.
 pub fn memory_op(host: &Host, cmd: u32, arg: *mut u8, len: usize) -> Option<ShimResult<i64>> {
     Some(match cmd {

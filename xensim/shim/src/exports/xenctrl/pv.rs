@@ -7,7 +7,7 @@ use std::ffi::{c_int, c_uint, c_ulong, c_void};
 use super::domain;
 use crate::abi::{self, domctl, machphys_mfn_list, vcpuinfo, Domctl};
 use crate::ctx::{xc_call, Xch};
-use crate::error::ShimError;
+use crate::error::{ShimError, ShimResult};
 use crate::ffi::{self, ret_int};
 use crate::{dispatch, pv};
 
@@ -76,6 +76,49 @@ pub unsafe extern "C" fn xc_vcpu_getinfo(
         let out = unsafe { ffi::slice_mut(info.cast::<u8>(), vcpuinfo::SIZE, "info") }?;
         out.copy_from_slice(&d.u()[..vcpuinfo::SIZE]);
         Ok(0)
+    }))
+}
+
+/// The domctl of `cmd` on vCPU `vcpu` with the context handle at `ctxt`
+/// (libxenctrl bounces a whole `vcpu_guest_context_any_t`; Xen reads or
+/// writes the guest's width of it).
+fn vcpu_context_domctl(
+    x: &Xch,
+    cmd: u32,
+    domid: u32,
+    vcpu: u32,
+    ctxt: *mut c_void,
+) -> ShimResult<()> {
+    dispatch::run_domctl(
+        x.host(),
+        Domctl::new(cmd, domid)
+            .with_u32(abi::vcpucontext::VCPU, vcpu)
+            .with_u64(abi::vcpucontext::CTXT, ctxt as usize as u64),
+    )?;
+    Ok(())
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn xc_vcpu_getcontext(
+    xch: *mut Xch,
+    domid: u32,
+    vcpu: u32,
+    ctxt: *mut c_void,
+) -> c_int {
+    ret_int(xc_call(xch, "xc_vcpu_getcontext", |x| {
+        vcpu_context_domctl(x, domctl::GETVCPUCONTEXT, domid, vcpu, ctxt).map(|_| 0)
+    }))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn xc_vcpu_setcontext(
+    xch: *mut Xch,
+    domid: u32,
+    vcpu: u32,
+    ctxt: *mut c_void,
+) -> c_int {
+    ret_int(xc_call(xch, "xc_vcpu_setcontext", |x| {
+        vcpu_context_domctl(x, domctl::SETVCPUCONTEXT, domid, vcpu, ctxt).map(|_| 0)
     }))
 }
 

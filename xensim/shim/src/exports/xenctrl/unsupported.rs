@@ -35,10 +35,6 @@ unsupported_int! {
     fn xc_domain_memory_exchange_pages(domid: u32, nr_in: c_ulong, in_order: c_uint, in_ext: *mut u64, nr_out: c_ulong, out_order: c_uint, out_ext: *mut u64);
     /// Grant-table hypercalls (the seeding fallback; map_resource is used instead).
     fn xc_gnttab_op(cmd: c_int, op: *mut c_void, op_size: c_int, count: c_int);
-    /// PV vCPU state.
-    fn xc_vcpu_getcontext(domid: u32, vcpu: u32, ctxt: *mut c_void);
-    /// PV vCPU state.
-    fn xc_vcpu_setcontext(domid: u32, vcpu: u32, ctxt: *mut c_void);
     /// Suspend event channels (libxl's own process).
     fn xc_domain_subscribe_for_suspend(domid: u32, port: u32);
 }
