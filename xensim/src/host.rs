@@ -413,9 +413,6 @@ impl Host {
             d.write_state(domain::F_TSC, &tsc.to_bytes())?;
             return Ok(());
         }
-        if cfg.guest_type == GuestType::Pv {
-            return err(libc::EOPNOTSUPP, "building a PV guest's memory image");
-        }
         for &(i, v) in &layout.params {
             let (slot, stored) = params::apply_set(i, &p, v)?;
             p[slot] = stored;
@@ -431,12 +428,19 @@ impl Host {
         let all: Vec<u16> = (0..cfg.vcpus as u16).collect();
         d.set_online(&all);
         d.ctl(w::CREATION_FINISHED).store(1, SeqCst);
-        fill_memory(&d, cfg, layout)?;
+        let (console, store) = if cfg.guest_type == GuestType::Pv {
+            let (store, console) = crate::pvguest::build(&d, cfg)?;
+            (console as u32, store as u32)
+        } else {
+            fill_memory(&d, cfg, layout)?;
+            (
+                p[HVM_PARAM_CONSOLE_PFN as usize] as u32,
+                p[HVM_PARAM_STORE_PFN as usize] as u32,
+            )
+        };
         // The builder seeds grant entries 0 (console) and 1 (xenstore) for
-        // backends in dom0.
+        // backends in dom0 (frames: gfns for HVM, MFNs for PV).
         let mut g = vec![0u8; 16];
-        let console = p[HVM_PARAM_CONSOLE_PFN as usize] as u32;
-        let store = p[HVM_PARAM_STORE_PFN as usize] as u32;
         for (k, frame) in [console, store].into_iter().enumerate() {
             g[k * 8..k * 8 + 2].copy_from_slice(&1u16.to_le_bytes());
             g[k * 8 + 4..k * 8 + 8].copy_from_slice(&frame.to_le_bytes());

@@ -31,6 +31,8 @@ mod hvmctx;
 mod layout;
 mod machine;
 mod params;
+mod pvcpu;
+mod pvguest;
 mod shm;
 pub mod workload;
 

@@ -28,7 +28,15 @@ pub use pagetable::{
     MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE,
     MMU_PT_UPDATE_PRESERVE_AD,
 };
-pub(crate) use pv::PHYSMAP_BYTES;
+pub(crate) use pagetable::{
+    pte_frame, L4_XEN_SLOTS, PAE_L2_XEN_SLOTS, PT_ACCESSED, PT_DIRTY, PT_FRAME_MASK, PT_NX,
+    PT_PRESENT, PT_RW, PT_USER,
+};
+pub(crate) use pv::{
+    get_word, put_word, ShinfoLayout, ARCH_FLL, ARCH_MAX_PFN, ARCH_P2M_CR3, PHYSMAP_BYTES,
+    TYPE_LEVEL_MASK, TYPE_PINNED,
+};
+pub(crate) use vcpuctx::{cr3_to_frame, frame_to_cr3, CtxLayout, VGCF_I387_VALID, VGCF_IN_KERNEL};
 pub use vcpuctx::EXT_VCPU_CONTEXT_SIZE;
 pub use logdirty::{DirtyStats, LogDirtyOp};
 pub use state::TscInfo;
