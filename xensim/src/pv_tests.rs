@@ -604,3 +604,51 @@ fn a_pv_guest_restored_to_other_mfns_digests_equal_and_saves_again() {
         }
     }
 }
+
+#[test]
+fn the_workload_dirties_pv_memory_through_the_p2m_including_page_tables() {
+    let t = TempHost::new();
+    let d = guest(&t.host, 64, P2mLayout::Linear);
+    let kv = Kvars::read(&d).unwrap();
+    let gen_before = page(&d, d.info().unwrap().shared_info_frame);
+    d.logdirty_enable().unwrap();
+    let stats = workload::run(
+        &d,
+        &workload::RunOptions {
+            dirty_rate_bytes: 64 << 20,
+            working_set_bytes: 8 << 20,
+            seed: 1,
+            max_duration: Some(std::time::Duration::from_millis(300)),
+            follow: false,
+        },
+    )
+    .unwrap();
+    assert!(stats.pages_written > 100);
+    let mut bm = vec![0u8; (kv.nr_pages / 8) as usize];
+    d.logdirty_op(LogDirtyOp::Peek, Some(&mut bm), kv.nr_pages, false)
+        .unwrap();
+    let dirty = |p: u64| bm[(p / 8) as usize] & (1 << (p % 8)) != 0;
+    assert!(
+        dirty(kv.user_l1),
+        "the user L1 is dirtied through mmu_update"
+    );
+    assert!(
+        (0..kv.pt0).all(|p| !dirty(p)),
+        "kernel structures are not written"
+    );
+    // The p2m and its publication are untouched; the tables still validate.
+    assert_eq!(page(&d, d.info().unwrap().shared_info_frame), gen_before);
+    let root = d.pfn_to_mfn(kv.root).unwrap();
+    d.mmuext_op(&[MmuextOp {
+        cmd: MMUEXT_UNPIN_TABLE,
+        arg1: root,
+        arg2: 0,
+    }])
+    .unwrap();
+    d.mmuext_op(&[MmuextOp {
+        cmd: MMUEXT_PIN_L4_TABLE,
+        arg1: root,
+        arg2: 0,
+    }])
+    .unwrap();
+}
