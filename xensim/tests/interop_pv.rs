@@ -75,6 +75,15 @@ fn create_pv(host: &Host, pv: Pv, seed: u64) -> u32 {
     common::parse_domid(&out)
 }
 
+/// Another host for a restore, whose first domain and frame window are
+/// taken by a bystander, so the restored guest gets another domid and other
+/// MFNs than its source (a pfn/MFN mix-up then shows as a wrong page).
+fn other_host(tag: &str) -> Host {
+    let h = Host::new(tag);
+    h.create_empty("pv", "16M");
+    h
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -249,7 +258,7 @@ fn save_nonlive(host: &Host, src: u32, img: &Path) -> (String, StreamSummary) {
 
 fn nonlive_round_trip(pv: Pv, seed: u64) {
     let a = Host::new(&format!("pv-nonlive-src-{}", pv.tag()));
-    let b = Host::new(&format!("pv-nonlive-dst-{}", pv.tag()));
+    let b = other_host(&format!("pv-nonlive-dst-{}", pv.tag()));
     let src = create_pv(&a, pv, seed);
     let img = a.scratch("pv.img");
     let (digest, summary) = save_nonlive(&a, src, &img);
@@ -309,7 +318,7 @@ fn pv32_tree_nonlive_save_restores_on_another_host_with_the_same_digest() {
 /// included), restored on a second host.
 fn live_round_trip(pv: Pv, seed: u64) {
     let a = Host::new(&format!("pv-live-src-{}", pv.tag()));
-    let b = Host::new(&format!("pv-live-dst-{}", pv.tag()));
+    let b = other_host(&format!("pv-live-dst-{}", pv.tag()));
     let src = create_pv(&a, pv, seed);
     let img = a.scratch("pv-live.img");
     let mut workload = a.start_workload(src, "32", "32M");
@@ -390,8 +399,8 @@ fn pv32_tree_live_save_with_workload_iterates_and_restores_on_another_host() {
 /// and shared_info in the shape a save needs, on both widths.
 fn resave_round_trip(pv: Pv, seed: u64) {
     let a = Host::new(&format!("pv-resave-a-{}", pv.tag()));
-    let b = Host::new(&format!("pv-resave-b-{}", pv.tag()));
-    let c = Host::new(&format!("pv-resave-c-{}", pv.tag()));
+    let b = other_host(&format!("pv-resave-b-{}", pv.tag()));
+    let c = other_host(&format!("pv-resave-c-{}", pv.tag()));
     let src = create_pv(&a, pv, seed);
     let img1 = a.scratch("first.img");
     let (digest, _) = save_nonlive(&a, src, &img1);
@@ -459,7 +468,7 @@ fn restore_results(run: &HelperRun) -> (u64, u64) {
 
 fn helper_round_trip(pv: Pv, seed: u64, live: bool) {
     let a = Host::new(&format!("pv-helper-src-{}", pv.tag()));
-    let b = Host::new(&format!("pv-helper-dst-{}", pv.tag()));
+    let b = other_host(&format!("pv-helper-dst-{}", pv.tag()));
     let src = create_pv(&a, pv, seed);
     let dst = b.create_empty("pv", GUEST_MEMORY);
     let img = a.scratch("helper-copy.img");
