@@ -59,6 +59,7 @@ impl TempHost {
                 fill: Fill::Mixed,
                 seed,
                 empty,
+                ..Default::default()
             })
             .expect("create domain")
     }

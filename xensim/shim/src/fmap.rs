@@ -97,6 +97,7 @@ mod tests {
                     fill: Fill::Random,
                     seed: 5,
                     empty: false,
+                    ..Default::default()
                 })
                 .expect("create domain");
             let dom = host.domain(id).expect("domain");
