@@ -24,9 +24,8 @@
 
 use crate::digest::hex;
 use crate::domain::{
-    cr3_to_frame, frame_to_cr3, get_word, pte_frame, put_word, CtxLayout, Domain, ShinfoLayout,
-    ARCH_FLL, ARCH_P2M_CR3, L4_XEN_SLOTS, PAE_L2_XEN_SLOTS, PT_FRAME_MASK, PT_PRESENT,
-    TYPE_LEVEL_MASK,
+    frame_to_cr3, get_word, pte_frame, put_word, CtxLayout, Domain, ShinfoLayout, ARCH_FLL,
+    ARCH_P2M_CR3, L4_XEN_SLOTS, PAE_L2_XEN_SLOTS, PT_FRAME_MASK, PT_PRESENT, TYPE_LEVEL_MASK,
 };
 use crate::error::Result;
 use crate::pvguest::{Kvars, StartInfoLayout, START_INFO_PFN};
@@ -144,7 +143,7 @@ pub(crate) fn vcpus(d: &Domain) -> Result<String> {
         }
         let mut c = d.vcpu_context(v)?;
         let cr3 = l.ctrlreg + 3 * l.word;
-        let root = to_pfn(d, cr3_to_frame(bits32, l.get(&c, cr3)));
+        let root = to_pfn(d, l.cr3_frame(&c));
         l.put(&mut c, cr3, frame_to_cr3(bits32, root));
         for i in 0..l.get(&c, l.gdt_ents).div_ceil(512).min(16) as usize {
             let o = l.gdt_frames + i * l.word;

@@ -81,8 +81,11 @@ impl MemoryLayout {
                         "memory too large for the simulated address space",
                     );
                 }
+                // One RAM range (a list of one range, not a list of pfns).
+                #[allow(clippy::single_range_in_vec_init)]
+                let ram = vec![0..pages];
                 return Ok(MemoryLayout {
-                    ram: vec![0..pages],
+                    ram,
                     extra: Vec::new(),
                     params: Vec::new(),
                     extra_content: Vec::new(),

@@ -91,19 +91,6 @@ impl SharedMap {
         unsafe { std::slice::from_raw_parts(self.ptr.cast::<AtomicU8>(), self.len) }
     }
 
-    /// Copy `out.len()` bytes from the mapping at `offset` (bounds-checked).
-    pub(crate) fn read_at(&self, offset: usize, out: &mut [u8]) -> Result<()> {
-        offset
-            .checked_add(out.len())
-            .filter(|&e| e <= self.len)
-            .ok_or_else(|| Error::new(libc::EFAULT, "read outside mapping"))?;
-        // SAFETY: the source range lies inside the live mapping and `out` is
-        // a separate Rust slice. Concurrent writers make the copy racy, as a
-        // read of guest memory is.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset), out.as_mut_ptr(), out.len()) };
-        Ok(())
-    }
-
     /// Copy `data` into the mapping at `offset` (bounds-checked).
     pub(crate) fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
         offset

@@ -21,7 +21,7 @@ mod vcpuctx;
 
 pub(crate) use files::{
     w, write_atomic, Config, BITMAP_BYTES, CTL_MAGIC, CTL_SIZE, F_CONFIG, F_CTL, F_DIRTY, F_FRAMES,
-    F_GRANT, F_HVMCTX, F_LOCK, F_MEM, F_PHYSMAP, F_POPULATED, F_SHINFO, F_TSC, F_TYPES, F_VCPUS,
+    F_GRANT, F_HVMCTX, F_LOCK, F_MEM, F_PHYSMAP, F_POPULATED, F_SHINFO, F_TSC, F_TYPES,
 };
 pub use logdirty::{DirtyStats, LogDirtyOp};
 pub(crate) use pagetable::{
@@ -33,12 +33,12 @@ pub use pagetable::{
     MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
 };
 pub(crate) use pv::{
-    get_word, put_word, ShinfoLayout, ARCH_FLL, ARCH_MAX_PFN, ARCH_P2M_CR3, PHYSMAP_BYTES,
-    TYPE_LEVEL_MASK, TYPE_PINNED,
+    get_word, put_word, ShinfoLayout, ARCH_FLL, ARCH_P2M_CR3, PHYSMAP_BYTES, TYPE_LEVEL_MASK,
 };
 pub use state::TscInfo;
 pub(crate) use state::HOST_TSC_KHZ;
 pub use vcpuctx::EXT_VCPU_CONTEXT_SIZE;
+#[cfg_attr(not(test), allow(unused_imports))]
 pub(crate) use vcpuctx::{cr3_to_frame, frame_to_cr3, CtxLayout, VGCF_I387_VALID, VGCF_IN_KERNEL};
 
 use crate::error::{err, Error, Result};

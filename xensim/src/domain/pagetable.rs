@@ -73,11 +73,6 @@ pub(crate) fn pte_frame(pte: u64) -> u64 {
     (pte & PT_FRAME_MASK) >> 12
 }
 
-/// The non-frame bits of a PTE.
-pub(crate) fn pte_flags(pte: u64) -> u64 {
-    pte & !PT_FRAME_MASK
-}
-
 fn read_table(d: &Domain, mfn: u64) -> Result<Vec<u64>> {
     let mut b = vec![0u8; PAGE_SIZE as usize];
     d.read_frame(mfn, &mut b)?;

@@ -111,7 +111,7 @@ impl CtxLayout {
 pub(crate) fn cr3_to_frame(bits32: bool, cr3: u64) -> u64 {
     if bits32 {
         let c = cr3 as u32;
-        u64::from((c >> 12) | (c << 20))
+        u64::from(c.rotate_right(12))
     } else {
         cr3 >> 12
     }
@@ -121,7 +121,7 @@ pub(crate) fn cr3_to_frame(bits32: bool, cr3: u64) -> u64 {
 pub(crate) fn frame_to_cr3(bits32: bool, frame: u64) -> u64 {
     if bits32 {
         let f = frame as u32;
-        u64::from((f << 12) | (f >> 20))
+        u64::from(f.rotate_left(12))
     } else {
         frame << 12
     }
