@@ -63,18 +63,19 @@ pub(crate) trait PageFrames {
         false
     }
 
-    /// Rewrite a copy of a page of type `t` for the stream. Called only
-    /// where [`PageFrames::needs_normalise`] said so. `paused` is whether
+    /// Rewrite a copy of the page of `pfn`, of type `t`, for the stream.
+    /// Called only where [`PageFrames::needs_normalise`] said so. `paused` is whether
     /// the toolstack holds the domain paused (`dominfo.paused`; a guest
     /// that merely suspended is not), which decides whether a page that
     /// cannot be rewritten is deferred or fails the save.
     fn normalise_page(
         &self,
+        pfn: u64,
         t: PageType,
         page: &mut [u8; PAGE_SIZE],
         paused: bool,
     ) -> Result<Normalised, SaveError> {
-        let _ = (t, page, paused);
+        let _ = (pfn, t, page, paused);
         Ok(Normalised::Ready)
     }
 }
@@ -96,6 +97,13 @@ pub(crate) trait SaveGuest<H: Hypervisor, W: Write>: PageFrames {
 
     /// The static data records, before STATIC_DATA_END.
     fn static_data(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError>;
+
+    /// After STATIC_DATA_END, once: the records a receiver needs before
+    /// any memory (PV: X86_PV_P2M_FRAMES).
+    fn start_of_stream(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError> {
+        let _ = ctx;
+        Ok(())
+    }
 
     /// Before each checkpoint's memory is sent.
     fn start_of_checkpoint(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError> {

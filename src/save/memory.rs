@@ -310,7 +310,8 @@ fn write_batch<H: Hypervisor, W: Write>(
             let dst: &mut [u8; PAGE_SIZE] = (&mut mem.data[off - PAGE_SIZE..off])
                 .try_into()
                 .expect("slice of PAGE_SIZE");
-            if guest.normalise_page(t, dst, paused)? == Normalised::Deferred {
+            let pfn = mem.rec_pfns[r.entry];
+            if guest.normalise_page(pfn, t, dst, paused)? == Normalised::Deferred {
                 r.deferred = true;
                 nr_deferred += 1;
             }

@@ -48,7 +48,9 @@ mod out;
 mod params;
 pub mod policy;
 mod precopy;
+mod x86;
 mod x86_hvm;
+mod x86_pv;
 
 use std::io::Write;
 
@@ -120,12 +122,10 @@ pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
         ),
     );
     // The one place that knows every guest type.
-    let mut guest: Box<dyn SaveGuest<H, W>> = if info.hvm {
+    let mut guest: Box<dyn SaveGuest<H, W> + '_> = if info.hvm {
         Box::new(x86_hvm::HvmSave::default())
     } else {
-        return Err(fail(SaveError::Unsupported(
-            "PV guests are not supported yet".into(),
-        )));
+        Box::new(x86_pv::PvSave::new(hv, domid))
     };
     if params.stream_type == StreamType::Colo && back.is_none() {
         return Err(fail(SaveError::BackChannel(
@@ -222,6 +222,7 @@ fn run<H: Hypervisor, W: Write>(
     ctx.out.headers(guest.domain_type(), major, minor)?;
     guest.static_data(ctx)?;
     ctx.out.static_data_end()?;
+    guest.start_of_stream(ctx)?;
 
     if checkpoint::send_checkpoints(ctx, guest)? == checkpoint::Ended::Stopped {
         return Ok(());

@@ -33,6 +33,7 @@ impl PageFrames for Shifted {
 
     fn normalise_page(
         &self,
+        _pfn: u64,
         t: PageType,
         page: &mut [u8; PAGE_SIZE],
         _paused: bool,
@@ -147,6 +148,7 @@ impl PageFrames for Deferring {
 
     fn normalise_page(
         &self,
+        _pfn: u64,
         _t: PageType,
         page: &mut [u8; PAGE_SIZE],
         paused: bool,
