@@ -59,6 +59,7 @@ impl TempHost {
                 fill: Fill::Mixed,
                 seed,
                 empty,
+                ..DomainConfig::default()
             })
             .expect("create domain")
     }

@@ -54,7 +54,7 @@ fn memory_hash(d: &Domain, excluded: &[u64]) -> Result<(String, u64)> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; CHUNK * PAGE_SIZE as usize];
     let words = d.populated_words();
-    let last_word = (d.max_gpfn() / 64) as usize;
+    let last_word = (d.highest_pfn() / 64) as usize;
     let mut pages = 0u64;
     let mut run: Vec<u64> = Vec::with_capacity(CHUNK);
     let file = d.mem_file();

@@ -50,7 +50,7 @@ const SPECIAL_REGION: std::ops::Range<u64> = (SPECIAL_PFN_BASE - 8)..(SPECIAL_PF
 pub fn working_set(d: &Domain, bytes: u64, seed: u64) -> Vec<u64> {
     let mut ram = Vec::new();
     let words = d.populated_words();
-    let last = (d.max_gpfn() / 64) as usize;
+    let last = (d.highest_pfn() / 64) as usize;
     for (wi, word) in words.iter().enumerate().take(last + 1) {
         let mut bits = word.load(SeqCst);
         while bits != 0 {
