@@ -109,8 +109,17 @@ pub(crate) fn digest(d: &Domain) -> Result<DigestReport> {
             }
         }
     }
-    let (mem, pages) = memory_hash(d, &excluded)?;
+    let (mem, pages) = if d.is_pv() {
+        comps.push(("pv-width".into(), one(&d.address_size().to_le_bytes())));
+        crate::digest_pv::memory(d)?
+    } else {
+        memory_hash(d, &excluded)?
+    };
     comps.push(("memory".into(), mem));
+    if d.is_pv() {
+        comps.push(("shared-info".into(), crate::digest_pv::shared_info(d)?));
+        comps.push(("vcpus".into(), crate::digest_pv::vcpus(d)?));
+    }
 
     if hvm {
         comps.push(("hvm-context".into(), one(&d.hvm_context()?)));

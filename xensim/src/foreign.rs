@@ -107,8 +107,7 @@ impl ForeignMapping {
             let mut j = i + 1;
             while j < pages
                 && offsets[j].is_some_and(|(f, o)| {
-                    f.as_raw_fd() == file.as_raw_fd()
-                        && o == start_off + (j - i) as u64 * PAGE_SIZE
+                    f.as_raw_fd() == file.as_raw_fd() && o == start_off + (j - i) as u64 * PAGE_SIZE
                 })
             {
                 j += 1;

@@ -9,8 +9,8 @@ use crate::cpupolicy::CpuPolicy;
 use crate::domain::{self, w, Config, Domain, TscInfo, HOST_TSC_KHZ};
 use crate::error::{err, Error, Result};
 use crate::faults::{FaultRule, FaultState, RuleSet};
-use crate::hvmctx::initial_records;
 use crate::foreign::{ForeignMapping, Prot};
+use crate::hvmctx::initial_records;
 use crate::layout::{mix, page_content, Content, MemoryLayout, MAX_PAGES_SLACK};
 use crate::machine::{self, Machine, COMPAT_M2P_MFN0, M2P_MFN0, MAX_WINDOWS, WINDOW_FRAMES};
 use crate::params::{self, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_PFN};
@@ -282,8 +282,10 @@ impl Host {
         let _ = std::fs::remove_dir_all(&build);
         std::fs::create_dir_all(&build).map_err(io(build.display()))?;
         if cfg.guest_type == GuestType::Pv {
-            self.machine
-                .set_span(window, machine::span_for(layout.ram_pages() + MAX_PAGES_SLACK));
+            self.machine.set_span(
+                window,
+                machine::span_for(layout.ram_pages() + MAX_PAGES_SLACK),
+            );
         }
         let r = self.build(id, cfg, &layout, window * GFN_LIMIT, &build);
         if let Err(e) = r {
@@ -398,7 +400,8 @@ impl Host {
         d.write_state(domain::F_HVMCTX, &records.to_bytes())?;
         d.store_cpu_policy(&CpuPolicy::default_guest())?;
         if cfg.guest_type == GuestType::Pv && !cfg.empty {
-            d.ctl(w::ADDRESS_SIZE).store(u64::from(cfg.address_size), SeqCst);
+            d.ctl(w::ADDRESS_SIZE)
+                .store(u64::from(cfg.address_size), SeqCst);
         }
         if cfg.empty {
             d.ctl(w::PAUSE_COUNT).store(1, SeqCst);

@@ -22,6 +22,7 @@
 
 mod cpupolicy;
 mod digest;
+mod digest_pv;
 mod domain;
 mod error;
 mod faults;
@@ -33,6 +34,7 @@ mod machine;
 mod params;
 mod pvcpu;
 mod pvguest;
+mod pvsuspend;
 mod shm;
 pub mod workload;
 
@@ -47,9 +49,8 @@ pub use cpupolicy::{
 pub use digest::DigestReport;
 pub use domain::{
     DirtyStats, Domain, DomainInfo, LogDirtyOp, MmuextOp, TscInfo, EXT_VCPU_CONTEXT_SIZE,
-    MMUEXT_FLUSH_CACHE,
-    MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE,
-    MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
+    MMUEXT_FLUSH_CACHE, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL,
+    MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
 };
 pub use error::{errno_name, parse_errno, Error, Result};
 pub use faults::{FaultMode, FaultRule};

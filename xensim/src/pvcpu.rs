@@ -29,13 +29,22 @@ pub(crate) fn init_vcpu(d: &Domain, v: u32, seed: u64, root_mfn: u64, gdt_mfn: u
     let (text, stack, cs, ss) = if bits32 {
         (0xc100_0000u64, 0xc080_0000u64, KERNEL_CS_32, KERNEL_SS_32)
     } else {
-        (0xffff_ffff_8100_0000, 0xffff_c900_4000_0000, KERNEL_CS_64, KERNEL_SS_64)
+        (
+            0xffff_ffff_8100_0000,
+            0xffff_c900_4000_0000,
+            KERNEL_CS_64,
+            KERNEL_SS_64,
+        )
     };
     // General-purpose registers (r15..rdi / ebx..eax) random.
     let gprs = if bits32 { 7 } else { 15 };
     for i in 0..gprs {
         let val = rng.next_u64();
-        l.put(&mut c, regs + i * l.word, if bits32 { val & 0xffff_ffff } else { val });
+        l.put(
+            &mut c,
+            regs + i * l.word,
+            if bits32 { val & 0xffff_ffff } else { val },
+        );
     }
     let rip = text + (rng.next_u64() % 0x80_0000);
     let rsp = stack + u64::from(v) * 0x4000 + 0x3f00;
@@ -55,7 +64,11 @@ pub(crate) fn init_vcpu(d: &Domain, v: u32, seed: u64, root_mfn: u64, gdt_mfn: u
     l.put(&mut c, l.kernel_sp - l.word, ss);
     l.put(&mut c, l.kernel_sp, rsp + 0x100);
     l.put(&mut c, l.ctrlreg, 0x8005_003b); // cr0: PG, WP, NE, ET, TS, MP, PE
-    l.put(&mut c, l.ctrlreg + 3 * l.word, frame_to_cr3(bits32, root_mfn));
+    l.put(
+        &mut c,
+        l.ctrlreg + 3 * l.word,
+        frame_to_cr3(bits32, root_mfn),
+    );
     l.put(&mut c, l.ctrlreg + 4 * l.word, 0x0010_06f0);
     if bits32 {
         put_word(&mut c, 2780, 4, KERNEL_CS_32);
@@ -68,7 +81,12 @@ pub(crate) fn init_vcpu(d: &Domain, v: u32, seed: u64, root_mfn: u64, gdt_mfn: u
         put_word(&mut c, 5120, 8, text + 0x1100);
         put_word(&mut c, 5128, 8, text + 0x1200);
         put_word(&mut c, 5136, 8, 0x9);
-        put_word(&mut c, 5152, 8, 0xffff_8880_7fc0_0000 + u64::from(v) * 0x2_0000);
+        put_word(
+            &mut c,
+            5152,
+            8,
+            0xffff_8880_7fc0_0000 + u64::from(v) * 0x2_0000,
+        );
     }
     d.set_vcpu_context(v, &c)?;
 

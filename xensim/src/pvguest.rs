@@ -181,7 +181,11 @@ impl Tables {
             } else {
                 let n = self.alloc();
                 // PAE L3 entries carry only PRESENT (Xen refuses RW/USER there).
-                let f = if levels == 3 && level == 3 { PT_PRESENT } else { tbl };
+                let f = if levels == 3 && level == 3 {
+                    PT_PRESENT
+                } else {
+                    tbl
+                };
                 self.pages[t].1[idx] = (self.pfn(n) << 12) | f;
                 n
             };
@@ -213,7 +217,11 @@ pub(crate) fn build(d: &Domain, cfg: &DomainConfig) -> Result<(u64, u64)> {
     };
     let root = t.alloc();
     let direct = if bits == 32 { DIRECT_32 } else { DIRECT_64 };
-    let direct_pages = if bits == 32 { nr.min(DIRECT_MAX_32) } else { nr };
+    let direct_pages = if bits == 32 {
+        nr.min(DIRECT_MAX_32)
+    } else {
+        nr
+    };
     // Reserve the direct map's tables first so that how many there are is
     // known before deciding which pfns they occupy (they are read-only).
     for pfn in (0..direct_pages).step_by(512) {
@@ -222,18 +230,40 @@ pub(crate) fn build(d: &Domain, cfg: &DomainConfig) -> Result<(u64, u64)> {
     let p2m_vaddr = if tree {
         direct + leaf0 * PAGE_SIZE
     } else {
-        let v = if bits == 32 { P2M_VADDR_32 } else { P2M_VADDR_64 };
+        let v = if bits == 32 {
+            P2M_VADDR_32
+        } else {
+            P2M_VADDR_64
+        };
         for k in 0..leaves {
-            t.map(root, levels, v + k * PAGE_SIZE, leaf0 + k, KERNEL_TABLE | PT_NX, KERNEL_TABLE);
+            t.map(
+                root,
+                levels,
+                v + k * PAGE_SIZE,
+                leaf0 + k,
+                KERNEL_TABLE | PT_NX,
+                KERNEL_TABLE,
+            );
         }
         v
     };
-    let user = if bits == 32 { USER_VADDR_32 } else { USER_VADDR_64 };
+    let user = if bits == 32 {
+        USER_VADDR_32
+    } else {
+        USER_VADDR_64
+    };
     let ram0 = t.next + 8; // past every table (a margin for the user ones)
     let mut rng = Rng::new(mix(cfg.seed, 0, 60));
     for k in 0..USER_PAGES.min(nr.saturating_sub(ram0)) {
         let pfn = ram0 + rng.next_u64() % (nr - ram0);
-        t.map(root, levels, user + k * PAGE_SIZE, pfn, USER_TABLE, USER_TABLE);
+        t.map(
+            root,
+            levels,
+            user + k * PAGE_SIZE,
+            pfn,
+            USER_TABLE,
+            USER_TABLE,
+        );
     }
     let pts = t.next - pt0;
     let pt_end = t.next;
@@ -275,7 +305,8 @@ pub(crate) fn build(d: &Domain, cfg: &DomainConfig) -> Result<(u64, u64)> {
         let mut page = vec![0u8; PAGE_SIZE as usize];
         for (i, &e) in entries.iter().enumerate() {
             if e & PT_PRESENT != 0 {
-                let v = (mfn((e & 0x000f_ffff_ffff_f000) >> 12) << 12) | (e & !0x000f_ffff_ffff_f000);
+                let v =
+                    (mfn((e & 0x000f_ffff_ffff_f000) >> 12) << 12) | (e & !0x000f_ffff_ffff_f000);
                 page[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
             }
         }
@@ -286,7 +317,12 @@ pub(crate) fn build(d: &Domain, cfg: &DomainConfig) -> Result<(u64, u64)> {
         let vals: Vec<u64> = vals.collect();
         for k in 0..count {
             let mut page = vec![0xffu8; PAGE_SIZE as usize];
-            for (i, v) in vals.iter().skip((k * epp) as usize).take(epp as usize).enumerate() {
+            for (i, v) in vals
+                .iter()
+                .skip((k * epp) as usize)
+                .take(epp as usize)
+                .enumerate()
+            {
                 page[i * word..(i + 1) * word].copy_from_slice(&v.to_le_bytes()[..word]);
             }
             d.write_frame(mfn(first + k), &page)?;
@@ -301,7 +337,11 @@ pub(crate) fn build(d: &Domain, cfg: &DomainConfig) -> Result<(u64, u64)> {
         if special(pfn) && pfn != STORE_PFN && pfn != CONSOLE_PFN {
             continue;
         }
-        let c = if special(pfn) { Content::Ring } else { Content::Ram };
+        let c = if special(pfn) {
+            Content::Ring
+        } else {
+            Content::Ram
+        };
         if page_content(cfg.fill, cfg.seed, pfn, c, &mut page) {
             d.write_frame(mfn(pfn), &page)?;
         }
@@ -309,7 +349,13 @@ pub(crate) fn build(d: &Domain, cfg: &DomainConfig) -> Result<(u64, u64)> {
     for v in 0..vcpus {
         d.write_frame(mfn(GDT_PFN0 + v), &gdt_page())?;
     }
-    write_start_info(d, &kv, mfn(START_INFO_PFN), mfn(STORE_PFN), mfn(CONSOLE_PFN))?;
+    write_start_info(
+        d,
+        &kv,
+        mfn(START_INFO_PFN),
+        mfn(STORE_PFN),
+        mfn(CONSOLE_PFN),
+    )?;
     let mut sh = vec![0u8; PAGE_SIZE as usize];
     Rng::new(mix(cfg.seed, 0, 61)).fill(&mut sh[..32 * 64]);
     d.write_shinfo(&sh)?;
@@ -415,7 +461,9 @@ fn write_start_info(d: &Domain, kv: &Kvars, at: u64, store: u64, console: u64) -
     };
     p[..magic.len()].copy_from_slice(magic);
     let direct = if kv.bits == 32 { DIRECT_32 } else { DIRECT_64 };
-    let put = |p: &mut [u8], o: usize, v: u64| p[o..o + l.word].copy_from_slice(&v.to_le_bytes()[..l.word]);
+    let put = |p: &mut [u8], o: usize, v: u64| {
+        p[o..o + l.word].copy_from_slice(&v.to_le_bytes()[..l.word])
+    };
     put(&mut p, l.nr_pages, kv.nr_pages);
     put(&mut p, l.shared_info, d.info()?.shared_info_frame << 12);
     put(&mut p, l.store_mfn, store);
@@ -438,8 +486,9 @@ fn write_start_info(d: &Domain, kv: &Kvars, at: u64, store: u64, console: u64) -
 /// did not change).
 pub(crate) fn publish_p2m(d: &Domain, kv: &Kvars) -> Result<()> {
     let mfn = |pfn: u64| {
-        d.pfn_to_mfn(pfn)
-            .ok_or_else(|| crate::Error::new(libc::EINVAL, format!("guest pfn {pfn:#x} has no page")))
+        d.pfn_to_mfn(pfn).ok_or_else(|| {
+            crate::Error::new(libc::EINVAL, format!("guest pfn {pfn:#x} has no page"))
+        })
     };
     let (epp, word) = (kv.epp(), kv.word());
     let mut sh = d.read_shinfo()?;
@@ -450,12 +499,17 @@ pub(crate) fn publish_p2m(d: &Domain, kv: &Kvars) -> Result<()> {
     };
     put(&mut sh, 0, kv.nr_pages);
     if kv.tree {
-        let list = |first: u64, count: u64, of: &mut dyn FnMut(u64) -> Result<u64>, n: u64| -> Result<()> {
+        let list = |first: u64,
+                    count: u64,
+                    of: &mut dyn FnMut(u64) -> Result<u64>,
+                    n: u64|
+         -> Result<()> {
             for k in 0..count {
                 let mut page = vec![0u8; PAGE_SIZE as usize];
                 for i in 0..epp.min(n.saturating_sub(k * epp)) {
                     let v = of(k * epp + i)?;
-                    page[(i as usize) * word..(i as usize + 1) * word].copy_from_slice(&v.to_le_bytes()[..word]);
+                    page[(i as usize) * word..(i as usize + 1) * word]
+                        .copy_from_slice(&v.to_le_bytes()[..word]);
                 }
                 d.write_frame(mfn(first + k)?, &page)?;
             }

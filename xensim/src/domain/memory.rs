@@ -195,6 +195,15 @@ impl Domain {
             .map_err(|e| Error::io("reading guest memory", e))
     }
 
+    /// Read `out.len()` bytes at `offset` of a frame (no log-dirty effect).
+    pub(crate) fn read_frame_at(&self, frame: u64, offset: u64, out: &mut [u8]) -> Result<()> {
+        let (file, off) = self
+            .frame_source(frame)
+            .ok_or_else(|| Error::new(libc::EINVAL, format!("frame {frame:#x} not populated")))?;
+        file.read_exact_at(out, off + offset)
+            .map_err(|e| Error::io("reading guest memory", e))
+    }
+
     /// Write a populated frame (toolstack access: does NOT mark it dirty,
     /// as dom0's foreign writes don't go through the guest's log-dirty).
     pub fn write_frame(&self, frame: u64, data: &[u8]) -> Result<()> {

@@ -20,27 +20,26 @@ mod state;
 mod vcpuctx;
 
 pub(crate) use files::{
-    w, write_atomic, Config, BITMAP_BYTES, CTL_MAGIC, CTL_SIZE, F_CONFIG, F_CTL, F_DIRTY, F_GRANT,
-    F_FRAMES, F_HVMCTX, F_LOCK, F_MEM, F_PHYSMAP, F_POPULATED, F_SHINFO, F_TSC, F_TYPES, F_VCPUS,
+    w, write_atomic, Config, BITMAP_BYTES, CTL_MAGIC, CTL_SIZE, F_CONFIG, F_CTL, F_DIRTY, F_FRAMES,
+    F_GRANT, F_HVMCTX, F_LOCK, F_MEM, F_PHYSMAP, F_POPULATED, F_SHINFO, F_TSC, F_TYPES, F_VCPUS,
 };
-pub use pagetable::{
-    MmuextOp, MMUEXT_FLUSH_CACHE, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L4_TABLE,
-    MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE,
-    MMU_PT_UPDATE_PRESERVE_AD,
-};
+pub use logdirty::{DirtyStats, LogDirtyOp};
 pub(crate) use pagetable::{
     pte_frame, L4_XEN_SLOTS, PAE_L2_XEN_SLOTS, PT_ACCESSED, PT_DIRTY, PT_FRAME_MASK, PT_NX,
     PT_PRESENT, PT_RW, PT_USER,
+};
+pub use pagetable::{
+    MmuextOp, MMUEXT_FLUSH_CACHE, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL,
+    MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
 };
 pub(crate) use pv::{
     get_word, put_word, ShinfoLayout, ARCH_FLL, ARCH_MAX_PFN, ARCH_P2M_CR3, PHYSMAP_BYTES,
     TYPE_LEVEL_MASK, TYPE_PINNED,
 };
-pub(crate) use vcpuctx::{cr3_to_frame, frame_to_cr3, CtxLayout, VGCF_I387_VALID, VGCF_IN_KERNEL};
-pub use vcpuctx::EXT_VCPU_CONTEXT_SIZE;
-pub use logdirty::{DirtyStats, LogDirtyOp};
 pub use state::TscInfo;
 pub(crate) use state::HOST_TSC_KHZ;
+pub use vcpuctx::EXT_VCPU_CONTEXT_SIZE;
+pub(crate) use vcpuctx::{cr3_to_frame, frame_to_cr3, CtxLayout, VGCF_I387_VALID, VGCF_IN_KERNEL};
 
 use crate::error::{err, Error, Result};
 use crate::machine::Machine;

@@ -190,7 +190,12 @@ impl Typing<'_> {
         if level == 2 && pae_xen_l2 {
             for s in PAE_L2_XEN_SLOTS {
                 let frame = COMPAT_M2P_MFN0 + (s - PAE_L2_XEN_SLOTS.start()) as u64 * 512;
-                write_entry(self.d, mfn, s, (frame << 12) | PT_PRESENT | PT_ACCESSED | PT_PSE)?;
+                write_entry(
+                    self.d,
+                    mfn,
+                    s,
+                    (frame << 12) | PT_PRESENT | PT_ACCESSED | PT_PSE,
+                )?;
             }
         }
         Ok(())

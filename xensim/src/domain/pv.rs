@@ -196,7 +196,8 @@ impl Domain {
         if frame == self.shared_info_frame() {
             return Some((&self.i.shinfo, 0));
         }
-        self.frame_index(frame).map(|i| (&self.i.mem, i * PAGE_SIZE))
+        self.frame_index(frame)
+            .map(|i| (&self.i.mem, i * PAGE_SIZE))
     }
 
     /// The guest width in bits: 64 or 32 for PV, 64 for HVM/PVH.

@@ -277,7 +277,10 @@ impl Domain {
         for i in 0..gdt_ents.div_ceil(512) as usize {
             let f = l.get(ctx, l.gdt_frames + i * l.word);
             if !self.owns_frame(f) || self.frame_type(f) & TYPE_LEVEL_MASK != 0 {
-                return err(libc::EINVAL, format!("GDT frame {f:#x} is not a usable page"));
+                return err(
+                    libc::EINVAL,
+                    format!("GDT frame {f:#x} is not a usable page"),
+                );
             }
         }
         let root = cr3_to_frame(bits32, l.get(ctx, l.ctrlreg + 3 * l.word));
@@ -380,7 +383,10 @@ impl Domain {
             || xcr0 & !accum != 0
             || accum & !XFEATURE_MASK != 0
         {
-            return err(libc::EINVAL, format!("bad xcr0 {xcr0:#x} / accum {accum:#x}"));
+            return err(
+                libc::EINVAL,
+                format!("bad xcr0 {xcr0:#x} / accum {accum:#x}"),
+            );
         }
         if blob.len() >= XSAVE_HDR + 512 + 16 {
             let bv = get_word(blob, XSAVE_HDR + 512, 8);
