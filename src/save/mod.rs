@@ -252,6 +252,8 @@ fn cleanup<H: Hypervisor, W: Write>(ctx: &mut Ctx<'_, H, W>, guest: &mut dyn Sav
 }
 
 #[cfg(test)]
+mod pv_tests;
+#[cfg(test)]
 mod seam_tests;
 #[cfg(test)]
 mod tests;
