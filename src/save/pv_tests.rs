@@ -271,8 +271,9 @@ fn compat_m2p(hv: &crate::hv::sim::SimHypervisor, width: GuestWidth) -> u64 {
 /// A toolstack whose suspend also marks the guest's start_info page dirty:
 /// the guest rewrites it on its way into suspend (store and console frames
 /// to pfns), which Xen's log-dirty records but xensim's suspend model does
-/// not mark yet.
-struct MarkStartInfo(ToolstackSave);
+/// not mark yet. With `.1`, it also pauses the domain (as a toolstack may
+/// before the last pass), which makes a bad page table fatal.
+struct MarkStartInfo(ToolstackSave, bool);
 
 impl SaveCallbacks for MarkStartInfo {
     fn has(&self, hook: SaveHook) -> bool {
@@ -281,6 +282,9 @@ impl SaveCallbacks for MarkStartInfo {
     fn suspend(&mut self) -> Result<(), crate::toolstack::CallbackFailed> {
         self.0.suspend()?;
         let dom = &self.0.dom;
+        if self.1 {
+            dom.pause().expect("pause");
+        }
         let bits = dom.address_size();
         let ctx = dom.vcpu_context(0).expect("vcpu0");
         let width = GuestWidth::from_bits(bits).unwrap();
@@ -357,7 +361,7 @@ fn live_save(bits: u32, layout: P2mLayout) {
     let mut cb = ToolstackSave::new(h.domain(id));
     cb.has_qemu = false;
     cb.policy = Some(Box::new(simple_precopy_policy));
-    let mut cb = MarkStartInfo(cb);
+    let mut cb = MarkStartInfo(cb, false);
     let params = SaveParams {
         live: true,
         ..SaveParams::default()
@@ -404,4 +408,211 @@ fn page_types_of_a_pv_guest_are_asked_by_machine_frame() {
     let mut t = [u64::MAX];
     dom.page_types(&mut t).unwrap();
     assert_eq!(t[0], u64::from(pfinfo::XTAB));
+}
+
+/// The frames of `dom` typed as level-`level` tables, as (pfn, mfn).
+fn tables_of(dom: &xensim::Domain, level: u8) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for pfn in 0..=dom.max_gpfn() {
+        let Some(mfn) = dom.pfn_to_mfn(pfn) else {
+            continue;
+        };
+        let mut t = [mfn];
+        dom.page_types(&mut t).unwrap();
+        if PageType::from_domctl_value(t[0] as u32).and_then(table_level) == Some(level) {
+            out.push((pfn, mfn));
+        }
+    }
+    out
+}
+
+/// Write `pte` into the first non-present entry of the L1 table at `mfn`
+/// (as a guest caught mid-update would have it), or over its last entry
+/// when it has none free; returns the index.
+fn plant_pte(dom: &xensim::Domain, mfn: u64, pte: u64) -> usize {
+    let mut page = frame(dom, mfn);
+    let t = read_table(page.as_slice().try_into().unwrap());
+    let i = t.iter().position(|e| e & PTE_PRESENT == 0).unwrap_or(511);
+    page[i * 8..i * 8 + 8].copy_from_slice(&pte.to_le_bytes());
+    dom.write_frame(mfn, &page).expect("write the table");
+    i
+}
+
+fn save_plain(
+    h: &TempHost,
+    id: DomId,
+    pause: bool,
+    log: &RecLog,
+) -> (Result<SaveSummary, SaveError>, Vec<u8>) {
+    let mut cb = ToolstackSave::new(h.domain(id));
+    cb.has_qemu = false;
+    let mut cb = MarkStartInfo(cb, pause);
+    let mut out = Vec::new();
+    let r = save_domain(&h.hv(), id, &mut out, &SaveParams::default(), &mut cb, log);
+    (r, out)
+}
+
+#[test]
+fn a_page_table_naming_a_foreign_frame_is_deferred_unpaused_and_fatal_paused() {
+    let h = TempHost::new("pv-badpte");
+    let id = create_pv(&h, 64, P2mLayout::Linear, 21);
+    let dom = h.domain(id);
+    let (pfn, mfn) = tables_of(&dom, 1)[0];
+    let foreign = dom.info().unwrap().shared_info_frame;
+    let i = plant_pte(&dom, mfn, (foreign << 12) | PTE_PRESENT | 0x60);
+
+    // Suspended but not paused: libxenguest's EAGAIN, the table is left
+    // out (a non-live save has no later pass to send it in).
+    let log = RecLog::default();
+    let (r, out) = save_plain(&h, id, false, &log);
+    r.unwrap_or_else(|e| panic!("unpaused save: {e}"));
+    let s = parse(&out);
+    assert!(!s.pages.contains_key(&pfn), "the table was deferred");
+    assert!(s.pages.len() > 100);
+    dom.resume().unwrap();
+
+    // Paused: fatal, naming the table, the entry and the frame.
+    let log = RecLog::default();
+    let (r, _) = save_plain(&h, id, true, &log);
+    let e = r.expect_err("a bad table of a paused guest fails the save");
+    assert_eq!(e.errno(), libc::ERANGE);
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "page table at pfn {pfn:#x}: L1[{i}] names frame {foreign:#x}, which is not the guest's"
+        )),
+        "{msg}"
+    );
+    assert!(
+        log.errors().iter().any(|l| l.contains(&msg)),
+        "{:?}",
+        log.errors()
+    );
+}
+
+#[test]
+fn a_superpage_in_a_pv_guest_fails_the_save_with_e2big() {
+    let h = TempHost::new("pv-pse");
+    let id = create_pv(&h, 32, P2mLayout::Tree, 22);
+    let dom = h.domain(id);
+    let (pfn, mfn) = tables_of(&dom, 2)[0];
+    // A 2 MiB mapping of the guest's own first frames.
+    let target = dom.pfn_to_mfn(0).unwrap();
+    let mut page = frame(&dom, mfn);
+    let t = read_table(page.as_slice().try_into().unwrap());
+    let i = t.iter().position(|e| e & PTE_PRESENT == 0).unwrap();
+    let pte = (target << 12) | PTE_PRESENT | crate::x86::pv::PTE_PSE;
+    page[i * 8..i * 8 + 8].copy_from_slice(&pte.to_le_bytes());
+    dom.write_frame(mfn, &page).unwrap();
+    let (r, _) = save_plain(&h, id, false, &RecLog::default());
+    let e = r.expect_err("superpages cannot be migrated");
+    assert_eq!(e.errno(), libc::E2BIG);
+    assert!(
+        e.to_string().starts_with(&format!(
+            "page table at pfn {pfn:#x}: cannot migrate superpage (L2[{i}]"
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_live_save_aborts_when_the_guest_changes_its_linear_p2m() {
+    let h = TempHost::new("pv-gen");
+    let id = create_pv(&h, 64, P2mLayout::Linear, 23);
+    let dom = h.domain(id);
+    let shinfo_mfn = dom.info().unwrap().shared_info_frame;
+    let hv = ScriptedDirty::new(h.hv(), h.domain(id), &[60, 60, 60]);
+    let mut cb = ToolstackSave::new(h.domain(id));
+    cb.has_qemu = false;
+    // During the second round the guest remaps its p2m (the generation
+    // moves by two: before and after the change).
+    let guest = h.domain(id);
+    cb.policy = Some(Box::new(move |stats: PrecopyStats| {
+        if stats.iteration == 1 && stats.dirty_count == -1 {
+            let mut page = frame(&guest, shinfo_mfn);
+            let l = crate::x86::pv::SharedInfoLayout::of(GuestWidth::Bits64);
+            let at = l.arch + 5 * 8;
+            let g = u64::from_le_bytes(page[at..at + 8].try_into().unwrap());
+            page[at..at + 8].copy_from_slice(&(g + 2).to_le_bytes());
+            guest.write_frame(shinfo_mfn, &page).unwrap();
+        }
+        PolicyDecision::Continue
+    }));
+    let params = SaveParams {
+        live: true,
+        ..SaveParams::default()
+    };
+    let log = RecLog::default();
+    let e = save_domain(&hv, id, &mut Vec::new(), &params, &mut cb, &log)
+        .expect_err("the p2m changed under the save");
+    assert_eq!(e.errno(), libc::EBUSY);
+    assert!(
+        e.to_string().starts_with("p2m generation count changed"),
+        "{e}"
+    );
+    assert_eq!(cb.suspends, 0, "aborted during the live part");
+    assert!(!dom.logdirty_enabled(), "cleanup switched log-dirty off");
+}
+
+#[test]
+fn remus_checkpoints_of_a_pv_guest_each_end_with_shared_info_and_the_vcpus() {
+    let h = TempHost::new("pv-remus");
+    let id = create_pv(&h, 32, P2mLayout::Linear, 24);
+    let mut cb = ToolstackSave::new(h.domain(id));
+    cb.has_qemu = false;
+    cb.checkpoint_answers = [
+        crate::toolstack::Next::Continue,
+        crate::toolstack::Next::Continue,
+    ]
+    .into_iter()
+    .collect();
+    let mut cb = MarkStartInfo(cb, false);
+    let params = SaveParams {
+        live: true,
+        stream_type: crate::toolstack::StreamType::Remus,
+        ..SaveParams::default()
+    };
+    let mut out = Vec::new();
+    let log = RecLog::default();
+    let sum = save_domain(&h.hv(), id, &mut out, &params, &mut cb, &log)
+        .unwrap_or_else(|e| panic!("remus: {e}"));
+    assert_eq!(sum.checkpoints, 3);
+    let opts = stream::ReaderOptions {
+        grammar: stream::GrammarOptions {
+            checkpoints: stream::Checkpoints::Accept,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut r = stream::Reader::with_options(&out[..], opts).expect("headers");
+    let mut types = Vec::new();
+    let mut basics = Vec::new();
+    while let Some(rec) = r.next_record().expect("record") {
+        if let Record::X86PvVcpu(v) = &rec {
+            if v.kind == VcpuKind::Basic {
+                basics.push(v.context.to_vec());
+            }
+        }
+        types.push(rec.record_type());
+    }
+    use stream::RecordType as T;
+    let count = |t: T| types.iter().filter(|&&x| x == t).count();
+    assert_eq!(count(T::X86_PV_P2M_FRAMES), 1, "the p2m frames go once");
+    assert_eq!(count(T::CHECKPOINT), 3);
+    assert_eq!(count(T::SHARED_INFO), 3);
+    let dom = h.domain(id);
+    let online = (0..dom.vcpus()).filter(|&v| dom.vcpu_online(v)).count();
+    assert_eq!(basics.len(), 3 * online);
+    // Every checkpoint's vCPU 0 names start_info by pfn.
+    let w = GuestWidth::Bits32;
+    let si: Vec<u64> = basics
+        .iter()
+        .step_by(online)
+        .map(|b| VcpuContext::new(w, &b[..]).unwrap().start_info_reg())
+        .collect();
+    assert!(
+        si.iter()
+            .all(|&p| p == si[0] && dom.pfn_to_mfn(p).is_some()),
+        "{si:?}"
+    );
 }
