@@ -6,10 +6,10 @@
 //! phases, calls, return conventions and statistics as libxenguest 4.17:
 //!
 //! ```text
-//!  domain_info ── setup (p2m size, qemu log-dirty on) ── headers
-//!       │
-//!  static data (CPUID/MSR policy) ── STATIC_DATA_END
-//!       │
+//!  domain_info ── setup (HVM: p2m size, qemu log-dirty on; PV: width,
+//!       │         M2P, shared_info, the guest's p2m) ── headers
+//!  static data ([PV: X86_PV_INFO,] CPUID/MSR policy) ── STATIC_DATA_END
+//!       │  PV: X86_PV_P2M_FRAMES
 //!  ┌─ memory ─────────────────────────────────────────────────────┐
 //!  │ non-live: suspend ─ send all pages                           │
 //!  │ live:     log-dirty on ─ precopy rounds (policy) ─ suspend   │
@@ -17,7 +17,8 @@
 //!  │ checkpoint (Remus, after the first): suspend ─ send dirty    │
 //!  └──────────────────────────────────────────────────────────────┘
 //!       │  domain must read as shut down for suspend
-//!  end of checkpoint: X86_TSC_INFO, HVM_PARAMS, HVM_CONTEXT
+//!  end of checkpoint: HVM: X86_TSC_INFO, HVM_PARAMS, HVM_CONTEXT;
+//!                     PV: X86_TSC_INFO, SHARED_INFO, X86_PV_VCPU_*
 //!       │  Remus: CHECKPOINT, postcopy, checkpoint → loop
 //!  END ── cleanup (always: log-dirty off, qemu log-dirty off)
 //! ```
@@ -28,8 +29,9 @@
 //!   live pre-copy loop at libxenguest's call points) → `memory` (the
 //!   mechanism: dirty bitmap walk, batches, PAGE_DATA) → `mapcache`,
 //!   `batch`, `bitmap`, `out` (record output);
-//! - `guest` (the guest-type seam, libxenguest's `save_ops`) and
-//!   `x86_hvm` (HVM/PVH);
+//! - `guest` (the guest-type seam, libxenguest's `save_ops`), `x86` (the
+//!   records every x86 guest writes), `x86_hvm` (HVM/PVH) and `x86_pv`
+//!   (PV);
 //! - [`policy`] (pure: the policy types, libxenguest's default and xcmig's
 //!   downtime-targeted policy); `ctx` (the state of one save), `params`,
 //!   `callbacks`, `error`.

@@ -394,6 +394,16 @@ fn a_live_save_of_a_32_bit_guest_with_a_p2m_tree_iterates_over_log_dirty() {
 }
 
 #[test]
+fn a_live_save_of_a_64_bit_guest_with_a_p2m_tree_iterates_over_log_dirty() {
+    live_save(64, P2mLayout::Tree);
+}
+
+#[test]
+fn a_live_save_of_a_32_bit_guest_with_a_linear_p2m_iterates_over_log_dirty() {
+    live_save(32, P2mLayout::Linear);
+}
+
+#[test]
 fn page_types_of_a_pv_guest_are_asked_by_machine_frame() {
     // The types the stream carries are those of the MFNs: no pfn of this
     // guest is its own MFN (frames are allocated at random), so asking by
