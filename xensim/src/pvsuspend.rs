@@ -38,6 +38,9 @@ fn convert_rings(d: &Domain, kv: &Kvars, f: impl Fn(u64) -> Option<u64>) -> Resu
         }
     }
     d.write_frame(si, &p)?;
+    // The guest's own store: seen by log-dirty, so a live save resends the
+    // page in its last pass rather than keep its pre-suspend contents.
+    d.mark_dirty(START_INFO_PFN);
     Ok(si)
 }
 
