@@ -32,8 +32,9 @@
 //! choice of guest type, the record loop) → `checkpoint` (the loop's
 //! `Phase`, records held between CHECKPOINTs) and `colo` (the secondary's
 //! side of a COLO checkpoint) → `records` (the common records; the rest go
-//! to the guest type) → `x86_hvm` (HVM/PVH) and `x86` (CPU policy and TSC,
-//! for every x86 guest type) → `guest` (the guest-type seam, libxenguest's
+//! to the guest type) → `x86_hvm` (HVM/PVH), `x86_pv` (PV: p2m, page-table
+//! localisation, vCPU records, start_info, pins) and `x86` (CPU policy,
+//! TSC and grant seeding, for every x86 guest type) → `guest` (the guest-type seam, libxenguest's
 //! `restore_ops`) → `ctx` (the state of one restore) → `memory` (the page
 //! path, with the guest type's `PageHooks`), `params`, `callbacks`, `error`.
 

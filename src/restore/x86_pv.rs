@@ -946,13 +946,7 @@ impl<'a, H: Hypervisor> RestoreGuest<H> for PvRestore<'a, H> {
     ) -> Result<(), RestoreError> {
         match rec {
             Record::X86PvInfo(info) => self.pv_info(info),
-            Record::X86PvP2mFrames(p2m) => {
-                // v2 streams have no STATIC_DATA_END: it ends here.
-                if ctx.v2 && !ctx.static_data_ended {
-                    super::records::static_data_end(ctx, self)?;
-                }
-                self.p2m_frames(ctx, p2m)
-            }
+            Record::X86PvP2mFrames(p2m) => self.p2m_frames(ctx, p2m),
             Record::X86PvVcpu(v) => self.vcpu_record(ctx, v.kind, v.vcpu_id, v.context),
             Record::SharedInfo(page) => self.shared_info(page),
             Record::X86CpuidPolicy(a) => {
