@@ -49,6 +49,18 @@ const FUNCTIONS: &[&str] = &[
     "xc_clear_domain_pages",
     "xc_version",
     "xc_strerror",
+    // x86 PV
+    "xc_domain_get_guest_width",
+    "xc_domctl",
+    "xc_memory_op",
+    "xc_maximum_ram_page",
+    "xc_machphys_mfn_list",
+    "xc_vcpu_getinfo",
+    "xc_vcpu_getcontext",
+    "xc_vcpu_setcontext",
+    "xc_mmuext_op",
+    "xc__hypercall_buffer_alloc",
+    "xc__hypercall_buffer_free",
     // Used by the unit tests of the C layer (a dummy interface and a stdio
     // logger); with --as-needed they add no dependency to the library.
     "xc_interface_open",
@@ -84,6 +96,11 @@ const TYPES: &[&str] = &[
     "restore_callbacks",
     "precopy_stats",
     "xc_stream_type_t",
+    "xen_domctl",
+    "xc_vcpuinfo_t",
+    "vcpu_guest_context_any_t",
+    "mmuext_op",
+    "xen_machphys_mfn_list",
 ];
 
 /// Constants (macros) from the headers.
@@ -103,6 +120,16 @@ const VARS: &[&str] = &[
     "XC_PAGE_SHIFT",
     "XTL_STDIOSTREAM_.*",
     "SHUTDOWN_suspend",
+    "XEN_DOMCTL_INTERFACE_VERSION",
+    "XEN_DOMCTL_set_address_size",
+    "XEN_DOMCTL_get_ext_vcpucontext",
+    "XEN_DOMCTL_set_ext_vcpucontext",
+    "XEN_DOMCTL_getvcpuextstate",
+    "XEN_DOMCTL_setvcpuextstate",
+    "XEN_DOMCTL_get_vcpu_msrs",
+    "XEN_DOMCTL_set_vcpu_msrs",
+    "MMUEXT_PIN_L.*",
+    "XENMEM_machphys_compat_mfn_list",
 ];
 
 fn main() {

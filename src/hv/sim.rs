@@ -7,6 +7,8 @@
 //! `xc_get_pfn_type_batch:EIO:3` fails the third type query of a save run
 //! through this backend exactly as it fails one run through the shim.
 
+mod x86_pv;
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -345,8 +347,6 @@ impl GuestMemory for SimHypervisor {
 
 // PV: filled in by the backend work of issue 9; until then the role's
 // defaults answer EOPNOTSUPP, as before.
-impl crate::hv::X86Pv for SimHypervisor {}
-
 impl X86Hvm for SimHypervisor {
     fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {
         const OP: &str = "xc_domain_hvm_getcontext";

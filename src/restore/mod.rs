@@ -32,8 +32,9 @@
 //! choice of guest type, the record loop) → `checkpoint` (the loop's
 //! `Phase`, records held between CHECKPOINTs) and `colo` (the secondary's
 //! side of a COLO checkpoint) → `records` (the common records; the rest go
-//! to the guest type) → `x86_hvm` (HVM/PVH) and `x86` (CPU policy and TSC,
-//! for every x86 guest type) → `guest` (the guest-type seam, libxenguest's
+//! to the guest type) → `x86_hvm` (HVM/PVH), `x86_pv` (PV: p2m, page-table
+//! localisation, vCPU records, start_info, pins) and `x86` (CPU policy,
+//! TSC and grant seeding, for every x86 guest type) → `guest` (the guest-type seam, libxenguest's
 //! `restore_ops`) → `ctx` (the state of one restore) → `memory` (the page
 //! path, with the guest type's `PageHooks`), `params`, `callbacks`, `error`.
 
@@ -48,6 +49,7 @@ mod params;
 mod records;
 mod x86;
 mod x86_hvm;
+mod x86_pv;
 
 use std::io::Read;
 
@@ -165,12 +167,10 @@ fn restore_inner<H: Hypervisor, R: Read>(
         ),
     );
     // The one place that knows every guest type.
-    let mut guest: Box<dyn RestoreGuest<H>> = if info.hvm {
+    let mut guest: Box<dyn RestoreGuest<H> + '_> = if info.hvm {
         Box::new(x86_hvm::HvmRestore::default())
     } else {
-        return Err(RestoreError::Unsupported(
-            "PV domains are not supported yet".into(),
-        ));
+        Box::new(x86_pv::PvRestore::new(hv, domid))
     };
 
     let options = stream::ReaderOptions {
@@ -224,6 +224,7 @@ fn restore_inner<H: Hypervisor, R: Read>(
     let mut ctx = RestoreCtx::new(target, *params, callbacks, version == stream::Version::V2);
     ctx.outputs.stream_version = version.number();
     let guest = &mut *guest;
+    guest.setup(&mut ctx)?;
     let mut phase = Phase::Direct;
     // The primary is gone mid-checkpoint: fail over to the last complete
     // checkpoint, dropping the partial one.
@@ -318,5 +319,7 @@ fn restore_inner<H: Hypervisor, R: Read>(
     Ok(out)
 }
 
+#[cfg(test)]
+mod pv_tests;
 #[cfg(test)]
 mod tests;

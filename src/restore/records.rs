@@ -28,6 +28,14 @@ pub(crate) fn apply_record<H: Hypervisor>(
             Ok(())
         }
         Record::StaticDataEnd => static_data_end(ctx, guest),
+        // A v2 stream has no STATIC_DATA_END: for PV it ends at the p2m
+        // frames (libxenguest infers it there, as at the first PAGE_DATA).
+        Record::X86PvP2mFrames(_) => {
+            if ctx.v2 && !ctx.static_data_ended {
+                static_data_end(ctx, guest)?;
+            }
+            guest.process_record(ctx, rec)
+        }
         Record::Optional { record_type, .. } => {
             ctx.msg(
                 Level::Debug,
@@ -77,8 +85,9 @@ fn page_data<H: Hypervisor>(
     Ok(())
 }
 
-/// STATIC_DATA_END: the guest type applies its static data, then the
-/// toolstack is told which parts were missing.
+/// STATIC_DATA_END (or, in a v2 stream, the record that implies it): the
+/// guest type applies its static data, then the toolstack is told which
+/// parts were missing.
 fn static_data_end<H: Hypervisor>(
     ctx: &mut RestoreCtx<'_, H>,
     guest: &mut dyn RestoreGuest<H>,

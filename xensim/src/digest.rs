@@ -54,7 +54,7 @@ fn memory_hash(d: &Domain, excluded: &[u64]) -> Result<(String, u64)> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; CHUNK * PAGE_SIZE as usize];
     let words = d.populated_words();
-    let last_word = (d.max_gpfn() / 64) as usize;
+    let last_word = (d.highest_pfn() / 64) as usize;
     let mut pages = 0u64;
     let mut run: Vec<u64> = Vec::with_capacity(CHUNK);
     let file = d.mem_file();
@@ -109,8 +109,17 @@ pub(crate) fn digest(d: &Domain) -> Result<DigestReport> {
             }
         }
     }
-    let (mem, pages) = memory_hash(d, &excluded)?;
+    let (mem, pages) = if d.is_pv() {
+        comps.push(("pv-width".into(), one(&d.address_size().to_le_bytes())));
+        crate::digest_pv::memory(d)?
+    } else {
+        memory_hash(d, &excluded)?
+    };
     comps.push(("memory".into(), mem));
+    if d.is_pv() {
+        comps.push(("shared-info".into(), crate::digest_pv::shared_info(d)?));
+        comps.push(("vcpus".into(), crate::digest_pv::vcpus(d)?));
+    }
 
     if hvm {
         comps.push(("hvm-context".into(), one(&d.hvm_context()?)));

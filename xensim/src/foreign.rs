@@ -54,6 +54,19 @@ impl ForeignMapping {
         prot: Prot,
         errno: i32,
     ) -> Result<ForeignMapping> {
+        let sources: Vec<Option<(&File, u64)>> =
+            offsets.iter().map(|o| o.map(|off| (file, off))).collect();
+        Self::map_sources(&sources, prot, errno)
+    }
+
+    /// Like [`ForeignMapping::map`], each page from its own file (guest RAM,
+    /// a xenheap page, the M2P): one `mmap` per run of consecutive pages of
+    /// one file.
+    pub(crate) fn map_sources(
+        offsets: &[Option<(&File, u64)>],
+        prot: Prot,
+        errno: i32,
+    ) -> Result<ForeignMapping> {
         let pages = offsets.len();
         if pages == 0 {
             return Err(Error::new(libc::EINVAL, "mapping of zero frames"));
@@ -86,13 +99,17 @@ impl ForeignMapping {
         };
         let mut i = 0;
         while i < pages {
-            let Some(start_off) = offsets[i] else {
+            let Some((file, start_off)) = offsets[i] else {
                 m.errors[i] = -errno;
                 i += 1;
                 continue;
             };
             let mut j = i + 1;
-            while j < pages && offsets[j] == Some(start_off + (j - i) as u64 * PAGE_SIZE) {
+            while j < pages
+                && offsets[j].is_some_and(|(f, o)| {
+                    f.as_raw_fd() == file.as_raw_fd() && o == start_off + (j - i) as u64 * PAGE_SIZE
+                })
+            {
                 j += 1;
             }
             // SAFETY: the target range [i, j) lies inside the reservation we

@@ -9,8 +9,10 @@ use crate::cpupolicy::CpuPolicy;
 use crate::domain::{self, w, Config, Domain, TscInfo, HOST_TSC_KHZ};
 use crate::error::{err, Error, Result};
 use crate::faults::{FaultRule, FaultState, RuleSet};
+use crate::foreign::{ForeignMapping, Prot};
 use crate::hvmctx::initial_records;
 use crate::layout::{mix, page_content, Content, MemoryLayout, MAX_PAGES_SLACK};
+use crate::machine::{self, Machine, COMPAT_M2P_MFN0, M2P_MFN0, MAX_WINDOWS, WINDOW_FRAMES};
 use crate::params::{self, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_PFN};
 use crate::shm::{FileLock, SharedMap};
 use crate::{
@@ -21,13 +23,15 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 const HOST_MAGIC: u64 = u64::from_le_bytes(*b"XSIMHST1");
 const H_MAGIC: usize = 0;
 const H_FAULT_GEN: usize = 1;
 const H_NEXT_DOMID: usize = 2;
 const H_NEXT_FRAME_WINDOW: usize = 3;
+/// Words 4..8: bitmap of frame windows in use (bit w = window w).
+const H_WINDOWS_USED: usize = 4;
 
 /// Environment variable naming the host directory.
 pub const ENV_HOST: &str = "XENSIM_HOST";
@@ -48,6 +52,8 @@ pub struct Host {
     dir: PathBuf,
     ctl: SharedMap,
     lock: File,
+    machine: Arc<Machine>,
+    m2p_files: [File; 2],
     faults: Mutex<FaultState>,
     /// Open domains, reused while not dying (destroy marks a domain dying
     /// before removing it, so a live cached handle is always current).
@@ -89,6 +95,9 @@ impl Host {
             return err(libc::EIO, format!("{}: not a xensim host", dir.display()));
         }
         let lock = create_sized(&dir.join("host.lock"), 0)?;
+        let m2p = create_sized(&dir.join("m2p"), machine::M2P_BYTES)?;
+        let compat = create_sized(&dir.join("m2p.compat"), machine::COMPAT_M2P_BYTES)?;
+        let machine = Arc::new(Machine::open(&ctl_file, &m2p, &compat)?);
         if let Err(e) = &*env_rules().lock().unwrap_or_else(|p| p.into_inner()) {
             return err(libc::EINVAL, format!("${ENV_FAULTS}: {}", e.message()));
         }
@@ -96,6 +105,8 @@ impl Host {
             dir: dir.to_path_buf(),
             ctl,
             lock,
+            machine,
+            m2p_files: [m2p, compat],
             faults: Mutex::new(FaultState {
                 file_gen: u64::MAX,
                 ..Default::default()
@@ -151,7 +162,7 @@ impl Host {
         // Drop handles of domains destroyed meanwhile, so their (unlinked)
         // files don't stay allocated while this process lives.
         cache.retain(|_, d| !d.is_dying());
-        let d = Domain::open_dir(id, &self.domain_dir(id))?;
+        let d = Domain::open_dir(id, &self.domain_dir(id), self.machine.clone())?;
         cache.insert(id, d.clone());
         Ok(d)
     }
@@ -208,6 +219,10 @@ impl Host {
         let _g = FileLock::exclusive(&self.lock)?;
         let d = self.domain(id)?;
         d.ctl(w::DYING).store(1, SeqCst);
+        let window = d.info()?.frame_base / WINDOW_FRAMES;
+        self.machine.set_span(window, 0);
+        self.ctl.words()[H_WINDOWS_USED + (window / 64) as usize]
+            .fetch_and(!(1 << (window % 64)), SeqCst);
         let grave = self.dir.join("tmp").join(format!(
             "dead-{id}-{}-{}",
             std::process::id(),
@@ -228,11 +243,8 @@ impl Host {
     /// Create a domain and return its id. See [`DomainConfig`]; the new
     /// domain appears to other processes only once complete.
     pub fn create_domain(&self, cfg: &DomainConfig) -> Result<DomId> {
-        if cfg.guest_type == GuestType::Pv {
-            return err(
-                libc::EOPNOTSUPP,
-                "PV guests are not supported yet by xensim",
-            );
+        if cfg.address_size != 64 && cfg.address_size != 32 {
+            return err(libc::EINVAL, "address size must be 64 or 32");
         }
         if cfg.vcpus == 0 || cfg.vcpus > MAX_VCPUS {
             return err(libc::EINVAL, format!("vcpus must be 1..={MAX_VCPUS}"));
@@ -262,20 +274,89 @@ impl Host {
             }),
             SeqCst,
         );
-        let window = words[H_NEXT_FRAME_WINDOW].fetch_add(1, SeqCst);
+        let window = self.claim_window()?;
         let build = self
             .dir
             .join("tmp")
             .join(format!("build-{id}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&build);
         std::fs::create_dir_all(&build).map_err(io(build.display()))?;
+        if cfg.guest_type == GuestType::Pv {
+            self.machine.set_span(
+                window,
+                machine::span_for(layout.ram_pages() + MAX_PAGES_SLACK),
+            );
+        }
         let r = self.build(id, cfg, &layout, window * GFN_LIMIT, &build);
         if let Err(e) = r {
             let _ = std::fs::remove_dir_all(&build);
+            self.release_window(window);
             return Err(e);
         }
         std::fs::rename(&build, self.domain_dir(id)).map_err(io("publishing domain"))?;
         Ok(id)
+    }
+
+    /// Take the next free frame window (1..MAX_WINDOWS, round robin; window
+    /// 0 is Xen's). ENOSPC when every window is in use.
+    fn claim_window(&self) -> Result<u64> {
+        let words = self.ctl.words();
+        for _ in 0..MAX_WINDOWS {
+            let n = words[H_NEXT_FRAME_WINDOW].fetch_add(1, SeqCst);
+            let w = 1 + n % (MAX_WINDOWS - 1);
+            let bit = 1u64 << (w % 64);
+            if words[H_WINDOWS_USED + (w / 64) as usize].fetch_or(bit, SeqCst) & bit == 0 {
+                return Ok(w);
+            }
+        }
+        err(libc::ENOSPC, "no free machine frame window")
+    }
+
+    fn release_window(&self, w: u64) {
+        self.machine.set_span(w, 0);
+        self.ctl.words()[H_WINDOWS_USED + (w / 64) as usize].fetch_and(!(1 << (w % 64)), SeqCst);
+    }
+
+    /// `XENMEM_maximum_ram_page`: the highest MFN of the host (what
+    /// libxenguest takes as `max_mfn` and sizes its M2P mapping by).
+    pub fn max_mfn(&self) -> Result<u64> {
+        Ok(self.machine.max_mfn())
+    }
+
+    /// `XENMEM_machphys_mfn_list`: the MFN of each 2 MiB chunk of the M2P, in
+    /// order, at most `max` (all `M2P_CHUNKS(max_mfn)` of them when `max` is
+    /// large enough). Chunk k is the Xen frames `M2P_MFN0 + 512 k ..`.
+    pub fn m2p_chunk_mfns(&self, max: usize) -> Result<Vec<u64>> {
+        let n = machine::m2p_chunks(self.machine.max_mfn()).min(max as u64);
+        let per_chunk = machine::M2P_CHUNK_BYTES / PAGE_SIZE;
+        Ok((0..n).map(|k| M2P_MFN0 + k * per_chunk).collect())
+    }
+
+    /// `XENMEM_machphys_compat_mfn_list` with one extent: the first frame of
+    /// the compat (32-bit) M2P.
+    pub fn compat_m2p_mfn0(&self) -> Result<u64> {
+        Ok(COMPAT_M2P_MFN0)
+    }
+
+    /// Foreign-map `DOMID_XEN` frames: pages of the M2P and the compat M2P,
+    /// live `MAP_SHARED` views of the host's M2P files. Other frames leave
+    /// their slot unmapped with `-EINVAL`.
+    pub fn map_xen_frames(&self, mfns: &[u64], prot: Prot) -> Result<ForeignMapping> {
+        let srcs: Vec<Option<(&File, u64)>> = mfns
+            .iter()
+            .map(|&m| {
+                self.machine
+                    .xen_frame_offset(m)
+                    .map(|(f, off)| (&self.m2p_files[f], off))
+            })
+            .collect();
+        ForeignMapping::map_sources(&srcs, prot, libc::EINVAL)
+    }
+
+    /// The M2P entry of `mfn`: the pfn its owner gave it, or
+    /// `INVALID_M2P_ENTRY` (`u64::MAX`) for frames no domain owns.
+    pub fn m2p_entry(&self, mfn: u64) -> u64 {
+        self.machine.m2p(mfn)
     }
 
     fn build(
@@ -308,12 +389,20 @@ impl Host {
         create_sized(&dir.join(domain::F_MEM), GFN_LIMIT * PAGE_SIZE)?;
         create_sized(&dir.join(domain::F_GRANT), PAGE_SIZE)?;
         create_sized(&dir.join(domain::F_LOCK), 0)?;
-        let d = Domain::open_dir(id, dir)?;
+        create_sized(&dir.join(domain::F_FRAMES), domain::BITMAP_BYTES as u64)?;
+        create_sized(&dir.join(domain::F_PHYSMAP), domain::PHYSMAP_BYTES as u64)?;
+        create_sized(&dir.join(domain::F_TYPES), GFN_LIMIT)?;
+        create_sized(&dir.join(domain::F_SHINFO), PAGE_SIZE)?;
+        let d = Domain::open_dir(id, dir, self.machine.clone())?;
         let nr = params::HVM_NR_PARAMS as usize;
         let mut p = vec![0u64; nr];
         let records = initial_records(cfg.guest_type, cfg.vcpus, cfg.seed, cfg.empty);
         d.write_state(domain::F_HVMCTX, &records.to_bytes())?;
         d.store_cpu_policy(&CpuPolicy::default_guest())?;
+        if cfg.guest_type == GuestType::Pv && !cfg.empty {
+            d.ctl(w::ADDRESS_SIZE)
+                .store(u64::from(cfg.address_size), SeqCst);
+        }
         if cfg.empty {
             d.ctl(w::PAUSE_COUNT).store(1, SeqCst);
             d.set_online(&[]);
@@ -342,12 +431,19 @@ impl Host {
         let all: Vec<u16> = (0..cfg.vcpus as u16).collect();
         d.set_online(&all);
         d.ctl(w::CREATION_FINISHED).store(1, SeqCst);
-        fill_memory(&d, cfg, layout)?;
+        let (console, store) = if cfg.guest_type == GuestType::Pv {
+            let (store, console) = crate::pvguest::build(&d, cfg)?;
+            (console as u32, store as u32)
+        } else {
+            fill_memory(&d, cfg, layout)?;
+            (
+                p[HVM_PARAM_CONSOLE_PFN as usize] as u32,
+                p[HVM_PARAM_STORE_PFN as usize] as u32,
+            )
+        };
         // The builder seeds grant entries 0 (console) and 1 (xenstore) for
-        // backends in dom0.
+        // backends in dom0 (frames: gfns for HVM, MFNs for PV).
         let mut g = vec![0u8; 16];
-        let console = p[HVM_PARAM_CONSOLE_PFN as usize] as u32;
-        let store = p[HVM_PARAM_STORE_PFN as usize] as u32;
         for (k, frame) in [console, store].into_iter().enumerate() {
             g[k * 8..k * 8 + 2].copy_from_slice(&1u16.to_le_bytes());
             g[k * 8 + 4..k * 8 + 8].copy_from_slice(&frame.to_le_bytes());

@@ -72,7 +72,25 @@ impl MemoryLayout {
         let hvm = match cfg.guest_type {
             GuestType::Hvm => true,
             GuestType::Pvh => false,
-            GuestType::Pv => return err(libc::EOPNOTSUPP, "PV guests are not supported yet"),
+            // A PV guest's pfns are just 0..pages: no holes, no special
+            // pages, no params (its rings are found through start_info).
+            GuestType::Pv => {
+                if pages > GFN_LIMIT / 2 {
+                    return err(
+                        libc::EINVAL,
+                        "memory too large for the simulated address space",
+                    );
+                }
+                // One RAM range (a list of one range, not a list of pfns).
+                #[allow(clippy::single_range_in_vec_init)]
+                let ram = vec![0..pages];
+                return Ok(MemoryLayout {
+                    ram,
+                    extra: Vec::new(),
+                    params: Vec::new(),
+                    extra_content: Vec::new(),
+                });
+            }
         };
         let mut ram = Vec::new();
         let low_capacity = if hvm {
@@ -283,9 +301,10 @@ mod tests {
     }
 
     #[test]
-    fn pv_layout_is_not_supported_yet() {
-        let e = MemoryLayout::for_config(&cfg(GuestType::Pv, 256 << 20)).unwrap_err();
-        assert_eq!(e.errno(), libc::EOPNOTSUPP);
+    fn pv_layout_is_pfns_from_zero_without_special_pages() {
+        let l = MemoryLayout::for_config(&cfg(GuestType::Pv, 256 << 20)).unwrap();
+        assert_eq!(l.ram, vec![0..65536]);
+        assert!(l.extra.is_empty() && l.params.is_empty());
     }
 
     #[test]

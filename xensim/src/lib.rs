@@ -22,6 +22,7 @@
 
 mod cpupolicy;
 mod digest;
+mod digest_pv;
 mod domain;
 mod error;
 mod faults;
@@ -29,24 +30,37 @@ mod foreign;
 mod host;
 mod hvmctx;
 mod layout;
+mod machine;
 mod params;
+mod pvcpu;
+mod pvguest;
+mod pvsuspend;
 mod shm;
 pub mod workload;
 
 #[cfg(test)]
 mod host_tests;
+#[cfg(test)]
+mod pv_tests;
 
 pub use cpupolicy::{
     CpuPolicy, CpuidLeaf, MsrEntry, CPUID_MAX_LEAVES, CPUID_NO_SUBLEAF, MSR_MAX_ENTRIES,
 };
 pub use digest::DigestReport;
-pub use domain::{DirtyStats, Domain, DomainInfo, LogDirtyOp, TscInfo};
+pub use domain::{
+    DirtyStats, Domain, DomainInfo, LogDirtyOp, MmuextOp, TscInfo, EXT_VCPU_CONTEXT_SIZE,
+    MMUEXT_FLUSH_CACHE, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL,
+    MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
+};
 pub use error::{errno_name, parse_errno, Error, Result};
 pub use faults::{FaultMode, FaultRule};
 pub use foreign::{ForeignMapping, Prot};
 pub use host::{Host, ENV_FAULTS, ENV_HOST};
 pub use hvmctx::{HvmRecord, HVM_FILE_MAGIC, HVM_FILE_VERSION};
 pub use layout::{MemoryLayout, SPECIAL_PFN_BASE};
+pub use machine::{
+    COMPAT_M2P_MFN0, INVALID_M2P_ENTRY, M2P_CHUNK_BYTES, M2P_MFN0, XENHEAP_MFN0, XEN_L3_MFN0,
+};
 pub use params::*;
 
 /// A domain id (`domid_t` widened; valid ids are below [`DOMID_FIRST_RESERVED`]).
@@ -115,8 +129,7 @@ pub enum GuestType {
     Hvm,
     /// HVM container without emulated platform devices (PVH).
     Pvh,
-    /// Paravirtualised guest. Modelled (frame space, page types) but not yet
-    /// creatable: [`Host::create_domain`] returns EOPNOTSUPP.
+    /// Paravirtualised guest: machine frames, its own p2m and page tables.
     Pv,
 }
 
@@ -181,7 +194,7 @@ impl Fill {
 /// What `xensim domain create` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainConfig {
-    /// HVM, PVH (PV: EOPNOTSUPP for now).
+    /// HVM, PVH or PV.
     pub guest_type: GuestType,
     /// Guest RAM in bytes (a multiple of 4096, at least 1 MiB).
     pub memory_bytes: u64,
@@ -194,6 +207,40 @@ pub struct DomainConfig {
     /// Create the unpopulated, paused restore target a toolstack makes before
     /// `xc_domain_restore`: vCPUs allocated (down), no memory, params zero.
     pub empty: bool,
+    /// PV guest width in bits: 64 or 32 (an `empty` PV domain is always
+    /// created 64-bit, as libxl does; restore switches it).
+    pub address_size: u32,
+    /// PV: how the guest exposes its p2m to the toolstack.
+    pub p2m_layout: P2mLayout,
+}
+
+/// How a PV guest publishes its p2m in shared_info.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum P2mLayout {
+    /// The virtually mapped list (`p2m_cr3`, `p2m_vaddr`, `p2m_generation`),
+    /// as modern Linux guests have it.
+    Linear,
+    /// The 3-level frame-list tree (`pfn_to_mfn_frame_list_list`).
+    Tree,
+}
+
+impl P2mLayout {
+    /// Parse "linear" / "tree".
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "linear" => Some(P2mLayout::Linear),
+            "tree" => Some(P2mLayout::Tree),
+            _ => None,
+        }
+    }
+
+    /// Name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            P2mLayout::Linear => "linear",
+            P2mLayout::Tree => "tree",
+        }
+    }
 }
 
 impl Default for DomainConfig {
@@ -205,6 +252,8 @@ impl Default for DomainConfig {
             fill: Fill::Mixed,
             seed: 0,
             empty: false,
+            address_size: 64,
+            p2m_layout: P2mLayout::Linear,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use xensim::workload::{self, RunOptions};
-use xensim::{parse_size, DomId, DomainConfig, FaultRule, Fill, GuestType, Host};
+use xensim::{parse_size, DomId, DomainConfig, FaultRule, Fill, GuestType, Host, P2mLayout};
 
 #[derive(Parser)]
 #[command(
@@ -51,7 +51,7 @@ enum DomainCmd {
     Create {
         #[command(flatten)]
         host: HostArg,
-        /// hvm, pvh or pv (pv: not supported yet).
+        /// hvm, pvh or pv.
         #[arg(long = "type", value_name = "TYPE")]
         guest_type: String,
         /// RAM size: bytes or with K/M/G suffix (256M, 1G).
@@ -64,9 +64,15 @@ enum DomainCmd {
         fill: String,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Unpopulated, paused restore target.
+        /// Unpopulated, paused restore target (PV: always 64-bit).
         #[arg(long)]
         empty: bool,
+        /// PV guest width: 64 or 32.
+        #[arg(long, default_value_t = 64)]
+        address_size: u32,
+        /// PV p2m layout: linear or tree.
+        #[arg(long, default_value = "linear")]
+        p2m: String,
     },
     /// Print the digest of a domain's state (one hex line).
     Digest {
@@ -199,7 +205,14 @@ fn run(cli: Cli) -> xensim::Result<()> {
             fill,
             seed,
             empty,
+            address_size,
+            p2m,
         }) => {
+            let p2m_layout =
+                P2mLayout::parse(&p2m).ok_or_else(|| fail(format!("bad --p2m {p2m:?}")))?;
+            if address_size != 64 && address_size != 32 {
+                return Err(fail(format!("bad --address-size {address_size}")));
+            }
             let guest_type = GuestType::parse(&guest_type)
                 .ok_or_else(|| fail(format!("bad --type {guest_type:?}")))?;
             let memory_bytes =
@@ -213,6 +226,8 @@ fn run(cli: Cli) -> xensim::Result<()> {
                 fill,
                 seed,
                 empty,
+                address_size,
+                p2m_layout,
             })?;
             println!("{id}");
         }

@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
 
 /// A `MAP_SHARED` read-write mapping of the start of a file.
 pub(crate) struct SharedMap {
@@ -76,6 +76,19 @@ impl SharedMap {
         // layout as u64 and every access through it is atomic, which is what
         // makes concurrent use by other processes sound.
         unsafe { std::slice::from_raw_parts(self.ptr.cast::<AtomicU64>(), self.len / 8) }
+    }
+
+    /// The mapping seen as 32-bit atomic words (the compat M2P).
+    pub(crate) fn words32(&self) -> &[AtomicU32] {
+        // SAFETY: as in `words`: page-aligned, `len` a multiple of 4, alive
+        // as long as `self`, and every access is atomic.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<AtomicU32>(), self.len / 4) }
+    }
+
+    /// The mapping seen as atomic bytes (page-type bytes).
+    pub(crate) fn bytes(&self) -> &[AtomicU8] {
+        // SAFETY: as in `words`; AtomicU8 has the layout of u8.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<AtomicU8>(), self.len) }
     }
 
     /// Copy `data` into the mapping at `offset` (bounds-checked).

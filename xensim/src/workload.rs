@@ -49,14 +49,18 @@ const SPECIAL_REGION: std::ops::Range<u64> = (SPECIAL_PFN_BASE - 8)..(SPECIAL_PF
 /// position (wrapping), excluding the special region.
 pub fn working_set(d: &Domain, bytes: u64, seed: u64) -> Vec<u64> {
     let mut ram = Vec::new();
+    // A PV guest's kernel structures (start_info, rings, GDTs, p2m, page
+    // tables) are not written as plain RAM; its page tables are dirtied
+    // through mmu_update instead (see `run`).
+    let kernel_end = crate::pvguest::Kvars::read(d).map_or(0, |k| k.pt0 + k.pts);
     let words = d.populated_words();
-    let last = (d.max_gpfn() / 64) as usize;
+    let last = (d.highest_pfn() / 64) as usize;
     for (wi, word) in words.iter().enumerate().take(last + 1) {
         let mut bits = word.load(SeqCst);
         while bits != 0 {
             let pfn = wi as u64 * 64 + u64::from(bits.trailing_zeros());
             bits &= bits - 1;
-            if !SPECIAL_REGION.contains(&pfn) {
+            if (d.is_pv() && pfn >= kernel_end) || (!d.is_pv() && !SPECIAL_REGION.contains(&pfn)) {
                 ram.push(pfn);
             }
         }
@@ -67,6 +71,31 @@ pub fn working_set(d: &Domain, bytes: u64, seed: u64) -> Vec<u64> {
     }
     let start = (mix(seed, 0, 40) % ram.len() as u64) as usize;
     (0..n).map(|i| ram[(start + i) % ram.len()]).collect()
+}
+
+/// A PV guest's page-table write: flip the accessed bit of one of its user
+/// mappings with `mmu_update` (the entry stays valid; the p2m is untouched),
+/// and mark the L1's pfn dirty, as Xen's shadow log-dirty does.
+fn touch_user_pte(d: &Domain, rng: &mut Rng) {
+    let Ok(kv) = crate::pvguest::Kvars::read(d) else {
+        return;
+    };
+    let Some(l1) = d.pfn_to_mfn(kv.user_l1) else {
+        return;
+    };
+    let k = rng.next_u64() % crate::pvguest::USER_PAGES;
+    let mut e = [0u8; 8];
+    let ptr = (l1 << 12) | (k * 8);
+    if d.read_frame_at(l1, k * 8, &mut e).is_err() {
+        return;
+    }
+    let pte = u64::from_le_bytes(e);
+    if pte & 1 != 0
+        && d.mmu_update(&[(ptr, pte ^ crate::domain::PT_ACCESSED)])
+            .is_ok()
+    {
+        d.mark_dirty(kv.user_l1);
+    }
 }
 
 /// Run the workload until the guest stops (or `max_duration` passes).
@@ -112,8 +141,20 @@ pub fn run(d: &Domain, opts: &RunOptions) -> Result<RunStats> {
                 }
                 // Write first, then mark: a CLEAN between the two leaves the
                 // bit set for the next round, never a sent-but-stale page.
-                let r = map.write_at((pfn * PAGE_SIZE) as usize, &page);
+                // A PV guest writes through its p2m to the page's frame.
+                let off = if d.is_pv() {
+                    d.pfn_to_mfn(pfn).and_then(|m| d.frame_offset(m))
+                } else {
+                    Some(pfn * PAGE_SIZE)
+                };
+                let r = match off {
+                    Some(off) => map.write_at(off as usize, &page),
+                    None => Ok(()),
+                };
                 d.mark_dirty(pfn);
+                if written % 16 == 0 {
+                    touch_user_pte(d, &mut rng);
+                }
                 d.guest_exit();
                 r?;
                 written += 1;

@@ -15,6 +15,17 @@
 
 include!(concat!(env!("OUT_DIR"), "/xen_bindings.rs"));
 
+/// `privcmd_mmap_entry_t` of `xen/sys/privcmd.h` (Linux's privcmd ABI,
+/// three `__u64`), which `xc_map_foreign_ranges` takes; bindgen does not
+/// read the kernel header.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct privcmd_mmap_entry_t {
+    pub va: u64,
+    pub mfn: u64,
+    pub npages: u64,
+}
+
 // libxenctrl 4.17 exports these (version node VERS_4.17.0) and libxenguest
 // calls them, but they are declared only in libxenctrl's private
 // `xc_private.h`, so bindgen cannot see them. The prototypes below follow
@@ -27,6 +38,19 @@ extern "C" {
         num: ::core::ffi::c_uint,
         arr: *mut xen_pfn_t,
     ) -> ::core::ffi::c_int;
+
+    /// Map `nentries` runs of `chunksize` bytes starting at each entry's
+    /// `mfn` of `dom` into one region of `size` bytes (released with
+    /// `munmap`).
+    pub fn xc_map_foreign_ranges(
+        xch: *mut xc_interface,
+        dom: u32,
+        size: usize,
+        prot: ::core::ffi::c_int,
+        chunksize: usize,
+        entries: *mut privcmd_mmap_entry_t,
+        nentries: ::core::ffi::c_int,
+    ) -> *mut ::core::ffi::c_void;
 
     /// Format a message and send it to `lg` with context "xc"; at
     /// `XTL_ERROR` and above it also becomes the interface's last error.

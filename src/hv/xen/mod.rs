@@ -1,7 +1,7 @@
 //! The hypervisor roles over the real libxenctrl, libxenforeignmemory and
 //! libxenguest C API, with the caller's `xc_interface *`: [`XenHypervisor`]
 //! and one file per role (`memory`, `logdirty`, `grant_table`, `x86_cpu`,
-//! `x86_hvm`; domain control is here).
+//! `x86_hvm`, `x86_pv`; domain control is here).
 //!
 //! Each method is one public library call (or the short fixed sequence that
 //! libxenguest makes on the same path), so that Xen sees from xcmig exactly
@@ -25,6 +25,7 @@ mod logdirty;
 mod memory;
 mod x86_cpu;
 mod x86_hvm;
+mod x86_pv;
 
 use std::cell::RefCell;
 use std::marker::PhantomData;

@@ -5,10 +5,6 @@ use std::ptr;
 use super::{cvt, sys, XenHypervisor};
 use crate::hv::{DomId, HvError, HvResult, X86Hvm};
 
-// PV: filled in by the backend work of issue 9; until then the role's
-// defaults answer EOPNOTSUPP, as before.
-impl crate::hv::X86Pv for XenHypervisor<'_> {}
-
 impl X86Hvm for XenHypervisor<'_> {
     fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {
         // SAFETY: FFI call; a null buffer asks only for the size.

@@ -45,6 +45,12 @@ pub mod domctl {
     pub const GETDOMAININFO: u32 = 5;
     /// `XEN_DOMCTL_shadow_op`.
     pub const SHADOW_OP: u32 = 10;
+    /// `XEN_DOMCTL_setvcpucontext`.
+    pub const SETVCPUCONTEXT: u32 = 12;
+    /// `XEN_DOMCTL_getvcpucontext`.
+    pub const GETVCPUCONTEXT: u32 = 13;
+    /// `XEN_DOMCTL_getvcpuinfo`.
+    pub const GETVCPUINFO: u32 = 14;
     /// `XEN_DOMCTL_resumedomain`.
     pub const RESUMEDOMAIN: u32 = 27;
     /// `XEN_DOMCTL_gethvmcontext`.
@@ -55,12 +61,24 @@ pub mod domctl {
     pub const SET_ADDRESS_SIZE: u32 = 35;
     /// `XEN_DOMCTL_get_address_size`.
     pub const GET_ADDRESS_SIZE: u32 = 36;
+    /// `XEN_DOMCTL_set_ext_vcpucontext`.
+    pub const SET_EXT_VCPUCONTEXT: u32 = 42;
+    /// `XEN_DOMCTL_get_ext_vcpucontext`.
+    pub const GET_EXT_VCPUCONTEXT: u32 = 43;
     /// `XEN_DOMCTL_gettscinfo`.
     pub const GETTSCINFO: u32 = 59;
     /// `XEN_DOMCTL_settscinfo`.
     pub const SETTSCINFO: u32 = 60;
     /// `XEN_DOMCTL_getpageframeinfo3`.
     pub const GETPAGEFRAMEINFO3: u32 = 61;
+    /// `XEN_DOMCTL_setvcpuextstate`.
+    pub const SETVCPUEXTSTATE: u32 = 62;
+    /// `XEN_DOMCTL_getvcpuextstate`.
+    pub const GETVCPUEXTSTATE: u32 = 63;
+    /// `XEN_DOMCTL_get_vcpu_msrs`.
+    pub const GET_VCPU_MSRS: u32 = 72;
+    /// `XEN_DOMCTL_set_vcpu_msrs`.
+    pub const SET_VCPU_MSRS: u32 = 73;
     /// `XEN_DOMCTL_get_cpu_policy`.
     pub const GET_CPU_POLICY: u32 = 82;
     /// `XEN_DOMCTL_set_cpu_policy`.
@@ -166,6 +184,109 @@ pub mod pfinfo3 {
     /// `array`.
     pub const ARRAY: usize = 8;
 }
+
+/// `struct xen_domctl_getvcpuinfo` (= `xc_vcpuinfo_t`), 24 bytes.
+pub mod vcpuinfo {
+    /// `sizeof`.
+    pub const SIZE: usize = 24;
+    /// `vcpu` (u32, in).
+    pub const VCPU: usize = 0;
+    /// `online` (u8).
+    pub const ONLINE: usize = 4;
+    /// `blocked` (u8).
+    pub const BLOCKED: usize = 5;
+    /// `running` (u8).
+    pub const RUNNING: usize = 6;
+    /// `cpu_time` (u64, ns).
+    pub const CPU_TIME: usize = 8;
+    /// `cpu` (u32).
+    pub const CPU: usize = 16;
+}
+
+/// `struct xen_domctl_vcpucontext`: `vcpu` (u32) at 0, `ctxt` handle at 8.
+pub mod vcpucontext {
+    /// `vcpu`.
+    pub const VCPU: usize = 0;
+    /// `ctxt`.
+    pub const CTXT: usize = 8;
+}
+
+/// `sizeof(vcpu_guest_context_x86_64_t)`, the basic context of a 64-bit PV vCPU.
+pub const VCPU_CONTEXT_X86_64_SIZE: usize = 5168;
+/// `sizeof(vcpu_guest_context_x86_32_t)`, the basic context of a 32-bit PV vCPU.
+pub const VCPU_CONTEXT_X86_32_SIZE: usize = 2800;
+/// `sizeof(vcpu_guest_context_any_t)`, what `xc_vcpu_getcontext` bounces.
+pub const VCPU_CONTEXT_ANY_SIZE: usize = 5168;
+
+/// `struct xen_domctl_ext_vcpucontext`: `vcpu` and `size` (u32s) then the
+/// x86 fields, 64 bytes in all.
+pub mod ext_vcpucontext {
+    /// `sizeof`.
+    pub const SIZE: usize = 64;
+    /// `vcpu`.
+    pub const VCPU: usize = 0;
+    /// `size` (u32): in on set, out on get.
+    pub const SIZE_FIELD: usize = 4;
+    /// `mcg_cap`, the first field a set may leave out (older senders).
+    pub const MCG_CAP: usize = 32;
+}
+
+/// `struct xen_domctl_vcpuextstate`.
+pub mod vcpuextstate {
+    /// `vcpu` (u32).
+    pub const VCPU: usize = 0;
+    /// `xfeature_mask` (u64).
+    pub const XFEATURE_MASK: usize = 8;
+    /// `size` (u64).
+    pub const SIZE: usize = 16;
+    /// `buffer` (guest handle).
+    pub const BUFFER: usize = 24;
+}
+
+/// `struct xen_domctl_vcpu_msrs`.
+pub mod vcpu_msrs {
+    /// `vcpu` (u32).
+    pub const VCPU: usize = 0;
+    /// `msr_count` (u32).
+    pub const MSR_COUNT: usize = 4;
+    /// `msrs` (guest handle).
+    pub const MSRS: usize = 8;
+    /// `sizeof(xen_domctl_vcpu_msr_t)`: `{u32 index, u32 reserved, u64 value}`.
+    pub const ENTRY_SIZE: usize = 16;
+}
+
+/// `struct mmuext_op`: `cmd` (u32) at 0, `arg1` at 8, `arg2` at 16.
+pub mod mmuext {
+    /// `sizeof(struct mmuext_op)`.
+    pub const SIZE: usize = 24;
+    /// `cmd`.
+    pub const CMD: usize = 0;
+    /// `arg1` (`mfn` or `linear_addr`).
+    pub const ARG1: usize = 8;
+    /// `arg2` (`nr_ents`, `vcpumask` or `src_mfn`).
+    pub const ARG2: usize = 16;
+    /// `MMUEXT_PIN_L1_TABLE`; L2..L4 follow at 1..3.
+    pub const PIN_L1_TABLE: u32 = 0;
+    /// `MMUEXT_PIN_L4_TABLE`.
+    pub const PIN_L4_TABLE: u32 = 3;
+    /// `MMUEXT_UNPIN_TABLE`.
+    pub const UNPIN_TABLE: u32 = 4;
+}
+
+/// `struct xen_machphys_mfn_list`.
+pub mod machphys_mfn_list {
+    /// `sizeof`.
+    pub const SIZE: usize = 24;
+    /// `max_extents` (unsigned int).
+    pub const MAX_EXTENTS: usize = 0;
+    /// `extent_start` (guest handle).
+    pub const EXTENT_START: usize = 8;
+    /// `nr_extents` (unsigned int, out).
+    pub const NR_EXTENTS: usize = 16;
+}
+
+/// `DOMID_XEN`: the owner of Xen's own frames (the M2P).
+pub const DOMID_XEN: u32 = 0x7ff2;
 
 /// `sizeof(xen_cpuid_leaf_t)`.
 pub const CPUID_LEAF_SIZE: usize = 24;

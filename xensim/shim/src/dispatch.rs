@@ -8,6 +8,7 @@ use xensim::{CpuPolicy, DomId, Domain, Host, LogDirtyOp, TscInfo};
 use crate::abi::*;
 use crate::error::{ShimError, ShimResult};
 use crate::ffi;
+use crate::pv;
 
 /// `XENMEM_populate_physmap`.
 pub const XENMEM_POPULATE_PHYSMAP: u32 = 6;
@@ -77,31 +78,17 @@ pub fn domctl(host: &Host, d: &mut [u8; DOMCTL_SIZE]) -> ShimResult<i64> {
             host.domain(domid)?.set_hvm_context(blob)?;
             Ok(0)
         }
-        domctl::GET_ADDRESS_SIZE => {
-            let info = host.domain(domid)?.info()?;
-            // HVM guests report the hypervisor's width; 32-bit PV is not modelled.
-            let _ = info;
-            put_u32(u, 0, 64);
-            Ok(0)
-        }
-        domctl::SET_ADDRESS_SIZE => {
-            let info = host.domain(domid)?.info()?;
-            let size = get_u32(u, 0);
-            if info.hvm {
-                return Err(ShimError::new(
-                    libc::EOPNOTSUPP,
-                    "set_address_size on an HVM domain",
-                ));
-            }
-            match size {
-                64 => Ok(0),
-                32 => Err(ShimError::new(
-                    libc::EOPNOTSUPP,
-                    "32-bit PV guests are not simulated",
-                )),
-                _ => Err(ShimError::inval(format!("bad address size {size}"))),
-            }
-        }
+        domctl::GETVCPUCONTEXT => pv::get_vcpu_context(&host.domain(domid)?, u).map(|_| 0),
+        domctl::SETVCPUCONTEXT => pv::set_vcpu_context(&host.domain(domid)?, u).map(|_| 0),
+        domctl::GET_EXT_VCPUCONTEXT => pv::get_ext_vcpu_context(&host.domain(domid)?, u).map(|_| 0),
+        domctl::SET_EXT_VCPUCONTEXT => pv::set_ext_vcpu_context(&host.domain(domid)?, u).map(|_| 0),
+        domctl::GETVCPUEXTSTATE => pv::get_vcpu_xsave(&host.domain(domid)?, u).map(|_| 0),
+        domctl::SETVCPUEXTSTATE => pv::set_vcpu_xsave(&host.domain(domid)?, u).map(|_| 0),
+        domctl::GET_VCPU_MSRS => pv::get_vcpu_msrs(&host.domain(domid)?, u).map(|_| 0),
+        domctl::SET_VCPU_MSRS => pv::set_vcpu_msrs(&host.domain(domid)?, u).map(|_| 0),
+        domctl::GETVCPUINFO => pv::get_vcpu_info(&host.domain(domid)?, u).map(|_| 0),
+        domctl::GET_ADDRESS_SIZE => pv::get_address_size(&host.domain(domid)?, u).map(|_| 0),
+        domctl::SET_ADDRESS_SIZE => pv::set_address_size(&host.domain(domid)?, u).map(|_| 0),
         domctl::GETTSCINFO => {
             let t = host.domain(domid)?.tsc_info()?;
             put_u32(u, tsc_info::TSC_MODE, t.mode);
@@ -555,10 +542,12 @@ pub(crate) fn memory_op(host: &Host, cmd: u32, arg: *mut u8, len: usize) -> Shim
                 unsafe { ffi::slice_mut(r.extent_start as usize as *mut u64, n, "extent_start") }?;
             Ok(populate(host, DomId::from(r.domid), ext, r.extent_order, r.mem_flags)? as i64)
         }
-        other => Err(ShimError::new(
-            libc::ENOSYS,
-            format!("memory_op {other} is not simulated"),
-        )),
+        other => pv::memory_op(host, other, arg, len).unwrap_or_else(|| {
+            Err(ShimError::new(
+                libc::ENOSYS,
+                format!("memory_op {other} is not simulated"),
+            ))
+        }),
     }
 }
 

@@ -5,10 +5,15 @@
 //! contiguous run of frames, unmappable slots left `PROT_NONE`. Here the
 //! region is given up to the C caller, which releases it with a plain
 //! `munmap(addr, n*4096)` (through [`unmap`]).
+//!
+//! `DOMID_XEN` names Xen's own frames: the M2P and the compat M2P, mapped
+//! live from the host's M2P files ([`xensim::Host::map_xen_frames`]).
 
 use std::ffi::c_int;
 
-use xensim::{Domain, Prot};
+use xensim::{DomId, Domain, ForeignMapping, Host, Prot};
+
+use crate::abi::DOMID_XEN;
 
 use crate::error::{ShimError, ShimResult};
 use crate::hcall::PAGE_SIZE;
@@ -32,9 +37,40 @@ fn prot_of(prot: c_int) -> Prot {
     }
 }
 
-/// Maps `frames` of `dom`; slots that cannot be mapped report their errno.
-pub fn map_frames(dom: &Domain, frames: &[u64], prot: c_int) -> ShimResult<Mapping> {
-    let m = dom.map_frames(frames, prot_of(prot))?;
+/// Whose frames a foreign mapping names.
+pub enum Owner<'h> {
+    /// A guest's (gfns for HVM, MFNs for PV).
+    Domain(Domain),
+    /// Xen's own (`DOMID_XEN`): the M2P chunks and the compat M2P.
+    Xen(&'h Host),
+}
+
+impl<'h> Owner<'h> {
+    /// The owner `domid` names on `host`.
+    pub fn of(host: &'h Host, domid: u32) -> ShimResult<Owner<'h>> {
+        if domid == DOMID_XEN {
+            return Ok(Owner::Xen(host));
+        }
+        Ok(Owner::Domain(host.domain(domid as DomId)?))
+    }
+
+    fn map(&self, frames: &[u64], prot: c_int) -> ShimResult<ForeignMapping> {
+        Ok(match self {
+            Owner::Domain(d) => d.map_frames(frames, prot_of(prot))?,
+            Owner::Xen(h) => h.map_xen_frames(frames, prot_of(prot))?,
+        })
+    }
+}
+
+impl From<Domain> for Owner<'_> {
+    fn from(d: Domain) -> Self {
+        Owner::Domain(d)
+    }
+}
+
+/// Maps `frames` of `owner`; slots that cannot be mapped report their errno.
+pub fn map_frames(owner: &Owner<'_>, frames: &[u64], prot: c_int) -> ShimResult<Mapping> {
+    let m = owner.map(frames, prot)?;
     let errs = m.errors().to_vec();
     Ok(Mapping {
         addr: m.into_raw(),
@@ -44,8 +80,8 @@ pub fn map_frames(dom: &Domain, frames: &[u64], prot: c_int) -> ShimResult<Mappi
 
 /// Maps all frames or none: on any failed slot the region is released and the
 /// slot's errno returned, as libxenforeignmemory does when `err` is NULL.
-pub fn map_all(dom: &Domain, frames: &[u64], prot: c_int) -> ShimResult<*mut u8> {
-    let m = dom.map_frames(frames, prot_of(prot))?;
+pub fn map_all(owner: &Owner<'_>, frames: &[u64], prot: c_int) -> ShimResult<*mut u8> {
+    let m = owner.map(frames, prot)?;
     if let Some((idx, &e)) = m.errors().iter().enumerate().find(|(_, &e)| e != 0) {
         // Dropping `m` releases the region.
         return Err(ShimError::new(
@@ -97,10 +133,17 @@ mod tests {
                     fill: Fill::Random,
                     seed: 5,
                     empty: false,
+                    ..DomainConfig::default()
                 })
                 .expect("create domain");
             let dom = host.domain(id).expect("domain");
             TestDomain { dir, dom }
+        }
+    }
+
+    impl TestDomain {
+        fn owner(&self) -> Owner<'static> {
+            Owner::Domain(self.dom.clone())
         }
     }
 
@@ -116,7 +159,12 @@ mod tests {
     #[test]
     fn mapped_slots_share_guest_memory_and_holes_report_einval() {
         let t = TestDomain::new("shared");
-        let m = map_frames(&t.dom, &[2, 3, HOLE, 0], libc::PROT_READ | libc::PROT_WRITE).unwrap();
+        let m = map_frames(
+            &t.owner(),
+            &[2, 3, HOLE, 0],
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+        .unwrap();
         assert_eq!(m.errs, vec![0, 0, -libc::EINVAL, 0]);
         let mut page = vec![0u8; PAGE_SIZE];
         t.dom.read_frame(3, &mut page).unwrap();
@@ -134,14 +182,14 @@ mod tests {
     #[test]
     fn map_all_fails_whole_call_on_any_bad_slot() {
         let t = TestDomain::new("all");
-        let e = map_all(&t.dom, &[0, HOLE], libc::PROT_READ).unwrap_err();
+        let e = map_all(&t.owner(), &[0, HOLE], libc::PROT_READ).unwrap_err();
         assert_eq!(e.errno, libc::EINVAL);
     }
 
     #[test]
     fn plain_munmap_releases_a_mapping() {
         let t = TestDomain::new("munmap");
-        let a = map_all(&t.dom, &[0, 1], libc::PROT_READ).unwrap();
+        let a = map_all(&t.owner(), &[0, 1], libc::PROT_READ).unwrap();
         // SAFETY: a is a 2-page region from map_all.
         assert_eq!(unsafe { libc::munmap(a.cast(), 2 * PAGE_SIZE) }, 0);
         // The range is now free: mincore reports ENOMEM for unmapped memory.

@@ -15,4 +15,5 @@ pub mod ffi;
 pub mod fmap;
 pub mod hcall;
 pub mod iface;
+pub mod pv;
 pub mod xtl;

@@ -114,6 +114,51 @@ int main(void) {
   P("res.extent_order", offsetof(struct xen_memory_reservation, extent_order));
   P("res.mem_flags", offsetof(struct xen_memory_reservation, mem_flags));
   P("res.domid", offsetof(struct xen_memory_reservation, domid));
+  P("vi.size", sizeof(xc_vcpuinfo_t));
+  P("vi.vcpu", offsetof(xc_vcpuinfo_t, vcpu));
+  P("vi.online", offsetof(xc_vcpuinfo_t, online));
+  P("vi.blocked", offsetof(xc_vcpuinfo_t, blocked));
+  P("vi.running", offsetof(xc_vcpuinfo_t, running));
+  P("vi.cpu_time", offsetof(xc_vcpuinfo_t, cpu_time));
+  P("vi.cpu", offsetof(xc_vcpuinfo_t, cpu));
+  P("vc.vcpu", offsetof(struct xen_domctl_vcpucontext, vcpu));
+  P("vc.ctxt", offsetof(struct xen_domctl_vcpucontext, ctxt));
+  P("ctx64.size", sizeof(vcpu_guest_context_x86_64_t));
+  P("ctx32.size", sizeof(vcpu_guest_context_x86_32_t));
+  P("ctxany.size", sizeof(vcpu_guest_context_any_t));
+  P("evc.size", sizeof(struct xen_domctl_ext_vcpucontext));
+  P("evc.vcpu", offsetof(struct xen_domctl_ext_vcpucontext, vcpu));
+  P("evc.size_field", offsetof(struct xen_domctl_ext_vcpucontext, size));
+  P("evc.mcg_cap", offsetof(struct xen_domctl_ext_vcpucontext, mcg_cap));
+  P("xs.vcpu", offsetof(struct xen_domctl_vcpuextstate, vcpu));
+  P("xs.xfeature_mask", offsetof(struct xen_domctl_vcpuextstate, xfeature_mask));
+  P("xs.size", offsetof(struct xen_domctl_vcpuextstate, size));
+  P("xs.buffer", offsetof(struct xen_domctl_vcpuextstate, buffer));
+  P("vm.vcpu", offsetof(struct xen_domctl_vcpu_msrs, vcpu));
+  P("vm.msr_count", offsetof(struct xen_domctl_vcpu_msrs, msr_count));
+  P("vm.msrs", offsetof(struct xen_domctl_vcpu_msrs, msrs));
+  P("vm.entry", sizeof(xen_domctl_vcpu_msr_t));
+  P("mx.size", sizeof(struct mmuext_op));
+  P("mx.cmd", offsetof(struct mmuext_op, cmd));
+  P("mx.arg1", offsetof(struct mmuext_op, arg1));
+  P("mx.arg2", offsetof(struct mmuext_op, arg2));
+  P("mx.pin_l1", MMUEXT_PIN_L1_TABLE);
+  P("mx.pin_l4", MMUEXT_PIN_L4_TABLE);
+  P("mx.unpin", MMUEXT_UNPIN_TABLE);
+  P("ml.size", sizeof(struct xen_machphys_mfn_list));
+  P("ml.max_extents", offsetof(struct xen_machphys_mfn_list, max_extents));
+  P("ml.extent_start", offsetof(struct xen_machphys_mfn_list, extent_start));
+  P("ml.nr_extents", offsetof(struct xen_machphys_mfn_list, nr_extents));
+  P("domid_xen", DOMID_XEN);
+  P("dc.setvcpucontext", XEN_DOMCTL_setvcpucontext);
+  P("dc.getvcpucontext", XEN_DOMCTL_getvcpucontext);
+  P("dc.getvcpuinfo", XEN_DOMCTL_getvcpuinfo);
+  P("dc.set_ext", XEN_DOMCTL_set_ext_vcpucontext);
+  P("dc.get_ext", XEN_DOMCTL_get_ext_vcpucontext);
+  P("dc.setxs", XEN_DOMCTL_setvcpuextstate);
+  P("dc.getxs", XEN_DOMCTL_getvcpuextstate);
+  P("dc.get_msrs", XEN_DOMCTL_get_vcpu_msrs);
+  P("dc.set_msrs", XEN_DOMCTL_set_vcpu_msrs);
   P("hb.size", sizeof(xc_hypercall_buffer_t));
   P("hb.param_shadow", offsetof(xc_hypercall_buffer_t, param_shadow));
   P("hb.dir", offsetof(xc_hypercall_buffer_t, dir));
@@ -190,6 +235,51 @@ fn abi_offsets_match_the_installed_xen_headers() {
         ("tsc.gtsc_khz", tsc_info::GTSC_KHZ),
         ("tsc.incarnation", tsc_info::INCARNATION),
         ("tsc.elapsed_nsec", tsc_info::ELAPSED_NSEC),
+        ("vi.size", vcpuinfo::SIZE),
+        ("vi.vcpu", vcpuinfo::VCPU),
+        ("vi.online", vcpuinfo::ONLINE),
+        ("vi.blocked", vcpuinfo::BLOCKED),
+        ("vi.running", vcpuinfo::RUNNING),
+        ("vi.cpu_time", vcpuinfo::CPU_TIME),
+        ("vi.cpu", vcpuinfo::CPU),
+        ("vc.vcpu", vcpucontext::VCPU),
+        ("vc.ctxt", vcpucontext::CTXT),
+        ("ctx64.size", VCPU_CONTEXT_X86_64_SIZE),
+        ("ctx32.size", VCPU_CONTEXT_X86_32_SIZE),
+        ("ctxany.size", VCPU_CONTEXT_ANY_SIZE),
+        ("evc.size", ext_vcpucontext::SIZE),
+        ("evc.vcpu", ext_vcpucontext::VCPU),
+        ("evc.size_field", ext_vcpucontext::SIZE_FIELD),
+        ("evc.mcg_cap", ext_vcpucontext::MCG_CAP),
+        ("xs.vcpu", vcpuextstate::VCPU),
+        ("xs.xfeature_mask", vcpuextstate::XFEATURE_MASK),
+        ("xs.size", vcpuextstate::SIZE),
+        ("xs.buffer", vcpuextstate::BUFFER),
+        ("vm.vcpu", vcpu_msrs::VCPU),
+        ("vm.msr_count", vcpu_msrs::MSR_COUNT),
+        ("vm.msrs", vcpu_msrs::MSRS),
+        ("vm.entry", vcpu_msrs::ENTRY_SIZE),
+        ("mx.size", mmuext::SIZE),
+        ("mx.cmd", mmuext::CMD),
+        ("mx.arg1", mmuext::ARG1),
+        ("mx.arg2", mmuext::ARG2),
+        ("mx.pin_l1", mmuext::PIN_L1_TABLE as usize),
+        ("mx.pin_l4", mmuext::PIN_L4_TABLE as usize),
+        ("mx.unpin", mmuext::UNPIN_TABLE as usize),
+        ("ml.size", machphys_mfn_list::SIZE),
+        ("ml.max_extents", machphys_mfn_list::MAX_EXTENTS),
+        ("ml.extent_start", machphys_mfn_list::EXTENT_START),
+        ("ml.nr_extents", machphys_mfn_list::NR_EXTENTS),
+        ("domid_xen", DOMID_XEN as usize),
+        ("dc.setvcpucontext", domctl::SETVCPUCONTEXT as usize),
+        ("dc.getvcpucontext", domctl::GETVCPUCONTEXT as usize),
+        ("dc.getvcpuinfo", domctl::GETVCPUINFO as usize),
+        ("dc.set_ext", domctl::SET_EXT_VCPUCONTEXT as usize),
+        ("dc.get_ext", domctl::GET_EXT_VCPUCONTEXT as usize),
+        ("dc.setxs", domctl::SETVCPUEXTSTATE as usize),
+        ("dc.getxs", domctl::GETVCPUEXTSTATE as usize),
+        ("dc.get_msrs", domctl::GET_VCPU_MSRS as usize),
+        ("dc.set_msrs", domctl::SET_VCPU_MSRS as usize),
         ("hvmctx.size", hvmcontext::SIZE),
         ("hvmctx.buffer", hvmcontext::BUFFER),
         ("pf3.num", pfinfo3::NUM),

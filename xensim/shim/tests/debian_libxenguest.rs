@@ -106,6 +106,7 @@ fn hvm(host: &Host, empty: bool) -> u32 {
         fill: Fill::Mixed,
         seed: 11,
         empty,
+        ..DomainConfig::default()
     })
     .unwrap()
 }

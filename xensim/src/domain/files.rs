@@ -2,7 +2,7 @@
 //! word indices of the shared `ctl` file, and the `config` text.
 
 use crate::error::{Error, Result};
-use crate::{DomainConfig, Fill, GuestType, GFN_LIMIT};
+use crate::{DomainConfig, Fill, GuestType, P2mLayout, GFN_LIMIT};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -18,6 +18,16 @@ pub(crate) const F_PARAMS: &str = "params";
 pub(crate) const F_HVMCTX: &str = "hvmctx";
 pub(crate) const F_TSC: &str = "tsc";
 pub(crate) const F_CPU_POLICY: &str = "cpu_policy";
+/// PV: bitmap of the frames of the domain's window it owns.
+pub(crate) const F_FRAMES: &str = "frames";
+/// PV: u64 per pfn, the MFN populate gave it (valid where `populated`).
+pub(crate) const F_PHYSMAP: &str = "physmap";
+/// PV: one page-type byte per frame of the window.
+pub(crate) const F_TYPES: &str = "types";
+/// PV: the shared_info page (a xenheap frame).
+pub(crate) const F_SHINFO: &str = "shinfo";
+/// PV: per-vCPU state (contexts, extended context, xsave, MSRs).
+pub(crate) const F_VCPUS: &str = "vcpus";
 
 pub(crate) const CTL_SIZE: usize = 4096;
 pub(crate) const BITMAP_BYTES: usize = (GFN_LIMIT / 8) as usize;
@@ -45,6 +55,14 @@ pub(crate) mod w {
     pub const PAGES_WRITTEN: usize = 13;
     /// vCPU online mask, two words (128 vCPUs).
     pub const ONLINE: usize = 14;
+    /// PV guest width in bits (0 means 64).
+    pub const ADDRESS_SIZE: usize = 16;
+    /// PV guest state flags (`pvguest::GS_*`).
+    pub const GUEST_STATE: usize = 17;
+    /// PV frame allocations so far (seeds the random choice of MFNs).
+    pub const ALLOC_COUNT: usize = 18;
+    /// Highest pfn ever populated, plus one (PV; 0 = none).
+    pub const PFN_END: usize = 19;
 }
 
 /// Immutable facts about a domain, kept in its `config` file.
@@ -61,7 +79,7 @@ impl Config {
         let c = &self.cfg;
         let handle: String = self.handle.iter().map(|b| format!("{b:02x}")).collect();
         format!(
-            "type={}\nmemory={}\nvcpus={}\nfill={}\nseed={}\nempty={}\nmax_pages={}\nhandle={}\nframe_base={}\n",
+            "type={}\nmemory={}\nvcpus={}\nfill={}\nseed={}\nempty={}\nmax_pages={}\nhandle={}\nframe_base={}\naddress_size={}\np2m={}\n",
             c.guest_type.as_str(),
             c.memory_bytes,
             c.vcpus,
@@ -70,7 +88,9 @@ impl Config {
             u8::from(c.empty),
             self.max_pages,
             handle,
-            self.frame_base
+            self.frame_base,
+            c.address_size,
+            c.p2m_layout.as_str()
         )
     }
 
@@ -98,6 +118,12 @@ impl Config {
                 fill: Fill::parse(get("fill")?).ok_or_else(|| bad("fill"))?,
                 seed: num("seed")?,
                 empty: num("empty")? != 0,
+                address_size: u32::try_from(num("address_size").unwrap_or(64))
+                    .map_err(|_| bad("address_size"))?,
+                p2m_layout: match get("p2m") {
+                    Ok(v) => P2mLayout::parse(v).ok_or_else(|| bad("p2m"))?,
+                    Err(_) => P2mLayout::Linear,
+                },
             },
             max_pages: num("max_pages")?,
             handle,

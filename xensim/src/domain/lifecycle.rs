@@ -46,8 +46,9 @@ impl Domain {
                 Err(now) => cur = now,
             }
         }
-        if cur == 1 {
-            self.ctl(w::CREATION_FINISHED).store(1, SeqCst);
+        if cur == 1 && self.ctl(w::CREATION_FINISHED).swap(1, SeqCst) == 0 && self.is_pv() {
+            // A PV domain's first run: a restored guest republishes its p2m.
+            crate::pvsuspend::resume_restored(self)?;
         }
         Ok(())
     }
@@ -60,10 +61,15 @@ impl Domain {
         if reason > SHUTDOWN_SOFT_RESET {
             return err(libc::EINVAL, format!("bad shutdown reason {reason}"));
         }
-        let _ =
-            self.ctl(w::SHUTDOWN_CODE)
-                .compare_exchange(0, u64::from(reason) + 1, SeqCst, SeqCst);
+        let first = self
+            .ctl(w::SHUTDOWN_CODE)
+            .compare_exchange(0, u64::from(reason) + 1, SeqCst, SeqCst)
+            .is_ok();
         self.quiesce();
+        if first && reason == crate::SHUTDOWN_SUSPEND && self.is_pv() {
+            // The guest's own suspend path ran before it made the hypercall.
+            crate::pvsuspend::pre_suspend(self)?;
+        }
         self.ctl(w::SHUT_DOWN).store(1, SeqCst);
         Ok(())
     }
@@ -71,6 +77,9 @@ impl Domain {
     /// `XEN_DOMCTL_resumedomain`: clear the shutdown so the guest runs again.
     pub fn resume(&self) -> Result<()> {
         self.require_alive()?;
+        if self.is_pv() {
+            crate::pvsuspend::resume_cancelled(self)?;
+        }
         self.ctl(w::SHUT_DOWN).store(0, SeqCst);
         self.ctl(w::SHUTDOWN_CODE).store(0, SeqCst);
         Ok(())

@@ -31,7 +31,7 @@ impl Domain {
     }
 
     fn clear_dirty_bitmap(&self) {
-        let limit = (self.max_gpfn() / 64 + 1) as usize;
+        let limit = (self.highest_pfn() / 64 + 1) as usize;
         for word in &self.i.dirty.words()[..limit.min(BITMAP_BYTES / 8)] {
             word.store(0, SeqCst);
         }

@@ -1,19 +1,42 @@
 //! Guest memory: the populated bitmap, populate and page types, frame
 //! access and foreign mappings of the `mem` file, and the grant frame.
 
+use super::pv::{get_word, ARCH_MAX_PFN, TYPE_LEVEL_MASK, TYPE_PINNED};
 use super::{w, Domain};
 use crate::error::{err, Error, Result};
 use crate::foreign::{ForeignMapping, Prot};
 use crate::shm::punch_hole;
-use crate::{GFN_LIMIT, INVALID_FRAME, MAX_PFINFO_BATCH, PAGE_SIZE, PFINFO_NOTAB, PFINFO_XTAB};
+use crate::{
+    GFN_LIMIT, INVALID_FRAME, MAX_PFINFO_BATCH, PAGE_SIZE, PFINFO_LPINTAB, PFINFO_NOTAB,
+    PFINFO_XTAB,
+};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 impl Domain {
     /// `XENMEM_maximum_gpfn`: the highest gfn ever populated (0 if none).
+    /// PV: `(shared_info.arch.max_pfn ?: 1) - 1`, as Xen answers for PV.
     pub fn max_gpfn(&self) -> u64 {
+        if self.is_pv() {
+            let l = self.shinfo_layout();
+            let max_pfn = self
+                .read_shinfo()
+                .map(|b| get_word(&b, l.arch_field(ARCH_MAX_PFN), l.word))
+                .unwrap_or(0);
+            return max_pfn.max(1) - 1;
+        }
         self.ctl(w::MAX_GPFN).load(SeqCst)
+    }
+
+    /// The highest pfn (gfn) that ever had a page, for scans of the
+    /// pfn-indexed bitmaps (0 if none).
+    pub(crate) fn highest_pfn(&self) -> u64 {
+        if self.is_pv() {
+            self.pfn_end().saturating_sub(1)
+        } else {
+            self.ctl(w::MAX_GPFN).load(SeqCst)
+        }
     }
 
     /// Whether `gfn` currently has a page.
@@ -42,7 +65,10 @@ impl Domain {
     /// `getpageframeinfo3`: rewrite each frame with its `XEN_DOMCTL_PFINFO_*`
     /// type in place. HVM/PVH frames are gfns: NOTAB for populated RAM
     /// (special pages included), XTAB for holes, out-of-range and
-    /// `INVALID_FRAME`. More than [`MAX_PFINFO_BATCH`] entries: E2BIG.
+    /// `INVALID_FRAME`. PV frames are MFNs: L1TAB..L4TAB (with LPINTAB when
+    /// pinned) or NOTAB for frames the domain owns (its shared_info page is
+    /// NOTAB), XTAB for every other frame. More than [`MAX_PFINFO_BATCH`]
+    /// entries: E2BIG.
     pub fn page_types(&self, frames: &mut [u64]) -> Result<()> {
         self.require_alive()?;
         if frames.len() > MAX_PFINFO_BATCH {
@@ -50,6 +76,23 @@ impl Domain {
                 libc::E2BIG,
                 format!("{} frames in one type query (max 1024)", frames.len()),
             );
+        }
+        if self.is_pv() {
+            for f in frames.iter_mut() {
+                *f = if self.frame_index(*f).is_some() {
+                    let t = self.frame_type(*f);
+                    let mut v = u64::from(t & TYPE_LEVEL_MASK) << 28;
+                    if t & TYPE_PINNED != 0 {
+                        v |= PFINFO_LPINTAB;
+                    }
+                    v
+                } else if *f == self.shared_info_frame() {
+                    PFINFO_NOTAB
+                } else {
+                    PFINFO_XTAB
+                };
+            }
+            return Ok(());
         }
         for f in frames.iter_mut() {
             *f = if *f != INVALID_FRAME && self.is_populated(*f) {
@@ -62,7 +105,8 @@ impl Domain {
     }
 
     /// `XENMEM_populate_physmap` (order 0): give each gfn a fresh, zeroed
-    /// page and return the frames (the gfns themselves for HVM/PVH). A gfn
+    /// page and return the frames (the gfns themselves for HVM/PVH; for PV
+    /// random MFNs of the domain's window, with `m2p[mfn] = pfn`). A gfn
     /// that already has a page gets a new zero page; as in Xen the old page
     /// stays allocated to the domain (counted in tot_pages) until it dies.
     /// Stops at the first failure (ENOMEM over `max_pages`, EINVAL for a gfn
@@ -100,6 +144,13 @@ impl Domain {
                 );
                 return (done, Some(e));
             }
+            if self.is_pv() {
+                match self.pv_populate_one(g) {
+                    Ok(mfn) => done.push(mfn),
+                    Err(e) => return (done, Some(e)),
+                }
+                continue;
+            }
             if self.set_populated(g) {
                 if let Err(e) = punch_hole(&self.i.mem, g * PAGE_SIZE, PAGE_SIZE) {
                     return (done, Some(e));
@@ -116,9 +167,13 @@ impl Domain {
     }
 
     /// Offset in [`Domain::memory_file`] of a populated frame (the value a
-    /// toolstack maps: a gfn for HVM/PVH), or None for holes and invalid
-    /// frames. Map it `MAP_SHARED` to access the page.
+    /// toolstack maps: a gfn for HVM/PVH, an owned MFN for PV), or None for
+    /// holes and invalid frames. Map it `MAP_SHARED` to access the page. (A
+    /// PV shared_info page is not in that file: use [`Domain::map_frames`].)
     pub fn frame_offset(&self, frame: u64) -> Option<u64> {
+        if self.is_pv() {
+            return self.frame_index(frame).map(|i| i * PAGE_SIZE);
+        }
         (frame != INVALID_FRAME && self.is_populated(frame)).then(|| frame * PAGE_SIZE)
     }
 
@@ -126,32 +181,37 @@ impl Domain {
     /// invalid frames leave their slot unmapped with error `-EINVAL`.
     pub fn map_frames(&self, frames: &[u64], prot: Prot) -> Result<ForeignMapping> {
         self.require_alive()?;
-        let offs: Vec<Option<u64>> = frames.iter().map(|&f| self.frame_offset(f)).collect();
-        ForeignMapping::map(&self.i.mem, &offs, prot, libc::EINVAL)
+        let srcs: Vec<_> = frames.iter().map(|&f| self.frame_source(f)).collect();
+        ForeignMapping::map_sources(&srcs, prot, libc::EINVAL)
     }
 
     /// Read a populated frame (toolstack access; no log-dirty effect).
     pub fn read_frame(&self, frame: u64, out: &mut [u8]) -> Result<()> {
-        let off = self
-            .frame_offset(frame)
+        let (file, off) = self
+            .frame_source(frame)
             .ok_or_else(|| Error::new(libc::EINVAL, format!("frame {frame:#x} not populated")))?;
         let n = out.len().min(PAGE_SIZE as usize);
-        self.i
-            .mem
-            .read_exact_at(&mut out[..n], off)
+        file.read_exact_at(&mut out[..n], off)
+            .map_err(|e| Error::io("reading guest memory", e))
+    }
+
+    /// Read `out.len()` bytes at `offset` of a frame (no log-dirty effect).
+    pub(crate) fn read_frame_at(&self, frame: u64, offset: u64, out: &mut [u8]) -> Result<()> {
+        let (file, off) = self
+            .frame_source(frame)
+            .ok_or_else(|| Error::new(libc::EINVAL, format!("frame {frame:#x} not populated")))?;
+        file.read_exact_at(out, off + offset)
             .map_err(|e| Error::io("reading guest memory", e))
     }
 
     /// Write a populated frame (toolstack access: does NOT mark it dirty,
     /// as dom0's foreign writes don't go through the guest's log-dirty).
     pub fn write_frame(&self, frame: u64, data: &[u8]) -> Result<()> {
-        let off = self
-            .frame_offset(frame)
+        let (file, off) = self
+            .frame_source(frame)
             .ok_or_else(|| Error::new(libc::EINVAL, format!("frame {frame:#x} not populated")))?;
         let n = data.len().min(PAGE_SIZE as usize);
-        self.i
-            .mem
-            .write_all_at(&data[..n], off)
+        file.write_all_at(&data[..n], off)
             .map_err(|e| Error::io("writing guest memory", e))
     }
 
@@ -162,6 +222,17 @@ impl Domain {
         let end = first
             .checked_add(count)
             .ok_or_else(|| Error::new(libc::EINVAL, "frame range overflows"))?;
+        if self.is_pv() {
+            if let Some(f) = (first..end).find(|&f| self.frame_index(f).is_none()) {
+                return err(libc::EINVAL, format!("frame {f:#x} not the domain's"));
+            }
+            for f in first..end {
+                if let Some(i) = self.frame_index(f) {
+                    punch_hole(&self.i.mem, i * PAGE_SIZE, PAGE_SIZE)?;
+                }
+            }
+            return Ok(());
+        }
         if let Some(f) = (first..end).find(|&f| !self.is_populated(f)) {
             return err(libc::EINVAL, format!("frame {f:#x} not populated"));
         }

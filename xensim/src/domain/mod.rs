@@ -14,17 +14,35 @@ mod files;
 mod lifecycle;
 mod logdirty;
 mod memory;
+mod pagetable;
+mod pv;
 mod state;
+mod vcpuctx;
 
 pub(crate) use files::{
-    w, write_atomic, Config, BITMAP_BYTES, CTL_MAGIC, CTL_SIZE, F_CONFIG, F_CTL, F_DIRTY, F_GRANT,
-    F_HVMCTX, F_LOCK, F_MEM, F_POPULATED, F_TSC,
+    w, write_atomic, Config, BITMAP_BYTES, CTL_MAGIC, CTL_SIZE, F_CONFIG, F_CTL, F_DIRTY, F_FRAMES,
+    F_GRANT, F_HVMCTX, F_LOCK, F_MEM, F_PHYSMAP, F_POPULATED, F_SHINFO, F_TSC, F_TYPES,
 };
 pub use logdirty::{DirtyStats, LogDirtyOp};
+pub(crate) use pagetable::{
+    pte_frame, L4_XEN_SLOTS, PAE_L2_XEN_SLOTS, PT_ACCESSED, PT_DIRTY, PT_FRAME_MASK, PT_NX,
+    PT_PRESENT, PT_RW, PT_USER,
+};
+pub use pagetable::{
+    MmuextOp, MMUEXT_FLUSH_CACHE, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL,
+    MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
+};
+pub(crate) use pv::{
+    get_word, put_word, ShinfoLayout, ARCH_FLL, ARCH_P2M_CR3, PHYSMAP_BYTES, TYPE_LEVEL_MASK,
+};
 pub use state::TscInfo;
 pub(crate) use state::HOST_TSC_KHZ;
+pub use vcpuctx::EXT_VCPU_CONTEXT_SIZE;
+#[cfg_attr(not(test), allow(unused_imports))]
+pub(crate) use vcpuctx::{cr3_to_frame, frame_to_cr3, CtxLayout, VGCF_I387_VALID, VGCF_IN_KERNEL};
 
 use crate::error::{err, Error, Result};
+use crate::machine::Machine;
 use crate::shm::SharedMap;
 use crate::{DomId, DomainConfig, GuestType};
 use files::open_rw;
@@ -71,7 +89,8 @@ pub struct DomainInfo {
     pub tot_pages: u64,
     /// Allocation limit.
     pub max_pages: u64,
-    /// `shared_info_frame`: `u64::MAX` (INVALID_M2P_ENTRY) for HVM/PVH, whose
+    /// `shared_info_frame`: the shared_info MFN for PV (a xenheap frame
+    /// outside the p2m); `u64::MAX` (INVALID_M2P_ENTRY) for HVM/PVH, whose
     /// shared info is not mapped in the p2m.
     pub shared_info_frame: u64,
     /// CPU time the workload spent running the guest.
@@ -99,11 +118,20 @@ struct Inner {
     mem: File,
     grant: File,
     lock: File,
+    machine: Arc<Machine>,
+    /// PV: frames of the window this domain owns (bit per frame index).
+    frames: SharedMap,
+    /// PV: pfn -> MFN as populated.
+    physmap: SharedMap,
+    /// PV: page-type byte per frame index.
+    types: SharedMap,
+    /// PV: the shared_info page.
+    shinfo: File,
 }
 
 impl Domain {
     /// Open the domain stored in `dir`.
-    pub(crate) fn open_dir(id: DomId, dir: &Path) -> Result<Domain> {
+    pub(crate) fn open_dir(id: DomId, dir: &Path, machine: Arc<Machine>) -> Result<Domain> {
         let text = std::fs::read_to_string(dir.join(F_CONFIG)).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::new(libc::ESRCH, format!("no domain {id}"))
@@ -122,6 +150,13 @@ impl Domain {
             "populated bitmap",
         )?;
         let dirty = SharedMap::map(&open_rw(&dir.join(F_DIRTY))?, BITMAP_BYTES, "dirty bitmap")?;
+        let frames = SharedMap::map(&open_rw(&dir.join(F_FRAMES))?, BITMAP_BYTES, "frames")?;
+        let physmap = SharedMap::map(&open_rw(&dir.join(F_PHYSMAP))?, PHYSMAP_BYTES, "physmap")?;
+        let types = SharedMap::map(
+            &open_rw(&dir.join(F_TYPES))?,
+            crate::GFN_LIMIT as usize,
+            "types",
+        )?;
         Ok(Domain {
             i: Arc::new(Inner {
                 id,
@@ -133,6 +168,11 @@ impl Domain {
                 mem: open_rw(&dir.join(F_MEM))?,
                 grant: open_rw(&dir.join(F_GRANT))?,
                 lock: open_rw(&dir.join(F_LOCK))?,
+                machine,
+                frames,
+                physmap,
+                types,
+                shinfo: open_rw(&dir.join(F_SHINFO))?,
             }),
         })
     }
@@ -233,7 +273,7 @@ impl Domain {
             nr_online_vcpus: online,
             tot_pages: self.ctl(w::TOT_PAGES).load(SeqCst),
             max_pages: self.i.conf.max_pages,
-            shared_info_frame: u64::MAX,
+            shared_info_frame: self.shared_info_frame(),
             cpu_time_ns: self.ctl(w::CPU_TIME_NS).load(SeqCst),
             handle: self.i.conf.handle,
             frame_base: self.i.conf.frame_base,

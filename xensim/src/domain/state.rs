@@ -68,7 +68,7 @@ impl Domain {
         write_atomic(&self.i.dir.join(name), data)
     }
 
-    fn locked(&self) -> Result<FileLock<'_>> {
+    pub(crate) fn locked(&self) -> Result<FileLock<'_>> {
         FileLock::exclusive(&self.i.lock)
     }
 

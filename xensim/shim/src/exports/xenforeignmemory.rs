@@ -47,7 +47,7 @@ fn check_restriction(h: &Handle, dom: u32) -> ShimResult<()> {
 
 fn map(h: &Handle, dom: u32, prot: c_int, arr: &[u64], err: *mut c_int) -> ShimResult<*mut c_void> {
     check_restriction(h, dom)?;
-    let d = h.host.domain(dom as DomId)?;
+    let d = fmap::Owner::of(&h.host, dom)?;
     if err.is_null() {
         return Ok(fmap::map_all(&d, arr, prot)?.cast());
     }

@@ -15,9 +15,10 @@ use crate::hcall::PAGE_SIZE;
 /// `sizeof(privcmd_mmap_entry_t)`: `{u64 va, u64 mfn, u64 npages}`.
 const MMAP_ENTRY_SIZE: usize = 24;
 
-/// Maps `frames` of `domid`, all or nothing (`err == NULL` semantics).
+/// Maps `frames` of `domid` (or of Xen, `DOMID_XEN`), all or nothing
+/// (`err == NULL` semantics).
 fn map_all(x: &Xch, domid: u32, prot: c_int, frames: &[u64]) -> ShimResult<*mut u8> {
-    fmap::map_all(&domain(x, domid)?, frames, prot)
+    fmap::map_all(&fmap::Owner::of(x.host(), domid)?, frames, prot)
 }
 
 #[no_mangle]
@@ -201,8 +202,8 @@ pub unsafe extern "C" fn xc_map_foreign_bulk(
         let frames = unsafe { ffi::slice(arr, num as usize, "arr") }?;
         // SAFETY: err holds num entries (C contract).
         let errs = unsafe { ffi::slice_mut(err, num as usize, "err") }?;
-        let dom = domain(x, dom)?;
-        let m = fmap::map_frames(&dom, frames, prot)?;
+        let owner = fmap::Owner::of(x.host(), dom)?;
+        let m = fmap::map_frames(&owner, frames, prot)?;
         errs.copy_from_slice(&m.errs);
         Ok(m.addr.cast())
     }))

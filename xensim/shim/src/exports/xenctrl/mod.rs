@@ -16,6 +16,7 @@ pub mod interface;
 pub mod logdirty;
 pub mod logging;
 pub mod memory;
+pub mod pv;
 pub mod unsupported;
 pub mod version;
 

@@ -37,18 +37,6 @@ unsupported_int! {
     fn xc_gnttab_op(cmd: c_int, op: *mut c_void, op_size: c_int, count: c_int);
     /// Suspend event channels (libxl's own process).
     fn xc_domain_subscribe_for_suspend(domid: u32, port: u32);
-    /// PV vCPU state.
-    fn xc_vcpu_getcontext(domid: u32, vcpu: u32, ctxt: *mut c_void);
-    /// PV vCPU state.
-    fn xc_vcpu_setcontext(domid: u32, vcpu: u32, ctxt: *mut c_void);
-    /// PV vCPU info.
-    fn xc_vcpu_getinfo(domid: u32, vcpu: u32, info: *mut c_void);
-    /// PV page pinning.
-    fn xc_mmuext_op(op: *mut c_void, nr_ops: c_uint, dom: u32);
-    /// PV machine-to-physical table.
-    fn xc_machphys_mfn_list(max_extents: c_ulong, extent_start: *mut u64);
-    /// PV machine frame space.
-    fn xc_maximum_ram_page(max_mfn: *mut c_ulong);
 }
 
 /// PV page-table updates: NULL with ENOSYS.
