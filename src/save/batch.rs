@@ -27,4 +27,9 @@ pub(crate) struct Run {
     pub(crate) copy: bool,
     /// A page the guest type normalises (a run of one), and its type.
     pub(crate) normalise: Option<PageType>,
+    /// The record entry of the run's first page.
+    pub(crate) entry: usize,
+    /// The guest type deferred the run's page (normalised runs only): it
+    /// leaves the record.
+    pub(crate) deferred: bool,
 }

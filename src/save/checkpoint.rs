@@ -29,6 +29,7 @@ pub(crate) fn send_checkpoints<H: Hypervisor, W: Write>(
 ) -> Result<Ended, SaveError> {
     loop {
         guest.start_of_checkpoint(ctx)?;
+        guest.frames().check_vm_state(ctx.live)?;
         if ctx.live {
             live::send_domain_memory_live(ctx, guest.frames())?;
         } else if ctx.stream_type.is_checkpointed() {

@@ -46,6 +46,17 @@ pub enum SaveError {
     /// [`PrecopySettings::abort_if_not_converging`](super::PrecopySettings::abort_if_not_converging) is set.
     #[error("live migration not converging, save aborted: {0}")]
     NotConverging(String),
+    /// The guest's state cannot go into a stream: a p2m, page table or vCPU
+    /// frame outside the guest, a superpage, a p2m that changed during a
+    /// live save. `errno` is libxenguest's for the same failure (ERANGE,
+    /// E2BIG, EINVAL, ...).
+    #[error("{msg}")]
+    Guest {
+        /// What is wrong, naming the structure and the frame.
+        msg: String,
+        /// The errno reported.
+        errno: i32,
+    },
     /// Xen answered a request inconsistently.
     #[error("{0}")]
     Protocol(String),
@@ -55,6 +66,14 @@ pub enum SaveError {
 }
 
 impl SaveError {
+    /// The guest's state is not something a stream can carry.
+    pub(crate) fn guest(errno: i32, msg: impl Into<String>) -> Self {
+        SaveError::Guest {
+            msg: msg.into(),
+            errno,
+        }
+    }
+
     /// The callback `name` reported failure.
     pub(crate) fn callback(name: &'static str, failed: CallbackFailed) -> Self {
         SaveError::Callback {
@@ -82,6 +101,7 @@ impl SaveError {
             SaveError::NotSuspended { .. } => libc::EINVAL,
             SaveError::Aborted => libc::ECANCELED,
             SaveError::NotConverging(_) => libc::ECANCELED,
+            SaveError::Guest { errno, .. } => *errno,
             SaveError::Protocol(_) => libc::EPROTO,
             SaveError::Unsupported(_) => libc::EOPNOTSUPP,
         }

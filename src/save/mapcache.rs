@@ -56,9 +56,11 @@ impl<'a, H: Hypervisor + 'a> MapCache<'a, H> {
     }
 
     /// Start of a pass over the dirty set: forget mappings that the guest
-    /// may have invalidated since they were made.
-    pub(crate) fn begin_pass(&mut self) {
-        if !self.hints.follows_p2m {
+    /// may have invalidated since they were made (all of them when the
+    /// guest type says the frames behind its pfns may have moved, as a PV
+    /// guest's p2m can: a mapping of machine frames follows no p2m).
+    pub(crate) fn begin_pass(&mut self, frames_moved: bool) {
+        if frames_moved || !self.hints.follows_p2m {
             self.clear();
         }
     }

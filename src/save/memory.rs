@@ -24,7 +24,7 @@ use super::batch::{Run, Src};
 use super::bitmap::Bitmap;
 use super::ctx::Ctx;
 use super::error::SaveError;
-use super::guest::PageFrames;
+use super::guest::{Normalised, PageFrames, INVALID_FRAME};
 use super::mapcache::CHUNK_PAGES;
 use crate::hv::{pfinfo, Hypervisor, LogDirtyReport, MappedPages, MAX_BATCH, PAGE_SIZE};
 use crate::log::Level;
@@ -69,9 +69,10 @@ pub(crate) fn send_dirty_pages<H: Hypervisor, W: Write>(
     entries: u64,
 ) -> Result<(), SaveError> {
     let mut written: u64 = 0;
+    let frames_moved = frames.begin_pass()?;
     // The bitmap is taken out so that the batch writer can borrow ctx.
     let dirty = std::mem::take(&mut ctx.mem.dirty);
-    ctx.maps.begin_pass();
+    ctx.maps.begin_pass(frames_moved);
     let res = (|| {
         for pfn in dirty.iter_ones() {
             if ctx.mem.batch.len() == MAX_BATCH {
@@ -94,7 +95,7 @@ pub(crate) fn send_dirty_pages<H: Hypervisor, W: Write>(
         );
     }
     ctx.progress_step(entries, entries);
-    Ok(())
+    frames.check_vm_state(ctx.live)
 }
 
 fn flush_batch<H: Hypervisor, W: Write>(
@@ -128,6 +129,14 @@ fn write_batch<H: Hypervisor, W: Write>(
     mem.types.clear();
     mem.types
         .extend(mem.batch.iter().map(|&pfn| guest.pfn_to_frame(pfn)));
+    // A pfn with no frame (a PV guest's ballooned page) is tried again in
+    // the final pass; Xen types the invalid frame XTAB meanwhile.
+    for (&pfn, &frame) in mem.batch.iter().zip(&mem.types) {
+        if frame == INVALID_FRAME {
+            mem.deferred.set(pfn);
+            mem.nr_deferred += 1;
+        }
+    }
     hv.page_types(domid, &mut mem.types)?;
     for i in 0..n {
         let t = mem.types[i];
@@ -259,6 +268,8 @@ fn write_batch<H: Hypervisor, W: Write>(
                 n: 1,
                 copy: false,
                 normalise,
+                entry: mem.rec_pfns.len() - 1,
+                deferred: false,
             }),
         }
     }
@@ -277,7 +288,9 @@ fn write_batch<H: Hypervisor, W: Write>(
     let copied: usize = mem.runs.iter().filter(|r| r.copy).map(|r| r.n).sum();
     mem.data.resize(copied * PAGE_SIZE, 0);
     let mut off = 0;
-    for r in mem.runs.iter().filter(|r| r.copy) {
+    let paused = ctx.info.paused;
+    let mut nr_deferred = 0;
+    for r in mem.runs.iter_mut().filter(|r| r.copy) {
         // Every run's mapping was checked when its first page was placed.
         let Some(m) = map_of(r.src) else {
             return Err(SaveError::Protocol(format!(
@@ -297,13 +310,45 @@ fn write_batch<H: Hypervisor, W: Write>(
             let dst: &mut [u8; PAGE_SIZE] = (&mut mem.data[off - PAGE_SIZE..off])
                 .try_into()
                 .expect("slice of PAGE_SIZE");
-            guest.normalise_page(t, dst)?;
+            let pfn = mem.rec_pfns[r.entry];
+            if guest.normalise_page(pfn, t, dst, paused)? == Normalised::Deferred {
+                r.deferred = true;
+                nr_deferred += 1;
+            }
+        }
+    }
+    if nr_deferred > 0 {
+        // Deferred pages leave the record (a receiver would ignore them as
+        // the XTAB entries libxenguest writes) and go again in the final
+        // pass. Their `sent` bit stays: a page table is never elided, and
+        // a page sent with data before must keep getting data.
+        let mut gone = vec![false; mem.rec_pfns.len()];
+        for r in mem.runs.iter().filter(|r| r.deferred) {
+            let pfn = mem.rec_pfns[r.entry];
+            gone[r.entry] = true;
+            mem.deferred.set(pfn);
+            mem.nr_deferred += 1;
+        }
+        let mut k = 0;
+        mem.rec_pfns.retain(|_| {
+            k += 1;
+            !gone[k - 1]
+        });
+        let mut k = 0;
+        mem.rec_types.retain(|_| {
+            k += 1;
+            !gone[k - 1]
+        });
+        if mem.rec_pfns.is_empty() {
+            return Ok(());
         }
     }
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(mem.runs.len());
     let mut off = 0;
     for r in &mem.runs {
-        if r.copy {
+        if r.deferred {
+            off += PAGE_SIZE;
+        } else if r.copy {
             slices.push(IoSlice::new(&mem.data[off..off + r.n * PAGE_SIZE]));
             off += r.n * PAGE_SIZE;
         } else {
@@ -317,7 +362,7 @@ fn write_batch<H: Hypervisor, W: Write>(
             slices.push(s.io_slice());
         }
     }
-    let nr_pages: usize = mem.runs.iter().map(|r| r.n).sum();
+    let nr_pages: usize = mem.runs.iter().filter(|r| !r.deferred).map(|r| r.n).sum();
     ctx.out
         .page_data_slices(&mem.rec_pfns, &mem.rec_types, &slices)?;
     drop(slices);

@@ -6,10 +6,10 @@
 //! phases, calls, return conventions and statistics as libxenguest 4.17:
 //!
 //! ```text
-//!  domain_info ── setup (p2m size, qemu log-dirty on) ── headers
-//!       │
-//!  static data (CPUID/MSR policy) ── STATIC_DATA_END
-//!       │
+//!  domain_info ── setup (HVM: p2m size, qemu log-dirty on; PV: width,
+//!       │         M2P, shared_info, the guest's p2m) ── headers
+//!  static data ([PV: X86_PV_INFO,] CPUID/MSR policy) ── STATIC_DATA_END
+//!       │  PV: X86_PV_P2M_FRAMES
 //!  ┌─ memory ─────────────────────────────────────────────────────┐
 //!  │ non-live: suspend ─ send all pages                           │
 //!  │ live:     log-dirty on ─ precopy rounds (policy) ─ suspend   │
@@ -17,7 +17,8 @@
 //!  │ checkpoint (Remus, after the first): suspend ─ send dirty    │
 //!  └──────────────────────────────────────────────────────────────┘
 //!       │  domain must read as shut down for suspend
-//!  end of checkpoint: X86_TSC_INFO, HVM_PARAMS, HVM_CONTEXT
+//!  end of checkpoint: HVM: X86_TSC_INFO, HVM_PARAMS, HVM_CONTEXT;
+//!                     PV: X86_TSC_INFO, SHARED_INFO, X86_PV_VCPU_*
 //!       │  Remus: CHECKPOINT, postcopy, checkpoint → loop
 //!  END ── cleanup (always: log-dirty off, qemu log-dirty off)
 //! ```
@@ -28,8 +29,9 @@
 //!   live pre-copy loop at libxenguest's call points) → `memory` (the
 //!   mechanism: dirty bitmap walk, batches, PAGE_DATA) → `mapcache`,
 //!   `batch`, `bitmap`, `out` (record output);
-//! - `guest` (the guest-type seam, libxenguest's `save_ops`) and
-//!   `x86_hvm` (HVM/PVH);
+//! - `guest` (the guest-type seam, libxenguest's `save_ops`), `x86` (the
+//!   records every x86 guest writes), `x86_hvm` (HVM/PVH) and `x86_pv`
+//!   (PV);
 //! - [`policy`] (pure: the policy types, libxenguest's default and xcmig's
 //!   downtime-targeted policy); `ctx` (the state of one save), `params`,
 //!   `callbacks`, `error`.
@@ -48,7 +50,9 @@ mod out;
 mod params;
 pub mod policy;
 mod precopy;
+mod x86;
 mod x86_hvm;
+mod x86_pv;
 
 use std::io::Write;
 
@@ -120,12 +124,10 @@ pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
         ),
     );
     // The one place that knows every guest type.
-    let mut guest: Box<dyn SaveGuest<H, W>> = if info.hvm {
+    let mut guest: Box<dyn SaveGuest<H, W> + '_> = if info.hvm {
         Box::new(x86_hvm::HvmSave::default())
     } else {
-        return Err(fail(SaveError::Unsupported(
-            "PV guests are not supported yet".into(),
-        )));
+        Box::new(x86_pv::PvSave::new(hv, domid))
     };
     if params.stream_type == StreamType::Colo && back.is_none() {
         return Err(fail(SaveError::BackChannel(
@@ -222,6 +224,7 @@ fn run<H: Hypervisor, W: Write>(
     ctx.out.headers(guest.domain_type(), major, minor)?;
     guest.static_data(ctx)?;
     ctx.out.static_data_end()?;
+    guest.start_of_stream(ctx)?;
 
     if checkpoint::send_checkpoints(ctx, guest)? == checkpoint::Ended::Stopped {
         return Ok(());
@@ -250,6 +253,8 @@ fn cleanup<H: Hypervisor, W: Write>(ctx: &mut Ctx<'_, H, W>, guest: &mut dyn Sav
     }
 }
 
+#[cfg(test)]
+mod pv_tests;
 #[cfg(test)]
 mod seam_tests;
 #[cfg(test)]

@@ -6,7 +6,10 @@
 
 use std::io::{IoSlice, Write};
 
-use crate::stream::{self, DomainHeader, DomainType, PageType, PfnEntry, Writer};
+use crate::stream::{
+    self, DomainHeader, DomainType, PageType, PfnEntry, VcpuKind, Writer, X86PvInfo,
+};
+use crate::x86::pv::GuestWidth;
 use crate::x86::{CpuidLeaf, MsrEntry, TscInfo};
 
 /// The record writer of one save. Created lazily by [`Out::headers`],
@@ -136,5 +139,48 @@ impl<'a, W: Write> Out<'a, W> {
 
     pub(crate) fn hvm_context(&mut self, blob: &[u8]) -> Result<(), stream::Error> {
         self.writer()?.write_hvm_context(blob)
+    }
+
+    pub(crate) fn x86_pv_info(&mut self, width: GuestWidth) -> Result<(), stream::Error> {
+        self.writer()?.write_x86_pv_info(&X86PvInfo::new(width))
+    }
+
+    /// X86_PV_P2M_FRAMES for pfns `0..=end_pfn`: the pfns of the p2m's
+    /// frames.
+    pub(crate) fn x86_pv_p2m_frames(
+        &mut self,
+        end_pfn: u32,
+        frames: &[u64],
+    ) -> Result<(), stream::Error> {
+        self.writer()?.write_x86_pv_p2m_frames(0, end_pfn, frames)
+    }
+
+    /// One X86_PV_VCPU_* record: the `{vcpu_id, pad}` header, then `body`.
+    pub(crate) fn x86_pv_vcpu(
+        &mut self,
+        kind: VcpuKind,
+        vcpu: u32,
+        body: &[u8],
+    ) -> Result<(), stream::Error> {
+        self.writer()?.write_x86_pv_vcpu(kind, vcpu, body)
+    }
+
+    /// X86_PV_VCPU_MSRS: `{u32 index, u32 reserved, u64 value}` each.
+    pub(crate) fn x86_pv_vcpu_msrs(
+        &mut self,
+        vcpu: u32,
+        msrs: &[MsrEntry],
+    ) -> Result<(), stream::Error> {
+        let mut body = Vec::with_capacity(msrs.len() * 16);
+        for m in msrs {
+            body.extend_from_slice(&m.idx.to_le_bytes());
+            body.extend_from_slice(&m.flags.to_le_bytes());
+            body.extend_from_slice(&m.val.to_le_bytes());
+        }
+        self.x86_pv_vcpu(VcpuKind::Msrs, vcpu, &body)
+    }
+
+    pub(crate) fn shared_info(&mut self, page: &[u8]) -> Result<(), stream::Error> {
+        self.writer()?.write_shared_info(page)
     }
 }

@@ -7,7 +7,7 @@
 use xensim::GuestType;
 
 use super::ctx::Ctx;
-use super::guest::PageFrames;
+use super::guest::{Normalised, PageFrames};
 use super::memory;
 use super::testutil::{RecLog, TempHost, ToolstackSave};
 use super::{SaveError, SaveParams};
@@ -31,14 +31,20 @@ impl PageFrames for Shifted {
         t == PageType::NoTab
     }
 
-    fn normalise_page(&self, t: PageType, page: &mut [u8; PAGE_SIZE]) -> Result<(), SaveError> {
+    fn normalise_page(
+        &self,
+        _pfn: u64,
+        t: PageType,
+        page: &mut [u8; PAGE_SIZE],
+        _paused: bool,
+    ) -> Result<Normalised, SaveError> {
         assert_eq!(t, PageType::NoTab);
         if page[0] % 2 == 1 {
             for b in page.iter_mut() {
                 *b = !*b;
             }
         }
-        Ok(())
+        Ok(Normalised::Ready)
     }
 }
 
@@ -120,6 +126,82 @@ fn pages_the_guest_type_normalises_go_out_rewritten() {
     }
     assert!(rewritten > 0, "some pages had an odd first byte");
     assert!(rewritten < pages.len(), "and some an even one");
+}
+
+/// A guest type with no frame behind every pfn `p % 7 == 3` (ballooned
+/// pages) and that cannot yet rewrite pages with an odd first byte (a page
+/// table caught mid-update).
+struct Deferring;
+
+impl PageFrames for Deferring {
+    fn pfn_to_frame(&self, pfn: u64) -> u64 {
+        if pfn % 7 == 3 {
+            super::guest::INVALID_FRAME
+        } else {
+            pfn
+        }
+    }
+
+    fn needs_normalise(&self, t: PageType) -> bool {
+        t == PageType::NoTab
+    }
+
+    fn normalise_page(
+        &self,
+        _pfn: u64,
+        _t: PageType,
+        page: &mut [u8; PAGE_SIZE],
+        paused: bool,
+    ) -> Result<Normalised, SaveError> {
+        assert!(!paused, "the guest runs during this test");
+        Ok(if page[0] % 2 == 1 {
+            Normalised::Deferred
+        } else {
+            Normalised::Ready
+        })
+    }
+}
+
+#[test]
+fn ballooned_and_unrewritable_pages_leave_the_record_and_wait_for_the_final_pass() {
+    let h = TempHost::new("seam-defer");
+    let id = h.create(GuestType::Hvm, 4 << 20, 78, false);
+    let hv = h.hv();
+    let info = hv.domain_info(id).expect("domain info");
+    let p2m = hv.nr_gpfns(id).expect("p2m size");
+    let mut out = Vec::new();
+    let mut cb = ToolstackSave::new(h.domain(id));
+    let log = RecLog::default();
+    let params = SaveParams::default();
+    let (deferred, nr_deferred) = {
+        let mut ctx = Ctx::new(&hv, id, &mut out, None, &params, &mut cb, &log, info);
+        ctx.mem.setup(p2m);
+        ctx.out.headers(DomainType::X86Hvm, 4, 17).expect("headers");
+        ctx.out.static_data_end().expect("static data end");
+        memory::send_all_pages(&mut ctx, &Deferring).expect("send pages");
+        ctx.out.end().expect("end");
+        let d: Vec<u64> = ctx.mem.deferred.iter_ones().collect();
+        (d, ctx.mem.nr_deferred)
+    };
+    let dom = h.domain(id);
+    let sent: Vec<u64> = data_pages(&out).iter().map(|(p, _)| *p).collect();
+    let mut want_deferred = Vec::new();
+    for pfn in 0..p2m {
+        let mut page = vec![0u8; PAGE_SIZE];
+        let hole = dom.read_frame(pfn, &mut page).is_err();
+        let ballooned = pfn % 7 == 3;
+        let odd = !hole && page[0] % 2 == 1;
+        if ballooned || odd {
+            want_deferred.push(pfn);
+            assert!(!sent.contains(&pfn), "pfn {pfn:#x} was deferred, not sent");
+        }
+    }
+    assert_eq!(deferred, want_deferred);
+    assert_eq!(nr_deferred, want_deferred.len() as u64);
+    assert!(sent.len() > 100, "the other data pages went out");
+    // The stream stays well formed without the deferred entries.
+    let mut r = Reader::new(&out[..]).expect("headers");
+    while r.next_record().expect("record").is_some() {}
 }
 
 /// A backend whose read mappings lend single pages but never a longer run

@@ -384,7 +384,37 @@ impl GuestMemory for ScriptedDirty {
 }
 
 // An HVM-only double: the PV role's defaults (no PV on this host).
-impl crate::hv::X86Pv for ScriptedDirty {}
+impl crate::hv::X86Pv for ScriptedDirty {
+    fn pv_address_size(&self, domid: DomId) -> HvResult<u32> {
+        self.inner.pv_address_size(domid)
+    }
+    fn map_m2p(&self) -> HvResult<Box<dyn crate::hv::M2pTable + '_>> {
+        self.inner.map_m2p()
+    }
+    fn compat_m2p_mfn0(&self) -> HvResult<u64> {
+        self.inner.compat_m2p_mfn0()
+    }
+    fn vcpu_online(&self, domid: DomId, vcpu: u32) -> HvResult<bool> {
+        self.inner.vcpu_online(domid, vcpu)
+    }
+    fn vcpu_context(
+        &self,
+        domid: DomId,
+        vcpu: u32,
+        width: crate::x86::pv::GuestWidth,
+    ) -> HvResult<Vec<u8>> {
+        self.inner.vcpu_context(domid, vcpu, width)
+    }
+    fn ext_vcpu_context(&self, domid: DomId, vcpu: u32) -> HvResult<Vec<u8>> {
+        self.inner.ext_vcpu_context(domid, vcpu)
+    }
+    fn vcpu_xsave(&self, domid: DomId, vcpu: u32) -> HvResult<Option<Vec<u8>>> {
+        self.inner.vcpu_xsave(domid, vcpu)
+    }
+    fn vcpu_msrs(&self, domid: DomId, vcpu: u32) -> HvResult<Vec<crate::hv::MsrEntry>> {
+        self.inner.vcpu_msrs(domid, vcpu)
+    }
+}
 
 impl X86Hvm for ScriptedDirty {
     fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {

@@ -7,6 +7,7 @@ use std::io::Write;
 use super::ctx::Ctx;
 use super::error::SaveError;
 use super::guest::{PageFrames, SaveGuest};
+use super::x86;
 use crate::hv::{param, Hypervisor};
 use crate::stream::DomainType;
 
@@ -54,22 +55,14 @@ impl<H: Hypervisor, W: Write> SaveGuest<H, W> for HvmSave {
 
     /// X86_CPUID_POLICY and X86_MSR_POLICY, each only if non-empty.
     fn static_data(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError> {
-        let policy = ctx.hv.cpu_policy(ctx.domid)?;
-        if !policy.leaves.is_empty() {
-            ctx.out.cpuid_policy(&policy.leaves)?;
-        }
-        if !policy.msrs.is_empty() {
-            ctx.out.msr_policy(&policy.msrs)?;
-        }
-        Ok(())
+        x86::write_cpu_policy(ctx)
     }
 
     /// X86_TSC_INFO, HVM_PARAMS (the non-zero members of libxenguest's set;
     /// no record when all are zero), HVM_CONTEXT — the spec's order, in
     /// which the parameters precede the context they may affect.
     fn end_of_checkpoint(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError> {
-        let tsc = ctx.hv.tsc_info(ctx.domid)?;
-        ctx.out.tsc_info(&tsc)?;
+        x86::write_tsc_info(ctx)?;
 
         let mut params = Vec::with_capacity(param::SAVED.len());
         for index in param::SAVED {

@@ -546,6 +546,229 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> VcpuContext<B> {
     }
 }
 
+/// Size of a 64-bit guest's `shared_info` (`shared_info_x86_64_t`); the
+/// rest of its page is unused.
+pub const SHARED_INFO_SIZE_64: usize = 3136;
+/// Size of a 32-bit guest's `shared_info` (`shared_info_x86_32_t`).
+pub const SHARED_INFO_SIZE_32: usize = 2344;
+
+/// `vcpu_info` slots in `shared_info` (`XEN_LEGACY_MAX_VCPUS` on x86).
+pub const SHARED_INFO_VCPUS: usize = 32;
+/// Size of one `vcpu_info`, at both widths.
+const VCPU_INFO_SIZE: usize = 64;
+
+/// Offsets of the parts of `shared_info` the engines read and rewrite, by
+/// guest width: the `vcpu_info` array, the event-channel bitmaps (one bit
+/// per channel, in guest words: 64 of 8 bytes or 32 of 4), and
+/// `arch_shared_info`, whose fields are guest words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedInfoLayout {
+    /// Bytes in a guest word (8 or 4).
+    pub word: usize,
+    /// `evtchn_pending_sel` inside each `vcpu_info` (after two flag bytes,
+    /// aligned to a word).
+    pub vcpu_pending_sel: usize,
+    /// `evtchn_pending[]`.
+    pub evtchn_pending: usize,
+    /// `evtchn_mask[]`.
+    pub evtchn_mask: usize,
+    /// Bytes in each of the two bitmaps.
+    pub evtchn_bitmap_len: usize,
+    /// `arch` (`arch_shared_info`).
+    pub arch: usize,
+    /// Bytes of `arch`.
+    pub arch_len: usize,
+    /// The whole structure.
+    pub size: usize,
+}
+
+impl SharedInfoLayout {
+    /// The layout of a guest of `width`.
+    pub const fn of(width: GuestWidth) -> SharedInfoLayout {
+        match width {
+            // 32 x 64-byte vcpu_info, 64 x 8-byte pending and mask words,
+            // wc_version/wc_sec/wc_nsec/wc_sec_hi, then arch (6 words).
+            GuestWidth::Bits64 => SharedInfoLayout {
+                word: 8,
+                vcpu_pending_sel: 8,
+                evtchn_pending: 2048,
+                evtchn_mask: 2560,
+                evtchn_bitmap_len: 512,
+                arch: 3088,
+                arch_len: 48,
+                size: SHARED_INFO_SIZE_64,
+            },
+            // 32 x 4-byte words per bitmap, no wc_sec_hi before arch (it
+            // is arch's 7th word instead).
+            GuestWidth::Bits32 => SharedInfoLayout {
+                word: 4,
+                vcpu_pending_sel: 4,
+                evtchn_pending: 2048,
+                evtchn_mask: 2176,
+                evtchn_bitmap_len: 128,
+                arch: 2316,
+                arch_len: 28,
+                size: SHARED_INFO_SIZE_32,
+            },
+        }
+    }
+
+    /// Offset of `vcpu_info[vcpu].evtchn_pending_sel`, `vcpu < 32`.
+    pub fn vcpu_pending_sel_of(&self, vcpu: usize) -> usize {
+        assert!(
+            vcpu < SHARED_INFO_VCPUS,
+            "shared_info has 32 vcpu_info slots"
+        );
+        vcpu * VCPU_INFO_SIZE + self.vcpu_pending_sel
+    }
+
+    /// Byte range of the `vcpu_info` array.
+    pub fn vcpu_info(&self) -> std::ops::Range<usize> {
+        0..SHARED_INFO_VCPUS * VCPU_INFO_SIZE
+    }
+
+    /// Byte range of `arch`.
+    pub fn arch_range(&self) -> std::ops::Range<usize> {
+        self.arch..self.arch + self.arch_len
+    }
+
+    fn arch_field(&self, index: usize) -> usize {
+        self.arch + index * self.word
+    }
+}
+
+/// A PV guest's `shared_info` page, as the save maps it and the
+/// SHARED_INFO record carries it, with the `arch` fields read and written
+/// at the offsets of the guest's width. Wraps at least
+/// [`SharedInfoLayout::size`] bytes (a page, usually).
+#[derive(Debug, Clone)]
+pub struct SharedInfo<B> {
+    layout: SharedInfoLayout,
+    bytes: B,
+}
+
+/// A `shared_info` buffer too short for its guest's width.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedInfoSizeError {
+    /// The guest's width.
+    pub width: GuestWidth,
+    /// The size given.
+    pub len: usize,
+}
+
+impl fmt::Display for SharedInfoSizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a {} guest's shared_info is {} bytes, {} given",
+            self.width,
+            SharedInfoLayout::of(self.width).size,
+            self.len
+        )
+    }
+}
+
+impl std::error::Error for SharedInfoSizeError {}
+
+impl<B: AsRef<[u8]>> SharedInfo<B> {
+    /// View `bytes` as the `shared_info` of a guest of `width`.
+    pub fn new(width: GuestWidth, bytes: B) -> Result<Self, SharedInfoSizeError> {
+        let layout = SharedInfoLayout::of(width);
+        let len = bytes.as_ref().len();
+        if len < layout.size {
+            return Err(SharedInfoSizeError { width, len });
+        }
+        Ok(SharedInfo { layout, bytes })
+    }
+
+    /// The layout in use.
+    pub fn layout(&self) -> &SharedInfoLayout {
+        &self.layout
+    }
+
+    /// The raw bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.as_ref()
+    }
+
+    /// The wrapped buffer.
+    pub fn into_inner(self) -> B {
+        self.bytes
+    }
+
+    fn word(&self, off: usize) -> u64 {
+        let b = &self.bytes.as_ref()[off..off + self.layout.word];
+        match self.layout.word {
+            8 => u64::from_le_bytes(b.try_into().expect("8-byte field")),
+            _ => u64::from(u32::from_le_bytes(b.try_into().expect("4-byte field"))),
+        }
+    }
+
+    /// `arch.max_pfn`: the number of pfns the guest's p2m covers (despite
+    /// the name, one more than the highest pfn).
+    pub fn max_pfn(&self) -> u64 {
+        self.word(self.layout.arch_field(0))
+    }
+
+    /// `arch.pfn_to_mfn_frame_list_list`: the MFN of the top of the p2m
+    /// tree (0: not set up).
+    pub fn frame_list_list(&self) -> u64 {
+        self.word(self.layout.arch_field(1))
+    }
+
+    /// `arch.p2m_cr3`: the root page table (in cr3 format) under which
+    /// `p2m_vaddr` maps the linear p2m; 0 when the guest has none.
+    pub fn p2m_cr3(&self) -> u64 {
+        self.word(self.layout.arch_field(3))
+    }
+
+    /// `arch.p2m_vaddr`: the guest virtual address of the linear p2m.
+    pub fn p2m_vaddr(&self) -> u64 {
+        self.word(self.layout.arch_field(4))
+    }
+
+    /// `arch.p2m_generation`: bumped by the guest before and after every
+    /// change to the mappings of its linear p2m.
+    pub fn p2m_generation(&self) -> u64 {
+        self.word(self.layout.arch_field(5))
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> SharedInfo<B> {
+    fn set_word(&mut self, off: usize, value: u64) {
+        let word = self.layout.word;
+        let b = &mut self.bytes.as_mut()[off..off + word];
+        match word {
+            8 => b.copy_from_slice(&value.to_le_bytes()),
+            _ => b.copy_from_slice(&(value as u32).to_le_bytes()),
+        }
+    }
+
+    /// Set `arch.pfn_to_mfn_frame_list_list` (a 32-bit guest keeps the low
+    /// 32 bits).
+    pub fn set_frame_list_list(&mut self, mfn: u64) {
+        self.set_word(self.layout.arch_field(1), mfn)
+    }
+
+    /// Set `vcpu_info[vcpu].evtchn_pending_sel`, `vcpu < 32`.
+    pub fn set_vcpu_pending_sel(&mut self, vcpu: usize, value: u64) {
+        let off = self.layout.vcpu_pending_sel_of(vcpu);
+        self.set_word(off, value)
+    }
+
+    /// Fill `evtchn_pending[]` with `byte`.
+    pub fn fill_evtchn_pending(&mut self, byte: u8) {
+        let l = self.layout;
+        self.bytes.as_mut()[l.evtchn_pending..l.evtchn_pending + l.evtchn_bitmap_len].fill(byte);
+    }
+
+    /// Fill `evtchn_mask[]` with `byte`.
+    pub fn fill_evtchn_mask(&mut self, byte: u8) {
+        let l = self.layout;
+        self.bytes.as_mut()[l.evtchn_mask..l.evtchn_mask + l.evtchn_bitmap_len].fill(byte);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -758,5 +981,71 @@ mod tests {
         raw[4960..4968].copy_from_slice(&(MAX_GDT_ENTRIES + 1).to_le_bytes());
         let c = VcpuContext::new(GuestWidth::Bits64, &raw[..]).unwrap();
         assert_eq!(c.gdt_frame_count(), None);
+    }
+    #[test]
+    fn shared_info_arch_fields_sit_at_the_xen_offsets_for_both_widths() {
+        // x86_64: arch at 3088, six 8-byte words.
+        let mut page = vec![0u8; PAGE_SIZE];
+        for (i, v) in [0x4_0000u64, 0x1234, 7, 0x5_6000, 0xffff_c900_0000_0000, 42]
+            .iter()
+            .enumerate()
+        {
+            page[3088 + 8 * i..3096 + 8 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        let s = SharedInfo::new(GuestWidth::Bits64, &page[..]).unwrap();
+        assert_eq!(s.max_pfn(), 0x4_0000);
+        assert_eq!(s.frame_list_list(), 0x1234);
+        assert_eq!(s.p2m_cr3(), 0x5_6000);
+        assert_eq!(s.p2m_vaddr(), 0xffff_c900_0000_0000);
+        assert_eq!(s.p2m_generation(), 42);
+        assert_eq!(s.layout().arch_range(), 3088..3136);
+
+        // x86_32: arch at 2316, 4-byte words; the word after arch's six is
+        // wc_sec_hi and is not read as any of them.
+        let mut page = vec![0u8; PAGE_SIZE];
+        for (i, v) in [0x8000u32, 0x99, 0, 0x123, 0xc100_0000, 3, 0xdead]
+            .iter()
+            .enumerate()
+        {
+            page[2316 + 4 * i..2320 + 4 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        let mut s = SharedInfo::new(GuestWidth::Bits32, &mut page[..]).unwrap();
+        assert_eq!(s.max_pfn(), 0x8000);
+        assert_eq!(s.frame_list_list(), 0x99);
+        assert_eq!(s.p2m_cr3(), 0x123);
+        assert_eq!(s.p2m_vaddr(), 0xc100_0000);
+        assert_eq!(s.p2m_generation(), 3);
+        assert_eq!(s.layout().arch_range(), 2316..2344);
+        s.set_frame_list_list(0x1_0000_0042);
+        s.set_vcpu_pending_sel(1, 0xffff_ffff);
+        s.fill_evtchn_mask(0xff);
+        assert_eq!(s.frame_list_list(), 0x42, "a 32-bit field keeps 32 bits");
+        assert_eq!(&page[64 + 4..64 + 8], &[0xff; 4]);
+        assert!(page[2176..2304].iter().all(|&b| b == 0xff));
+        assert_eq!(page[2304], 0, "the mask ends where wc_version starts");
+        assert_eq!(page[2175], 0, "the pending bitmap is left alone");
+    }
+
+    #[test]
+    fn shared_info_sizes_match_xens_and_short_buffers_are_refused() {
+        assert_eq!(SharedInfoLayout::of(GuestWidth::Bits64).size, 3136);
+        assert_eq!(SharedInfoLayout::of(GuestWidth::Bits32).size, 2344);
+        for w in [GuestWidth::Bits32, GuestWidth::Bits64] {
+            let l = SharedInfoLayout::of(w);
+            assert_eq!(l.arch + l.arch_len, l.size);
+            assert_eq!(
+                l.evtchn_mask + l.evtchn_bitmap_len + 12 + (l.word == 8) as usize * 4,
+                l.arch
+            );
+            assert_eq!(
+                l.evtchn_bitmap_len,
+                l.word * l.word * 8,
+                "one bit per channel, word^2*8 channels"
+            );
+        }
+        let e = SharedInfo::new(GuestWidth::Bits64, vec![0u8; 3135]).unwrap_err();
+        assert_eq!(e.len, 3135);
+        assert!(e.to_string().contains("3136"));
+        assert!(SharedInfo::new(GuestWidth::Bits32, vec![0u8; 2344]).is_ok());
     }
 }
