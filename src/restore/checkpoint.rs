@@ -13,7 +13,10 @@ use super::guest::RestoreGuest;
 use super::records;
 use crate::hv::{Hypervisor, PAGE_SIZE};
 use crate::log::Level;
-use crate::stream::{Array, Endian, PageData, PageReader, PfnEntry, Record, RecordType, TscInfo};
+use crate::stream::{
+    Array, Endian, P2mFrames, PageData, PageReader, PfnEntry, Record, RecordType, TscInfo,
+    VcpuContext, VcpuKind,
+};
 
 /// Where the record loop stands in a checkpointed stream.
 pub(crate) enum Phase {
@@ -112,10 +115,33 @@ pub(crate) enum Held {
     HvmContext(Vec<u8>),
     /// HVM_PARAMS, as wire bytes in `endian`.
     HvmParams(Vec<u8>, Endian),
+    /// X86_PV_P2M_FRAMES: the pfn range and the frame pfns as wire bytes
+    /// in `endian`.
+    P2mFrames {
+        /// First pfn covered.
+        start_pfn: u32,
+        /// Last pfn covered.
+        end_pfn: u32,
+        /// The frame pfns' wire bytes.
+        frames: Vec<u8>,
+        /// Their byte order.
+        endian: Endian,
+    },
+    /// One of the X86_PV_VCPU_* records.
+    PvVcpu {
+        /// Which one.
+        kind: VcpuKind,
+        /// The vCPU.
+        vcpu_id: u32,
+        /// Its blob.
+        context: Vec<u8>,
+    },
+    /// SHARED_INFO.
+    SharedInfo(Vec<u8>),
     /// An optional record.
     Optional(RecordType, Vec<u8>),
-    /// Any other record type (no guest type handles one after a
-    /// checkpoint yet): applying it fails as the guest type would fail it
+    /// Any other record type (the static records, which cannot follow a
+    /// checkpoint): applying it fails as the guest type would fail it
     /// unbuffered.
     Other(RecordType),
 }
@@ -132,6 +158,18 @@ impl Held {
             Record::X86TscInfo(t) => Held::TscInfo(*t),
             Record::HvmContext(b) => Held::HvmContext(b.to_vec()),
             Record::HvmParams(a) => Held::HvmParams(a.as_bytes().to_vec(), a.endian()),
+            Record::X86PvP2mFrames(p) => Held::P2mFrames {
+                start_pfn: p.start_pfn,
+                end_pfn: p.end_pfn,
+                frames: p.frames.as_bytes().to_vec(),
+                endian: p.frames.endian(),
+            },
+            Record::X86PvVcpu(v) => Held::PvVcpu {
+                kind: v.kind,
+                vcpu_id: v.vcpu_id,
+                context: v.context.to_vec(),
+            },
+            Record::SharedInfo(b) => Held::SharedInfo(b.to_vec()),
             Record::Optional { record_type, body } => Held::Optional(*record_type, body.to_vec()),
             other => Held::Other(other.record_type()),
         }
@@ -159,6 +197,26 @@ impl Held {
             Held::TscInfo(t) => Record::X86TscInfo(*t),
             Held::HvmContext(b) => Record::HvmContext(b),
             Held::HvmParams(b, e) => Record::HvmParams(Array::new(b, *e)),
+            Held::P2mFrames {
+                start_pfn,
+                end_pfn,
+                frames,
+                endian,
+            } => Record::X86PvP2mFrames(P2mFrames {
+                start_pfn: *start_pfn,
+                end_pfn: *end_pfn,
+                frames: Array::new(frames, *endian),
+            }),
+            Held::PvVcpu {
+                kind,
+                vcpu_id,
+                context,
+            } => Record::X86PvVcpu(VcpuContext {
+                kind: *kind,
+                vcpu_id: *vcpu_id,
+                context,
+            }),
+            Held::SharedInfo(b) => Record::SharedInfo(b),
             Held::Optional(t, b) => Record::Optional {
                 record_type: *t,
                 body: b,

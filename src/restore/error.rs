@@ -21,6 +21,18 @@ pub enum RestoreError {
         /// What is wrong.
         msg: String,
     },
+    /// A record's content cannot be applied, with the errno libxenguest
+    /// gives that failure (ERANGE for a frame outside the guest, or the
+    /// errno of the hypervisor call that refused it).
+    #[error("{what} record: {msg}")]
+    Refused {
+        /// The record type.
+        what: &'static str,
+        /// What is wrong.
+        msg: String,
+        /// The errno reported.
+        errno: i32,
+    },
     /// The domain does not exist.
     #[error("domain {0} does not exist")]
     NoSuchDomain(DomId),
@@ -70,6 +82,7 @@ impl RestoreError {
                 _ => e::EINVAL,
             },
             RestoreError::Record { .. } => e::EINVAL,
+            RestoreError::Refused { errno, .. } => *errno,
             RestoreError::NoSuchDomain(_) => e::ESRCH,
             RestoreError::WrongGuestType { .. } => e::EINVAL,
             RestoreError::Incomplete(_) => e::EINVAL,

@@ -26,6 +26,13 @@ pub(crate) trait RestoreGuest<H: Hypervisor>: PageHooks {
     /// The page hooks of this guest type (for the memory path).
     fn page_hooks(&mut self) -> &mut dyn PageHooks;
 
+    /// Prepare for the stream, once its headers are read (libxenguest's
+    /// `setup` op: what the guest type asks of Xen before any record).
+    fn setup(&mut self, ctx: &mut RestoreCtx<'_, H>) -> Result<(), RestoreError> {
+        let _ = ctx;
+        Ok(())
+    }
+
     /// Apply a record that is not one of the common ones. A record type
     /// this guest type does not handle is an error.
     fn process_record(

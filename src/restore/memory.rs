@@ -105,8 +105,9 @@ impl PageSource for SlicePages<'_> {
 const EXTENT_2M: u64 = 1 << ORDER_2M;
 
 /// Populate `pfns` (none populated yet, each once): whole aligned runs of
-/// 512 consecutive pfns as 2 MiB extents, the rest (and any extent Xen
-/// could not allocate whole) as 4 KiB pages.
+/// 512 consecutive pfns as 2 MiB extents where the guest type allows
+/// them, the rest (and any extent Xen could not allocate whole) as 4 KiB
+/// pages.
 fn populate<H: Hypervisor>(
     hv: &H,
     domid: DomId,
@@ -122,7 +123,8 @@ fn populate<H: Hypervisor>(
     while i < pfns.len() {
         let p = pfns[i];
         let run = EXTENT_2M as usize;
-        if p % EXTENT_2M == 0
+        if guest.large_extents()
+            && p % EXTENT_2M == 0
             && pfns.len() - i >= run
             && pfns[i..i + run]
                 .iter()
@@ -176,6 +178,29 @@ fn populate<H: Hypervisor>(
 /// populated, and how a page's contents are made local (libxenguest's
 /// `pfn_to_gfn`/`set_gfn` and `localise_page` restore ops).
 pub(crate) trait PageHooks {
+    /// Check that a PAGE_DATA entry's pfn is one the guest can have
+    /// (libxenguest's `pfn_is_valid`), before anything of the record is
+    /// applied.
+    fn check_pfn(&self, pfn: u64) -> Result<(), RestoreError> {
+        let _ = pfn;
+        Ok(())
+    }
+
+    /// Whether whole aligned runs of 512 pfns may be populated as 2 MiB
+    /// extents. A guest type whose frames come back one by one (PV: each
+    /// populated pfn gets its own MFN, as libxenguest populates them)
+    /// says no.
+    fn large_extents(&self) -> bool {
+        true
+    }
+
+    /// A PAGE_DATA entry of type `t` for `pfn` (populated if its type
+    /// needs it), before its page is written: the type the guest type
+    /// records (libxenguest's `set_page_type`).
+    fn page_type(&mut self, pfn: u64, t: PageType) {
+        let _ = (pfn, t);
+    }
+
     /// Populating gave `pfn` the frame `frame` (the same number for HVM;
     /// an MFN the guest type records in its p2m for PV).
     fn populated(&mut self, pfn: u64, frame: u64) {
@@ -192,8 +217,24 @@ pub(crate) trait PageHooks {
         false
     }
 
+    /// The pfns that `page` (of type `t`, to be localised) refers to and
+    /// that have no frame yet, appended to `out`: the memory path
+    /// populates them before [`PageHooks::localise_page`] (libxenguest
+    /// populates the frames a page table names before it localises it).
+    /// A reference the guest cannot have is an error.
+    fn unpopulated_references(
+        &self,
+        t: PageType,
+        page: &[u8; PAGE_SIZE],
+        out: &mut Vec<u64>,
+    ) -> Result<(), RestoreError> {
+        let _ = (t, page, out);
+        Ok(())
+    }
+
     /// Rewrite `page` (of type `t`, as read from the stream) for this
-    /// host. Called only where [`PageHooks::needs_localise`] said so.
+    /// host. Called only where [`PageHooks::needs_localise`] said so, once
+    /// the pfns [`PageHooks::unpopulated_references`] named are populated.
     fn localise_page(
         &mut self,
         t: PageType,
@@ -223,6 +264,7 @@ pub(crate) struct RestoreMemory {
     frames: Vec<u64>,
     data_entries: Vec<PfnEntry>,
     bounce: Vec<u8>,
+    references: Vec<u64>,
 }
 
 impl RestoreMemory {
@@ -251,6 +293,9 @@ impl RestoreMemory {
         entries: &[PfnEntry],
         pages: &mut dyn PageSource,
     ) -> Result<(), RestoreError> {
+        for e in entries {
+            guest.check_pfn(e.pfn)?;
+        }
         for chunk in entries.chunks(MAX_BATCH) {
             self.apply_chunk(target, guest, verify, chunk, pages)?;
         }
@@ -291,6 +336,7 @@ impl RestoreMemory {
         self.frames.clear();
         self.data_entries.clear();
         for e in chunk {
+            guest.page_type(e.pfn, e.page_type);
             if e.page_type.has_data() {
                 self.frames.push(guest.pfn_to_frame(e.pfn));
                 self.data_entries.push(*e);
@@ -335,6 +381,26 @@ impl RestoreMemory {
             })?;
             let e = self.data_entries[j];
             if guest.needs_localise(e.page_type) {
+                self.references.clear();
+                guest.unpopulated_references(e.page_type, page, &mut self.references)?;
+                self.to_populate.clear();
+                for &pfn in &self.references {
+                    if !self.populated.contains(pfn) {
+                        self.populated.insert(pfn);
+                        self.to_populate.push(pfn);
+                    }
+                }
+                if !self.to_populate.is_empty() {
+                    populate(
+                        hv,
+                        domid,
+                        &self.to_populate,
+                        &mut self.extents,
+                        &mut self.small,
+                        &mut self.asked,
+                        guest,
+                    )?;
+                }
                 guest.localise_page(e.page_type, page)?;
             }
             if verify {

@@ -48,6 +48,7 @@ mod params;
 mod records;
 mod x86;
 mod x86_hvm;
+mod x86_pv;
 
 use std::io::Read;
 
@@ -165,12 +166,10 @@ fn restore_inner<H: Hypervisor, R: Read>(
         ),
     );
     // The one place that knows every guest type.
-    let mut guest: Box<dyn RestoreGuest<H>> = if info.hvm {
+    let mut guest: Box<dyn RestoreGuest<H> + '_> = if info.hvm {
         Box::new(x86_hvm::HvmRestore::default())
     } else {
-        return Err(RestoreError::Unsupported(
-            "PV domains are not supported yet".into(),
-        ));
+        Box::new(x86_pv::PvRestore::new(hv, domid))
     };
 
     let options = stream::ReaderOptions {
@@ -224,6 +223,7 @@ fn restore_inner<H: Hypervisor, R: Read>(
     let mut ctx = RestoreCtx::new(target, *params, callbacks, version == stream::Version::V2);
     ctx.outputs.stream_version = version.number();
     let guest = &mut *guest;
+    guest.setup(&mut ctx)?;
     let mut phase = Phase::Direct;
     // The primary is gone mid-checkpoint: fail over to the last complete
     // checkpoint, dropping the partial one.
@@ -318,5 +318,7 @@ fn restore_inner<H: Hypervisor, R: Read>(
     Ok(out)
 }
 
+#[cfg(test)]
+mod pv_tests;
 #[cfg(test)]
 mod tests;

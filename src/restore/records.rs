@@ -77,9 +77,10 @@ fn page_data<H: Hypervisor>(
     Ok(())
 }
 
-/// STATIC_DATA_END: the guest type applies its static data, then the
-/// toolstack is told which parts were missing.
-fn static_data_end<H: Hypervisor>(
+/// STATIC_DATA_END (or, in a v2 stream, the record that implies it): the
+/// guest type applies its static data, then the toolstack is told which
+/// parts were missing.
+pub(crate) fn static_data_end<H: Hypervisor>(
     ctx: &mut RestoreCtx<'_, H>,
     guest: &mut dyn RestoreGuest<H>,
 ) -> Result<(), RestoreError> {

@@ -1,11 +1,16 @@
 //! x86 state every x86 guest type restores the same way (libxenguest's
 //! `xg_sr_common_x86.c`): the CPU policy records, kept until the static
-//! data is complete, and the TSC.
+//! data is complete, and the TSC; and the grant-table seeding both x86
+//! guest types end with (`xc_dom_gnttab_seed`).
 
 use super::callbacks::MissingStaticData;
 use super::ctx::RestoreCtx;
 use super::error::RestoreError;
-use crate::hv::{CpuPolicy, CpuidLeaf, Hypervisor, MsrEntry, TscInfo};
+use crate::hv::{
+    CpuPolicy, CpuidLeaf, GrantEntry, Hypervisor, MsrEntry, TscInfo, GNTTAB_RESERVED_CONSOLE,
+    GNTTAB_RESERVED_XENSTORE, GTF_PERMIT_ACCESS,
+};
+use crate::log::Level;
 use crate::stream::Array;
 
 /// The CPU policy records of the stream, until STATIC_DATA_END.
@@ -54,5 +59,52 @@ pub(crate) fn tsc_info<H: Hypervisor>(
     tsc: &TscInfo,
 ) -> Result<(), RestoreError> {
     ctx.hv().set_tsc_info(ctx.domid(), tsc)?;
+    Ok(())
+}
+
+/// Grant entries 0 (console) and 1 (xenstore) for the backends, at the
+/// frames in the outputs: gfns for HVM (`hvm`), MFNs for PV.
+pub(crate) fn seed_grant_table<H: Hypervisor>(
+    ctx: &RestoreCtx<'_, H>,
+    hvm: bool,
+) -> Result<(), RestoreError> {
+    let domid = ctx.domid();
+    let mut entries = Vec::with_capacity(2);
+    for (index, backend, frame) in [
+        (
+            GNTTAB_RESERVED_CONSOLE,
+            ctx.params.console_domid,
+            ctx.outputs.console_gfn,
+        ),
+        (
+            GNTTAB_RESERVED_XENSTORE,
+            ctx.params.store_domid,
+            ctx.outputs.store_gfn,
+        ),
+    ] {
+        // The guest granting itself, or no page: nothing to seed.
+        if backend == domid || frame == u64::MAX {
+            continue;
+        }
+        let (Ok(backend_id), Ok(frame32)) = (u16::try_from(backend), u32::try_from(frame)) else {
+            return Err(RestoreError::Record {
+                what: if hvm { "HVM_PARAMS" } else { "X86_PV_VCPU_BASIC" },
+                msg: format!(
+                    "grant entry {index}: domain {backend} or frame {frame:#x} does not fit a v1 grant entry"
+                ),
+            });
+        };
+        ctx.msg(
+            Level::Detail,
+            &format!("seed grant table: d{domid} gnt[{index}] -> d{backend} {frame:#x}"),
+        );
+        entries.push(GrantEntry {
+            index,
+            flags: GTF_PERMIT_ACCESS,
+            domid: backend_id,
+            frame: frame32,
+        });
+    }
+    ctx.hv().seed_grant_table(domid, hvm, &entries)?;
     Ok(())
 }

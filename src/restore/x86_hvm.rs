@@ -10,10 +10,7 @@ use super::error::RestoreError;
 use super::guest::{unhandled, RestoreGuest};
 use super::memory::PageHooks;
 use super::x86::{self, CpuPolicyRecords};
-use crate::hv::{
-    param, GrantEntry, Hypervisor, GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE,
-    GTF_PERMIT_ACCESS,
-};
+use crate::hv::{param, Hypervisor};
 use crate::log::Level;
 use crate::stream::{DomainType, HvmParam, Record};
 
@@ -96,7 +93,7 @@ impl<H: Hypervisor> RestoreGuest<H> for HvmRestore {
             return Err(RestoreError::Incomplete("an HVM_CONTEXT record"));
         };
         hv.set_hvm_context(domid, context)?;
-        seed_grant_table(ctx)
+        x86::seed_grant_table(ctx, true)
     }
 }
 
@@ -149,47 +146,4 @@ fn clear_page<H: Hypervisor>(ctx: &RestoreCtx<'_, H>, gfn: u64) {
             &format!("clearing page {gfn:#x}: {e}"),
         );
     }
-}
-
-/// Grant entries 0 (console) and 1 (xenstore) for the backends.
-fn seed_grant_table<H: Hypervisor>(ctx: &RestoreCtx<'_, H>) -> Result<(), RestoreError> {
-    let domid = ctx.domid();
-    let mut entries = Vec::with_capacity(2);
-    for (index, backend, gfn) in [
-        (
-            GNTTAB_RESERVED_CONSOLE,
-            ctx.params.console_domid,
-            ctx.outputs.console_gfn,
-        ),
-        (
-            GNTTAB_RESERVED_XENSTORE,
-            ctx.params.store_domid,
-            ctx.outputs.store_gfn,
-        ),
-    ] {
-        // The guest granting itself, or no page: nothing to seed.
-        if backend == domid || gfn == u64::MAX {
-            continue;
-        }
-        let (Ok(backend_id), Ok(frame)) = (u16::try_from(backend), u32::try_from(gfn)) else {
-            return Err(RestoreError::Record {
-                what: "HVM_PARAMS",
-                msg: format!(
-                    "grant entry {index}: domain {backend} or frame {gfn:#x} does not fit a v1 grant entry"
-                ),
-            });
-        };
-        ctx.msg(
-            Level::Detail,
-            &format!("seed grant table: d{domid} gnt[{index}] -> d{backend} {gfn:#x}"),
-        );
-        entries.push(GrantEntry {
-            index,
-            flags: GTF_PERMIT_ACCESS,
-            domid: backend_id,
-            frame,
-        });
-    }
-    ctx.hv().seed_grant_table(domid, true, &entries)?;
-    Ok(())
 }

@@ -347,6 +347,93 @@ pub fn localise_table(
     Ok(())
 }
 
+impl GuestWidth {
+    /// The guest's `unsigned long` at `off` in `page` (little-endian, 8 or
+    /// 4 bytes). `off` is one of the layout offsets of this module, all
+    /// inside the page.
+    pub fn read_word(self, page: &[u8; PAGE_SIZE], off: usize) -> u64 {
+        match self {
+            GuestWidth::Bits64 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&page[off..off + 8]);
+                u64::from_le_bytes(b)
+            }
+            GuestWidth::Bits32 => u64::from(read_u32(page, off)),
+        }
+    }
+
+    /// Store `value` as the guest's `unsigned long` at `off` (a 32-bit
+    /// guest's keeps the low 32 bits, so callers check values that must
+    /// fit).
+    pub fn write_word(self, page: &mut [u8; PAGE_SIZE], off: usize, value: u64) {
+        match self {
+            GuestWidth::Bits64 => page[off..off + 8].copy_from_slice(&value.to_le_bytes()),
+            GuestWidth::Bits32 => write_u32(page, off, value as u32),
+        }
+    }
+}
+
+/// The `uint32_t` at `off` in `page`.
+pub fn read_u32(page: &[u8; PAGE_SIZE], off: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&page[off..off + 4]);
+    u32::from_le_bytes(b)
+}
+
+/// Store the `uint32_t` `value` at `off` in `page`.
+pub fn write_u32(page: &mut [u8; PAGE_SIZE], off: usize, value: u32) {
+    page[off..off + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Where the fields restore rewrites sit in a PV guest's start_info page
+/// (`start_info_x86_64_t` / `_x86_32_t`). `flags` and the event channels
+/// are `uint32_t` at both widths ([`read_u32`]); the rest are the guest's
+/// words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartInfoLayout {
+    /// `nr_pages`.
+    pub nr_pages: usize,
+    /// `shared_info`: the machine address of shared_info.
+    pub shared_info: usize,
+    /// `flags` (`SIF_*`, 32 bits).
+    pub flags: usize,
+    /// `store_mfn` (a pfn while the guest is suspended).
+    pub store_mfn: usize,
+    /// `store_evtchn` (32 bits).
+    pub store_evtchn: usize,
+    /// `console.domU.mfn` (a pfn while the guest is suspended).
+    pub console_mfn: usize,
+    /// `console.domU.evtchn` (32 bits).
+    pub console_evtchn: usize,
+}
+
+impl StartInfoLayout {
+    /// The layout for a guest of `width`: after the 32-byte magic, each
+    /// field at its type's alignment.
+    pub fn of(width: GuestWidth) -> StartInfoLayout {
+        match width {
+            GuestWidth::Bits64 => StartInfoLayout {
+                nr_pages: 32,
+                shared_info: 40,
+                flags: 48,
+                store_mfn: 56,
+                store_evtchn: 64,
+                console_mfn: 72,
+                console_evtchn: 80,
+            },
+            GuestWidth::Bits32 => StartInfoLayout {
+                nr_pages: 32,
+                shared_info: 36,
+                flags: 40,
+                store_mfn: 44,
+                store_evtchn: 48,
+                console_mfn: 52,
+                console_evtchn: 56,
+            },
+        }
+    }
+}
+
 /// `VGCF_online` in a vCPU context's `flags`: the vCPU is up.
 pub const VGCF_ONLINE: u64 = 1 << 5;
 
@@ -970,6 +1057,24 @@ mod tests {
             u32::from_le_bytes(raw[2640 + 60..2640 + 64].try_into().unwrap()),
             3
         );
+    }
+
+    #[test]
+    fn start_info_words_follow_the_guest_width() {
+        let mut page = [0u8; PAGE_SIZE];
+        let l = StartInfoLayout::of(GuestWidth::Bits32);
+        GuestWidth::Bits32.write_word(&mut page, l.store_mfn, 0x1_2345_6789);
+        assert_eq!(
+            GuestWidth::Bits32.read_word(&page, l.store_mfn),
+            0x2345_6789
+        );
+        assert_eq!(read_u32(&page, 44), 0x2345_6789);
+        assert_eq!(page[48], 0, "the next field is untouched");
+        let l = StartInfoLayout::of(GuestWidth::Bits64);
+        GuestWidth::Bits64.write_word(&mut page, l.console_mfn, 0x1_2345_6789);
+        assert_eq!(GuestWidth::Bits64.read_word(&page, 72), 0x1_2345_6789);
+        write_u32(&mut page, l.console_evtchn, 9);
+        assert_eq!(read_u32(&page, 80), 9);
     }
 
     #[test]
