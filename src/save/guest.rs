@@ -13,7 +13,7 @@ use std::io::Write;
 
 use super::ctx::Ctx;
 use super::error::SaveError;
-use crate::hv::{Hypervisor, PAGE_SIZE};
+use crate::hv::{Hypervisor, MappingHints, PAGE_SIZE};
 use crate::stream::{DomainType, PageType};
 
 /// The frame [`PageFrames::pfn_to_frame`] gives for a pfn with no frame
@@ -94,6 +94,12 @@ pub(crate) trait SaveGuest<H: Hypervisor, W: Write>: PageFrames {
     /// Before the headers: size the save (set `ctx.summary.p2m_size`) and
     /// prepare the guest type's state.
     fn setup(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError>;
+
+    /// How the engine may keep mappings of this guest's frames, given the
+    /// backend's `hints` (the default: as the backend says).
+    fn mapping_hints(&self, hints: MappingHints) -> MappingHints {
+        hints
+    }
 
     /// The static data records, before STATIC_DATA_END.
     fn static_data(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError>;

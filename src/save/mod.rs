@@ -218,6 +218,7 @@ fn run<H: Hypervisor, W: Write>(
     );
     guest.setup(ctx)?;
     ctx.mem.setup(ctx.summary.p2m_size);
+    ctx.maps = mapcache::MapCache::new(guest.mapping_hints(ctx.hv.mapping_hints()));
 
     ctx.progress_single("Start of stream");
     let (major, minor) = ctx.hv.xen_version()?;

@@ -268,14 +268,12 @@ fn compat_m2p(hv: &crate::hv::sim::SimHypervisor, width: GuestWidth) -> u64 {
     }
 }
 
-/// A toolstack whose suspend also marks the guest's start_info page dirty:
-/// the guest rewrites it on its way into suspend (store and console frames
-/// to pfns), which Xen's log-dirty records but xensim's suspend model does
-/// not mark yet. With `.1`, it also pauses the domain (as a toolstack may
-/// before the last pass), which makes a bad page table fatal.
-struct MarkStartInfo(ToolstackSave, bool);
+/// A toolstack whose suspend, with `.1`, also pauses the domain (as a
+/// toolstack may before the last pass), which makes a bad page table
+/// fatal.
+struct MaybePause(ToolstackSave, bool);
 
-impl SaveCallbacks for MarkStartInfo {
+impl SaveCallbacks for MaybePause {
     fn has(&self, hook: SaveHook) -> bool {
         self.0.has(hook)
     }
@@ -285,12 +283,6 @@ impl SaveCallbacks for MarkStartInfo {
         if self.1 {
             dom.pause().expect("pause");
         }
-        let bits = dom.address_size();
-        let ctx = dom.vcpu_context(0).expect("vcpu0");
-        let width = GuestWidth::from_bits(bits).unwrap();
-        let si = VcpuContext::new(width, &ctx[..]).unwrap().start_info_reg();
-        let pfn = dom.mfn_to_pfn(si).expect("start_info is the guest's");
-        dom.mark_dirty(pfn);
         Ok(())
     }
     fn precopy_policy(&mut self, stats: PrecopyStats) -> PolicyDecision {
@@ -361,7 +353,7 @@ fn live_save(bits: u32, layout: P2mLayout) {
     let mut cb = ToolstackSave::new(h.domain(id));
     cb.has_qemu = false;
     cb.policy = Some(Box::new(simple_precopy_policy));
-    let mut cb = MarkStartInfo(cb, false);
+    let mut cb = MaybePause(cb, false);
     let params = SaveParams {
         live: true,
         ..SaveParams::default()
@@ -456,7 +448,7 @@ fn save_plain(
 ) -> (Result<SaveSummary, SaveError>, Vec<u8>) {
     let mut cb = ToolstackSave::new(h.domain(id));
     cb.has_qemu = false;
-    let mut cb = MarkStartInfo(cb, pause);
+    let mut cb = MaybePause(cb, pause);
     let mut out = Vec::new();
     let r = save_domain(&h.hv(), id, &mut out, &SaveParams::default(), &mut cb, log);
     (r, out)
@@ -576,7 +568,7 @@ fn remus_checkpoints_of_a_pv_guest_each_end_with_shared_info_and_the_vcpus() {
     ]
     .into_iter()
     .collect();
-    let mut cb = MarkStartInfo(cb, false);
+    let mut cb = MaybePause(cb, false);
     let params = SaveParams {
         live: true,
         stream_type: crate::toolstack::StreamType::Remus,
@@ -624,5 +616,26 @@ fn remus_checkpoints_of_a_pv_guest_each_end_with_shared_info_and_the_vcpus() {
         si.iter()
             .all(|&p| p == si[0] && dom.pfn_to_mfn(p).is_some()),
         "{si:?}"
+    );
+}
+
+#[test]
+fn pv_chunk_mappings_last_one_pass_and_one_chunk_at_a_time() {
+    let h = TempHost::new("pv-hints");
+    let id = create_pv(&h, 64, P2mLayout::Linear, 25);
+    let hv = h.hv();
+    let pv = super::x86_pv::PvSave::new(&hv, id);
+    let backend = crate::hv::MappingHints {
+        follows_p2m: true,
+        max_cached_pages: 1 << 20,
+    };
+    let hints =
+        <super::x86_pv::PvSave<'_, _> as super::guest::SaveGuest<_, Vec<u8>>>::mapping_hints(
+            &pv, backend,
+        );
+    assert!(!hints.follows_p2m);
+    assert_eq!(
+        hints.max_cached_pages,
+        super::mapcache::CHUNK_PAGES as usize
     );
 }

@@ -37,10 +37,11 @@
 //!   receiver pins and validates by them; a zero page elided as XALLOC is
 //!   populated by either receiver, which libxenguest restores correctly
 //!   for PV as for HVM.
-//! - the mapping cache: chunks are mapped by the MFNs of the snapshot;
-//!   when a pass's snapshot differs from the previous one, every kept
-//!   mapping is dropped (a mapping of MFNs follows no p2m). Page tables
-//!   are read from the same mappings and normalised from a copy.
+//! - the mapping cache: chunks are mapped by the MFNs of the snapshot, for
+//!   one pass, one chunk at a time (`mapping_hints`: a mapping of MFNs
+//!   follows no p2m, and scattered frames may each cost a kernel mapping);
+//!   a pass whose snapshot moved drops them all. Page tables are read from
+//!   the same mappings and normalised from a copy.
 //! - the downtime-targeted policy: unchanged; it sees pages as sent.
 //!
 //! Where this save differs from libxenguest, it refuses what libxenguest
@@ -57,8 +58,9 @@ use std::io::Write;
 use super::ctx::Ctx;
 use super::error::SaveError;
 use super::guest::{Normalised, PageFrames, SaveGuest, INVALID_FRAME};
+use super::mapcache::CHUNK_PAGES;
 use super::x86;
-use crate::hv::{DomId, Hypervisor, M2pTable, MappedPages, PAGE_SIZE};
+use crate::hv::{DomId, Hypervisor, M2pTable, MappedPages, MappingHints, PAGE_SIZE};
 use crate::stream::{DomainType, PageType, VcpuKind};
 use crate::x86::pv::{
     normalise_table, pte_frame, table_level, GuestWidth, PageTableError, SharedInfo, VcpuContext,
@@ -676,6 +678,18 @@ impl<'a, H: Hypervisor + 'a, W: Write> SaveGuest<H, W> for PvSave<'a, H> {
         ctx.summary.p2m_size = st.max_pfn + 1;
         self.state = Some(st);
         Ok(())
+    }
+
+    /// A PV guest's frames lie scattered over the host: chunk mappings are
+    /// kept for one pass only (they follow no p2m) and at most one chunk
+    /// at a time, since a backend that maps each scattered frame on its
+    /// own (the simulator's foreign mappings) would otherwise hold tens of
+    /// thousands of kernel mappings.
+    fn mapping_hints(&self, hints: MappingHints) -> MappingHints {
+        MappingHints {
+            follows_p2m: false,
+            max_cached_pages: hints.max_cached_pages.min(CHUNK_PAGES as usize),
+        }
     }
 
     /// X86_PV_INFO, then the CPU policy records.
