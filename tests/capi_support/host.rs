@@ -66,6 +66,33 @@ impl Host {
         Self::last_line(&out).parse().expect("domid")
     }
 
+    /// A [`GUEST_MEMORY`] x86 PV guest of `bits` (64 or 32) with the `p2m`
+    /// layout (`linear` or `tree`), filled from `seed`; its domid.
+    pub fn create_pv(&self, bits: u32, p2m: &str, seed: u64) -> u32 {
+        let out = self.xensim(&[
+            "create",
+            "--type",
+            "pv",
+            "--address-size",
+            &bits.to_string(),
+            "--p2m",
+            p2m,
+            "--memory",
+            GUEST_MEMORY,
+            "--fill",
+            "mixed",
+            "--seed",
+            &seed.to_string(),
+        ]);
+        Self::last_line(&out).parse().expect("domid")
+    }
+
+    /// `xensim domain unpause`: lets a restored domain run (a PV guest's
+    /// resume code then rebuilds its p2m references).
+    pub fn unpause(&self, domid: u32) {
+        self.xensim(&["unpause", &domid.to_string()]);
+    }
+
     /// An empty domain to restore into; its domid.
     pub fn create_empty(&self, guest: &str) -> u32 {
         let out = self.xensim(&[
