@@ -22,9 +22,7 @@ use std::process::{Command, Output};
 
 use capi_support::host::{restore_argv, save_argv, Host};
 use capi_support::save_helper::{run_helper, run_helper_fds, HelperCmd, Redir};
-use capi_support::{
-    assert_bound_to_xcmig, describe, run, run_ok, verify_stream, Env, TIMEOUT,
-};
+use capi_support::{assert_bound_to_xcmig, describe, run, run_ok, verify_stream, Env, TIMEOUT};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
