@@ -420,6 +420,11 @@ impl PvGuest {
     /// The stream, records in libxenguest's order. The writer's grammar
     /// is off so that tests can send what a sender must not.
     fn stream(&self) -> Vec<u8> {
+        self.stream_with(|w| w.write_end().unwrap())
+    }
+
+    /// The records of the guest, then `tail` (END, or checkpoints).
+    fn stream_with(&self, tail: impl FnOnce(&mut Writer<&mut Vec<u8>>)) -> Vec<u8> {
         let mut out = Vec::new();
         let mut w = Writer::with_options(
             &mut out,
@@ -441,6 +446,15 @@ impl PvGuest {
             .collect();
         let data: Vec<&[u8]> = self.pages.values().map(|(_, p)| &p[..]).collect();
         w.write_page_data(&entries, &data).unwrap();
+        self.end_of_checkpoint(&mut w);
+        tail(&mut w);
+        drop(w);
+        out
+    }
+
+    /// What libxenguest sends at the end of each checkpoint: TSC,
+    /// SHARED_INFO and the vCPU records.
+    fn end_of_checkpoint(&self, w: &mut Writer<&mut Vec<u8>>) {
         w.write_x86_tsc_info(&TscInfo::default()).unwrap();
         w.write_shared_info(&self.shared_info).unwrap();
         w.write_x86_pv_vcpu(VcpuKind::Basic, 0, &self.vcpu0)
@@ -448,39 +462,54 @@ impl PvGuest {
         for (kind, id, blob) in &self.vcpu_records {
             w.write_x86_pv_vcpu(*kind, *id, blob).unwrap();
         }
-        w.write_end().unwrap();
-        drop(w);
-        out
     }
 }
 
-/// Restores `stream` into a fresh stand-in PV domain, `pages_first`
-/// populating one frame before the restore starts.
-fn restore_pv(
-    stream: &[u8],
-    pages_first: bool,
-) -> (
+type PvRestoreRun = (
     Result<RestoreOutputs, RestoreError>,
     PvHost,
     DomId,
     TempHost,
-) {
+);
+
+/// Restores `stream` into a fresh stand-in PV domain, `pages_first`
+/// populating one frame before the restore starts.
+fn restore_pv(stream: &[u8], pages_first: bool) -> PvRestoreRun {
+    restore_pv_with(
+        stream,
+        pages_first,
+        StreamType::Plain,
+        &mut ToolstackRestore::default(),
+    )
+}
+
+fn restore_pv_with(
+    stream: &[u8],
+    pages_first: bool,
+    stream_type: StreamType,
+    cb: &mut dyn RestoreCallbacks,
+) -> PvRestoreRun {
     let h = TempHost::new("pv");
     let id = h.create(GuestType::Hvm, INNER_GFNS * PAGE_SIZE as u64, 0, true);
     let hv = PvHost::new(h.hv(), id);
     if pages_first {
         hv.populate_physmap(id, &mut [0]).unwrap();
     }
-    let mut cb = ToolstackRestore::default();
     let mut input = stream;
     let params = RestoreParams {
         store_evtchn: 5,
         store_domid: 0,
         console_evtchn: 6,
         console_domid: 0,
-        stream_type: StreamType::Plain,
+        stream_type,
     };
-    let r = restore_domain(&hv, id, &mut input, &params, &mut cb);
+    let r = if stream_type == StreamType::Colo {
+        hv.logdirty_enable(id).expect("log-dirty on the secondary");
+        let mut back = Vec::new();
+        restore_domain_with_back_channel(&hv, id, &mut input, Some(&mut back), &params, cb)
+    } else {
+        restore_domain(&hv, id, &mut input, &params, cb)
+    };
     (r, hv, id, h)
 }
 
@@ -510,8 +539,8 @@ fn restores_a_pv_guest(width: GuestWidth) {
         }
     }
     let l1 = pv::read_table(&hv.page(id, mfn(3)));
-    for i in 0..20 {
-        assert_eq!(l1[i], pte(mfn(10 + i as u64)), "L1[{i}]");
+    for (i, &e) in l1.iter().take(20).enumerate() {
+        assert_eq!(e, pte(mfn(10 + i as u64)), "L1[{i}]");
     }
     assert_eq!(l1[100], pte(mfn(UNSENT)));
     assert_eq!(l1[101], pv::pte_with_frame(0x62, 0xf_ffff));
@@ -881,4 +910,229 @@ fn hostile_pv_streams_each_stop_the_restore_naming_the_problem() {
         );
         assert_eq!(e.errno(), errno, "{name}: errno of {msg:?}");
     }
+}
+
+/// A checkpointed stream of `guest`: its first checkpoint, then a second
+/// in which pfn 12 changes, the L1 maps one more page, vCPU 0's extended
+/// state changes and start_info is not sent again, then a third with
+/// nothing new.
+fn checkpointed_stream(guest: &PvGuest) -> (Vec<u8>, [u8; PAGE_SIZE], [u8; PAGE_SIZE]) {
+    let mut l1 = guest.pages[&3].1;
+    l1[8 * 30..8 * 31].copy_from_slice(&pte(50).to_le_bytes());
+    let page12 = [0xc3u8; PAGE_SIZE];
+    let mut second = guest.vcpu_records.clone();
+    second[0].2 = vec![0x33; 64];
+    let stream = guest.stream_with(|w| {
+        w.write_checkpoint().unwrap();
+        w.write_page_data(
+            &[
+                PfnEntry::new(12, PageType::NoTab),
+                PfnEntry::new(3, PageType::L1Tab),
+            ],
+            &[&page12, &l1],
+        )
+        .unwrap();
+        w.write_x86_tsc_info(&TscInfo::default()).unwrap();
+        w.write_shared_info(&guest.shared_info).unwrap();
+        w.write_x86_pv_vcpu(VcpuKind::Basic, 0, &guest.vcpu0)
+            .unwrap();
+        for (kind, id, blob) in &second {
+            w.write_x86_pv_vcpu(*kind, *id, blob).unwrap();
+        }
+        w.write_checkpoint().unwrap();
+        guest.end_of_checkpoint_with(w, &second);
+        w.write_checkpoint().unwrap();
+    });
+    (stream, page12, l1)
+}
+
+impl PvGuest {
+    fn end_of_checkpoint_with(
+        &self,
+        w: &mut Writer<&mut Vec<u8>>,
+        records: &[(VcpuKind, u32, Vec<u8>)],
+    ) {
+        w.write_x86_tsc_info(&TscInfo::default()).unwrap();
+        w.write_shared_info(&self.shared_info).unwrap();
+        w.write_x86_pv_vcpu(VcpuKind::Basic, 0, &self.vcpu0)
+            .unwrap();
+        for (kind, id, blob) in records {
+            w.write_x86_pv_vcpu(*kind, *id, blob).unwrap();
+        }
+    }
+}
+
+/// Checks what every checkpointed restore of [`checkpointed_stream`]
+/// must leave, whichever number of completions it ran.
+fn check_checkpointed(hv: &PvHost, id: DomId, page12: &[u8; PAGE_SIZE], completions: usize) {
+    let mfns: Vec<u64> = (0..PFNS).map(|p| hv.mfn_of(p)).collect();
+    assert_eq!(
+        &hv.page(id, mfns[12]),
+        page12,
+        "pfn 12 from the last checkpoint"
+    );
+    let l1 = pv::read_table(&hv.page(id, mfns[3]));
+    assert_eq!(
+        l1[30],
+        pte(mfns[50]),
+        "the L1 of the last checkpoint, localised"
+    );
+    let si = hv.page(id, mfns[START_INFO as usize]);
+    let l = StartInfoLayout::of(GuestWidth::Bits64);
+    assert_eq!(
+        GuestWidth::Bits64.read_word(&si, l.store_mfn),
+        mfns[STORE as usize],
+        "start_info converted once"
+    );
+    let st = hv.state();
+    assert_eq!(st.contexts.len(), completions);
+    for (_, ctx) in &st.contexts {
+        let c = VcpuContext::new(GuestWidth::Bits64, &ctx[..]).unwrap();
+        assert_eq!(c.start_info_reg(), mfns[START_INFO as usize]);
+        assert_eq!(c.gdt_frame(0), mfns[GDT as usize]);
+    }
+    assert_eq!(
+        st.ext.last(),
+        Some(&(0, vec![0x33; 64])),
+        "the last checkpoint's state"
+    );
+    assert_eq!(
+        st.pins,
+        vec![vec![(4, mfns[0])]],
+        "each table pinned once, however many completions"
+    );
+    drop(st);
+    let p2m = hv.page(id, mfns[P2M_FRAME as usize]);
+    assert_eq!(&p2m[50 * 8..51 * 8], &mfns[50].to_le_bytes());
+}
+
+#[test]
+fn a_remus_pv_stream_fails_over_to_its_last_checkpoint_with_pv_state_complete() {
+    let guest = PvGuest::new(GuestWidth::Bits64);
+    let (stream, page12, _) = checkpointed_stream(&guest);
+    let mut cb = ToolstackRestore::default();
+    let (r, hv, id, _h) = restore_pv_with(&stream, false, StreamType::Remus, &mut cb);
+    let out = r.expect("failover restore");
+    assert_eq!(out.checkpoints, 3);
+    check_checkpointed(&hv, id, &page12, 1);
+}
+
+/// A COLO secondary's toolstack that always continues.
+#[derive(Default)]
+struct ColoToolstack {
+    results: Vec<(u64, u64)>,
+}
+
+impl RestoreCallbacks for ColoToolstack {
+    fn has(&self, _hook: RestoreHook) -> bool {
+        true
+    }
+    fn checkpoint(&mut self) -> Result<Proceed, crate::toolstack::CallbackFailed> {
+        Ok(Proceed::Continue)
+    }
+    fn postcopy(&mut self) -> Result<Proceed, crate::toolstack::CallbackFailed> {
+        Ok(Proceed::Continue)
+    }
+    fn wait_checkpoint(&mut self) -> Result<Proceed, crate::toolstack::CallbackFailed> {
+        Ok(Proceed::Continue)
+    }
+    fn suspend(&mut self) -> Result<Proceed, crate::toolstack::CallbackFailed> {
+        Ok(Proceed::Continue)
+    }
+    fn restore_results(&mut self, store_gfn: u64, console_gfn: u64) {
+        self.results.push((store_gfn, console_gfn));
+    }
+}
+
+#[test]
+fn a_colo_pv_stream_completes_every_checkpoint_converting_and_pinning_once() {
+    let guest = PvGuest::new(GuestWidth::Bits64);
+    let (stream, page12, _) = checkpointed_stream(&guest);
+    let mut cb = ColoToolstack::default();
+    let (r, hv, id, _h) = restore_pv_with(&stream, false, StreamType::Colo, &mut cb);
+    r.expect("COLO restore");
+    check_checkpointed(&hv, id, &page12, 3);
+    let store = hv.mfn_of(STORE);
+    let console = hv.mfn_of(CONSOLE);
+    assert_eq!(
+        cb.results,
+        vec![(store, console); 3],
+        "MFNs at every checkpoint"
+    );
+}
+
+/// Saves a `bits`-bit PV guest with the p2m `layout` from one xensim host
+/// with xcmig's save, restores it into an empty PV domain (64-bit, as
+/// libxl creates it) on another, and compares the digests.
+fn pv_round_trip_over_xensim(bits: u32, layout: xensim::P2mLayout) {
+    use crate::save::testutil::{verify_stream_v2, RecLog, ToolstackSave};
+    use crate::save::{save_domain, SaveParams};
+    let src = TempHost::new("pv-src");
+    let dst = TempHost::new("pv-dst");
+    let config = |empty: bool, address_size: u32| xensim::DomainConfig {
+        guest_type: GuestType::Pv,
+        memory_bytes: 32 << 20,
+        vcpus: 2,
+        fill: xensim::Fill::Mixed,
+        seed: 11,
+        empty,
+        address_size,
+        p2m_layout: layout,
+    };
+    let sid = src.host.create_domain(&config(false, bits)).unwrap();
+    let did = dst.host.create_domain(&config(true, 64)).unwrap();
+    let mut cb = ToolstackSave::new(src.domain(sid));
+    let mut stream = Vec::new();
+    save_domain(
+        &src.hv(),
+        sid,
+        &mut stream,
+        &SaveParams::default(),
+        &mut cb,
+        &RecLog::default(),
+    )
+    .expect("save");
+    let path = src.dir.join("pv.xc");
+    std::fs::write(&path, &stream).unwrap();
+    if let Err(out) = verify_stream_v2(&path) {
+        panic!("verify-stream-v2 rejected the stream:\n{out}");
+    }
+    let mut rcb = ToolstackRestore::default();
+    let params = RestoreParams {
+        store_evtchn: 5,
+        store_domid: 0,
+        console_evtchn: 6,
+        console_domid: 0,
+        stream_type: StreamType::Plain,
+    };
+    let out = restore_domain(&dst.hv(), did, &mut &stream[..], &params, &mut rcb)
+        .unwrap_or_else(|e| panic!("restore: {e}"));
+    let target = dst.domain(did);
+    assert_eq!(target.address_size(), bits);
+    assert_eq!(
+        target.digest().expect("digest"),
+        cb.digest_at_suspend.clone().expect("suspended"),
+        "restored digest differs: target {:?}",
+        target.digest_report().ok()
+    );
+    // The outputs are the target's MFNs of the rings, granted as such.
+    let g = target.grant_entries().unwrap();
+    assert_eq!(g[0], (1, 0, out.console_gfn as u32));
+    assert_eq!(g[1], (1, 0, out.store_gfn as u32));
+    for mfn in [out.store_gfn, out.console_gfn] {
+        let mut page = [0u8; PAGE_SIZE];
+        target
+            .read_frame(mfn, &mut page)
+            .expect("a frame of the target");
+    }
+}
+
+#[test]
+fn a_64_bit_pv_guest_saved_by_xcmig_restores_on_xensim_with_its_digest() {
+    pv_round_trip_over_xensim(64, xensim::P2mLayout::Linear);
+}
+
+#[test]
+fn a_32_bit_pv_guest_with_a_p2m_tree_restores_on_xensim_with_its_digest() {
+    pv_round_trip_over_xensim(32, xensim::P2mLayout::Tree);
 }

@@ -51,7 +51,7 @@ enum DomainCmd {
     Create {
         #[command(flatten)]
         host: HostArg,
-        /// hvm, pvh or pv (pv: not supported yet).
+        /// hvm, pvh or pv.
         #[arg(long = "type", value_name = "TYPE")]
         guest_type: String,
         /// RAM size: bytes or with K/M/G suffix (256M, 1G).
