@@ -208,7 +208,9 @@ fn check_stream(env: &Env, img: &Path) -> PvStream {
 }
 
 /// What the PV comparison looks at in a stream (parsed with the
-/// xcmig-stream codec); later copies of a record replace earlier ones.
+/// xcmig-stream codec): every X86_PV_INFO, P2M_FRAMES and SHARED_INFO
+/// record in order; the last vCPU record of each kind and vCPU, and the
+/// last copy of each page.
 #[derive(Debug, Default)]
 struct PvStream {
     domain_type: Option<DomainType>,
