@@ -22,43 +22,10 @@ use std::process::{Command, Output};
 
 use capi_support::host::{restore_argv, save_argv, Host};
 use capi_support::save_helper::{run_helper, run_helper_fds, HelperCmd, Redir};
-use capi_support::{describe, run, run_ok, Env, TIMEOUT};
+use capi_support::{assert_bound_to_xcmig, describe, run, run_ok, verify_stream, Env, TIMEOUT};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// `LD_DEBUG=bindings` output shows `symbol` of `consumer` bound to libxcmig.
-fn assert_bound_to_xcmig(ld_debug: &str, consumer: &str, symbol: &str, lib: &Path) {
-    let want_to = format!("to {} [0]: normal symbol `{symbol}'", lib.display());
-    let found = ld_debug
-        .lines()
-        .any(|l| l.contains(consumer) && l.contains(&want_to));
-    let ours: Vec<&str> = ld_debug
-        .lines()
-        .filter(|l| l.contains(&format!("`{symbol}'")))
-        .collect();
-    assert!(
-        found,
-        "{consumer}'s {symbol} is not bound to libxcmig:\n{ours:#?}"
-    );
-}
-
-fn verify_stream(img: &Path) {
-    let out = run(
-        Command::new("python3")
-            .arg(capi_support::VERIFY_STREAM)
-            .args(["-f", "libxc", "-i"])
-            .arg(img)
-            .env("PYTHONPATH", "/usr/lib/xen-4.17/lib/python"),
-        TIMEOUT,
-    );
-    assert!(
-        out.status.success(),
-        "verify-stream-v2 rejected {}\n{}",
-        img.display(),
-        describe(&out)
-    );
 }
 
 /// Restore `img` into a new empty domain with libxenguest and with xcmig;

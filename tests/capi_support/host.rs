@@ -66,12 +66,49 @@ impl Host {
         Self::last_line(&out).parse().expect("domid")
     }
 
+    /// A [`GUEST_MEMORY`] x86 PV guest of `bits` (64 or 32) with the `p2m`
+    /// layout (`linear` or `tree`) and `vcpus` vCPUs, filled from `seed`;
+    /// its domid.
+    pub fn create_pv(&self, bits: u32, p2m: &str, vcpus: u32, seed: u64) -> u32 {
+        let out = self.xensim(&[
+            "create",
+            "--type",
+            "pv",
+            "--vcpus",
+            &vcpus.to_string(),
+            "--address-size",
+            &bits.to_string(),
+            "--p2m",
+            p2m,
+            "--memory",
+            GUEST_MEMORY,
+            "--fill",
+            "mixed",
+            "--seed",
+            &seed.to_string(),
+        ]);
+        Self::last_line(&out).parse().expect("domid")
+    }
+
+    /// `xensim domain unpause`: lets a restored domain run (a PV guest's
+    /// resume code then rebuilds its p2m references).
+    pub fn unpause(&self, domid: u32) {
+        self.xensim(&["unpause", &domid.to_string()]);
+    }
+
     /// An empty domain to restore into; its domid.
     pub fn create_empty(&self, guest: &str) -> u32 {
+        self.create_empty_with_vcpus(guest, 1)
+    }
+
+    /// An empty domain of `vcpus` vCPUs to restore into; its domid.
+    pub fn create_empty_with_vcpus(&self, guest: &str, vcpus: u32) -> u32 {
         let out = self.xensim(&[
             "create",
             "--type",
             guest,
+            "--vcpus",
+            &vcpus.to_string(),
             "--memory",
             GUEST_MEMORY,
             "--empty",

@@ -117,6 +117,23 @@ impl Env {
         p
     }
 
+    /// The `xcmig` stream tool (crate xcmig-cli): this profile's, else the
+    /// release one.
+    pub fn xcmig_cli(&self) -> PathBuf {
+        let here = self.profile_dir.join("xcmig");
+        let p = if here.exists() {
+            here
+        } else {
+            self.target.join("release").join("xcmig")
+        };
+        require(
+            &p,
+            "xcmig command",
+            "make build (cargo build --release -p xcmig-cli)",
+        );
+        p
+    }
+
     /// `LD_LIBRARY_PATH` with the simulated libraries first.
     pub fn ld_library_path(&self) -> String {
         format!("{}:{SYSTEM_XEN_LIBDIR}", self.shim_dir().display())
@@ -128,4 +145,38 @@ pub fn run_ok(cmd: &mut Command) -> String {
     let out = run(cmd, TIMEOUT);
     assert!(out.status.success(), "{cmd:?} failed\n{}", describe(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Debian's `verify-stream-v2` accepts the libxc stream in `img`.
+pub fn verify_stream(img: &Path) {
+    let out = run(
+        Command::new("python3")
+            .arg(VERIFY_STREAM)
+            .args(["-f", "libxc", "-i"])
+            .arg(img)
+            .env("PYTHONPATH", "/usr/lib/xen-4.17/lib/python"),
+        TIMEOUT,
+    );
+    assert!(
+        out.status.success(),
+        "verify-stream-v2 rejected {}\n{}",
+        img.display(),
+        describe(&out)
+    );
+}
+
+/// `LD_DEBUG=bindings` output shows `symbol` of `consumer` bound to libxcmig.
+pub fn assert_bound_to_xcmig(ld_debug: &str, consumer: &str, symbol: &str, lib: &Path) {
+    let want_to = format!("to {} [0]: normal symbol `{symbol}'", lib.display());
+    let found = ld_debug
+        .lines()
+        .any(|l| l.contains(consumer) && l.contains(&want_to));
+    let ours: Vec<&str> = ld_debug
+        .lines()
+        .filter(|l| l.contains(&format!("`{symbol}'")))
+        .collect();
+    assert!(
+        found,
+        "{consumer}'s {symbol} is not bound to libxcmig:\n{ours:#?}"
+    );
 }
