@@ -10,10 +10,10 @@
 //! stream saved from small PV guests (both controls restore), whose records
 //! name frames the restore must find inside the guest: a PTE, GDT frame,
 //! cr3, start_info or p2m frame outside it, Xen's own page-table slots
-//! filled, width/level pairs that do not exist, a 32-bit stream into a
-//! domain that already has pages, vCPU records of the wrong size or for a
-//! vCPU the domain lacks, P2M_FRAMES that do not cover their range, cuts
-//! inside PV records. Each must also give exactly one `xc: error:` line,
+//! filled, a superpage, width/level pairs that do not exist, a 32-bit
+//! stream into a domain that already has pages, vCPU records of the wrong
+//! size or for a vCPU the domain lacks, P2M_FRAMES that do not cover their
+//! range, cuts inside PV records. Each must also give exactly one `xc: error:` line,
 //! leave the target paused and let `xensim domain destroy` remove it.
 //!
 //! The same PV cases through Debian's libxenguest 4.17 (not preloaded) are
@@ -26,12 +26,15 @@
 //!   refuses it, naming the slot;
 //! * an L4 in a 32-bit stream: libxenguest fails only at the end, on cr3
 //!   ("has bad type 12, expected 3"); xcmig at the page, naming the level;
+//! * a superpage above L1: libxenguest passes it on and fails when Xen
+//!   refuses vCPU 0's context ("Failed to set vcpu0's basic info"); xcmig
+//!   refuses the page, naming the slot;
 //! * cuts inside a PV record: libxenguest returns errno 0 ("Failed to read
 //!   N bytes"); xcmig EINVAL with the record and its offset;
 //! * everywhere: libxenguest logs two `xc: error:` lines and (on xensim)
 //!   leaves errno at ENOENT for most refusals; xcmig logs one line and sets
-//!   an errno for the problem (ERANGE for frames outside the guest, EACCES for the width
-//!   switch, EINVAL for the rest).
+//!   an errno for the problem (ERANGE for frames outside the guest, EACCES
+//!   for the width switch, EINVAL for the rest).
 //!
 //! Prerequisites come from `make build` (xensim, target/xensim/lib,
 //! target/capi-tests); a missing one fails the test with that step.
@@ -85,6 +88,7 @@ struct PageAt {
 /// PAGE_DATA type nibbles (`XEN_DOMCTL_PFINFO_*` >> 28): page tables of
 /// levels 1..4 are 1..4, `| 8` when pinned; the last three carry no data.
 const PFINFO_L1TAB: u64 = 0x1;
+const PFINFO_L2TAB: u64 = 0x2;
 const PFINFO_L3TAB: u64 = 0x3;
 const PFINFO_L4TAB: u64 = 0x4;
 const PFINFO_LPINTAB: u64 = 0x8;
@@ -547,6 +551,9 @@ const OUTSIDE: u64 = 0x10_0000;
 /// A run of Debian's libxenguest on hostile input is given this long.
 const LIBXENGUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A PTE's page-size bit: above L1, a superpage.
+const PTE_PSE: u64 = 1 << 7;
+
 /// A present, writable, accessed and dirty PTE naming `pfn`.
 fn pte(pfn: u64) -> u64 {
     (pfn << 12) | 0x67
@@ -643,6 +650,7 @@ fn pv_cases(p64: &Parsed, p32: &Parsed) -> Vec<PvCase> {
     let w64 = GuestWidth::Bits64;
     let w32 = GuestWidth::Bits32;
     let l1 = p64.find_page(&[PFINFO_L1TAB, PFINFO_L1TAB | PFINFO_LPINTAB]);
+    let l2 = p64.find_page(&[PFINFO_L2TAB, PFINFO_L2TAB | PFINFO_LPINTAB]);
     let l4 = p64.find_page(&[PFINFO_L4TAB | PFINFO_LPINTAB]);
     let l3_32 = p32.find_page(&[PFINFO_L3TAB | PFINFO_LPINTAB]);
     let p2m = p64.records[p64.index_of(X86_PV_P2M_FRAMES)].1.clone();
@@ -673,6 +681,12 @@ fn pv_cases(p64: &Parsed, p32: &Parsed) -> Vec<PvCase> {
             "L4 with Xen's slot 271 filled",
             set_pte(p64, &l4, 271, pte(l1.pfn)),
             format!("L4[271] = {:#018x} is one of Xen's slots", pte(l1.pfn)),
+        ),
+        PvCase::new(
+            // Xen refuses PV superpages; no sender writes one.
+            "L2 mapping a superpage",
+            set_pte(p64, &l2, 5, pte(0x200) | PTE_PSE),
+            format!("L2[5] = {:#018x}", pte(0x200) | PTE_PSE),
         ),
         PvCase::new(
             "32-bit L3 with a Xen slot filled",
