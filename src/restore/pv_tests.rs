@@ -699,6 +699,16 @@ fn hostile_pv_streams_each_stop_the_restore_naming_the_problem() {
             libc::EINVAL,
         ),
         (
+            "L2 mapping a superpage",
+            bent(&|g| {
+                let t = g.table(2);
+                t[8 * 5..8 * 6].copy_from_slice(&(pte(8) | pv::PTE_PSE).to_le_bytes());
+            }),
+            false,
+            "L2TAB page table: cannot migrate superpage (L2[5] = 0x00000000000080e7)",
+            libc::EINVAL,
+        ),
+        (
             "32-bit L3 with a Xen slot filled",
             bent32(&|g| {
                 let t = g.table(0);

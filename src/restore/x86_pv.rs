@@ -873,6 +873,18 @@ impl<H: Hypervisor> PageHooks for PvRestore<'_, H> {
             if pte & pv::PTE_PRESENT == 0 {
                 continue;
             }
+            // Xen refuses PV superpages and senders refuse to save them:
+            // say so here rather than as a failed set_vcpu_context.
+            if level > 1 && pte & pv::PTE_PSE != 0 {
+                return Err(table_error(
+                    t,
+                    PageTableError::Superpage {
+                        level,
+                        index: i,
+                        pte,
+                    },
+                ));
+            }
             let pfn = pv::pte_frame(pte);
             if pfn > max_pfn {
                 return Err(RestoreError::Refused {
