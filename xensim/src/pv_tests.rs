@@ -295,6 +295,11 @@ fn created_pv_guests_are_self_consistent_at_both_widths_and_layouts() {
             let fl = get_word(&page(&d, fll), 0, w);
             assert_eq!(get_word(&page(&d, fl), 0, w), p2m[kv.leaf0 as usize]);
         }
+        // start_info names shared_info by its machine address, which fits
+        // a 32-bit guest's word (Xen allocates it below 4 GiB).
+        let l = StartInfoLayout::for_bits(u64::from(bits));
+        let start_info = page(&d, p2m[START_INFO_PFN as usize]);
+        assert_eq!(get_word(&start_info, l.shared_info, l.word), si << 12);
         // vCPUs: cr3 names the pinned root.
         let c = d.vcpu_context(1).unwrap();
         let cl = CtxLayout::for_bits(bits);
