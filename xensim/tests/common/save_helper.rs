@@ -13,7 +13,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{describe, inherit_fd, run, wait_until, Host, HostHandle, CMD_TIMEOUT, SAVE_HELPER};
+use super::{
+    describe, inherit_fd, run, wait_until, Host, HostHandle, CMD_TIMEOUT, CONSOLE_EVTCHN,
+    SAVE_HELPER, STORE_EVTCHN,
+};
 use xcmig_testkit::save_helper::read_message;
 pub use xcmig_testkit::save_helper::{decode, Msg};
 
@@ -52,6 +55,30 @@ pub struct HelperRun {
 }
 
 impl HelperRun {
+    /// Asserts the helper exited cleanly after `complete(0, 0)`.
+    pub fn assert_ok(&self, what: &str) {
+        assert!(
+            self.status.is_some_and(|s| s.success()) && self.protocol_error.is_none(),
+            "{what} helper failed\n{}",
+            self.describe()
+        );
+        assert_eq!(self.complete(), Some((0, 0)), "{what}\n{}", self.describe());
+    }
+
+    /// Every `restore_results(store_gfn, console_gfn)` the helper sent.
+    pub fn restore_results(&self) -> Vec<(u64, u64)> {
+        self.messages
+            .iter()
+            .filter_map(|m| match m {
+                Msg::RestoreResults {
+                    store_gfn,
+                    console_gfn,
+                } => Some((*store_gfn, *console_gfn)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// `complete`'s (retval, errno), if the helper sent it.
     pub fn complete(&self) -> Option<(i32, i32)> {
         self.messages.iter().find_map(|m| match m {
@@ -124,6 +151,26 @@ pub enum Mode {
         store_evtchn: u32,
         console_evtchn: u32,
     },
+}
+
+impl Mode {
+    /// A save of `domid`, live or not.
+    pub fn save(domid: u32, live: bool) -> Mode {
+        Mode::Save {
+            domid,
+            xcflags: if live { XCFLAGS_LIVE } else { 0 },
+        }
+    }
+
+    /// A restore into `domid` with the event channels [`STORE_EVTCHN`] and
+    /// [`CONSOLE_EVTCHN`].
+    pub fn restore(domid: u32) -> Mode {
+        Mode::Restore {
+            domid,
+            store_evtchn: STORE_EVTCHN,
+            console_evtchn: CONSOLE_EVTCHN,
+        }
+    }
 }
 
 /// Runs Debian's `libxl-save-helper` on `host` with `io_fd` as the stream,
