@@ -12,18 +12,14 @@
 
 mod common;
 
-use std::fs::File;
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
 use common::capi::{dirty_rounds, precopy_stats, result_line, xg_restore, xg_save};
-use common::save_helper::{run_helper, HelperRun, Mode};
+use common::save_helper::{migrate, HelperRun};
 use common::stream::StreamSummary;
 use common::{
-    check_stream, describe, field, parse_num, tee, Host, CONSOLE_EVTCHN, GUEST_MEMORY, OP_TIMEOUT,
-    STORE_EVTCHN,
+    check_stream, describe, field, parse_num, Host, CONSOLE_EVTCHN, GUEST_MEMORY, STORE_EVTCHN,
 };
 /// Stream domain-header guest type of x86 PV.
 const DHDR_TYPE_X86_PV: u32 = 1;
@@ -381,46 +377,12 @@ fn helper_round_trip(pv: Pv, seed: u64, live: bool) {
     let src = create_pv(&a, pv, seed);
     let dst = b.create_empty("pv", GUEST_MEMORY);
     let img = a.scratch("helper-copy.img");
-    let (save_end, tee_in) = UnixStream::pair().expect("socketpair");
-    let (tee_out, restore_end) = UnixStream::pair().expect("socketpair");
-    let copier = tee(
-        tee_in,
-        tee_out,
-        File::create(&img).expect("create the copy"),
-    );
     let workload = live.then(|| {
         let w = a.start_workload(src, "32", "32M");
         std::thread::sleep(Duration::from_millis(300));
         w
     });
-    let (save, restore) = std::thread::scope(|s| {
-        let saver = s.spawn(|| {
-            run_helper(
-                &a,
-                Mode::save(src, live),
-                OwnedFd::from(save_end),
-                &[],
-                OP_TIMEOUT,
-            )
-        });
-        let restorer = s.spawn(|| {
-            run_helper(
-                &b,
-                Mode::restore(dst),
-                OwnedFd::from(restore_end),
-                &[],
-                OP_TIMEOUT,
-            )
-        });
-        (
-            saver.join().expect("save driver panicked"),
-            restorer.join().expect("restore driver panicked"),
-        )
-    });
-    copier
-        .join()
-        .expect("tee panicked")
-        .expect("copying the stream failed");
+    let (save, restore, _) = migrate(&a, src, live, &b, dst, &img);
     if let Some(w) = workload {
         let wl = w.wait(Duration::from_secs(60));
         assert!(wl.status.success(), "workload: {}", wl.status);

@@ -11,12 +11,11 @@ mod common;
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use common::save_helper::{run_helper, HelperRun, Mode, Msg};
+use common::save_helper::{migrate, run_helper, HelperRun, Mode, Msg};
 use common::stream::REC_PAGE_DATA;
-use common::{check_stream, tee, Host, CONSOLE_EVTCHN, GUEST_MEMORY, OP_TIMEOUT, STORE_EVTCHN};
+use common::{check_stream, Host, CONSOLE_EVTCHN, GUEST_MEMORY, OP_TIMEOUT, STORE_EVTCHN};
 
 /// xentoollog's XTL_ERROR.
 const XTL_ERROR: u32 = 8;
@@ -154,46 +153,11 @@ fn live_round_trip(guest_type: &str, seed: u64) {
     let dst = host.create_empty(guest_type, GUEST_MEMORY);
     let img = host.scratch("live-copy.img");
 
-    let (save_end, tee_in) = UnixStream::pair().expect("socketpair");
-    let (tee_out, restore_end) = UnixStream::pair().expect("socketpair");
-    let copier = tee(
-        tee_in,
-        tee_out,
-        File::create(&img).expect("create the copy"),
-    );
-
     let mut workload = host.start_workload(src, "32", "32M");
     std::thread::sleep(Duration::from_millis(300));
     assert!(workload.running(), "xensim domain run exited early");
 
-    let (save, restore) = std::thread::scope(|s| {
-        let saver = s.spawn(|| {
-            run_helper(
-                &host,
-                Mode::save(src, true),
-                OwnedFd::from(save_end),
-                &[],
-                OP_TIMEOUT,
-            )
-        });
-        let restorer = s.spawn(|| {
-            run_helper(
-                &host,
-                Mode::restore(dst),
-                OwnedFd::from(restore_end),
-                &[],
-                OP_TIMEOUT,
-            )
-        });
-        (
-            saver.join().expect("save driver panicked"),
-            restorer.join().expect("restore driver panicked"),
-        )
-    });
-    let copied = copier
-        .join()
-        .expect("tee panicked")
-        .expect("copying the stream failed");
+    let (save, restore, copied) = migrate(&host, src, true, &host, dst, &img);
     let wl = workload.wait(Duration::from_secs(60));
     assert!(wl.status.success(), "workload: {}", wl.status);
 
