@@ -183,3 +183,18 @@ pub const GNTTAB_RESERVED_XENSTORE: u32 = 1;
 
 /// Order of a 2 MiB extent (`SUPERPAGE_2MB_SHIFT`): 512 frames.
 pub const ORDER_2M: u32 = 9;
+
+/// How far `MMUEXT_PIN_L<level>_TABLE` is from `MMUEXT_PIN_L1_TABLE` (the
+/// four pin commands follow each other), for a pin of the table at `mfn`
+/// in [`X86Pv::pin_page_tables`]; EINVAL, as `op`'s error, for a level
+/// outside 1..=4.
+pub(crate) fn pin_cmd_offset(op: &'static str, level: u8, mfn: u64) -> HvResult<u32> {
+    if !(1..=4).contains(&level) {
+        return Err(HvError::with_detail(
+            op,
+            libc::EINVAL,
+            format!("pin of level {level} at mfn {mfn:#x}"),
+        ));
+    }
+    Ok(u32::from(level - 1))
+}

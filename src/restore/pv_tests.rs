@@ -1,286 +1,139 @@
-//! The PV restore over a stand-in PV host: an empty xensim HVM domain
-//! whose frames the stand-in hands out as scattered machine frames (MFNs)
-//! with its own M2P, recording the vCPU state, pins and address-size
-//! changes the restore asks for. It checks the engine's side of the
-//! contract (frames converted through the p2m and M2P, start_info,
-//! shared_info and the guest p2m rewritten, pins, outputs) and every
-//! hostile PV stream libxenguest refuses, until hv::sim plays `X86Pv`.
+//! The PV restore into an empty xensim PV domain (the target libxl
+//! creates: 64-bit, vCPUs down, no memory). Streams are written by hand
+//! from a small guest that tests bend; what the restore must leave
+//! (frames named by MFNs, start_info, shared_info and the guest's p2m
+//! rewritten, vCPU state set, the root pinned, grants seeded) is read back
+//! from the domain, whose Xen-like checks (address-size switches, page
+//! table validation, vCPU state) the restore has to pass. Last, round
+//! trips of guests xcmig saves from xensim.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 
-use xensim::GuestType;
+use xensim::{DomainConfig, FaultMode, FaultRule, GuestType};
 
+use super::tests::{restore_params, rewrite};
 use super::*;
-use crate::hv::sim::{SimHypervisor, SimMapping};
-use crate::hv::{
-    CpuPolicy, DomainCtl, DomainInfo, GrantEntry, GrantTable, GuestMemory, HvError, HvResult,
-    LogDirty, LogDirtyReport, M2pTable, MappedPages, MsrEntry, TscInfo, X86Cpu, X86Hvm, X86Pv,
-    PAGE_SIZE,
-};
-use crate::save::testutil::{TempHost, ToolstackRestore};
+use crate::hv::{TscInfo, PAGE_SIZE};
+use crate::save::testutil::{TempHost, ToolstackRestore, GO};
 use crate::stream::{
     DomainHeader, DomainType, PageType, PfnEntry, Record, VcpuKind, Writer, WriterOptions,
     X86PvInfo,
 };
+use crate::toolstack::CallbackFailed;
 use crate::x86::pv::{self, GuestWidth, SharedInfo, StartInfoLayout, VcpuContext, VGCF_ONLINE};
 
-/// The stand-in's machine frames: inner gfn `g` is MFN `MFN_BASE + 3g + 1`,
-/// so no MFN equals the pfn behind it.
-const MFN_BASE: u64 = 0x4_0000;
-/// Inner gfns of the 4 MiB domain.
-const INNER_GFNS: u64 = 1024;
-/// The inner gfn holding shared_info (outside the guest's p2m, as Xen's
-/// xenheap frame).
-const SHINFO_GFN: u64 = 0;
-/// An inner gfn never populated: where unknown MFNs are mapped, so that
-/// the mapping reports them per slot.
-const NO_GFN: u64 = INNER_GFNS - 1;
+/// Memory of the target domain: room for the guest's 64 pages and more.
+const TARGET_MEM: u64 = 4 << 20;
 
-fn mfn_of_gfn(g: u64) -> u64 {
-    MFN_BASE + 3 * g + 1
+/// An empty PV domain on a fresh xensim host.
+struct Target {
+    host: TempHost,
+    id: DomId,
+    dom: xensim::Domain,
 }
 
-#[derive(Default)]
-struct PvState {
-    address_size: u32,
-    next_gfn: u64,
-    /// mfn -> pfn (what populate wrote) and mfn -> inner gfn.
-    m2p: HashMap<u64, u64>,
-    gfn: HashMap<u64, u64>,
-    set_address_size: Vec<u32>,
-    contexts: Vec<(u32, Vec<u8>)>,
-    ext: Vec<(u32, Vec<u8>)>,
-    xsave: Vec<(u32, Vec<u8>)>,
-    msrs: Vec<(u32, Vec<MsrEntry>)>,
-    pins: Vec<Vec<(u8, u64)>>,
-    grants: Vec<(bool, Vec<GrantEntry>)>,
-}
+impl Target {
+    fn new() -> Target {
+        let host = TempHost::new("pv-restore");
+        let id = host
+            .host
+            .create_domain(&DomainConfig {
+                guest_type: GuestType::Pv,
+                memory_bytes: TARGET_MEM,
+                vcpus: 2,
+                empty: true,
+                ..DomainConfig::default()
+            })
+            .expect("create an empty PV domain");
+        let dom = host.domain(id);
+        Target { host, id, dom }
+    }
 
-struct PvHost {
-    inner: SimHypervisor,
-    st: Mutex<PvState>,
-}
+    /// A target that already has a page (pfn 0), as no libxl target has.
+    fn with_a_page() -> Target {
+        let t = Target::new();
+        t.dom.populate(&[0]).expect("populate pfn 0");
+        t
+    }
 
-impl PvHost {
-    fn new(inner: SimHypervisor, domid: DomId) -> PvHost {
-        inner
-            .populate_physmap(domid, &mut [SHINFO_GFN])
-            .expect("shared_info frame");
-        PvHost {
-            inner,
-            st: Mutex::new(PvState {
-                address_size: 64,
-                next_gfn: SHINFO_GFN + 1,
-                gfn: HashMap::from([(mfn_of_gfn(SHINFO_GFN), SHINFO_GFN)]),
-                ..PvState::default()
-            }),
+    /// Lets the restore make each `(call, n)` at most `n` times: the next
+    /// such call fails with EIO, and with it the restore.
+    fn allow_calls(&self, limits: &[(&str, u64)]) {
+        let rules: Vec<FaultRule> = limits
+            .iter()
+            .map(|&(call, n)| FaultRule {
+                call: call.to_string(),
+                errno: libc::EIO,
+                start: n + 1,
+                mode: FaultMode::Once,
+            })
+            .collect();
+        self.host.host.set_faults(&rules).expect("fault rules");
+    }
+
+    /// Restores `stream` through hv::sim, with the event channels of
+    /// [`restore_params`]; a COLO secondary has log-dirty on first, as libxl
+    /// turns it on.
+    fn restore(
+        &self,
+        stream: &[u8],
+        stream_type: StreamType,
+        cb: &mut dyn RestoreCallbacks,
+    ) -> Result<RestoreOutputs, RestoreError> {
+        let hv = self.host.hv();
+        let params = RestoreParams {
+            stream_type,
+            ..restore_params()
+        };
+        let mut input = stream;
+        if stream_type == StreamType::Colo {
+            self.dom
+                .logdirty_enable()
+                .expect("log-dirty on the secondary");
+            let mut back = Vec::new();
+            restore_domain_with_back_channel(&hv, self.id, &mut input, Some(&mut back), &params, cb)
+        } else {
+            restore_domain(&hv, self.id, &mut input, &params, cb)
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, PvState> {
-        self.st.lock().expect("stand-in state")
-    }
-
-    fn gfns(&self, mfns: &[u64]) -> Vec<u64> {
-        let st = self.state();
-        mfns.iter()
-            .map(|m| st.gfn.get(m).copied().unwrap_or(NO_GFN))
-            .collect()
-    }
-
-    /// The page at `mfn`, as the guest would see it.
-    fn page(&self, domid: DomId, mfn: u64) -> [u8; PAGE_SIZE] {
-        let map = self.map_read(domid, &[mfn]).expect("map");
-        assert_eq!(map.error(0), 0, "mfn {mfn:#x} mapped");
-        let mut p = [0u8; PAGE_SIZE];
-        map.read_page(0, &mut p);
-        p
+    fn restore_plain(&self, stream: &[u8]) -> Result<RestoreOutputs, RestoreError> {
+        self.restore(stream, StreamType::Plain, &mut ToolstackRestore::default())
     }
 
     /// The MFN populate gave `pfn`.
-    fn mfn_of(&self, pfn: u64) -> u64 {
-        let st = self.state();
-        let hits: Vec<u64> = st
-            .m2p
-            .iter()
-            .filter(|(_, &p)| p == pfn)
-            .map(|(&m, _)| m)
-            .collect();
-        assert_eq!(hits.len(), 1, "pfn {pfn:#x} populated once");
-        hits[0]
+    fn mfn(&self, pfn: u64) -> u64 {
+        self.dom
+            .pfn_to_mfn(pfn)
+            .unwrap_or_else(|| panic!("pfn {pfn:#x} populated"))
     }
-}
 
-struct StandInM2p<'a>(&'a PvHost);
+    fn frame(&self, mfn: u64) -> [u8; PAGE_SIZE] {
+        let mut page = [0u8; PAGE_SIZE];
+        self.dom
+            .read_frame(mfn, &mut page)
+            .unwrap_or_else(|e| panic!("read mfn {mfn:#x}: {e}"));
+        page
+    }
 
-impl M2pTable for StandInM2p<'_> {
-    fn max_mfn(&self) -> u64 {
-        mfn_of_gfn(INNER_GFNS)
+    /// The page of `pfn`, as the guest sees it.
+    fn page(&self, pfn: u64) -> [u8; PAGE_SIZE] {
+        self.frame(self.mfn(pfn))
     }
-    fn entry(&self, mfn: u64) -> Option<u64> {
-        (mfn <= self.max_mfn()).then(|| self.0.state().m2p.get(&mfn).copied().unwrap_or(u64::MAX))
-    }
-}
 
-fn not_here(op: &'static str) -> HvError {
-    HvError::with_detail(op, libc::EOPNOTSUPP, "not a PV restore's call")
-}
+    /// The type Xen gives `pfn`'s frame, as a stream names it.
+    fn page_type(&self, pfn: u64) -> Option<PageType> {
+        let mut t = [self.mfn(pfn)];
+        self.dom.page_types(&mut t).expect("page types");
+        PageType::from_domctl_value(t[0] as u32)
+    }
 
-impl DomainCtl for PvHost {
-    fn xen_version(&self) -> HvResult<(u16, u16)> {
-        self.inner.xen_version()
+    fn shared_info_frame(&self) -> u64 {
+        self.dom.info().expect("domain info").shared_info_frame
     }
-    fn domain_info(&self, domid: DomId) -> HvResult<DomainInfo> {
-        let mut info = self.inner.domain_info(domid)?;
-        info.hvm = false;
-        info.shared_info_frame = mfn_of_gfn(SHINFO_GFN);
-        Ok(info)
-    }
-    fn nr_gpfns(&self, domid: DomId) -> HvResult<u64> {
-        self.inner.nr_gpfns(domid)
-    }
-}
 
-impl GuestMemory for PvHost {
-    type ReadMapping<'a> = SimMapping;
-    type WriteMapping<'a> = SimMapping;
-
-    fn page_types(&self, _domid: DomId, _frames: &mut [u64]) -> HvResult<()> {
-        Err(not_here("xc_get_pfn_type_batch"))
-    }
-    fn map_read(&self, domid: DomId, frames: &[u64]) -> HvResult<SimMapping> {
-        self.inner.map_read(domid, &self.gfns(frames))
-    }
-    fn map_write(&self, domid: DomId, frames: &[u64]) -> HvResult<SimMapping> {
-        self.inner.map_write(domid, &self.gfns(frames))
-    }
-    fn populate_physmap(&self, domid: DomId, frames: &mut [u64]) -> HvResult<()> {
-        for f in frames.iter_mut() {
-            let g = {
-                let mut st = self.state();
-                let g = st.next_gfn;
-                assert!(g < NO_GFN, "stand-in out of frames");
-                st.next_gfn += 1;
-                g
-            };
-            self.inner.populate_physmap(domid, &mut [g])?;
-            let mfn = mfn_of_gfn(g);
-            let mut st = self.state();
-            st.m2p.insert(mfn, *f);
-            st.gfn.insert(mfn, g);
-            *f = mfn;
-        }
-        Ok(())
-    }
-    fn clear_pages(&self, _domid: DomId, _gfn: u64, _count: u64) -> HvResult<()> {
-        Err(not_here("xc_clear_domain_pages"))
-    }
-}
-
-impl LogDirty for PvHost {
-    fn logdirty_enable(&self, domid: DomId) -> HvResult<()> {
-        self.inner.logdirty_enable(domid)
-    }
-    fn logdirty_off(&self, domid: DomId) -> HvResult<()> {
-        self.inner.logdirty_off(domid)
-    }
-    fn logdirty_clean(
-        &self,
-        domid: DomId,
-        bitmap: &mut [u64],
-        pages: u64,
-        final_pass: bool,
-    ) -> HvResult<LogDirtyReport> {
-        self.inner.logdirty_clean(domid, bitmap, pages, final_pass)
-    }
-    fn logdirty_peek(
-        &self,
-        domid: DomId,
-        bitmap: &mut [u64],
-        pages: u64,
-    ) -> HvResult<LogDirtyReport> {
-        self.inner.logdirty_peek(domid, bitmap, pages)
-    }
-}
-
-impl GrantTable for PvHost {
-    fn seed_grant_table(&self, _domid: DomId, hvm: bool, entries: &[GrantEntry]) -> HvResult<()> {
-        self.state().grants.push((hvm, entries.to_vec()));
-        Ok(())
-    }
-}
-
-impl X86Cpu for PvHost {
-    fn tsc_info(&self, domid: DomId) -> HvResult<TscInfo> {
-        self.inner.tsc_info(domid)
-    }
-    fn set_tsc_info(&self, domid: DomId, tsc: &TscInfo) -> HvResult<()> {
-        self.inner.set_tsc_info(domid, tsc)
-    }
-    fn cpu_policy(&self, domid: DomId) -> HvResult<CpuPolicy> {
-        self.inner.cpu_policy(domid)
-    }
-    fn set_cpu_policy(&self, domid: DomId, policy: &CpuPolicy) -> HvResult<()> {
-        self.inner.set_cpu_policy(domid, policy)
-    }
-}
-
-impl X86Hvm for PvHost {
-    fn hvm_context(&self, _domid: DomId) -> HvResult<Vec<u8>> {
-        Err(not_here("xc_domain_hvm_getcontext"))
-    }
-    fn set_hvm_context(&self, _domid: DomId, _blob: &[u8]) -> HvResult<()> {
-        Err(not_here("xc_domain_hvm_setcontext"))
-    }
-    fn hvm_param(&self, _domid: DomId, _index: u32) -> HvResult<u64> {
-        Err(not_here("xc_hvm_param_get"))
-    }
-    fn set_hvm_param(&self, _domid: DomId, _index: u32, _value: u64) -> HvResult<()> {
-        Err(not_here("xc_hvm_param_set"))
-    }
-}
-
-impl X86Pv for PvHost {
-    fn pv_address_size(&self, _domid: DomId) -> HvResult<u32> {
-        Ok(self.state().address_size)
-    }
-    fn set_pv_address_size(&self, _domid: DomId, bits: u32) -> HvResult<()> {
-        let mut st = self.state();
-        st.set_address_size.push(bits);
-        // Xen's switch_compat: only while the domain has no memory.
-        if bits != st.address_size && !st.m2p.is_empty() {
-            return Err(HvError::with_detail(
-                "XEN_DOMCTL_set_address_size",
-                libc::EACCES,
-                "the domain has memory",
-            ));
-        }
-        st.address_size = bits;
-        Ok(())
-    }
-    fn map_m2p(&self) -> HvResult<Box<dyn M2pTable + '_>> {
-        Ok(Box::new(StandInM2p(self)))
-    }
-    fn set_vcpu_context(&self, _domid: DomId, vcpu: u32, context: &[u8]) -> HvResult<()> {
-        self.state().contexts.push((vcpu, context.to_vec()));
-        Ok(())
-    }
-    fn set_ext_vcpu_context(&self, _domid: DomId, vcpu: u32, blob: &[u8]) -> HvResult<()> {
-        self.state().ext.push((vcpu, blob.to_vec()));
-        Ok(())
-    }
-    fn set_vcpu_xsave(&self, _domid: DomId, vcpu: u32, blob: &[u8]) -> HvResult<()> {
-        self.state().xsave.push((vcpu, blob.to_vec()));
-        Ok(())
-    }
-    fn set_vcpu_msrs(&self, _domid: DomId, vcpu: u32, msrs: &[MsrEntry]) -> HvResult<()> {
-        self.state().msrs.push((vcpu, msrs.to_vec()));
-        Ok(())
-    }
-    fn pin_page_tables(&self, _domid: DomId, pins: &[(u8, u64)]) -> HvResult<()> {
-        self.state().pins.push(pins.to_vec());
-        Ok(())
+    fn vcpu_context(&self, vcpu: u32) -> Vec<u8> {
+        self.dom.vcpu_context(vcpu).expect("vcpu context")
     }
 }
 
@@ -297,6 +150,28 @@ const P2M_FRAME: u64 = 8;
 const UNSENT: u64 = 40;
 /// Entry flags of a present, writable, accessed page.
 const FLAGS: u64 = 0x67;
+
+/// Where the guest's 32-bit syscall callback is, in its extended vCPU
+/// context (a canonical address, as Xen wants).
+const SYSCALL32_EIP: u64 = 0x1111_0000;
+
+/// An extended vCPU context as `XEN_DOMCTL_get_ext_vcpucontext` gives it
+/// (vcpu 0, size 64) with the syscall32 callback at `eip`.
+fn ext_context(eip: u64) -> Vec<u8> {
+    let mut e = vec![0u8; 64];
+    e[4..8].copy_from_slice(&64u32.to_le_bytes());
+    e[8..16].copy_from_slice(&eip.to_le_bytes());
+    e
+}
+
+/// XSAVE state: `{xcr0, xcr0_accum}` = x87|SSE, then the first 48 bytes
+/// of the area, `fill`.
+fn xsave_state(fill: u8) -> Vec<u8> {
+    let mut x = vec![fill; 64];
+    x[..8].copy_from_slice(&3u64.to_le_bytes());
+    x[8..16].copy_from_slice(&3u64.to_le_bytes());
+    x
+}
 
 /// A small PV guest as a stream carries it, which tests bend.
 struct PvGuest {
@@ -385,7 +260,7 @@ impl PvGuest {
         }
         let mut shared_info = [0x5au8; PAGE_SIZE];
         {
-            let l = crate::x86::pv::SharedInfoLayout::of(width);
+            let l = pv::SharedInfoLayout::of(width);
             width.write_word(&mut shared_info, l.arch, PFNS);
         }
         PvGuest {
@@ -395,8 +270,8 @@ impl PvGuest {
             end_pfn: (PFNS - 1) as u32,
             p2m_frames: vec![P2M_FRAME],
             vcpu_records: vec![
-                (VcpuKind::Extended, 0, vec![0x11; 64]),
-                (VcpuKind::Xsave, 0, vec![0x22; 64]),
+                (VcpuKind::Extended, 0, ext_context(SYSCALL32_EIP)),
+                (VcpuKind::Xsave, 0, xsave_state(0x22)),
                 (VcpuKind::Msrs, 0, {
                     let mut m = Vec::new();
                     m.extend_from_slice(&0xc000_0103u32.to_le_bytes());
@@ -446,116 +321,88 @@ impl PvGuest {
             .collect();
         let data: Vec<&[u8]> = self.pages.values().map(|(_, p)| &p[..]).collect();
         w.write_page_data(&entries, &data).unwrap();
-        self.end_of_checkpoint(&mut w);
+        self.end_of_checkpoint(&mut w, &self.vcpu_records);
         tail(&mut w);
         drop(w);
         out
     }
 
     /// What libxenguest sends at the end of each checkpoint: TSC,
-    /// SHARED_INFO and the vCPU records.
-    fn end_of_checkpoint(&self, w: &mut Writer<&mut Vec<u8>>) {
+    /// SHARED_INFO, vCPU 0's basic record, then `records`.
+    fn end_of_checkpoint(
+        &self,
+        w: &mut Writer<&mut Vec<u8>>,
+        records: &[(VcpuKind, u32, Vec<u8>)],
+    ) {
         w.write_x86_tsc_info(&TscInfo::default()).unwrap();
         w.write_shared_info(&self.shared_info).unwrap();
         w.write_x86_pv_vcpu(VcpuKind::Basic, 0, &self.vcpu0)
             .unwrap();
-        for (kind, id, blob) in &self.vcpu_records {
+        for (kind, id, blob) in records {
             w.write_x86_pv_vcpu(*kind, *id, blob).unwrap();
         }
     }
 }
 
-type PvRestoreRun = (
-    Result<RestoreOutputs, RestoreError>,
-    PvHost,
-    DomId,
-    TempHost,
-);
-
-/// Restores `stream` into a fresh stand-in PV domain, `pages_first`
-/// populating one frame before the restore starts.
-fn restore_pv(stream: &[u8], pages_first: bool) -> PvRestoreRun {
-    restore_pv_with(
-        stream,
-        pages_first,
-        StreamType::Plain,
-        &mut ToolstackRestore::default(),
-    )
-}
-
-fn restore_pv_with(
-    stream: &[u8],
-    pages_first: bool,
-    stream_type: StreamType,
-    cb: &mut dyn RestoreCallbacks,
-) -> PvRestoreRun {
-    let h = TempHost::new("pv");
-    let id = h.create(GuestType::Hvm, INNER_GFNS * PAGE_SIZE as u64, 0, true);
-    let hv = PvHost::new(h.hv(), id);
-    if pages_first {
-        hv.populate_physmap(id, &mut [0]).unwrap();
-    }
-    let mut input = stream;
-    let params = RestoreParams {
-        store_evtchn: 5,
-        store_domid: 0,
-        console_evtchn: 6,
-        console_domid: 0,
-        stream_type,
-    };
-    let r = if stream_type == StreamType::Colo {
-        hv.logdirty_enable(id).expect("log-dirty on the secondary");
-        let mut back = Vec::new();
-        restore_domain_with_back_channel(&hv, id, &mut input, Some(&mut back), &params, cb)
-    } else {
-        restore_domain(&hv, id, &mut input, &params, cb)
-    };
-    (r, hv, id, h)
-}
-
 fn restores_a_pv_guest(width: GuestWidth) {
     let guest = PvGuest::new(width);
-    let (r, hv, id, _h) = restore_pv(&guest.stream(), false);
-    let out = r.expect("restore");
-    let mfns: Vec<u64> = (0..PFNS).map(|p| hv.mfn_of(p)).collect();
-    let mfn = |p: u64| mfns[p as usize];
-    let st_bits = hv.state().set_address_size.clone();
-    assert_eq!(
-        st_bits,
-        if width == GuestWidth::Bits32 {
-            vec![32]
-        } else {
-            vec![]
-        },
-        "address size switched only for a 32-bit stream"
+    let t = Target::new();
+    let untouched_vcpu1 = (
+        t.dom.ext_vcpu_context(1).unwrap(),
+        t.dom.vcpu_xsave(1).unwrap(),
+        t.dom.vcpu_msrs(1).unwrap(),
     );
+    // One more call than these fails the restore: the width is switched
+    // only for a 32-bit stream, vCPU 0's context set once, the root pinned
+    // in one batch (Xen would refuse pinning it again anyway), the grant
+    // table seeded once.
+    t.allow_calls(&[
+        (
+            "XEN_DOMCTL_set_address_size",
+            u64::from(width == GuestWidth::Bits32),
+        ),
+        ("xc_vcpu_setcontext", 1),
+        ("xc_mmuext_op", 1),
+        ("xenforeignmemory_map_resource", 1),
+    ]);
+    let out = t.restore_plain(&guest.stream()).expect("restore");
+    let mfn = |p: u64| t.mfn(p);
+    assert_eq!(t.dom.address_size(), u32::from(width.bytes()) * 8);
+
+    // Each pfn populated once (a pfn populated again would keep its old
+    // frame, counted), the unsent one named by the L1 included.
+    assert_eq!(t.dom.info().unwrap().tot_pages, PFNS, "pages of the domain");
+    // Xen's types are the stream's: the root pinned, the tables below it
+    // typed by validating it, not pinned.
+    for pfn in 0..PFNS {
+        let want = guest.pages.get(&pfn).map_or(PageType::NoTab, |p| p.0);
+        assert_eq!(t.page_type(pfn), Some(want), "type of pfn {pfn}");
+    }
 
     // Every data page landed at its pfn's MFN; tables name MFNs, the
     // unsent pfn named by the L1 was populated, non-present entries kept.
-    for (&pfn, (t, page)) in &guest.pages {
-        let got = hv.page(id, mfn(pfn));
-        if pv::table_level(*t).is_none() && pfn != START_INFO && pfn != P2M_FRAME {
-            assert_eq!(&got, page, "pfn {pfn}");
+    for (&pfn, (ty, page)) in &guest.pages {
+        if pv::table_level(*ty).is_none() && pfn != START_INFO && pfn != P2M_FRAME {
+            assert_eq!(&t.page(pfn), page, "pfn {pfn}");
         }
     }
-    let l1 = pv::read_table(&hv.page(id, mfn(3)));
+    let l1 = pv::read_table(&t.page(3));
     for (i, &e) in l1.iter().take(20).enumerate() {
         assert_eq!(e, pte(mfn(10 + i as u64)), "L1[{i}]");
     }
     assert_eq!(l1[100], pte(mfn(UNSENT)));
     assert_eq!(l1[101], pv::pte_with_frame(0x62, 0xf_ffff));
-    let root = pv::read_table(&hv.page(id, mfn(0)));
+    let root = pv::read_table(&t.page(0));
     assert_eq!(
         root[0],
         pte(mfn(if width == GuestWidth::Bits64 { 1 } else { 2 }))
     );
 
-    // vCPU 0: online, start_info, GDT and cr3 (and a 64-bit cr1) as MFNs.
-    let st = hv.state();
-    assert_eq!(st.contexts.len(), 1, "one vCPU had a context");
-    let (vid, ctx) = &st.contexts[0];
-    assert_eq!(*vid, 0);
+    // vCPU 0: online, start_info, GDT and cr3 (and a 64-bit cr1) as MFNs,
+    // as Xen reads them back; vCPU 1 had no records and is left alone.
+    let ctx = t.vcpu_context(0);
     let c = VcpuContext::new(width, &ctx[..]).unwrap();
+    assert!(t.dom.vcpu_online(0));
     assert_ne!(c.flags() & VGCF_ONLINE, 0);
     assert_eq!(c.start_info_reg(), mfn(START_INFO));
     assert_eq!(c.gdt_frame(0), mfn(GDT));
@@ -563,47 +410,48 @@ fn restores_a_pv_guest(width: GuestWidth) {
     if width == GuestWidth::Bits64 {
         assert_eq!(c.ctrlreg(1), mfn(0) << 12);
     }
-    assert_eq!(st.ext, vec![(0, vec![0x11; 64])]);
-    assert_eq!(st.xsave, vec![(0, vec![0x22; 64])]);
     assert_eq!(
-        st.msrs,
-        vec![(
-            0,
-            vec![MsrEntry {
-                idx: 0xc000_0103,
-                flags: 0,
-                val: 9
-            }]
-        )]
+        t.dom.ext_vcpu_context(0).unwrap(),
+        ext_context(SYSCALL32_EIP)
     );
-    // Only the pinned root, once.
-    let level = width.levels();
-    assert_eq!(st.pins, vec![vec![(level, mfn(0))]]);
+    let xsave = t.dom.vcpu_xsave(0).unwrap();
+    let sent = xsave_state(0x22);
+    assert_eq!(xsave[..sent.len()], sent[..], "xsave state as sent");
+    assert!(xsave[sent.len()..].iter().all(|&b| b == 0), "the rest zero");
+    assert_eq!(t.dom.vcpu_msrs(0).unwrap(), vec![(0xc000_0103, 9)]);
+    assert!(!t.dom.vcpu_online(1), "vCPU 1 stays down");
+    assert_eq!(
+        (
+            t.dom.ext_vcpu_context(1).unwrap(),
+            t.dom.vcpu_xsave(1).unwrap(),
+            t.dom.vcpu_msrs(1).unwrap(),
+        ),
+        untouched_vcpu1,
+        "vCPU 1's state"
+    );
     // Grant entries at the MFNs, as a PV guest's.
-    assert_eq!(st.grants.len(), 1);
-    let (hvm, grants) = &st.grants[0];
-    assert!(!hvm);
-    assert_eq!(grants[0].frame as u64, mfn(CONSOLE));
-    assert_eq!(grants[1].frame as u64, mfn(STORE));
-    drop(st);
+    let grants = t.dom.grant_entries().unwrap();
+    assert_eq!(grants[0], (1, 0, mfn(CONSOLE) as u32));
+    assert_eq!(grants[1], (1, 0, mfn(STORE) as u32));
 
     // start_info: store and console as MFNs with the new event channels.
-    let si = hv.page(id, mfn(START_INFO));
+    let si = t.page(START_INFO);
     let l = StartInfoLayout::of(width);
+    let params = restore_params();
     assert_eq!(width.read_word(&si, l.store_mfn), mfn(STORE));
     assert_eq!(width.read_word(&si, l.console_mfn), mfn(CONSOLE));
-    assert_eq!(pv::read_u32(&si, l.store_evtchn), 5);
-    assert_eq!(pv::read_u32(&si, l.console_evtchn), 6);
+    assert_eq!(pv::read_u32(&si, l.store_evtchn), params.store_evtchn);
+    assert_eq!(pv::read_u32(&si, l.console_evtchn), params.console_evtchn);
     assert_eq!(width.read_word(&si, l.nr_pages), PFNS);
     assert_eq!(
         width.read_word(&si, l.shared_info),
-        mfn_of_gfn(SHINFO_GFN) << 12
+        t.shared_info_frame() << 12
     );
     assert_eq!(pv::read_u32(&si, l.flags), 0);
     assert_eq!((out.store_gfn, out.console_gfn), (mfn(STORE), mfn(CONSOLE)));
 
     // The guest's p2m frame holds every pfn's MFN, in the guest's width.
-    let p2m = hv.page(id, mfn(P2M_FRAME));
+    let p2m = t.page(P2M_FRAME);
     let w = usize::from(width.bytes());
     for pfn in 0..PFNS {
         let mut b = [0u8; 8];
@@ -612,7 +460,7 @@ fn restores_a_pv_guest(width: GuestWidth) {
     }
 
     // shared_info: no frame list, events masked, arch kept.
-    let sh = hv.page(id, mfn_of_gfn(SHINFO_GFN));
+    let sh = t.frame(t.shared_info_frame());
     let info = SharedInfo::new(width, &sh[..]).unwrap();
     assert_eq!(info.frame_list_list(), 0);
     assert_eq!(info.max_pfn(), PFNS);
@@ -620,6 +468,8 @@ fn restores_a_pv_guest(width: GuestWidth) {
     assert!(sh[l.evtchn_mask..l.evtchn_mask + l.evtchn_bitmap_len]
         .iter()
         .all(|&b| b == 0xff));
+    // Xen reads the guest's maximum pfn from it.
+    assert_eq!(t.dom.max_gpfn(), PFNS - 1);
 }
 
 #[test]
@@ -630,34 +480,6 @@ fn a_64_bit_pv_stream_restores_with_every_frame_named_by_its_mfn() {
 #[test]
 fn a_32_bit_pv_stream_switches_the_domain_and_restores_with_every_frame_named_by_its_mfn() {
     restores_a_pv_guest(GuestWidth::Bits32);
-}
-
-/// A stream's bytes with one record replaced: `f` writes replacements
-/// (returning true) or leaves the record to be copied.
-fn rewrite_pv(
-    stream: &[u8],
-    mut f: impl FnMut(&Record<'_>, &mut Writer<&mut Vec<u8>>) -> bool,
-) -> Vec<u8> {
-    let mut r = stream::Reader::new(stream).expect("valid input");
-    let dh = *r.domain_header();
-    let mut out = Vec::new();
-    {
-        let mut w = Writer::with_options(
-            &mut out,
-            &dh,
-            WriterOptions {
-                check_grammar: false,
-                ..WriterOptions::default()
-            },
-        )
-        .expect("headers");
-        while let Some(rec) = r.next_record().expect("record") {
-            if !f(&rec, &mut w) {
-                w.write_record(&rec).expect("copy record");
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -676,7 +498,7 @@ fn hostile_pv_streams_each_stop_the_restore_naming_the_problem() {
         g.stream()
     };
     let good_stream = good.stream();
-    // (name, stream, pages populated before the restore, message, errno)
+    // (name, stream, whether the target has a page already, message, errno)
     let mut cases: Vec<(&str, Vec<u8>, bool, &str, i32)> = vec![
         (
             "PTE pointing outside the guest",
@@ -809,6 +631,7 @@ fn hostile_pv_streams_each_stop_the_restore_naming_the_problem() {
             libc::ERANGE,
         ),
         (
+            // xensim refuses the switch as Xen's switch_compat does.
             "32-bit stream into a domain that already has pages",
             PvGuest::new(GuestWidth::Bits32).stream(),
             true,
@@ -871,7 +694,7 @@ fn hostile_pv_streams_each_stop_the_restore_naming_the_problem() {
     // Records the reader itself refuses (libxenguest refuses them too).
     cases.push((
         "PV_INFO width/levels pair that does not exist",
-        rewrite_pv(&good_stream, |r, w| {
+        rewrite(&good_stream, None, |r, w| {
             if matches!(r, Record::X86PvInfo(_)) {
                 w.write_raw(RecordType::X86_PV_INFO, &[&[8, 3, 0, 0, 0, 0, 0, 0]])
                     .unwrap();
@@ -893,7 +716,7 @@ fn hostile_pv_streams_each_stop_the_restore_naming_the_problem() {
     ));
     cases.push((
         "SHARED_INFO of the wrong size",
-        rewrite_pv(&good_stream, |r, w| {
+        rewrite(&good_stream, None, |r, w| {
             if matches!(r, Record::SharedInfo(_)) {
                 w.write_raw(RecordType::SHARED_INFO, &[&[0u8; 64]]).unwrap();
                 true
@@ -905,11 +728,16 @@ fn hostile_pv_streams_each_stop_the_restore_naming_the_problem() {
         "SHARED_INFO",
         libc::EINVAL,
     ));
-    let (ok, ..) = restore_pv(&good_stream, false);
-    ok.expect("baseline restore");
-    for (name, stream, pages_first, expect, errno) in cases {
-        let (r, ..) = restore_pv(&stream, pages_first);
-        let e = match r {
+    Target::new()
+        .restore_plain(&good_stream)
+        .expect("baseline restore");
+    for (name, stream, has_a_page, expect, errno) in cases {
+        let t = if has_a_page {
+            Target::with_a_page()
+        } else {
+            Target::new()
+        };
+        let e = match t.restore_plain(&stream) {
             Ok(_) => panic!("{name}: restore accepted a hostile stream"),
             Err(e) => e,
         };
@@ -922,16 +750,19 @@ fn hostile_pv_streams_each_stop_the_restore_naming_the_problem() {
     }
 }
 
+/// Where the second checkpoint moves the syscall32 callback.
+const SECOND_EIP: u64 = 0x3333_0000;
+
 /// A checkpointed stream of `guest`: its first checkpoint, then a second
 /// in which pfn 12 changes, the L1 maps one more page, vCPU 0's extended
 /// state changes and start_info is not sent again, then a third with
-/// nothing new.
-fn checkpointed_stream(guest: &PvGuest) -> (Vec<u8>, [u8; PAGE_SIZE], [u8; PAGE_SIZE]) {
+/// nothing new. Also the second checkpoint's pfn 12.
+fn checkpointed_stream(guest: &PvGuest) -> (Vec<u8>, [u8; PAGE_SIZE]) {
     let mut l1 = guest.pages[&3].1;
     l1[8 * 30..8 * 31].copy_from_slice(&pte(50).to_le_bytes());
     let page12 = [0xc3u8; PAGE_SIZE];
     let mut second = guest.vcpu_records.clone();
-    second[0].2 = vec![0x33; 64];
+    second[0].2 = ext_context(SECOND_EIP);
     let stream = guest.stream_with(|w| {
         w.write_checkpoint().unwrap();
         w.write_page_data(
@@ -942,131 +773,119 @@ fn checkpointed_stream(guest: &PvGuest) -> (Vec<u8>, [u8; PAGE_SIZE], [u8; PAGE_
             &[&page12, &l1],
         )
         .unwrap();
-        w.write_x86_tsc_info(&TscInfo::default()).unwrap();
-        w.write_shared_info(&guest.shared_info).unwrap();
-        w.write_x86_pv_vcpu(VcpuKind::Basic, 0, &guest.vcpu0)
-            .unwrap();
-        for (kind, id, blob) in &second {
-            w.write_x86_pv_vcpu(*kind, *id, blob).unwrap();
-        }
+        guest.end_of_checkpoint(w, &second);
         w.write_checkpoint().unwrap();
-        guest.end_of_checkpoint_with(w, &second);
+        guest.end_of_checkpoint(w, &second);
         w.write_checkpoint().unwrap();
     });
-    (stream, page12, l1)
-}
-
-impl PvGuest {
-    fn end_of_checkpoint_with(
-        &self,
-        w: &mut Writer<&mut Vec<u8>>,
-        records: &[(VcpuKind, u32, Vec<u8>)],
-    ) {
-        w.write_x86_tsc_info(&TscInfo::default()).unwrap();
-        w.write_shared_info(&self.shared_info).unwrap();
-        w.write_x86_pv_vcpu(VcpuKind::Basic, 0, &self.vcpu0)
-            .unwrap();
-        for (kind, id, blob) in records {
-            w.write_x86_pv_vcpu(*kind, *id, blob).unwrap();
-        }
-    }
+    (stream, page12)
 }
 
 /// Checks what every checkpointed restore of [`checkpointed_stream`]
-/// must leave, whichever number of completions it ran.
-fn check_checkpointed(hv: &PvHost, id: DomId, page12: &[u8; PAGE_SIZE], completions: usize) {
-    let mfns: Vec<u64> = (0..PFNS).map(|p| hv.mfn_of(p)).collect();
+/// must leave, whichever number of completions it ran; `contexts` are
+/// vCPU 0's contexts as Xen held them after each completion.
+fn check_checkpointed(t: &Target, page12: &[u8; PAGE_SIZE], contexts: &[Vec<u8>]) {
+    assert_eq!(&t.page(12), page12, "pfn 12 from the last checkpoint");
     assert_eq!(
-        &hv.page(id, mfns[12]),
-        page12,
-        "pfn 12 from the last checkpoint"
+        t.dom.info().unwrap().tot_pages,
+        PFNS,
+        "no pfn populated twice"
     );
-    let l1 = pv::read_table(&hv.page(id, mfns[3]));
+    let l1 = pv::read_table(&t.page(3));
     assert_eq!(
         l1[30],
-        pte(mfns[50]),
+        pte(t.mfn(50)),
         "the L1 of the last checkpoint, localised"
     );
-    let si = hv.page(id, mfns[START_INFO as usize]);
+    let si = t.page(START_INFO);
     let l = StartInfoLayout::of(GuestWidth::Bits64);
     assert_eq!(
         GuestWidth::Bits64.read_word(&si, l.store_mfn),
-        mfns[STORE as usize],
+        t.mfn(STORE),
         "start_info converted once"
     );
-    let st = hv.state();
-    assert_eq!(st.contexts.len(), completions);
-    for (_, ctx) in &st.contexts {
+    for ctx in contexts {
         let c = VcpuContext::new(GuestWidth::Bits64, &ctx[..]).unwrap();
-        assert_eq!(c.start_info_reg(), mfns[START_INFO as usize]);
-        assert_eq!(c.gdt_frame(0), mfns[GDT as usize]);
+        assert_eq!(c.start_info_reg(), t.mfn(START_INFO));
+        assert_eq!(c.gdt_frame(0), t.mfn(GDT));
     }
     assert_eq!(
-        st.ext.last(),
-        Some(&(0, vec![0x33; 64])),
+        t.dom.ext_vcpu_context(0).unwrap(),
+        ext_context(SECOND_EIP),
         "the last checkpoint's state"
     );
-    assert_eq!(
-        st.pins,
-        vec![vec![(4, mfns[0])]],
-        "each table pinned once, however many completions"
-    );
-    drop(st);
-    let p2m = hv.page(id, mfns[P2M_FRAME as usize]);
-    assert_eq!(&p2m[50 * 8..51 * 8], &mfns[50].to_le_bytes());
+    assert_eq!(t.page_type(0), Some(PageType::L4TabPin), "the root pinned");
+    let p2m = t.page(P2M_FRAME);
+    assert_eq!(&p2m[50 * 8..51 * 8], &t.mfn(50).to_le_bytes());
 }
 
 #[test]
 fn a_remus_pv_stream_fails_over_to_its_last_checkpoint_with_pv_state_complete() {
     let guest = PvGuest::new(GuestWidth::Bits64);
-    let (stream, page12, _) = checkpointed_stream(&guest);
-    let mut cb = ToolstackRestore::default();
-    let (r, hv, id, _h) = restore_pv_with(&stream, false, StreamType::Remus, &mut cb);
-    let out = r.expect("failover restore");
+    let (stream, page12) = checkpointed_stream(&guest);
+    let t = Target::new();
+    // Failover completes the stream once: one context, one pin batch (Xen
+    // refuses pinning a pinned table).
+    t.allow_calls(&[("xc_vcpu_setcontext", 1), ("xc_mmuext_op", 1)]);
+    let out = t
+        .restore(&stream, StreamType::Remus, &mut ToolstackRestore::default())
+        .expect("failover restore");
     assert_eq!(out.checkpoints, 3);
-    check_checkpointed(&hv, id, &page12, 1);
+    check_checkpointed(&t, &page12, &[t.vcpu_context(0)]);
 }
 
-/// A COLO secondary's toolstack that always continues.
-#[derive(Default)]
+/// A COLO secondary's toolstack that always continues, keeping the
+/// results and vCPU 0's context at each completed checkpoint.
 struct ColoToolstack {
+    dom: xensim::Domain,
     results: Vec<(u64, u64)>,
+    contexts: Vec<Vec<u8>>,
 }
 
 impl RestoreCallbacks for ColoToolstack {
     fn has(&self, _hook: RestoreHook) -> bool {
         true
     }
-    fn checkpoint(&mut self) -> Result<Proceed, crate::toolstack::CallbackFailed> {
-        Ok(Proceed::Continue)
+    fn checkpoint(&mut self) -> Result<Proceed, CallbackFailed> {
+        GO
     }
-    fn postcopy(&mut self) -> Result<Proceed, crate::toolstack::CallbackFailed> {
-        Ok(Proceed::Continue)
+    fn postcopy(&mut self) -> Result<Proceed, CallbackFailed> {
+        GO
     }
-    fn wait_checkpoint(&mut self) -> Result<Proceed, crate::toolstack::CallbackFailed> {
-        Ok(Proceed::Continue)
+    fn wait_checkpoint(&mut self) -> Result<Proceed, CallbackFailed> {
+        GO
     }
-    fn suspend(&mut self) -> Result<Proceed, crate::toolstack::CallbackFailed> {
-        Ok(Proceed::Continue)
+    fn suspend(&mut self) -> Result<Proceed, CallbackFailed> {
+        GO
     }
     fn restore_results(&mut self, store_gfn: u64, console_gfn: u64) {
         self.results.push((store_gfn, console_gfn));
+        self.contexts
+            .push(self.dom.vcpu_context(0).expect("vcpu 0's context"));
     }
 }
 
 #[test]
 fn a_colo_pv_stream_completes_every_checkpoint_converting_and_pinning_once() {
     let guest = PvGuest::new(GuestWidth::Bits64);
-    let (stream, page12, _) = checkpointed_stream(&guest);
-    let mut cb = ColoToolstack::default();
-    let (r, hv, id, _h) = restore_pv_with(&stream, false, StreamType::Colo, &mut cb);
-    r.expect("COLO restore");
-    check_checkpointed(&hv, id, &page12, 3);
-    let store = hv.mfn_of(STORE);
-    let console = hv.mfn_of(CONSOLE);
+    let (stream, page12) = checkpointed_stream(&guest);
+    let t = Target::new();
+    // A context per completion, the root pinned at the first only.
+    t.allow_calls(&[("xc_vcpu_setcontext", 3), ("xc_mmuext_op", 1)]);
+    let mut cb = ColoToolstack {
+        dom: t.dom.clone(),
+        results: Vec::new(),
+        contexts: Vec::new(),
+    };
+    let out = t
+        .restore(&stream, StreamType::Colo, &mut cb)
+        .expect("COLO restore");
+    assert_eq!(out.checkpoints, 3);
+    assert_eq!(cb.contexts.len(), 3, "a context set at every completion");
+    check_checkpointed(&t, &page12, &cb.contexts);
     assert_eq!(
         cb.results,
-        vec![(store, console); 3],
+        vec![(t.mfn(STORE), t.mfn(CONSOLE)); 3],
         "MFNs at every checkpoint"
     );
 }
@@ -1108,15 +927,14 @@ fn pv_round_trip_over_xensim(bits: u32, layout: xensim::P2mLayout) {
         panic!("verify-stream-v2 rejected the stream:\n{out}");
     }
     let mut rcb = ToolstackRestore::default();
-    let params = RestoreParams {
-        store_evtchn: 5,
-        store_domid: 0,
-        console_evtchn: 6,
-        console_domid: 0,
-        stream_type: StreamType::Plain,
-    };
-    let out = restore_domain(&dst.hv(), did, &mut &stream[..], &params, &mut rcb)
-        .unwrap_or_else(|e| panic!("restore: {e}"));
+    let out = restore_domain(
+        &dst.hv(),
+        did,
+        &mut &stream[..],
+        &restore_params(),
+        &mut rcb,
+    )
+    .unwrap_or_else(|e| panic!("restore: {e}"));
     let target = dst.domain(did);
     assert_eq!(target.address_size(), bits);
     assert_eq!(

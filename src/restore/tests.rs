@@ -22,7 +22,7 @@ use crate::toolstack::{CallbackFailed, Next};
 const BIG: u64 = 256 << 20;
 const SMALL: u64 = 16 << 20;
 
-fn restore_params() -> RestoreParams {
+pub(super) fn restore_params() -> RestoreParams {
     RestoreParams {
         store_evtchn: 5,
         store_domid: 0,
@@ -225,7 +225,7 @@ fn small_stream(seed: u64) -> Vec<u8> {
 
 /// Re-encodes `stream` record by record; `f` may write replacements (and
 /// return true) or leave the record to be copied.
-fn rewrite(
+pub(super) fn rewrite(
     stream: &[u8],
     image: Option<ImageHeader>,
     mut f: impl FnMut(&Record<'_>, &mut Writer<&mut Vec<u8>>) -> bool,

@@ -1,35 +1,8 @@
 //! Host-level tests: each builds a host in a fresh temporary directory.
 
+use crate::testutil::TempHost;
 use crate::*;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-struct TempHost {
-    dir: PathBuf,
-    host: Host,
-}
-
-impl TempHost {
-    fn new() -> TempHost {
-        let dir = std::env::temp_dir().join(format!(
-            "xensim-unit-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let host = Host::open(&dir).expect("open host");
-        TempHost { dir, host }
-    }
-}
-
-impl Drop for TempHost {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn cfg(t: GuestType, mem: u64, empty: bool) -> DomainConfig {
     DomainConfig {
@@ -52,7 +25,7 @@ fn small_hvm(h: &Host) -> Domain {
 
 #[test]
 fn getdomaininfo_lookup_returns_the_next_domain() {
-    let t = TempHost::new();
+    let t = TempHost::new("unit");
     let a = t
         .host
         .create_domain(&cfg(GuestType::Hvm, 2 << 20, true))
@@ -79,7 +52,7 @@ fn getdomaininfo_lookup_returns_the_next_domain() {
 
 #[test]
 fn destroyed_domain_turns_dying_for_open_handles() {
-    let t = TempHost::new();
+    let t = TempHost::new("unit");
     let d = small_hvm(&t.host);
     // Destroyed through another opener: this host's cached handle notices.
     Host::open(&t.dir).unwrap().destroy_domain(d.id()).unwrap();
@@ -90,7 +63,7 @@ fn destroyed_domain_turns_dying_for_open_handles() {
 
 #[test]
 fn page_types_are_notab_for_ram_and_special_pages_and_xtab_for_holes() {
-    let t = TempHost::new();
+    let t = TempHost::new("unit");
     let d = small_hvm(&t.host);
     let mut f = vec![
         0,
@@ -126,7 +99,7 @@ fn page_types_are_notab_for_ram_and_special_pages_and_xtab_for_holes() {
 
 #[test]
 fn logdirty_clean_and_peek_follow_xen() {
-    let t = TempHost::new();
+    let t = TempHost::new("unit");
     let d = small_hvm(&t.host);
     // Off: CLEAN/PEEK succeed with zeros, even over a dirty buffer.
     let mut bm = vec![0xffu8; 16];
@@ -196,7 +169,7 @@ fn logdirty_clean_and_peek_follow_xen() {
 
 #[test]
 fn populate_maps_and_repopulates_like_xen() {
-    let t = TempHost::new();
+    let t = TempHost::new("unit");
     let id = t
         .host
         .create_domain(&cfg(GuestType::Hvm, 1 << 20, true))
@@ -241,7 +214,7 @@ fn populate_maps_and_repopulates_like_xen() {
 
 #[test]
 fn created_guests_have_the_documented_params() {
-    let t = TempHost::new();
+    let t = TempHost::new("unit");
     let d = small_hvm(&t.host);
     assert_eq!(d.hvm_param(HVM_PARAM_STORE_PFN).unwrap(), 0xfeffc);
     assert_eq!(d.hvm_param(HVM_PARAM_CONSOLE_PFN).unwrap(), 0xfefff);
@@ -278,7 +251,7 @@ fn created_guests_have_the_documented_params() {
 
 #[test]
 fn cpu_policy_and_tsc_follow_xen_rules() {
-    let t = TempHost::new();
+    let t = TempHost::new("unit");
     let id = t
         .host
         .create_domain(&cfg(GuestType::Hvm, 2 << 20, true))
@@ -326,7 +299,7 @@ fn cpu_policy_and_tsc_follow_xen_rules() {
 
 #[test]
 fn hvm_context_round_trips_into_an_empty_domain() {
-    let t = TempHost::new();
+    let t = TempHost::new("unit");
     let src = small_hvm(&t.host);
     let blob = src.hvm_context().unwrap();
     assert!(src.hvm_context_size().unwrap() >= blob.len());
@@ -404,7 +377,7 @@ fn simulate_migration(src: &Domain, dst: &Domain) {
 
 #[test]
 fn digest_matches_after_a_migration_and_leaves_out_what_restore_rewrites() {
-    let t = TempHost::new();
+    let t = TempHost::new("unit");
     for ty in [GuestType::Hvm, GuestType::Pvh] {
         let sid = t.host.create_domain(&cfg(ty, 8 << 20, false)).unwrap();
         let src = t.host.domain(sid).unwrap();
@@ -449,7 +422,7 @@ fn digest_matches_after_a_migration_and_leaves_out_what_restore_rewrites() {
 
 #[test]
 fn host_file_faults_fire_once_or_from_the_nth_call() {
-    let t = TempHost::new();
+    let t = TempHost::new("unit");
     for _ in 0..3 {
         t.host.fault_point("xc_get_pfn_type_batch").unwrap();
     }
@@ -484,7 +457,7 @@ fn host_file_faults_fire_once_or_from_the_nth_call() {
 
 #[test]
 fn workload_dirties_its_working_set_and_stops_on_pause() {
-    let t = TempHost::new();
+    let t = TempHost::new("unit");
     let d = small_hvm(&t.host);
     d.logdirty_enable().unwrap();
     let d2 = t.host.domain(d.id()).unwrap();
@@ -553,7 +526,7 @@ fn shutdown_is_visible_across_processes_and_stops_the_workload() {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
-    let t = TempHost::new();
+    let t = TempHost::new("unit");
     let d = small_hvm(&t.host);
     d.logdirty_enable().unwrap();
     // Killed if this test fails before waiting for it.
@@ -615,7 +588,7 @@ fn shutdown_is_visible_across_processes_and_stops_the_workload() {
 
 #[test]
 fn creating_a_256_mib_mixed_guest_is_quick_and_sparse() {
-    let t = TempHost::new();
+    let t = TempHost::new("unit");
     let start = Instant::now();
     let id = t
         .host
@@ -682,7 +655,7 @@ fn env_faults_count_per_process() {
     if std::env::var(FAULT_CHILD_ENV).is_ok() {
         return;
     }
-    let t = TempHost::new();
+    let t = TempHost::new("unit");
     assert_eq!(
         run_fault_child(&t.dir, "xc_domain_getinfo:ESRCH:2"),
         "ok,ESRCH,ok,ok"
@@ -704,7 +677,7 @@ fn env_faults_count_per_process() {
 
 #[test]
 fn following_workload_survives_suspend_resume_and_stops_on_destroy() {
-    let t = TempHost::new();
+    let t = TempHost::new("unit");
     let d = small_hvm(&t.host);
     d.logdirty_enable().unwrap();
     let d2 = d.clone();
@@ -751,7 +724,7 @@ fn following_workload_survives_suspend_resume_and_stops_on_destroy() {
 
 #[test]
 fn corrupt_domain_files_give_errors_not_crashes() {
-    let t = TempHost::new();
+    let t = TempHost::new("unit");
     let d = small_hvm(&t.host);
     let dir = d.dir().to_path_buf();
     let fresh = || {

@@ -42,6 +42,8 @@ pub mod workload;
 mod host_tests;
 #[cfg(test)]
 mod pv_tests;
+#[cfg(test)]
+mod testutil;
 
 pub use cpupolicy::{
     CpuPolicy, CpuidLeaf, MsrEntry, CPUID_MAX_LEAVES, CPUID_NO_SUBLEAF, MSR_MAX_ENTRIES,

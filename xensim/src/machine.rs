@@ -34,8 +34,10 @@ pub(crate) const COMPAT_M2P_BYTES: u64 = MAX_WINDOWS * WINDOW_FRAMES * 4;
 pub const M2P_MFN0: u64 = 0x1000;
 /// First Xen frame holding the compat M2P.
 pub const COMPAT_M2P_MFN0: u64 = M2P_MFN0 + M2P_BYTES / PAGE_SIZE;
-/// Xen frame of window `w`'s shared_info page: `XENHEAP_MFN0 + w`.
-pub const XENHEAP_MFN0: u64 = 0xd0_0000;
+/// Xen frame of window `w`'s shared_info page: `XENHEAP_MFN0 + w`. Below
+/// the M2P and below 4 GiB, as Xen allocates shared_info (`MEMF_bits(32)`)
+/// so that a 32-bit guest's start_info can hold its address.
+pub const XENHEAP_MFN0: u64 = 0x100;
 /// Xen's L3 table for L4 slot `s` of every 64-bit guest: `XEN_L3_MFN0 + s`.
 pub const XEN_L3_MFN0: u64 = 0xe0_0000;
 /// One M2P chunk (`XENMEM_machphys_mfn_list` extent) is 2 MiB.

@@ -1,35 +1,8 @@
 //! PV memory model tests: machine frames, the M2P, page types, the guest
 //! image, page-table validation, suspend/resume and the digest round trip.
 
+use crate::testutil::TempHost;
 use crate::*;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-struct TempHost {
-    dir: PathBuf,
-    host: Host,
-}
-
-impl TempHost {
-    fn new() -> TempHost {
-        let dir = std::env::temp_dir().join(format!(
-            "xensim-pv-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let host = Host::open(&dir).expect("open host");
-        TempHost { dir, host }
-    }
-}
-
-impl Drop for TempHost {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn pv_cfg(mem: u64, bits: u32, p2m: P2mLayout, empty: bool) -> DomainConfig {
     DomainConfig {
@@ -53,7 +26,7 @@ fn empty_pv(h: &Host, mem: u64) -> Domain {
 
 #[test]
 fn populate_gives_random_mfns_in_the_window_and_writes_the_m2p() {
-    let t = TempHost::new();
+    let t = TempHost::new("pv");
     let d = empty_pv(&t.host, 16 << 20);
     let base = d.info().unwrap().frame_base;
     assert_ne!(base, 0, "window 0 is Xen's");
@@ -91,7 +64,7 @@ fn populate_gives_random_mfns_in_the_window_and_writes_the_m2p() {
 
 #[test]
 fn pv_page_types_and_mappings_take_mfns() {
-    let t = TempHost::new();
+    let t = TempHost::new("pv");
     let d = empty_pv(&t.host, 16 << 20);
     let mfns = d.populate(&[0, 1, 2]).unwrap();
     let shinfo = d.info().unwrap().shared_info_frame;
@@ -125,7 +98,7 @@ fn pv_page_types_and_mappings_take_mfns() {
 
 #[test]
 fn m2p_mapping_through_domid_xen_is_live() {
-    let t = TempHost::new();
+    let t = TempHost::new("pv");
     let d = empty_pv(&t.host, 16 << 20);
     let max_mfn = t.host.max_mfn().unwrap();
     let chunks = t.host.m2p_chunk_mfns(usize::MAX).unwrap();
@@ -157,7 +130,7 @@ fn m2p_mapping_through_domid_xen_is_live() {
 
 #[test]
 fn address_size_switches_to_32_only_without_pages() {
-    let t = TempHost::new();
+    let t = TempHost::new("pv");
     let d = empty_pv(&t.host, 16 << 20);
     assert_eq!(d.address_size(), 64);
     d.set_address_size(64).unwrap();
@@ -185,7 +158,7 @@ fn address_size_switches_to_32_only_without_pages() {
 
 #[test]
 fn destroying_a_domain_invalidates_its_m2p_entries() {
-    let t = TempHost::new();
+    let t = TempHost::new("pv");
     let d = empty_pv(&t.host, 16 << 20);
     let mfn = d.populate(&[9]).unwrap()[0];
     assert_eq!(t.host.m2p_entry(mfn), 9);
@@ -229,7 +202,7 @@ fn guest_p2m(d: &Domain, kv: &Kvars) -> Vec<u64> {
 
 #[test]
 fn created_pv_guests_are_self_consistent_at_both_widths_and_layouts() {
-    let t = TempHost::new();
+    let t = TempHost::new("pv");
     for (bits, layout) in SHAPES {
         let start = std::time::Instant::now();
         let d = guest(&t.host, bits, layout);
@@ -295,6 +268,11 @@ fn created_pv_guests_are_self_consistent_at_both_widths_and_layouts() {
             let fl = get_word(&page(&d, fll), 0, w);
             assert_eq!(get_word(&page(&d, fl), 0, w), p2m[kv.leaf0 as usize]);
         }
+        // start_info names shared_info by its machine address, which fits
+        // a 32-bit guest's word (Xen allocates it below 4 GiB).
+        let l = StartInfoLayout::for_bits(u64::from(bits));
+        let start_info = page(&d, p2m[START_INFO_PFN as usize]);
+        assert_eq!(get_word(&start_info, l.shared_info, l.word), si << 12);
         // vCPUs: cr3 names the pinned root.
         let c = d.vcpu_context(1).unwrap();
         let cl = CtxLayout::for_bits(bits);
@@ -307,7 +285,7 @@ fn created_pv_guests_are_self_consistent_at_both_widths_and_layouts() {
 
 #[test]
 fn pin_unpin_mmu_update_and_setcontext_validate_as_xen() {
-    let t = TempHost::new();
+    let t = TempHost::new("pv");
     let d = guest(&t.host, 64, P2mLayout::Linear);
     let kv = Kvars::read(&d).unwrap();
     let mfn = |pfn: u64| d.pfn_to_mfn(pfn).unwrap();
@@ -410,7 +388,7 @@ fn pin_unpin_mmu_update_and_setcontext_validate_as_xen() {
 
 #[test]
 fn suspend_canonicalises_start_info_and_resume_undoes_it() {
-    let t = TempHost::new();
+    let t = TempHost::new("pv");
     for bits in [64, 32] {
         let d = guest(&t.host, bits, P2mLayout::Linear);
         let si = d.pfn_to_mfn(START_INFO_PFN).unwrap();
@@ -554,7 +532,11 @@ fn simulated_restore(src: &Domain, host: &Host) -> Domain {
 #[test]
 fn a_pv_guest_restored_to_other_mfns_digests_equal_and_saves_again() {
     for (bits, layout) in SHAPES {
-        let (a, b, c) = (TempHost::new(), TempHost::new(), TempHost::new());
+        let (a, b, c) = (
+            TempHost::new("pv"),
+            TempHost::new("pv"),
+            TempHost::new("pv"),
+        );
         // Different window use on each host, so MFNs differ.
         empty_pv(&b.host, 16 << 20);
         empty_pv(&c.host, 16 << 20);
@@ -607,7 +589,7 @@ fn a_pv_guest_restored_to_other_mfns_digests_equal_and_saves_again() {
 
 #[test]
 fn the_workload_dirties_pv_memory_through_the_p2m_including_page_tables() {
-    let t = TempHost::new();
+    let t = TempHost::new("pv");
     let d = guest(&t.host, 64, P2mLayout::Linear);
     let kv = Kvars::read(&d).unwrap();
     let gen_before = page(&d, d.info().unwrap().shared_info_frame);

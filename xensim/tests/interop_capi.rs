@@ -15,94 +15,16 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::stream::{summarise, StreamSummary};
+use common::capi::{
+    dirty_rounds, precopy_stats, progress_phases, result_line, stderr, xg_restore, xg_save,
+};
 use common::{
-    describe, field, inherit_fd, parse_num, run, tagged_lines, verify_stream, Background, Host,
-    GUEST_MEMORY, GUEST_PAGES, OP_TIMEOUT,
+    check_stream, describe, field, inherit_fd, parse_num, tagged_lines, Background, Host,
+    CONSOLE_EVTCHN, GUEST_MEMORY, GUEST_PAGES, OP_TIMEOUT, STORE_EVTCHN,
 };
 
 /// Record type of VERIFY.
 const REC_VERIFY: u32 = 0xd;
-
-/// Event channels handed to the restore, as a toolstack allocates them.
-const STORE_EVTCHN: &str = "5";
-const CONSOLE_EVTCHN: &str = "6";
-
-fn xg_save(host: &Host, domid: u32, opts: &[&str], img: &Path, faults: Option<&str>) -> Output {
-    let mut cmd = host.command(host.env.capi("xg-save"));
-    cmd.args(opts).arg(domid.to_string()).arg(img);
-    if let Some(f) = faults {
-        cmd.env("XENSIM_FAULTS", f);
-    }
-    run(&mut cmd, OP_TIMEOUT)
-}
-
-fn xg_restore(host: &Host, domid: u32, img: &Path, faults: Option<&str>) -> Output {
-    let mut cmd = host.command(host.env.capi("xg-restore"));
-    cmd.args([
-        "--store-evtchn",
-        STORE_EVTCHN,
-        "--console-evtchn",
-        CONSOLE_EVTCHN,
-    ])
-    .arg(domid.to_string())
-    .arg(img);
-    if let Some(f) = faults {
-        cmd.env("XENSIM_FAULTS", f);
-    }
-    run(&mut cmd, OP_TIMEOUT)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The harness's final "result" line.
-fn result_line(out: &Output, prefix: &str) -> String {
-    let err = stderr(out);
-    tagged_lines(&err, prefix)
-        .into_iter()
-        .rfind(|l| l.starts_with("result "))
-        .unwrap_or_else(|| panic!("no {prefix}result line\n{}", describe(out)))
-        .to_string()
-}
-
-/// Progress phases ("what") the harness reported, in order, with the total
-/// of the phase's last report.
-fn progress_phases(out: &Output, prefix: &str) -> Vec<(String, u64)> {
-    let err = stderr(out);
-    let mut phases: Vec<(String, u64)> = Vec::new();
-    for line in tagged_lines(&err, prefix) {
-        let Some(rest) = line.strip_prefix("progress ") else {
-            continue;
-        };
-        let what = rest
-            .split_once("what=\"")
-            .and_then(|(_, r)| r.split_once('"'))
-            .map(|(w, _)| w.to_string())
-            .unwrap_or_default();
-        let total = field(rest, "total").and_then(parse_num).unwrap_or(0);
-        match phases.last_mut() {
-            Some((w, t)) if *w == what => *t = total,
-            _ => phases.push((what, total)),
-        }
-    }
-    phases
-}
-
-/// Asserts a stream is accepted by Debian's verifier and summarises it.
-fn check_stream(img: &Path) -> StreamSummary {
-    verify_stream(img);
-    let data = std::fs::read(img).expect("read the stream file");
-    let summary = summarise(&data).unwrap_or_else(|e| panic!("stream walk failed: {e}"));
-    assert!(summary.ended, "the stream has no END record: {summary:?}");
-    assert!(
-        summary.distinct_pfns >= GUEST_PAGES,
-        "the stream carries {} distinct pages, fewer than the guest's {GUEST_PAGES}",
-        summary.distinct_pfns
-    );
-    summary
-}
 
 /// Restores `img` into a new empty domain and checks the restored digest.
 fn restore_and_compare(host: &Host, guest_type: &str, img: &Path, source_digest: &str) -> String {
@@ -149,8 +71,8 @@ fn restore_and_compare(host: &Host, guest_type: &str, img: &Path, source_digest:
         dst,
         store,
         console,
-        STORE_EVTCHN.parse().expect("number"),
-        CONSOLE_EVTCHN.parse().expect("number"),
+        u64::from(STORE_EVTCHN),
+        u64::from(CONSOLE_EVTCHN),
     );
     format!("store_gfn={store:#x} console_gfn={console:#x} digest={restored}")
 }
@@ -175,15 +97,7 @@ fn nonlive_round_trip(guest_type: &str, seed: u64) {
         describe(&out)
     );
     assert_eq!(field(&result_line(&out, "xg-save: "), "rc"), Some("0"));
-    host.assert_info(
-        src,
-        &[
-            ("shutdown", "1"),
-            ("shutdown_reason", "2"),
-            ("logdirty", "0"),
-        ],
-        "after a non-live save",
-    );
+    host.assert_saved(src, "after a non-live save");
 
     let summary = check_stream(&img);
     assert_eq!(
@@ -235,20 +149,8 @@ fn live_round_trip(guest_type: &str, seed: u64, debug: bool) {
     );
 
     // Precopy statistics, as libxenguest hands them to the policy callback.
-    let err = stderr(&out);
-    let stats: Vec<(u64, i64)> = tagged_lines(&err, "xg-save: ")
-        .into_iter()
-        .filter(|l| l.starts_with("precopy "))
-        .map(|l| {
-            (
-                field(l, "iteration").and_then(parse_num).unwrap_or(0),
-                field(l, "dirty_count")
-                    .and_then(|d| d.parse().ok())
-                    .unwrap_or(-1),
-            )
-        })
-        .collect();
-    let dirty_rounds = stats.iter().filter(|(i, d)| *i >= 1 && *d > 0).count();
+    let stats = precopy_stats(&out);
+    let dirty_rounds = dirty_rounds(&stats);
     assert!(
         dirty_rounds >= 1,
         "no precopy round after the first found dirty pages: {stats:?}\n{}",
@@ -264,13 +166,8 @@ fn live_round_trip(guest_type: &str, seed: u64, debug: bool) {
         "expected the full pass, at least one dirty round and the final pass, got {phases:?}"
     );
 
-    host.assert_info(
+    host.assert_saved(
         src,
-        &[
-            ("shutdown", "1"),
-            ("shutdown_reason", "2"),
-            ("logdirty", "0"),
-        ],
         "after a live save (libxenguest switches log-dirty off at cleanup)",
     );
 
@@ -375,12 +272,8 @@ impl SocketMigration {
         inherit_fd(&mut save, save_end.as_raw_fd());
         let mut restore = host.command(host.env.capi("xg-restore"));
         restore
-            .args([
-                "--store-evtchn",
-                STORE_EVTCHN,
-                "--console-evtchn",
-                CONSOLE_EVTCHN,
-            ])
+            .args(["--store-evtchn", &STORE_EVTCHN.to_string()])
+            .args(["--console-evtchn", &CONSOLE_EVTCHN.to_string()])
             .arg(dst.to_string())
             .arg(format!("fd:{}", restore_end.as_raw_fd()));
         inherit_fd(&mut restore, restore_end.as_raw_fd());

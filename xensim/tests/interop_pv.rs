@@ -12,23 +12,15 @@
 
 mod common;
 
-use std::fs::File;
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
-use common::save_helper::{run_helper, HelperRun, Mode, Msg, XCFLAGS_LIVE};
-use common::stream::{summarise, StreamSummary};
+use common::capi::{dirty_rounds, precopy_stats, result_line, xg_restore, xg_save};
+use common::save_helper::{migrate, HelperRun};
+use common::stream::StreamSummary;
 use common::{
-    describe, field, parse_num, run, tagged_lines, tee, verify_stream, Host, GUEST_MEMORY,
-    GUEST_PAGES, OP_TIMEOUT,
+    check_stream, describe, field, parse_num, Host, CONSOLE_EVTCHN, GUEST_MEMORY, STORE_EVTCHN,
 };
-
-/// Event channels handed to the restore, as a toolstack allocates them.
-const STORE_EVTCHN: u32 = 5;
-const CONSOLE_EVTCHN: u32 = 6;
 /// Stream domain-header guest type of x86 PV.
 const DHDR_TYPE_X86_PV: u32 = 1;
 /// Record types a PV stream must carry.
@@ -36,8 +28,6 @@ const REC_X86_PV_INFO: u32 = 2;
 const REC_X86_PV_P2M_FRAMES: u32 = 3;
 const REC_X86_PV_VCPU_BASIC: u32 = 4;
 const REC_SHARED_INFO: u32 = 7;
-/// `GTF_permit_access`.
-const GTF_PERMIT_ACCESS: u16 = 1;
 
 /// One PV guest shape.
 #[derive(Debug, Clone, Copy)]
@@ -84,42 +74,10 @@ fn other_host(tag: &str) -> Host {
     h
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn xg_save(host: &Host, domid: u32, opts: &[&str], img: &Path) -> Output {
-    let mut cmd = host.command(host.env.capi("xg-save"));
-    cmd.args(opts).arg(domid.to_string()).arg(img);
-    run(&mut cmd, OP_TIMEOUT)
-}
-
-fn xg_restore(host: &Host, domid: u32, img: &Path) -> Output {
-    let mut cmd = host.command(host.env.capi("xg-restore"));
-    cmd.args(["--store-evtchn", &STORE_EVTCHN.to_string()])
-        .args(["--console-evtchn", &CONSOLE_EVTCHN.to_string()])
-        .arg(domid.to_string())
-        .arg(img);
-    run(&mut cmd, OP_TIMEOUT)
-}
-
-/// The harness's final "result" line.
-fn result_line(out: &Output, prefix: &str) -> String {
-    let err = stderr(out);
-    tagged_lines(&err, prefix)
-        .into_iter()
-        .rfind(|l| l.starts_with("result "))
-        .unwrap_or_else(|| panic!("no {prefix}result line\n{}", describe(out)))
-        .to_string()
-}
-
 /// Asserts a stream is a PV stream Debian's verifier accepts, with the PV
 /// records, and summarises it.
 fn check_pv_stream(img: &Path) -> StreamSummary {
-    verify_stream(img);
-    let data = std::fs::read(img).expect("read the stream file");
-    let s = summarise(&data).unwrap_or_else(|e| panic!("stream walk failed: {e}"));
-    assert!(s.ended, "the stream has no END record: {s:?}");
+    let s = check_stream(img);
     assert_eq!(s.guest_type, DHDR_TYPE_X86_PV, "domain header type: {s:?}");
     for t in [
         REC_X86_PV_INFO,
@@ -129,11 +87,6 @@ fn check_pv_stream(img: &Path) -> StreamSummary {
     ] {
         assert!(s.count(t) >= 1, "no record of type {t:#x}: {s:?}");
     }
-    assert!(
-        s.distinct_pfns >= GUEST_PAGES,
-        "{} distinct pfns sent, fewer than the guest's {GUEST_PAGES}: {s:?}",
-        s.distinct_pfns
-    );
     s
 }
 
@@ -183,16 +136,8 @@ fn assert_pv_plumbing(host: &Host, domid: u32, pv: Pv, store: u64, console: u64)
         u64::from(CONSOLE_EVTCHN),
         "start_info.console.domU.evtchn"
     );
-    assert_eq!(
-        host.grant_entry(domid, 0),
-        (GTF_PERMIT_ACCESS, 0, console as u32),
-        "grant entry 0 (console) seeded with the console MFN"
-    );
-    assert_eq!(
-        host.grant_entry(domid, 1),
-        (GTF_PERMIT_ACCESS, 0, store as u32),
-        "grant entry 1 (xenstore) seeded with the store MFN"
-    );
+    // Grant entries seeded with the MFNs.
+    host.assert_grants_seeded(domid, store, console);
 }
 
 /// Restores `img` with xg-restore into a new empty PV domain of `host`;
@@ -205,7 +150,7 @@ fn restore_with_xg(host: &Host, pv: Pv, img: &Path, source_digest: &str) -> u32 
         source_digest,
         "an empty domain must not digest like the source"
     );
-    let out = xg_restore(host, dst, img);
+    let out = xg_restore(host, dst, img, None);
     assert!(
         out.status.success(),
         "xg-restore of a {} stream failed: {}\n{}",
@@ -231,7 +176,7 @@ fn restore_with_xg(host: &Host, pv: Pv, img: &Path, source_digest: &str) -> u32 
 /// Saves domain `src` of `host` non-live with xg-save; returns the digest
 /// at suspend (the source stays suspended) and the stream summary.
 fn save_nonlive(host: &Host, src: u32, img: &Path) -> (String, StreamSummary) {
-    let out = xg_save(host, src, &[], img);
+    let out = xg_save(host, src, &[], img, None);
     assert!(
         out.status.success(),
         "xg-save of PV domain {src} failed: {}\n{}",
@@ -239,15 +184,7 @@ fn save_nonlive(host: &Host, src: u32, img: &Path) -> (String, StreamSummary) {
         describe(&out)
     );
     assert_eq!(field(&result_line(&out, "xg-save: "), "rc"), Some("0"));
-    host.assert_info(
-        src,
-        &[
-            ("shutdown", "1"),
-            ("shutdown_reason", "2"),
-            ("logdirty", "0"),
-        ],
-        "after a non-live PV save",
-    );
+    host.assert_saved(src, "after a non-live PV save");
     let summary = check_pv_stream(img);
     assert_eq!(
         summary.resent_pfns, 0,
@@ -324,7 +261,7 @@ fn live_round_trip(pv: Pv, seed: u64) {
     let mut workload = a.start_workload(src, "32", "32M");
     std::thread::sleep(Duration::from_millis(300));
     assert!(workload.running(), "xensim domain run exited early");
-    let out = xg_save(&a, src, &["--live", "--stats"], &img);
+    let out = xg_save(&a, src, &["--live", "--stats"], &img, None);
     assert!(
         out.status.success(),
         "live xg-save of {} failed: {}\n{}",
@@ -339,13 +276,7 @@ fn live_round_trip(pv: Pv, seed: u64) {
         wl.status,
         describe(&wl)
     );
-    let err = stderr(&out);
-    let dirty_rounds = tagged_lines(&err, "xg-save: ")
-        .into_iter()
-        .filter(|l| l.starts_with("precopy "))
-        .filter(|l| field(l, "iteration").and_then(parse_num).unwrap_or(0) >= 1)
-        .filter(|l| field(l, "dirty_count").and_then(parse_num).unwrap_or(0) > 0)
-        .count();
+    let dirty_rounds = dirty_rounds(&precopy_stats(&out));
     assert!(
         dirty_rounds >= 1,
         "no precopy round after the first found dirty pages\n{}",
@@ -353,15 +284,7 @@ fn live_round_trip(pv: Pv, seed: u64) {
     );
     let summary = check_pv_stream(&img);
     assert!(summary.resent_pfns > 0, "no page was resent: {summary:?}");
-    a.assert_info(
-        src,
-        &[
-            ("shutdown", "1"),
-            ("shutdown_reason", "2"),
-            ("logdirty", "0"),
-        ],
-        "after a live PV save",
-    );
+    a.assert_saved(src, "after a live PV save");
     let digest = a.digest(src);
     let dst = restore_with_xg(&b, pv, &img, &digest);
     eprintln!(
@@ -441,27 +364,9 @@ fn pv32_tree_guest_restored_by_libxenguest_saves_again_and_restores_on_a_third_h
 
 // Through Debian's libxl-save-helper, driven as libxl drives it.
 
-fn assert_helper_ok(run: &HelperRun, what: &str) {
-    assert!(
-        run.status.is_some_and(|s| s.success()) && run.protocol_error.is_none(),
-        "{what} helper failed\n{}",
-        run.describe()
-    );
-    assert_eq!(run.complete(), Some((0, 0)), "{what}\n{}", run.describe());
-}
-
+/// The one `restore_results` of a restore run.
 fn restore_results(run: &HelperRun) -> (u64, u64) {
-    let r: Vec<(u64, u64)> = run
-        .messages
-        .iter()
-        .filter_map(|m| match m {
-            Msg::RestoreResults {
-                store_gfn,
-                console_gfn,
-            } => Some((*store_gfn, *console_gfn)),
-            _ => None,
-        })
-        .collect();
+    let r = run.restore_results();
     assert_eq!(r.len(), 1, "one restore_results\n{}", run.describe());
     r[0]
 }
@@ -472,59 +377,18 @@ fn helper_round_trip(pv: Pv, seed: u64, live: bool) {
     let src = create_pv(&a, pv, seed);
     let dst = b.create_empty("pv", GUEST_MEMORY);
     let img = a.scratch("helper-copy.img");
-    let (save_end, tee_in) = UnixStream::pair().expect("socketpair");
-    let (tee_out, restore_end) = UnixStream::pair().expect("socketpair");
-    let copier = tee(
-        tee_in,
-        tee_out,
-        File::create(&img).expect("create the copy"),
-    );
     let workload = live.then(|| {
         let w = a.start_workload(src, "32", "32M");
         std::thread::sleep(Duration::from_millis(300));
         w
     });
-    let (save, restore) = std::thread::scope(|s| {
-        let saver = s.spawn(|| {
-            run_helper(
-                &a,
-                Mode::Save {
-                    domid: src,
-                    xcflags: if live { XCFLAGS_LIVE } else { 0 },
-                },
-                OwnedFd::from(save_end),
-                &[],
-                OP_TIMEOUT,
-            )
-        });
-        let restorer = s.spawn(|| {
-            run_helper(
-                &b,
-                Mode::Restore {
-                    domid: dst,
-                    store_evtchn: STORE_EVTCHN,
-                    console_evtchn: CONSOLE_EVTCHN,
-                },
-                OwnedFd::from(restore_end),
-                &[],
-                OP_TIMEOUT,
-            )
-        });
-        (
-            saver.join().expect("save driver panicked"),
-            restorer.join().expect("restore driver panicked"),
-        )
-    });
-    copier
-        .join()
-        .expect("tee panicked")
-        .expect("copying the stream failed");
+    let (save, restore, _) = migrate(&a, src, live, &b, dst, &img);
     if let Some(w) = workload {
         let wl = w.wait(Duration::from_secs(60));
         assert!(wl.status.success(), "workload: {}", wl.status);
     }
-    assert_helper_ok(&save, "save");
-    assert_helper_ok(&restore, "restore");
+    save.assert_ok("save");
+    restore.assert_ok("restore");
     let summary = check_pv_stream(&img);
     if live {
         let iterations = save

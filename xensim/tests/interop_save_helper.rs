@@ -11,42 +11,19 @@ mod common;
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use common::save_helper::{run_helper, HelperRun, Mode, Msg, XCFLAGS_LIVE};
-use common::stream::{summarise, StreamSummary, REC_PAGE_DATA};
-use common::{tee, verify_stream, Host, GUEST_MEMORY, GUEST_PAGES, OP_TIMEOUT};
+use common::save_helper::{migrate, run_helper, HelperRun, Mode, Msg};
+use common::stream::REC_PAGE_DATA;
+use common::{check_stream, Host, CONSOLE_EVTCHN, GUEST_MEMORY, OP_TIMEOUT, STORE_EVTCHN};
 
-const STORE_EVTCHN: u32 = 5;
-const CONSOLE_EVTCHN: u32 = 6;
 /// xentoollog's XTL_ERROR.
 const XTL_ERROR: u32 = 8;
-
-fn save_mode(domid: u32, live: bool) -> Mode {
-    Mode::Save {
-        domid,
-        xcflags: if live { XCFLAGS_LIVE } else { 0 },
-    }
-}
-
-fn restore_mode(domid: u32) -> Mode {
-    Mode::Restore {
-        domid,
-        store_evtchn: STORE_EVTCHN,
-        console_evtchn: CONSOLE_EVTCHN,
-    }
-}
 
 /// Checks a save run: exited 0, complete(0, 0), one suspend, log-dirty
 /// switched on and off for the device model.
 fn assert_save_ok(run: &HelperRun, domid: u32) {
-    assert!(
-        run.status.is_some_and(|s| s.success()) && run.protocol_error.is_none(),
-        "save helper failed\n{}",
-        run.describe()
-    );
-    assert_eq!(run.complete(), Some((0, 0)), "{}", run.describe());
+    run.assert_ok("save");
     assert_eq!(
         run.count(|m| *m == Msg::Suspend),
         1,
@@ -66,12 +43,7 @@ fn assert_save_ok(run: &HelperRun, domid: u32) {
 
 /// Checks a restore run and returns (store_gfn, console_gfn).
 fn assert_restore_ok(run: &HelperRun) -> (u64, u64) {
-    assert!(
-        run.status.is_some_and(|s| s.success()) && run.protocol_error.is_none(),
-        "restore helper failed\n{}",
-        run.describe()
-    );
-    assert_eq!(run.complete(), Some((0, 0)), "{}", run.describe());
+    run.assert_ok("restore");
     assert_eq!(
         run.count(|m| matches!(m, Msg::StaticDataDone { .. })),
         1,
@@ -83,17 +55,7 @@ fn assert_restore_ok(run: &HelperRun) -> (u64, u64) {
         "static_data_done must report nothing missing\n{}",
         run.describe()
     );
-    let results: Vec<(u64, u64)> = run
-        .messages
-        .iter()
-        .filter_map(|m| match m {
-            Msg::RestoreResults {
-                store_gfn,
-                console_gfn,
-            } => Some((*store_gfn, *console_gfn)),
-            _ => None,
-        })
-        .collect();
+    let results = run.restore_results();
     assert_eq!(results.len(), 1, "{}", run.describe());
     let (store, console) = results[0];
     assert!(
@@ -104,31 +66,10 @@ fn assert_restore_ok(run: &HelperRun) -> (u64, u64) {
     (store, console)
 }
 
-fn check_stream(path: &std::path::Path) -> StreamSummary {
-    verify_stream(path);
-    let data = std::fs::read(path).expect("read the stream copy");
-    let s = summarise(&data).unwrap_or_else(|e| panic!("stream walk failed: {e}"));
-    assert!(s.ended, "no END record: {s:?}");
-    assert!(
-        s.distinct_pfns >= GUEST_PAGES,
-        "{} distinct pages sent, fewer than the guest's {GUEST_PAGES}",
-        s.distinct_pfns
-    );
-    s
-}
-
 /// The source after a save: suspended, log-dirty off, and unchanged since
 /// the helper's suspend callback. Returns its digest.
 fn assert_source_saved(host: &Host, src: u32, save: &HelperRun, context: &str) -> String {
-    host.assert_info(
-        src,
-        &[
-            ("shutdown", "1"),
-            ("shutdown_reason", "2"),
-            ("logdirty", "0"),
-        ],
-        context,
-    );
+    host.assert_saved(src, context);
     let digest = host.digest(src);
     assert_eq!(
         save.digest_at_suspend.as_deref(),
@@ -170,7 +111,7 @@ fn nonlive_round_trip(guest_type: &str, seed: u64) {
     let out = File::create(&img).expect("create the stream file");
     let save = run_helper(
         &host,
-        save_mode(src, false),
+        Mode::save(src, false),
         OwnedFd::from(out),
         &[],
         OP_TIMEOUT,
@@ -189,7 +130,7 @@ fn nonlive_round_trip(guest_type: &str, seed: u64) {
     let input = File::open(&img).expect("open the stream file");
     let restore = run_helper(
         &host,
-        restore_mode(dst),
+        Mode::restore(dst),
         OwnedFd::from(input),
         &[],
         OP_TIMEOUT,
@@ -212,46 +153,11 @@ fn live_round_trip(guest_type: &str, seed: u64) {
     let dst = host.create_empty(guest_type, GUEST_MEMORY);
     let img = host.scratch("live-copy.img");
 
-    let (save_end, tee_in) = UnixStream::pair().expect("socketpair");
-    let (tee_out, restore_end) = UnixStream::pair().expect("socketpair");
-    let copier = tee(
-        tee_in,
-        tee_out,
-        File::create(&img).expect("create the copy"),
-    );
-
     let mut workload = host.start_workload(src, "32", "32M");
     std::thread::sleep(Duration::from_millis(300));
     assert!(workload.running(), "xensim domain run exited early");
 
-    let (save, restore) = std::thread::scope(|s| {
-        let saver = s.spawn(|| {
-            run_helper(
-                &host,
-                save_mode(src, true),
-                OwnedFd::from(save_end),
-                &[],
-                OP_TIMEOUT,
-            )
-        });
-        let restorer = s.spawn(|| {
-            run_helper(
-                &host,
-                restore_mode(dst),
-                OwnedFd::from(restore_end),
-                &[],
-                OP_TIMEOUT,
-            )
-        });
-        (
-            saver.join().expect("save driver panicked"),
-            restorer.join().expect("restore driver panicked"),
-        )
-    });
-    let copied = copier
-        .join()
-        .expect("tee panicked")
-        .expect("copying the stream failed");
+    let (save, restore, copied) = migrate(&host, src, true, &host, dst, &img);
     let wl = workload.wait(Duration::from_secs(60));
     assert!(wl.status.success(), "workload: {}", wl.status);
 
@@ -339,7 +245,7 @@ fn helper_save_with_injected_fault_completes_minus_one_with_reason() {
     let out = File::create(host.scratch("fault.img")).expect("create");
     let run = run_helper(
         &host,
-        save_mode(src, false),
+        Mode::save(src, false),
         OwnedFd::from(out),
         &[("XENSIM_FAULTS", SAVE_FAULT)],
         OP_TIMEOUT,
@@ -355,7 +261,7 @@ fn helper_restore_with_injected_fault_completes_minus_one_with_reason() {
     let out = File::create(&img).expect("create");
     let save = run_helper(
         &host,
-        save_mode(src, false),
+        Mode::save(src, false),
         OwnedFd::from(out),
         &[],
         OP_TIMEOUT,
@@ -365,7 +271,7 @@ fn helper_restore_with_injected_fault_completes_minus_one_with_reason() {
     let input = File::open(&img).expect("open");
     let run = run_helper(
         &host,
-        restore_mode(dst),
+        Mode::restore(dst),
         OwnedFd::from(input),
         &[("XENSIM_FAULTS", RESTORE_FAULT)],
         OP_TIMEOUT,

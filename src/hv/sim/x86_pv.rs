@@ -5,7 +5,7 @@
 use xensim::{Host, MmuextOp};
 
 use super::{hv_err, SimHypervisor};
-use crate::hv::{DomId, HvError, HvResult, M2pTable, MsrEntry, X86Pv};
+use crate::hv::{pin_cmd_offset, DomId, HvError, HvResult, M2pTable, MsrEntry, X86Pv};
 use crate::x86::pv::GuestWidth;
 
 /// The host's M2P, read entry by entry from its shared file, so it is live
@@ -165,15 +165,8 @@ impl X86Pv for SimHypervisor {
         const OP: &str = "xc_mmuext_op";
         let mut ops = Vec::with_capacity(pins.len());
         for &(level, mfn) in pins {
-            if !(1..=4).contains(&level) {
-                return Err(HvError::with_detail(
-                    OP,
-                    libc::EINVAL,
-                    format!("pin of level {level} at mfn {mfn:#x}"),
-                ));
-            }
             ops.push(MmuextOp {
-                cmd: xensim::MMUEXT_PIN_L1_TABLE + u32::from(level - 1),
+                cmd: xensim::MMUEXT_PIN_L1_TABLE + pin_cmd_offset(OP, level, mfn)?,
                 arg1: mfn,
                 arg2: 0,
             });

@@ -11,7 +11,7 @@ use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{cvt, last_error, sys, XenHypervisor};
-use crate::hv::{DomId, HvError, HvResult, M2pTable, MsrEntry, X86Pv, PAGE_SIZE};
+use crate::hv::{pin_cmd_offset, DomId, HvError, HvResult, M2pTable, MsrEntry, X86Pv, PAGE_SIZE};
 use crate::x86::pv::GuestWidth;
 
 /// Bytes of M2P behind one `XENMEM_machphys_mfn_list` extent (2 MiB, an L2
@@ -465,15 +465,8 @@ impl X86Pv for XenHypervisor<'_> {
         }
         let mut ops = Vec::with_capacity(pins.len());
         for &(level, mfn) in pins {
-            if !(1..=4).contains(&level) {
-                return Err(HvError::with_detail(
-                    OP,
-                    libc::EINVAL,
-                    format!("pin of level {level} at mfn {mfn:#x}"),
-                ));
-            }
             let mut op = sys::mmuext_op {
-                cmd: sys::MMUEXT_PIN_L1_TABLE + u32::from(level - 1),
+                cmd: sys::MMUEXT_PIN_L1_TABLE + pin_cmd_offset(OP, level, mfn)?,
                 ..Default::default()
             };
             op.arg1.mfn = mfn;

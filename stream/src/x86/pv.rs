@@ -352,25 +352,28 @@ impl GuestWidth {
     /// 4 bytes). `off` is one of the layout offsets of this module, all
     /// inside the page.
     pub fn read_word(self, page: &[u8; PAGE_SIZE], off: usize) -> u64 {
-        match self {
-            GuestWidth::Bits64 => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&page[off..off + 8]);
-                u64::from_le_bytes(b)
-            }
-            GuestWidth::Bits32 => u64::from(read_u32(page, off)),
-        }
+        guest_word(page, off, usize::from(self.bytes()))
     }
 
     /// Store `value` as the guest's `unsigned long` at `off` (a 32-bit
     /// guest's keeps the low 32 bits, so callers check values that must
     /// fit).
     pub fn write_word(self, page: &mut [u8; PAGE_SIZE], off: usize, value: u64) {
-        match self {
-            GuestWidth::Bits64 => page[off..off + 8].copy_from_slice(&value.to_le_bytes()),
-            GuestWidth::Bits32 => write_u32(page, off, value as u32),
-        }
+        set_guest_word(page, off, usize::from(self.bytes()), value)
     }
+}
+
+/// The guest word of `word` bytes (8, or 4 for a 32-bit guest) at `off`.
+fn guest_word(bytes: &[u8], off: usize, word: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b[..word].copy_from_slice(&bytes[off..off + word]);
+    u64::from_le_bytes(b)
+}
+
+/// Store `value` as the guest word of `word` bytes at `off` (a 4-byte
+/// word keeps the low 32 bits).
+fn set_guest_word(bytes: &mut [u8], off: usize, word: usize, value: u64) {
+    bytes[off..off + word].copy_from_slice(&value.to_le_bytes()[..word]);
 }
 
 /// The `uint32_t` at `off` in `page`.
@@ -554,11 +557,7 @@ impl<B: AsRef<[u8]>> VcpuContext<B> {
     }
 
     fn word(&self, off: usize) -> u64 {
-        let b = &self.bytes.as_ref()[off..off + self.layout.word];
-        match self.layout.word {
-            8 => u64::from_le_bytes(b.try_into().expect("8-byte field")),
-            _ => u64::from(u32::from_le_bytes(b.try_into().expect("4-byte field"))),
-        }
+        guest_word(self.bytes.as_ref(), off, self.layout.word)
     }
 
     /// `flags` (`VGCF_*`).
@@ -602,12 +601,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> VcpuContext<B> {
     /// Store `value` in the field at `off`; a 32-bit guest's field keeps
     /// the low 32 bits, so callers check values that must fit.
     fn set_word(&mut self, off: usize, value: u64) {
-        let word = self.layout.word;
-        let b = &mut self.bytes.as_mut()[off..off + word];
-        match word {
-            8 => b.copy_from_slice(&value.to_le_bytes()),
-            _ => b.copy_from_slice(&(value as u32).to_le_bytes()),
-        }
+        set_guest_word(self.bytes.as_mut(), off, self.layout.word, value)
     }
 
     /// Set `flags`.
@@ -784,11 +778,7 @@ impl<B: AsRef<[u8]>> SharedInfo<B> {
     }
 
     fn word(&self, off: usize) -> u64 {
-        let b = &self.bytes.as_ref()[off..off + self.layout.word];
-        match self.layout.word {
-            8 => u64::from_le_bytes(b.try_into().expect("8-byte field")),
-            _ => u64::from(u32::from_le_bytes(b.try_into().expect("4-byte field"))),
-        }
+        guest_word(self.bytes.as_ref(), off, self.layout.word)
     }
 
     /// `arch.max_pfn`: the number of pfns the guest's p2m covers (despite
@@ -823,12 +813,7 @@ impl<B: AsRef<[u8]>> SharedInfo<B> {
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> SharedInfo<B> {
     fn set_word(&mut self, off: usize, value: u64) {
-        let word = self.layout.word;
-        let b = &mut self.bytes.as_mut()[off..off + word];
-        match word {
-            8 => b.copy_from_slice(&value.to_le_bytes()),
-            _ => b.copy_from_slice(&(value as u32).to_le_bytes()),
-        }
+        set_guest_word(self.bytes.as_mut(), off, self.layout.word, value)
     }
 
     /// Set `arch.pfn_to_mfn_frame_list_list` (a 32-bit guest keeps the low

@@ -12,6 +12,7 @@
 
 #![allow(dead_code, unused_imports)] // each test crate uses a different part of this module
 
+pub mod capi;
 pub mod save_helper;
 pub mod stream;
 
@@ -37,6 +38,11 @@ pub const SYSTEM_XEN_LIBDIR: &str = "/usr/lib/x86_64-linux-gnu";
 pub const GUEST_MEMORY: &str = "256M";
 /// Frames in a [`GUEST_MEMORY`] guest.
 pub const GUEST_PAGES: u64 = 256 * 256;
+
+/// Event channels handed to a restore, as a toolstack allocates them.
+pub const STORE_EVTCHN: u32 = 5;
+/// The console's.
+pub const CONSOLE_EVTCHN: u32 = 6;
 
 /// Time allowed for one save or restore of a [`GUEST_MEMORY`] guest.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(240);
@@ -271,6 +277,19 @@ impl Host {
         }
     }
 
+    /// Asserts `domid` is as a save leaves it: suspended, log-dirty off.
+    pub fn assert_saved(&self, domid: u32, context: &str) {
+        self.assert_info(
+            domid,
+            &[
+                ("shutdown", "1"),
+                ("shutdown_reason", "2"),
+                ("logdirty", "0"),
+            ],
+            context,
+        );
+    }
+
     /// Starts the guest workload `xensim domain run` in the background.
     pub fn start_workload(&self, domid: u32, dirty_rate: &str, working_set: &str) -> Background {
         let mut cmd = self.xensim_cmd(
@@ -375,6 +394,21 @@ pub fn verify_stream(path: &Path) {
         out.status,
         describe(&out)
     );
+}
+
+/// Asserts a stream is accepted by Debian's verifier, ends with END and
+/// carries every page of a [`GUEST_MEMORY`] guest; summarises it.
+pub fn check_stream(img: &Path) -> stream::StreamSummary {
+    verify_stream(img);
+    let data = std::fs::read(img).expect("read the stream file");
+    let s = stream::summarise(&data).unwrap_or_else(|e| panic!("stream walk failed: {e}"));
+    assert!(s.ended, "the stream has no END record: {s:?}");
+    assert!(
+        s.distinct_pfns >= GUEST_PAGES,
+        "the stream carries {} distinct pages, fewer than the guest's {GUEST_PAGES}: {s:?}",
+        s.distinct_pfns
+    );
+    s
 }
 
 /// Lines of a harness's stderr that start with `prefix` (e.g. "xg-save: ").
@@ -551,16 +585,22 @@ impl Host {
                 "the restored {what} page {gfn:#x} was not cleared"
             );
         }
+        self.assert_grants_seeded(domid, store_gfn, console_gfn);
+    }
+
+    /// Asserts grant entries 0 (console) and 1 (xenstore) of `domid` let
+    /// dom0 at the frames a restore reported (gfns, or MFNs for PV).
+    pub fn assert_grants_seeded(&self, domid: u32, store: u64, console: u64) {
         const GTF_PERMIT_ACCESS: u16 = 1;
         assert_eq!(
             self.grant_entry(domid, 0),
-            (GTF_PERMIT_ACCESS, 0, console_gfn as u32),
-            "grant entry 0 (console)"
+            (GTF_PERMIT_ACCESS, 0, console as u32),
+            "grant entry 0 (console) of domain {domid}"
         );
         assert_eq!(
             self.grant_entry(domid, 1),
-            (GTF_PERMIT_ACCESS, 0, store_gfn as u32),
-            "grant entry 1 (xenstore)"
+            (GTF_PERMIT_ACCESS, 0, store as u32),
+            "grant entry 1 (xenstore) of domain {domid}"
         );
     }
 }

@@ -8,12 +8,18 @@
 //! through the `xg-suspend` C harness, so it goes through the simulated
 //! libxenctrl exactly as an outside toolstack's call would.
 
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{describe, inherit_fd, run, wait_until, Host, HostHandle, CMD_TIMEOUT, SAVE_HELPER};
+use super::{
+    describe, inherit_fd, run, tee, wait_until, Host, HostHandle, CMD_TIMEOUT, CONSOLE_EVTCHN,
+    OP_TIMEOUT, SAVE_HELPER, STORE_EVTCHN,
+};
 use xcmig_testkit::save_helper::read_message;
 pub use xcmig_testkit::save_helper::{decode, Msg};
 
@@ -52,6 +58,30 @@ pub struct HelperRun {
 }
 
 impl HelperRun {
+    /// Asserts the helper exited cleanly after `complete(0, 0)`.
+    pub fn assert_ok(&self, what: &str) {
+        assert!(
+            self.status.is_some_and(|s| s.success()) && self.protocol_error.is_none(),
+            "{what} helper failed\n{}",
+            self.describe()
+        );
+        assert_eq!(self.complete(), Some((0, 0)), "{what}\n{}", self.describe());
+    }
+
+    /// Every `restore_results(store_gfn, console_gfn)` the helper sent.
+    pub fn restore_results(&self) -> Vec<(u64, u64)> {
+        self.messages
+            .iter()
+            .filter_map(|m| match m {
+                Msg::RestoreResults {
+                    store_gfn,
+                    console_gfn,
+                } => Some((*store_gfn, *console_gfn)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// `complete`'s (retval, errno), if the helper sent it.
     pub fn complete(&self) -> Option<(i32, i32)> {
         self.messages.iter().find_map(|m| match m {
@@ -124,6 +154,77 @@ pub enum Mode {
         store_evtchn: u32,
         console_evtchn: u32,
     },
+}
+
+impl Mode {
+    /// A save of `domid`, live or not.
+    pub fn save(domid: u32, live: bool) -> Mode {
+        Mode::Save {
+            domid,
+            xcflags: if live { XCFLAGS_LIVE } else { 0 },
+        }
+    }
+
+    /// A restore into `domid` with the event channels [`STORE_EVTCHN`] and
+    /// [`CONSOLE_EVTCHN`].
+    pub fn restore(domid: u32) -> Mode {
+        Mode::Restore {
+            domid,
+            store_evtchn: STORE_EVTCHN,
+            console_evtchn: CONSOLE_EVTCHN,
+        }
+    }
+}
+
+/// A migration through two helpers at once, as libxl runs them on two
+/// machines: a save of `src` on `from` (live or not) into a socket, a
+/// restore into `dst` on `to` from another, and a copy of the stream
+/// between them written to `copy`. Returns the save and restore runs and
+/// the bytes copied.
+pub fn migrate(
+    from: &Host,
+    src: u32,
+    live: bool,
+    to: &Host,
+    dst: u32,
+    copy: &Path,
+) -> (HelperRun, HelperRun, u64) {
+    let (save_end, tee_in) = UnixStream::pair().expect("socketpair");
+    let (tee_out, restore_end) = UnixStream::pair().expect("socketpair");
+    let copier = tee(
+        tee_in,
+        tee_out,
+        File::create(copy).expect("create the copy"),
+    );
+    let (save, restore) = std::thread::scope(|s| {
+        let saver = s.spawn(|| {
+            run_helper(
+                from,
+                Mode::save(src, live),
+                OwnedFd::from(save_end),
+                &[],
+                OP_TIMEOUT,
+            )
+        });
+        let restorer = s.spawn(|| {
+            run_helper(
+                to,
+                Mode::restore(dst),
+                OwnedFd::from(restore_end),
+                &[],
+                OP_TIMEOUT,
+            )
+        });
+        (
+            saver.join().expect("save driver panicked"),
+            restorer.join().expect("restore driver panicked"),
+        )
+    });
+    let copied = copier
+        .join()
+        .expect("tee panicked")
+        .expect("copying the stream failed");
+    (save, restore, copied)
 }
 
 /// Runs Debian's `libxl-save-helper` on `host` with `io_fd` as the stream,
