@@ -37,11 +37,11 @@
 //!   receiver pins and validates by them; a zero page elided as XALLOC is
 //!   populated by either receiver, which libxenguest restores correctly
 //!   for PV as for HVM.
-//! - the mapping cache: chunks are mapped by the MFNs of the snapshot, for
-//!   one pass, one chunk at a time (`mapping_hints`: a mapping of MFNs
-//!   follows no p2m, and scattered frames may each cost a kernel mapping);
-//!   a pass whose snapshot moved drops them all. Page tables are read from
-//!   the same mappings and normalised from a copy.
+//! - the mapping cache: not used (`mapping_hints`). Each batch maps the
+//!   MFNs of the snapshot it sends, as libxenguest does: a chunk of a PV
+//!   guest is a scatter of machine frames, so a whole-chunk mapping would
+//!   pay for every frame in it, sent or not. Page tables are read from the
+//!   batch's mapping and normalised from a copy.
 //! - the downtime-targeted policy: unchanged; it sees pages as sent.
 //!
 //! Where this save differs from libxenguest, it refuses what libxenguest
@@ -58,7 +58,6 @@ use std::io::Write;
 use super::ctx::Ctx;
 use super::error::SaveError;
 use super::guest::{Normalised, PageFrames, SaveGuest, INVALID_FRAME};
-use super::mapcache::CHUNK_PAGES;
 use super::x86;
 use crate::hv::{DomId, Hypervisor, M2pTable, MappedPages, MappingHints, PAGE_SIZE};
 use crate::stream::{DomainType, PageType, VcpuKind};
@@ -686,9 +685,15 @@ impl<'a, H: Hypervisor + 'a, W: Write> SaveGuest<H, W> for PvSave<'a, H> {
     /// own (the simulator's foreign mappings) would otherwise hold tens of
     /// thousands of kernel mappings.
     fn mapping_hints(&self, hints: MappingHints) -> MappingHints {
+        let _ = hints;
+        // No chunk mappings: a chunk of a PV guest is a scatter of machine
+        // frames, so mapping it whole costs work for every frame in it,
+        // clean ones included (a PTE each under privcmd, an mmap each on
+        // xensim), where a batch maps only the frames it sends, as
+        // libxenguest's do.
         MappingHints {
             follows_p2m: false,
-            max_cached_pages: hints.max_cached_pages.min(CHUNK_PAGES as usize),
+            max_cached_pages: 0,
         }
     }
 
