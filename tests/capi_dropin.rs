@@ -394,66 +394,11 @@ fn remus_through_helper(preload: Option<&Path>) -> (Vec<String>, Vec<String>) {
     let img = h.dir.join("remus.img");
     let host = h.path();
     let cmd = h.helper_cmd(&host, preload);
-    let mut checkpoints = 0;
-    // As libxl's Remus: suspend; postcopy resumes the guest; checkpoint
-    // asks for another one (1) twice, then ends replication (0).
-    let on_callback = |name: &str| match name {
-        "suspend" => h.suspend_reply(src),
-        "postcopy" => h.resume_reply(src),
-        "checkpoint" => {
-            checkpoints += 1;
-            i32::from(checkpoints < 3)
-        }
-        _ => 0,
-    };
-    // xcflags 1 (live first round), cbflags 0xb8 = suspend + postcopy +
-    // checkpoint + switch_qemu_logdirty, stream type 1 = Remus.
-    let argv = save_argv(-1, src, 1, 0xb8, 1);
-    let save = run_helper(&cmd, &argv, &img, true, on_callback);
-    // Ending replication is a successful save without an END record.
-    assert_eq!(
-        save.complete,
-        Some((0, 0)),
-        "Remus save failed\n{}",
-        save.log_text()
-    );
-    let n = |name: &str| save.callbacks.iter().filter(|c| *c == name).count();
-    assert_eq!(
-        (n("suspend"), n("postcopy"), n("checkpoint")),
-        (3, 3, 3),
-        "{:?}",
-        save.callbacks
-    );
+    let save = h.remus_save(&cmd, src, &img, "Remus");
     let digest = h.digest(src);
 
     let dst = h.create_empty("hvm");
-    // cbflags 0x320 = checkpoint + static_data_done + restore_results.
-    let argv = restore_argv(-1, dst, 0x320, 1);
-    let restore = run_helper(&cmd, &argv, &img, false, |name| {
-        i32::from(name == "checkpoint")
-    });
-    assert_eq!(
-        restore.complete,
-        Some((0, 0)),
-        "Remus restore failed\n{}",
-        restore.log_text()
-    );
-    assert_eq!(
-        restore
-            .callbacks
-            .iter()
-            .filter(|c| *c == "checkpoint")
-            .count(),
-        3,
-        "{:?}",
-        restore.callbacks
-    );
-    assert_eq!(
-        h.digest(dst),
-        digest,
-        "Remus failover state differs\n{}",
-        restore.log_text()
-    );
+    let restore = h.remus_failover(&cmd, dst, &img, &digest, "Remus");
     (save.callbacks, restore.callbacks)
 }
 

@@ -691,30 +691,7 @@ fn remus_through_helper(pv: Pv, preload: Option<&Path>) -> (Vec<String>, Vec<Str
     let img = h.dir.join("remus.img");
     let host = h.path();
     let cmd = h.helper_cmd(&host, preload);
-    let mut checkpoints = 0;
-    // As libxl's Remus: suspend; postcopy resumes the guest; checkpoint
-    // asks for another one (1) twice, then ends replication (0).
-    let on_callback = |name: &str| match name {
-        "suspend" => h.suspend_reply(src),
-        "postcopy" => h.resume_reply(src),
-        "checkpoint" => {
-            checkpoints += 1;
-            i32::from(checkpoints < 3)
-        }
-        _ => 0,
-    };
-    // xcflags 1 (live first round), cbflags 0xb8 = suspend + postcopy +
-    // checkpoint + switch_qemu_logdirty, stream type 1 = Remus.
-    let argv = save_argv(-1, src, 1, 0xb8, 1);
-    let save = run_helper(&cmd, &argv, &img, true, on_callback);
-    assert_helper_ok(&save, &format!("{who} Remus save"));
-    let n = |name: &str| save.callbacks.iter().filter(|c| *c == name).count();
-    assert_eq!(
-        (n("suspend"), n("postcopy"), n("checkpoint")),
-        (3, 3, 3),
-        "{who}: {:?}",
-        save.callbacks
-    );
+    let save = h.remus_save(&cmd, src, &img, who);
     // The guest runs again after the last postcopy; its state at the last
     // checkpoint is what a failover restores. Suspend it to compare.
     assert_eq!(h.suspend_reply(src), 1, "suspending the primary");
@@ -723,28 +700,7 @@ fn remus_through_helper(pv: Pv, preload: Option<&Path>) -> (Vec<String>, Vec<Str
     let dst = b.create_empty_with_vcpus("pv", VCPUS);
     let bhost = b.path();
     let bcmd = b.helper_cmd(&bhost, preload);
-    // cbflags 0x320 = checkpoint + static_data_done + restore_results.
-    let argv = restore_argv(-1, dst, 0x320, 1);
-    let restore = run_helper(&bcmd, &argv, &img, false, |name| {
-        i32::from(name == "checkpoint")
-    });
-    assert_helper_ok(&restore, &format!("{who} Remus restore"));
-    assert_eq!(
-        restore
-            .callbacks
-            .iter()
-            .filter(|c| *c == "checkpoint")
-            .count(),
-        3,
-        "{who}: {:?}",
-        restore.callbacks
-    );
-    assert_eq!(
-        b.digest(dst),
-        digest,
-        "{who}: Remus failover state differs\n{}",
-        restore.log_text()
-    );
+    let restore = b.remus_failover(&bcmd, dst, &img, &digest, who);
     (save.callbacks, restore.callbacks)
 }
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::save_helper::HelperCmd;
+use super::save_helper::{run_helper, HelperCmd, HelperRun};
 use super::{run, run_ok, Env, TempDir, TIMEOUT};
 
 /// Issue 4 asks for guests of at least 256 MiB.
@@ -156,6 +156,82 @@ impl Host {
             TIMEOUT,
         );
         i32::from(out.status.success())
+    }
+
+    /// A Remus save of `src` through the helper as libxl drives it: suspend;
+    /// postcopy resumes the guest; checkpoint asks for another one (1)
+    /// twice, then ends replication (0). Asserts that the save succeeded
+    /// (a checkpointed save ends without an END record) with three of each
+    /// callback. The guest runs again afterwards.
+    pub fn remus_save(&self, cmd: &HelperCmd<'_>, src: u32, img: &Path, who: &str) -> HelperRun {
+        let mut checkpoints = 0;
+        let on_callback = |name: &str| match name {
+            "suspend" => self.suspend_reply(src),
+            "postcopy" => self.resume_reply(src),
+            "checkpoint" => {
+                checkpoints += 1;
+                i32::from(checkpoints < 3)
+            }
+            _ => 0,
+        };
+        // xcflags 1 (live first round), cbflags 0xb8 = suspend + postcopy +
+        // checkpoint + switch_qemu_logdirty, stream type 1 = Remus.
+        let argv = save_argv(-1, src, 1, 0xb8, 1);
+        let save = run_helper(cmd, &argv, img, true, on_callback);
+        assert_eq!(
+            save.complete,
+            Some((0, 0)),
+            "{who}: Remus save failed\n{}",
+            save.log_text()
+        );
+        assert_eq!(save.exit_code, Some(0), "{who}\n{}", save.log_text());
+        let n = |name: &str| save.callbacks.iter().filter(|c| *c == name).count();
+        assert_eq!(
+            (n("suspend"), n("postcopy"), n("checkpoint")),
+            (3, 3, 3),
+            "{who}: {:?}",
+            save.callbacks
+        );
+        save
+    }
+
+    /// The failover restore of a Remus stream `img` into `dst` through the
+    /// helper (each checkpoint answered 1, as libxl's secondary does until
+    /// the stream ends). Asserts that it succeeded after three checkpoints
+    /// and that `dst` digests as `digest`.
+    pub fn remus_failover(
+        &self,
+        cmd: &HelperCmd<'_>,
+        dst: u32,
+        img: &Path,
+        digest: &str,
+        who: &str,
+    ) -> HelperRun {
+        // cbflags 0x320 = checkpoint + static_data_done + restore_results.
+        let argv = restore_argv(-1, dst, 0x320, 1);
+        let restore = run_helper(cmd, &argv, img, false, |name| {
+            i32::from(name == "checkpoint")
+        });
+        assert_eq!(
+            restore.complete,
+            Some((0, 0)),
+            "{who}: Remus restore failed\n{}",
+            restore.log_text()
+        );
+        assert_eq!(restore.exit_code, Some(0), "{who}\n{}", restore.log_text());
+        let checkpoints = restore
+            .callbacks
+            .iter()
+            .filter(|c| *c == "checkpoint")
+            .count();
+        assert_eq!(checkpoints, 3, "{who}: {:?}", restore.callbacks);
+        assert_eq!(
+            self.digest(dst),
+            digest,
+            "{who}: Remus failover state differs\n{}",
+            restore.log_text()
+        );
+        restore
     }
 
     /// Starts the guest workload `xensim domain run` on `domid` (dirtying
