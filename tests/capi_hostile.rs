@@ -76,6 +76,34 @@ const X86_CPUID_POLICY: u32 = 0x11;
 /// Image header (24 bytes) plus domain header (16 bytes).
 const HEADERS: usize = 40;
 
+/// The cases that broke the contract, collected so that one run reports
+/// every one of them.
+#[derive(Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    /// Record case `name` as failed if it has `problems`.
+    fn note(&mut self, name: &str, problems: &[String], out: &Output) {
+        if !problems.is_empty() {
+            self.0.push(format!(
+                "{name}: {}\n{}",
+                problems.join("; "),
+                describe(out)
+            ));
+        }
+    }
+
+    /// Fail the test if any of the `total` cases failed.
+    fn assert_none(&self, total: usize) {
+        assert!(
+            self.0.is_empty(),
+            "{} of {total} cases failed:\n{}",
+            self.0.len(),
+            self.0.join("\n")
+        );
+    }
+}
+
 /// Where a page is in a stream: its PAGE_DATA record's index, its entry
 /// in that record, where its data starts in the record's body, its pfn.
 struct PageAt {
@@ -501,7 +529,7 @@ fn malformed_and_truncated_streams_return_minus_one_with_a_named_reason() {
         ),
     ];
 
-    let mut failures = Vec::new();
+    let mut failures = Failures::default();
     for (name, bytes, want) in &cases {
         let out = restore(&h, &name.replace(' ', "-"), bytes);
         let err = stderr(&out);
@@ -524,21 +552,9 @@ fn malformed_and_truncated_streams_return_minus_one_with_a_named_reason() {
         if reason.is_none() {
             problems.push(format!("no `xc: error:` line containing {want:?}"));
         }
-        if !problems.is_empty() {
-            failures.push(format!(
-                "{name}: {}\n{}",
-                problems.join("; "),
-                describe(&out)
-            ));
-        }
+        failures.note(name, &problems, &out);
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    failures.assert_none(cases.len());
 }
 
 // x86 PV (issue 9, item 4): the same contract for PV streams, whose
@@ -1014,7 +1030,7 @@ fn check_xcmig_case(h: &Host, case: &PvCase, dst: &str, out: &Output) -> Vec<Str
 fn hostile_pv_streams_return_minus_one_with_a_named_reason() {
     let (h, p64, p32) = pv_setup("capi-hostile-pv", true);
     let cases = pv_cases(&p64, &p32);
-    let mut failures = Vec::new();
+    let mut failures = Failures::default();
     for (i, case) in cases.iter().enumerate() {
         let dst = pv_target(&h, &case.target, true);
         let out = pv_restore(
@@ -1044,22 +1060,9 @@ fn hostile_pv_streams_return_minus_one_with_a_named_reason() {
             reason.unwrap_or("-")
         );
         let problems = check_xcmig_case(&h, case, &dst, &out);
-        if !problems.is_empty() {
-            failures.push(format!(
-                "{}: {}\n{}",
-                case.name,
-                problems.join("; "),
-                describe(&out)
-            ));
-        }
+        failures.note(case.name, &problems, &out);
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    failures.assert_none(cases.len());
 }
 
 /// How Debian's libxenguest ended one case, in a word or two and its error.
