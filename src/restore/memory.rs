@@ -107,7 +107,7 @@ const EXTENT_2M: u64 = 1 << ORDER_2M;
 /// Populate `pfns` (none populated yet, each once): whole aligned runs of
 /// 512 consecutive pfns as 2 MiB extents where the guest type allows
 /// them, the rest (and any extent Xen could not allocate whole) as 4 KiB
-/// pages.
+/// pages. No pfns, no call.
 fn populate<H: Hypervisor>(
     hv: &H,
     domid: DomId,
@@ -117,6 +117,9 @@ fn populate<H: Hypervisor>(
     asked: &mut Vec<u64>,
     guest: &mut dyn PageHooks,
 ) -> Result<(), RestoreError> {
+    if pfns.is_empty() {
+        return Ok(());
+    }
     extents.clear();
     small.clear();
     let mut i = 0;
@@ -321,17 +324,15 @@ impl RestoreMemory {
                 self.to_populate.push(e.pfn);
             }
         }
-        if !self.to_populate.is_empty() {
-            populate(
-                hv,
-                domid,
-                &self.to_populate,
-                &mut self.extents,
-                &mut self.small,
-                &mut self.asked,
-                guest,
-            )?;
-        }
+        populate(
+            hv,
+            domid,
+            &self.to_populate,
+            &mut self.extents,
+            &mut self.small,
+            &mut self.asked,
+            guest,
+        )?;
 
         self.frames.clear();
         self.data_entries.clear();
@@ -390,17 +391,15 @@ impl RestoreMemory {
                         self.to_populate.push(pfn);
                     }
                 }
-                if !self.to_populate.is_empty() {
-                    populate(
-                        hv,
-                        domid,
-                        &self.to_populate,
-                        &mut self.extents,
-                        &mut self.small,
-                        &mut self.asked,
-                        guest,
-                    )?;
-                }
+                populate(
+                    hv,
+                    domid,
+                    &self.to_populate,
+                    &mut self.extents,
+                    &mut self.small,
+                    &mut self.asked,
+                    guest,
+                )?;
                 guest.localise_page(e.page_type, page)?;
             }
             if verify {
