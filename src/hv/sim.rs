@@ -345,8 +345,6 @@ impl GuestMemory for SimHypervisor {
     }
 }
 
-// PV: filled in by the backend work of issue 9; until then the role's
-// defaults answer EOPNOTSUPP, as before.
 impl X86Hvm for SimHypervisor {
     fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {
         const OP: &str = "xc_domain_hvm_getcontext";

@@ -171,13 +171,7 @@ impl<'a, W: Write> Out<'a, W> {
         vcpu: u32,
         msrs: &[MsrEntry],
     ) -> Result<(), stream::Error> {
-        let mut body = Vec::with_capacity(msrs.len() * 16);
-        for m in msrs {
-            body.extend_from_slice(&m.idx.to_le_bytes());
-            body.extend_from_slice(&m.flags.to_le_bytes());
-            body.extend_from_slice(&m.val.to_le_bytes());
-        }
-        self.x86_pv_vcpu(VcpuKind::Msrs, vcpu, &body)
+        self.writer()?.write_x86_pv_vcpu_msrs(vcpu, msrs)
     }
 
     pub(crate) fn shared_info(&mut self, page: &[u8]) -> Result<(), stream::Error> {

@@ -383,7 +383,7 @@ impl GuestMemory for ScriptedDirty {
     }
 }
 
-// An HVM-only double: the PV role's defaults (no PV on this host).
+// The PV role forwards to the simulator, as the other roles do.
 impl crate::hv::X86Pv for ScriptedDirty {
     fn pv_address_size(&self, domid: DomId) -> HvResult<u32> {
         self.inner.pv_address_size(domid)

@@ -679,11 +679,7 @@ impl<'a, H: Hypervisor + 'a, W: Write> SaveGuest<H, W> for PvSave<'a, H> {
         Ok(())
     }
 
-    /// A PV guest's frames lie scattered over the host: chunk mappings are
-    /// kept for one pass only (they follow no p2m) and at most one chunk
-    /// at a time, since a backend that maps each scattered frame on its
-    /// own (the simulator's foreign mappings) would otherwise hold tens of
-    /// thousands of kernel mappings.
+    /// None of the backend's chunk mappings for a PV guest.
     fn mapping_hints(&self, hints: MappingHints) -> MappingHints {
         let _ = hints;
         // No chunk mappings: a chunk of a PV guest is a scatter of machine

@@ -327,6 +327,16 @@ impl<W: Write> Writer<W> {
         self.emit(kind.record_type(), &[&head, context])
     }
 
+    /// X86_PV_VCPU_MSRS for `vcpu_id`: the vCPU's MSRs in the record's
+    /// `{u32 index, u32 reserved, u64 value}` form.
+    pub fn write_x86_pv_vcpu_msrs(&mut self, vcpu_id: u32, msrs: &[MsrEntry]) -> Result<(), Error> {
+        let mut body = Vec::with_capacity(msrs.len() * MsrEntry::SIZE);
+        for m in msrs {
+            m.encode(&mut body, self.endian);
+        }
+        self.write_x86_pv_vcpu(VcpuKind::Msrs, vcpu_id, &body)
+    }
+
     /// SHARED_INFO: exactly one page.
     pub fn write_shared_info(&mut self, page: &[u8]) -> Result<(), Error> {
         let rtype = RecordType::SHARED_INFO;
