@@ -24,7 +24,7 @@ use crate::hv::{
     DomId, HvError, Hypervisor, M2pTable, MappedPages, MappedPagesMut, MsrEntry, PAGE_SIZE,
 };
 use crate::log::Level;
-use crate::stream::{DomainType, P2mFrames, PageType, Record, VcpuKind, X86PvInfo};
+use crate::stream::{Array, DomainType, Endian, P2mFrames, PageType, Record, VcpuKind, X86PvInfo};
 use crate::x86::pv::{
     self, table_level, write_u32, GuestWidth, PageTableError, SharedInfo, SharedInfoLayout,
     StartInfoLayout, VcpuContext, SHARED_INFO_VCPUS, VGCF_ONLINE,
@@ -766,24 +766,10 @@ fn rewrite_shared_info(
 }
 
 /// X86_PV_VCPU_MSRS's body (`xen_domctl_vcpu_msr_t`: u32 index, u32
-/// reserved, u64 value), a multiple of 16 bytes.
+/// reserved, u64 value), a multiple of 16 bytes, in the little-endian
+/// order every x86 guest's state is kept in here.
 fn parse_msrs(blob: &[u8]) -> Vec<MsrEntry> {
-    blob.chunks_exact(MSR_ENTRY_SIZE)
-        .map(|c| {
-            let mut page_u32 = [0u8; 4];
-            page_u32.copy_from_slice(&c[0..4]);
-            let idx = u32::from_le_bytes(page_u32);
-            page_u32.copy_from_slice(&c[4..8]);
-            let flags = u32::from_le_bytes(page_u32);
-            let mut v = [0u8; 8];
-            v.copy_from_slice(&c[8..16]);
-            MsrEntry {
-                idx,
-                flags,
-                val: u64::from_le_bytes(v),
-            }
-        })
-        .collect()
+    Array::<MsrEntry>::new(blob, Endian::Little).to_vec()
 }
 
 /// A page-table problem as the error of PAGE_DATA.
