@@ -7,6 +7,26 @@ use crate::error::{Error, Result};
 use crate::PAGE_SIZE;
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Foreign mapping regions alive in this process: made by
+/// [`ForeignMapping::map`]/[`ForeignMapping::map_sources`] and not yet
+/// released (dropped, or unmapped through [`release_raw`] after
+/// [`ForeignMapping::into_raw`]). Tests read it to prove that a save or
+/// restore, failed or not, leaves nothing mapped.
+static LIVE_MAPPINGS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many foreign mapping regions this process holds now.
+pub fn live_mappings() -> usize {
+    LIVE_MAPPINGS.load(Ordering::SeqCst)
+}
+
+/// Account for a region given away by [`ForeignMapping::into_raw`] that its
+/// owner has now unmapped (the shim's `xenforeignmemory_unmap`).
+pub fn release_raw() {
+    // Saturating: a C caller unmapping a region twice must not wrap it.
+    let _ = LIVE_MAPPINGS.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+}
 
 /// Access wanted for a mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +110,7 @@ impl ForeignMapping {
                 std::io::Error::last_os_error(),
             ));
         }
+        LIVE_MAPPINGS.fetch_add(1, Ordering::SeqCst);
         let mut m = ForeignMapping {
             addr: base.cast(),
             pages,
@@ -196,7 +217,8 @@ impl ForeignMapping {
     }
 
     /// Give the region to C code: returns its address; the new owner releases
-    /// it with `munmap(addr, pages * 4096)`.
+    /// it with `munmap(addr, pages * 4096)` and then calls [`release_raw`].
+    /// The region stays counted in [`live_mappings`] until then.
     pub fn into_raw(self) -> *mut u8 {
         let a = self.addr;
         std::mem::forget(self);
@@ -211,5 +233,6 @@ impl Drop for ForeignMapping {
         unsafe {
             libc::munmap(self.addr.cast(), self.pages * PAGE_SIZE as usize);
         }
+        release_raw();
     }
 }

@@ -105,6 +105,7 @@ pub fn unmap(addr: *mut u8, pages: usize) -> ShimResult<()> {
     if unsafe { libc::munmap(addr.cast(), len) } != 0 {
         return Err(ShimError::last_os("munmap"));
     }
+    xensim::release_raw();
     Ok(())
 }
 
