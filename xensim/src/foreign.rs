@@ -22,7 +22,9 @@ pub fn live_mappings() -> usize {
 }
 
 /// Account for a region given away by [`ForeignMapping::into_raw`] that its
-/// owner has now unmapped (the shim's `xenforeignmemory_unmap`).
+/// owner has now unmapped (the shim's `xenforeignmemory_unmap`), or will
+/// unmap where xensim cannot see it (a plain `munmap` by the callers of
+/// the shim's `xc_map_foreign_*`).
 pub fn release_raw() {
     // Saturating: a C caller unmapping a region twice must not wrap it.
     let _ = LIVE_MAPPINGS.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));

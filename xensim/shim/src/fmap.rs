@@ -92,6 +92,16 @@ pub fn map_all(owner: &Owner<'_>, frames: &[u64], prot: c_int) -> ShimResult<*mu
     Ok(m.into_raw())
 }
 
+/// Hands a region to a caller that releases it with a plain `munmap`, as
+/// the callers of `xc_map_foreign_{range,pages,ranges,bulk}` do. The shim
+/// never sees that `munmap`, so the region leaves [`xensim::live_mappings`]
+/// now, and the count stays true: what the shim's own unmap must still
+/// release.
+pub fn hand_to_munmap(addr: *mut u8) -> *mut u8 {
+    xensim::release_raw();
+    addr
+}
+
 /// Releases `pages` pages at `addr`.
 pub fn unmap(addr: *mut u8, pages: usize) -> ShimResult<()> {
     if addr.is_null() {

@@ -135,7 +135,7 @@ pub unsafe extern "C" fn xc_map_foreign_range(
             .map(|i| mfn.checked_add(i))
             .collect::<Option<Vec<u64>>>()
             .ok_or_else(|| ShimError::inval("frame range overflows"))?;
-        Ok(map_all(x, dom, prot, &frames)?.cast())
+        Ok(fmap::hand_to_munmap(map_all(x, dom, prot, &frames)?).cast())
     }))
 }
 
@@ -151,7 +151,7 @@ pub unsafe extern "C" fn xc_map_foreign_pages(
         let n = usize::try_from(num).map_err(|_| ShimError::inval("negative count"))?;
         // SAFETY: arr holds num entries (C contract).
         let frames = unsafe { ffi::slice(arr, n, "arr") }?;
-        Ok(map_all(x, dom, prot, frames)?.cast())
+        Ok(fmap::hand_to_munmap(map_all(x, dom, prot, frames)?).cast())
     }))
 }
 
@@ -184,7 +184,7 @@ pub unsafe extern "C" fn xc_map_foreign_ranges(
             }
             frames.extend((0..per as u64).map(|j| mfn + j));
         }
-        Ok(map_all(x, dom, prot, &frames)?.cast())
+        Ok(fmap::hand_to_munmap(map_all(x, dom, prot, &frames)?).cast())
     }))
 }
 
@@ -205,7 +205,7 @@ pub unsafe extern "C" fn xc_map_foreign_bulk(
         let owner = fmap::Owner::of(x.host(), dom)?;
         let m = fmap::map_frames(&owner, frames, prot)?;
         errs.copy_from_slice(&m.errs);
-        Ok(m.addr.cast())
+        Ok(fmap::hand_to_munmap(m.addr).cast())
     }))
 }
 
