@@ -34,6 +34,19 @@ test: build lint
 	scripts/fuzz-smoke.sh
 	$(BENCH_PYTHON) bench/test_bench.py
 
+# make fuzz [FUZZ_SECONDS=3600 FUZZ_JOBS=2 FUZZ_TARGETS="..."]: every
+# cargo-fuzz target in fuzz/Cargo.toml for FUZZ_SECONDS each, FUZZ_JOBS at
+# a time; minimises each corpus back into fuzz/corpus/TARGET and appends the
+# run to fuzz/results.md (see fuzz/README.md). Fails on any crash or timeout.
+.PHONY: fuzz fuzz-seeds
+fuzz: build
+	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),3600) FUZZ_JOBS=$(or $(FUZZ_JOBS),2) scripts/fuzz-campaign.sh
+
+# Rewrites the seed-* streams of the whole-restore targets
+# (fuzz/corpus/restore_*) from saves by both engines on xensim.
+fuzz-seeds: build
+	$(CARGO) test --release -p xcmig --test fuzz_seeds -- --ignored --nocapture
+
 # make demo DEMO_ARGS="--memory 4G --dirty-rate 200" passes options on.
 demo: build
 	scripts/demo.sh $(DEMO_ARGS)

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Short fuzzing run of every parser's cargo-fuzz target (fuzz/), for
-# `make test` and CI: the libxc stream reader, the libxl stream walk and the
-# xl save-file header.
+# For `make test` and CI: the fuzz library's own tests (the mutator, the
+# restore driver on the committed seeds), then for every cargo-fuzz target
+# of fuzz/Cargo.toml (each [[bin]]: the parsers, the whole restore of each
+# guest type, and any other) a replay of its committed corpus
+# (fuzz/corpus/TARGET, every input run once: a regression fails here) and
+# a short fuzzing run from it.
 #
-#   FUZZ_SECONDS   run time of the libxc reader (default 60); the smaller
-#                  parsers get a third of it each
+#   FUZZ_SECONDS   run time of the libxc reader (default 60); every other
+#                  target gets a third of it
 #   CARGO_TARGET_DIR  build dir (default target/, relative to the repo root);
 #                  the fuzz build goes to $CARGO_TARGET_DIR/fuzz
 #
@@ -34,12 +37,27 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cd fuzz
-for fuzz_target in stream_reader libxl_reader xl_header; do
+cargo test --release --lib
+cargo fuzz build
+bindir="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release"
+targets=$(sed -n '/^\[\[bin\]\]/,/^$/s/^name = "\(.*\)"/\1/p' Cargo.toml)
+for fuzz_target in $targets; do
     t=$secs
     [[ $fuzz_target == stream_reader ]] || t=$(( (secs + 2) / 3 ))
-    mkdir -p "$work/$fuzz_target"
-    cp "corpus/$fuzz_target"/* "$work/$fuzz_target/"
+    opts=(-malloc_limit_mb=64 -rss_limit_mb=1024)
+    # Whole restores: inputs are streams of 1 MiB guests (seeds up to
+    # ~130 KiB, room for added pages); the simulated host and ASan's
+    # quarantine take more resident memory than the parsers.
+    case $fuzz_target in
+        restore_*) opts=(-malloc_limit_mb=64 -rss_limit_mb=2048 -max_len=262144) ;;
+    esac
+    mkdir -p "$work/$fuzz_target" "corpus/$fuzz_target"
+    if compgen -G "corpus/$fuzz_target/*" >/dev/null; then
+        cp "corpus/$fuzz_target"/* "$work/$fuzz_target/"
+        echo "fuzz-smoke: $fuzz_target: replaying $(ls "corpus/$fuzz_target" | wc -l) committed inputs"
+        "$bindir/$fuzz_target" "${opts[@]}" -runs=0 "corpus/$fuzz_target"
+    fi
     echo "fuzz-smoke: $fuzz_target for ${t}s"
-    cargo fuzz run "$fuzz_target" "$work/$fuzz_target" -- \
-        -max_total_time="$t" -malloc_limit_mb=64 -rss_limit_mb=1024 -print_final_stats=1
+    "$bindir/$fuzz_target" "$work/$fuzz_target" "${opts[@]}" \
+        -max_total_time="$t" -print_final_stats=1 -artifact_prefix="$work/"
 done
