@@ -300,7 +300,7 @@ impl PageData {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A little-endian v3 HVM stream: headers, one PAGE_DATA of two pages

@@ -196,7 +196,13 @@ impl Target {
             std::env::temp_dir()
         };
         remove_stale(&base);
-        let dir = base.join(format!("xcmig-fuzz-{}-{}", std::process::id(), kind.tag()));
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = base.join(format!(
+            "xcmig-fuzz-{}-{}-{n}",
+            std::process::id(),
+            kind.tag()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         let host = Host::open(&dir).expect("open the fuzzing xensim host");
         Target { kind, dir, host }
@@ -317,10 +323,18 @@ fn remove_stale(base: &Path) {
 mod tests {
     use super::*;
 
+    /// `live_mappings` counts the whole process: one restore at a time.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The committed seeds (real streams of both engines, see
     /// tests/fuzz_seeds.rs) restore, each into its target's guest type.
     #[test]
     fn every_committed_seed_restores() {
+        let _one = serial();
         let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
         let mut n = 0;
         for (dir, kind) in [
@@ -369,6 +383,7 @@ mod tests {
     /// keeps the first; with the static-data callback failing, it names it.
     #[test]
     fn mode_bits_reach_the_restore() {
+        let _one = serial();
         let seed =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/restore_hvm/seed-hvm-remus-xcmig");
         let mut input = std::fs::read(seed).expect("seed");
