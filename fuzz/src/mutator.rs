@@ -28,7 +28,7 @@ impl Rng {
     }
 
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn bits(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -40,7 +40,7 @@ impl Rng {
         if n == 0 {
             0
         } else {
-            (self.next() % n as u64) as usize
+            (self.bits() % n as u64) as usize
         }
     }
 
@@ -73,7 +73,7 @@ fn interesting_u64(rng: &mut Rng, old: u64) -> u64 {
         8 => old ^ (1 << rng.below(64)),
         9 => u64::from(u32::MAX),
         10 => old.wrapping_add(rng.below(64) as u64),
-        _ => rng.next(),
+        _ => rng.bits(),
     }
 }
 
@@ -106,12 +106,12 @@ fn interesting_pfn(rng: &mut Rng, pd: &PageData, old: u64) -> u64 {
             let i = rng.below(pd.entries.len());
             pd.entries.get(i).map_or(0, |e| e & PFN_MASK)
         }
-        _ => rng.next() & 0xfff,
+        _ => rng.bits() & 0xfff,
     }
 }
 
 fn page_with(rng: &mut Rng) -> Vec<u8> {
-    let fill = [0u8, 0xff, rng.next() as u8][rng.below(3)];
+    let fill = [0u8, 0xff, rng.bits() as u8][rng.below(3)];
     vec![fill; PAGE_SIZE]
 }
 
@@ -241,7 +241,7 @@ fn mutate_once(rng: &mut Rng, input: &mut Input, room: usize) {
             let r = &mut input.records[i];
             r.rtype = match rng.below(4) {
                 0 => r.rtype ^ 0x8000_0000,
-                1 => rng.next() as u32,
+                1 => rng.bits() as u32,
                 _ => rng.below(KNOWN_TYPES as usize) as u32,
             };
         }
@@ -260,7 +260,7 @@ fn mutate_once(rng: &mut Rng, input: &mut Input, room: usize) {
                 r.body.truncate(keep);
             } else {
                 let grow = (1 + rng.below(16)).min(room);
-                r.body.resize(r.body.len() + grow, rng.next() as u8);
+                r.body.resize(r.body.len() + grow, rng.bits() as u8);
             }
         }
         // Record order.
@@ -312,7 +312,7 @@ fn mutate_once(rng: &mut Rng, input: &mut Input, room: usize) {
         // The headers or the mode byte.
         _ => {
             if rng.one_in(2) || input.headers.len() < 4 {
-                input.mode = Some(rng.next() as u8);
+                input.mode = Some(rng.bits() as u8);
             } else {
                 mutate_field(rng, Order::Big, &mut input.headers);
             }

@@ -136,17 +136,16 @@ impl Input {
         let order = order_of(&headers);
         let mut at = hl;
         let mut records = Vec::new();
-        while hl == HEADERS_LEN {
-            let (Some(rtype), Some(len)) = (order.u32(rest, at), order.u32(rest, at + 4)) else {
-                break;
-            };
-            let start = at + RECORD_HEADER_LEN;
-            let padded = (len as usize).next_multiple_of(8);
-            if rest.len() - start < padded {
-                break;
+        if hl == HEADERS_LEN {
+            while let (Some(rtype), Some(len)) = (order.u32(rest, at), order.u32(rest, at + 4)) {
+                let start = at + RECORD_HEADER_LEN;
+                let padded = (len as usize).next_multiple_of(8);
+                if rest.len() - start < padded {
+                    break;
+                }
+                records.push(Rec::new(rtype, rest[start..start + len as usize].to_vec()));
+                at = start + padded;
             }
-            records.push(Rec::new(rtype, rest[start..start + len as usize].to_vec()));
-            at = start + padded;
         }
         Input {
             mode: Some(mode),
