@@ -10,11 +10,20 @@ pub(crate) struct Bitmap {
 
 impl Bitmap {
     /// All clear, `len` bits.
+    #[cfg(test)]
     pub(crate) fn new(len: u64) -> Self {
-        Bitmap {
-            words: vec![0; len.div_ceil(64) as usize],
-            len,
-        }
+        Self::try_new(len).expect("bitmap allocation")
+    }
+
+    /// All clear, `len` bits, or `None` if the memory cannot be had: the
+    /// length comes from the hypervisor, and a save that cannot track the
+    /// p2m fails rather than aborting the process.
+    pub(crate) fn try_new(len: u64) -> Option<Self> {
+        let n = usize::try_from(len.div_ceil(64)).ok()?;
+        let mut words = Vec::new();
+        words.try_reserve_exact(n).ok()?;
+        words.resize(n, 0);
+        Some(Bitmap { words, len })
     }
 
     pub(crate) fn words_mut(&mut self) -> &mut [u64] {
@@ -107,6 +116,13 @@ impl Bitmap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bitmap_too_large_to_allocate_is_refused_not_aborted() {
+        assert!(Bitmap::try_new(u64::MAX).is_none());
+        assert!(Bitmap::try_new(1 << 63).is_none());
+        assert_eq!(Bitmap::try_new(65).map(|b| b.words.len()), Some(2));
+    }
 
     #[test]
     fn set_all_stays_within_length_and_iterates_in_order() {

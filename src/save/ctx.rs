@@ -163,13 +163,21 @@ pub(crate) struct Memory {
 }
 
 impl Memory {
-    pub(crate) fn setup(&mut self, p2m_size: u64) {
+    /// Tracking for a p2m of `p2m_size` pfns: three bitmaps of that many
+    /// bits, allocated fallibly (ENOMEM) since the size is Xen's answer.
+    pub(crate) fn setup(&mut self, p2m_size: u64) -> Result<(), SaveError> {
+        let bitmap = || {
+            Bitmap::try_new(p2m_size).ok_or_else(|| {
+                SaveError::OutOfMemory(format!("no memory to track a p2m of {p2m_size:#x} pfns"))
+            })
+        };
         self.p2m_size = p2m_size;
-        self.dirty = Bitmap::new(p2m_size);
-        self.deferred = Bitmap::new(p2m_size);
-        self.sent = Bitmap::new(p2m_size);
+        self.dirty = bitmap()?;
+        self.deferred = bitmap()?;
+        self.sent = bitmap()?;
         self.nr_deferred = 0;
         self.batch = Vec::with_capacity(MAX_BATCH);
+        Ok(())
     }
 
     pub(crate) fn p2m_size(&self) -> u64 {

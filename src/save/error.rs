@@ -63,6 +63,10 @@ pub enum SaveError {
     /// The save cannot be done by this implementation (yet).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Memory the save needs (sized by what Xen reported) could not be
+    /// allocated.
+    #[error("{0}")]
+    OutOfMemory(String),
 }
 
 impl SaveError {
@@ -104,6 +108,7 @@ impl SaveError {
             SaveError::Guest { errno, .. } => *errno,
             SaveError::Protocol(_) => libc::EPROTO,
             SaveError::Unsupported(_) => libc::EOPNOTSUPP,
+            SaveError::OutOfMemory(_) => libc::ENOMEM,
         }
     }
 }

@@ -217,7 +217,7 @@ fn run<H: Hypervisor, W: Write>(
         &format!("Saving domain {}, type {}", ctx.domid, guest.name()),
     );
     guest.setup(ctx)?;
-    ctx.mem.setup(ctx.summary.p2m_size);
+    ctx.mem.setup(ctx.summary.p2m_size)?;
     ctx.maps = mapcache::MapCache::new(guest.mapping_hints(ctx.hv.mapping_hints()));
 
     ctx.progress_single("Start of stream");

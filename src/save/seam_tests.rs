@@ -86,7 +86,7 @@ fn send_through(guest: &dyn PageFrames) -> (Vec<u8>, xensim::Domain) {
     let params = SaveParams::default();
     {
         let mut ctx = Ctx::new(&hv, id, &mut out, None, &params, &mut cb, &log, info);
-        ctx.mem.setup(p2m);
+        ctx.mem.setup(p2m).unwrap();
         ctx.out.headers(DomainType::X86Hvm, 4, 17).expect("headers");
         ctx.out.static_data_end().expect("static data end");
         memory::send_all_pages(&mut ctx, guest).expect("send pages");
@@ -175,7 +175,7 @@ fn ballooned_and_unrewritable_pages_leave_the_record_and_wait_for_the_final_pass
     let params = SaveParams::default();
     let (deferred, nr_deferred) = {
         let mut ctx = Ctx::new(&hv, id, &mut out, None, &params, &mut cb, &log, info);
-        ctx.mem.setup(p2m);
+        ctx.mem.setup(p2m).unwrap();
         ctx.out.headers(DomainType::X86Hvm, 4, 17).expect("headers");
         ctx.out.static_data_end().expect("static data end");
         memory::send_all_pages(&mut ctx, &Deferring).expect("send pages");

@@ -195,6 +195,27 @@ fn injected_faults_fail_the_save_with_their_errno_and_leave_log_dirty_off() {
     }
 }
 
+/// Found by the save_hypercalls fuzz target: an HVM p2m size from
+/// `xc_domain_nr_gpfns` of 2^40 pfns or more made the save allocate its
+/// bitmaps by it (128 GiB each) and abort the process.
+#[test]
+fn an_hvm_p2m_size_beyond_52_bit_addresses_is_refused_not_allocated() {
+    for answer in [(1u64 << 40) + 1, 1 << 52, u64::MAX] {
+        let h = TempHost::new("nr-gpfns");
+        let id = h.create(GuestType::Hvm, SMALL, 4, false);
+        let mut hv = ScriptedDirty::new(h.hv(), h.domain(id), &[]);
+        hv.nr_gpfns_answer = Some(answer);
+        let mut cb = ToolstackSave::new(h.domain(id));
+        let mut out = Vec::new();
+        let e = save_domain(&hv, id, &mut out, &live(), &mut cb, &RecLog::default())
+            .expect_err("a p2m beyond the address space");
+        assert_eq!(e.errno(), libc::EPROTO, "{e}");
+        assert!(e.to_string().contains("xc_domain_nr_gpfns"), "{e}");
+        assert!(!h.domain(id).logdirty_enabled());
+        assert_eq!(cb.suspends, 0);
+    }
+}
+
 #[test]
 fn suspend_callback_failure_fails_the_save() {
     let h = TempHost::new("suspend0");

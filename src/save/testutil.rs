@@ -292,6 +292,8 @@ pub(crate) struct ScriptedDirty {
     ram: Vec<u64>,
     pub(crate) cleans: RefCell<Vec<(u32, bool)>>,
     pub(crate) enables: RefCell<u32>,
+    /// `nr_gpfns` answers this instead of the simulator's value.
+    pub(crate) nr_gpfns_answer: Option<u64>,
 }
 
 impl ScriptedDirty {
@@ -304,6 +306,7 @@ impl ScriptedDirty {
             ram,
             cleans: RefCell::new(Vec::new()),
             enables: RefCell::new(0),
+            nr_gpfns_answer: None,
         }
     }
 }
@@ -318,7 +321,8 @@ impl DomainCtl for ScriptedDirty {
         self.inner.domain_info(domid)
     }
     fn nr_gpfns(&self, domid: DomId) -> HvResult<u64> {
-        self.inner.nr_gpfns(domid)
+        let n = self.inner.nr_gpfns(domid)?;
+        Ok(self.nr_gpfns_answer.unwrap_or(n))
     }
 }
 

@@ -11,6 +11,11 @@ use super::x86;
 use crate::hv::{param, Hypervisor};
 use crate::stream::DomainType;
 
+/// Most gfns an x86 HVM guest can span: physical addresses have at most 52
+/// bits. A larger `xc_domain_nr_gpfns` answer is not one Xen can give, and
+/// sizing the save's tracking by it would ask for terabytes.
+const MAX_GPFNS: u64 = 1 << (52 - crate::x86::PAGE_SHIFT);
+
 /// Per-save HVM state.
 #[derive(Debug, Default)]
 pub(crate) struct HvmSave {
@@ -41,7 +46,14 @@ impl<H: Hypervisor, W: Write> SaveGuest<H, W> for HvmSave {
 
     /// The p2m size, then qemu log-dirty on.
     fn setup(&mut self, ctx: &mut Ctx<'_, H, W>) -> Result<(), SaveError> {
-        ctx.summary.p2m_size = ctx.hv.nr_gpfns(ctx.domid)?;
+        let n = ctx.hv.nr_gpfns(ctx.domid)?;
+        if n > MAX_GPFNS {
+            return Err(SaveError::Protocol(format!(
+                "xc_domain_nr_gpfns answered {n:#x} pfns, beyond the {MAX_GPFNS:#x} \
+                 of a 52-bit physical address space"
+            )));
+        }
+        ctx.summary.p2m_size = n;
         if let Err(f) = ctx.cb.switch_qemu_logdirty(ctx.domid, true) {
             ctx.msg(
                 crate::log::Level::Error,
