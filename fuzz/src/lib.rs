@@ -11,10 +11,13 @@
 //!   mutation part of the time;
 //! - [`restore`]: the whole `restore_domain` engine run in-process over
 //!   `hv::sim` on a fresh empty simulated domain, with the checks every
-//!   restore target makes after each input.
+//!   restore target makes after each input;
+//! - [`fuzzed_hv`]: the `Hypervisor` of the `save_hypercalls` target, which
+//!   delegates to `hv::sim` and lets the input fail or change any answer.
 //!
 //! A module for another target goes beside these and is declared here.
 
+pub mod fuzzed_hv;
 pub mod mutator;
 pub mod records;
 pub mod restore;
