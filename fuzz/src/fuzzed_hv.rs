@@ -309,7 +309,7 @@ impl Rule {
 pub struct Plan {
     rules: Vec<Rule>,
     counts: RefCell<[u32; Call::ALL.len()]>,
-    fired: RefCell<Vec<Rule>>,
+    fired: RefCell<Vec<(Rule, u32)>>,
 }
 
 impl Plan {
@@ -345,12 +345,13 @@ impl Plan {
             .iter()
             .find(|r| r.call == call && (r.nth == EVERY || u32::from(r.nth) == n))
             .copied()?;
-        self.fired.borrow_mut().push(r);
+        self.fired.borrow_mut().push((r, n));
         Some(r)
     }
 
-    /// The rules that applied to a call, in order.
-    pub fn fired(&self) -> Vec<Rule> {
+    /// The rules that applied to a call, in order, each with the
+    /// occurrence (from 0) of the call it applied to.
+    pub fn fired(&self) -> Vec<(Rule, u32)> {
         self.fired.borrow().clone()
     }
 
