@@ -149,6 +149,10 @@ impl World {
     fn forget(&mut self, kind: usize) {
         if let Some(g) = self.guests[kind].take() {
             self.host.destroy_domain(g.id).expect("destroy a domain");
+            // The backend keeps every domain it opened (its files mapped);
+            // a new one drops the destroyed domain's.
+            self.hv =
+                SimHypervisor::new(Host::open(self.host.dir()).expect("reopen the xensim host"));
         }
     }
 }

@@ -395,22 +395,20 @@ fn perturb_blob(r: &Rule, blob: &mut Vec<u8>) {
     let v = r.v as usize;
     match r.action % 6 {
         1 => blob.truncate(v % (blob.len() + 1)),
-        2 => blob.extend(std::iter::repeat(r.a).take(v % (MAX_GROW * 16))),
-        3 => {
-            if !blob.is_empty() {
+        2 => blob.extend(std::iter::repeat_n(r.a, v % (MAX_GROW * 16))),
+        3
+            if !blob.is_empty() => {
                 let i = v % blob.len();
                 blob[i] = r.a;
             }
-        }
         4 => blob.clear(),
-        5 => {
+        5
             // A u64 at an 8-aligned offset, e.g. a frame number in a vCPU
             // context or the length of an HVM record.
-            if blob.len() >= 8 {
+            if blob.len() >= 8 => {
                 let i = (usize::from(r.a) * 8) % (blob.len() - 7);
                 blob[i..i + 8].copy_from_slice(&wide(r.v).to_le_bytes());
             }
-        }
         _ => {}
     }
 }
@@ -743,11 +741,9 @@ impl X86Cpu for FuzzedHv<'_> {
                     p.leaves.clear();
                     p.msrs.clear();
                 }
-                6 => {
-                    if !p.leaves.is_empty() {
-                        let l = p.leaves[v % p.leaves.len()];
-                        p.leaves.push(l);
-                    }
+                6 if !p.leaves.is_empty() => {
+                    let l = p.leaves[v % p.leaves.len()];
+                    p.leaves.push(l);
                 }
                 _ => {}
             }
@@ -817,7 +813,7 @@ impl M2pTable for FuzzM2p<'_> {
             return None;
         }
         match self.value {
-            Some(v) if mfn % self.every == 0 => Some(v),
+            Some(v) if mfn.is_multiple_of(self.every) => Some(v),
             _ => self.inner.entry(mfn),
         }
     }
@@ -940,11 +936,9 @@ impl X86Pv for FuzzedHv<'_> {
                     }
                 }
                 2 => m.truncate(v % (m.len() + 1)),
-                3 => {
-                    if !m.is_empty() {
-                        let i = usize::from(r.a) % m.len();
-                        m[i].flags = r.v;
-                    }
+                3 if !m.is_empty() => {
+                    let i = usize::from(r.a) % m.len();
+                    m[i].flags = r.v;
                 }
                 _ => {}
             }
