@@ -3,7 +3,8 @@
 //! maps the result to the C convention (`0`, or `-1` with `errno`).
 //!
 //! The prototypes are those of the installed `xenguest.h` (plus
-//! `xcmig_version` and the live migration settings, declared in
+//! `xcmig_version`, the live migration settings and the restore's
+//! checkpoint buffer limit, declared in
 //! `include/xcmig.h`).
 
 use std::ffi::{c_char, c_int, c_uint, c_ulong};
@@ -168,9 +169,25 @@ pub extern "C" fn xcmig_set_abort_if_not_converging(abort: bool) {
     settings::set_abort_if_not_converging(abort);
 }
 
-/// Forget every value set by the `xcmig_set_*` functions: the environment
-/// variables and defaults apply again.
+/// Forget every value set by the `xcmig_set_*` functions (the checkpoint
+/// buffer limit too): the environment variables and defaults apply again.
 #[no_mangle]
 pub extern "C" fn xcmig_reset_precopy_settings() {
     settings::reset();
+}
+
+// Restore: the checkpoint buffer limit (see README "Bounded memory" and
+// docs/memory.md). Read at the start of each xc_domain_restore.
+
+/// Most bytes of records a Remus or COLO restore holds back while it
+/// receives one checkpoint (default 1 GiB, 1073741824): page data, pfn
+/// entries and blobs, plus a fixed cost per record. A checkpoint that needs
+/// more fails `xc_domain_restore` with `errno` `ENOBUFS` and an error naming
+/// the limit and the checkpoint; it does not fail over, since the primary is
+/// still running. 0 goes back to the environment variable and the default.
+/// Environment: `XCMIG_CHECKPOINT_BUFFER_MAX` (bytes, or with a `K`, `M`,
+/// `G` or `T` suffix).
+#[no_mangle]
+pub extern "C" fn xcmig_set_checkpoint_buffer_limit(bytes: u64) {
+    settings::set_checkpoint_buffer_limit(bytes);
 }

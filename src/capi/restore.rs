@@ -95,6 +95,7 @@ pub unsafe fn restore(args: &RestoreArgs) -> Result<(), Failure> {
         console_evtchn: args.console_evtchn,
         console_domid: args.console_domid,
         stream_type,
+        checkpoint_buffer_limit: super::settings::current_checkpoint_buffer_limit(&*log),
     };
     let mut io = FdIo::new(args.io_fd);
     // The back channel is written only for COLO, as in libxenguest.

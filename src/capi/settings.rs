@@ -1,5 +1,5 @@
 //! Process-wide pre-copy settings for `xc_domain_save` calls that pass no
-//! `precopy_policy`: set by the `xcmig_set_*` functions of `include/xcmig.h`
+//! `precopy_policy`, and the restore's checkpoint buffer limit: set by the `xcmig_set_*` functions of `include/xcmig.h`
 //! or, for a library preloaded under an unmodified toolstack, by
 //! environment variables.
 //!
@@ -11,10 +11,11 @@
 //! while another thread saves (that save keeps the values it started with).
 
 use std::ffi::OsString;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::log::{Level, Log};
+use crate::restore::DEFAULT_CHECKPOINT_BUFFER_LIMIT;
 use crate::save::{PolicyChoice, PrecopySettings};
 
 /// `XCMIG_PRECOPY_POLICY`: `targeted` (default) or `classic`.
@@ -78,7 +79,8 @@ pub fn set_abort_if_not_converging(on: bool) {
     ABORT_IF_NOT_CONVERGING.store(u32::from(on), Ordering::SeqCst);
 }
 
-/// `xcmig_reset_precopy_settings`: back to the environment and defaults.
+/// `xcmig_reset_precopy_settings`: back to the environment and defaults
+/// (the checkpoint buffer limit too).
 pub fn reset() {
     for a in [
         &POLICY,
@@ -89,6 +91,7 @@ pub fn reset() {
     ] {
         a.store(UNSET, Ordering::SeqCst);
     }
+    set_checkpoint_buffer_limit(0);
 }
 
 fn store(a: &AtomicU32, v: u32, ok: bool) -> Result<(), Invalid> {
@@ -191,6 +194,80 @@ fn parse_policy(v: &str) -> Option<u32> {
         "classic" => Some(POLICY_CLASSIC as u32),
         _ => None,
     }
+}
+
+// ---- Restore: the checkpoint buffer limit (issue 10, bounded memory) ----
+//
+// Resolved at the start of every restore like the settings above: the
+// value set through `xcmig_set_checkpoint_buffer_limit`, then
+// `XCMIG_CHECKPOINT_BUFFER_MAX`, then the engine's default, and passed to
+// the engine in `RestoreParams::checkpoint_buffer_limit`.
+
+/// `XCMIG_CHECKPOINT_BUFFER_MAX`: bytes, optionally with a binary suffix
+/// `K`, `M`, `G` or `T` (also `KiB`...), at least 1.
+pub const ENV_CHECKPOINT_BUFFER_MAX: &str = "XCMIG_CHECKPOINT_BUFFER_MAX";
+
+/// 0: not set through the C API (0 is not a valid limit).
+static CHECKPOINT_BUFFER_LIMIT: AtomicU64 = AtomicU64::new(0);
+
+/// `xcmig_set_checkpoint_buffer_limit`: a limit in bytes, or 0 to go back
+/// to the environment variable and the default.
+pub fn set_checkpoint_buffer_limit(bytes: u64) {
+    CHECKPOINT_BUFFER_LIMIT.store(bytes, Ordering::SeqCst);
+}
+
+/// The checkpoint buffer limit for a restore starting now, from the
+/// process environment.
+pub fn current_checkpoint_buffer_limit(log: &dyn Log) -> u64 {
+    resolve_checkpoint_buffer_limit(&|name| std::env::var_os(name), log)
+}
+
+/// The C API's limit, then `env`'s, then the default; an environment value
+/// that does not parse is reported on `log` and ignored.
+pub fn resolve_checkpoint_buffer_limit(
+    env: &dyn Fn(&str) -> Option<OsString>,
+    log: &dyn Log,
+) -> u64 {
+    let api = CHECKPOINT_BUFFER_LIMIT.load(Ordering::SeqCst);
+    if api != 0 {
+        return api;
+    }
+    let Some(raw) = env(ENV_CHECKPOINT_BUFFER_MAX) else {
+        return DEFAULT_CHECKPOINT_BUFFER_LIMIT;
+    };
+    match raw.to_str().map(str::trim).and_then(parse_bytes) {
+        Some(n) => n,
+        None => {
+            log.log(
+                Level::Warn,
+                None,
+                &format!(
+                    "xcmig: ignoring {ENV_CHECKPOINT_BUFFER_MAX}={:?}: expected a number of bytes \
+                     from 1, optionally with a K, M, G or T suffix; using the default of {DEFAULT_CHECKPOINT_BUFFER_LIMIT} bytes",
+                    raw.to_string_lossy()
+                ),
+            );
+            DEFAULT_CHECKPOINT_BUFFER_LIMIT
+        }
+    }
+}
+
+/// Decimal digits, then an optional binary suffix (`K`, `M`, `G`, `T`, any
+/// case, optionally followed by `iB` or `B`); at least 1, no overflow.
+fn parse_bytes(v: &str) -> Option<u64> {
+    let digits = v.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, suffix) = v.split_at(digits);
+    let shift = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    let n: u64 = num.parse().ok()?;
+    let bytes = n.checked_mul(1u64 << shift)?;
+    (bytes >= 1).then_some(bytes)
 }
 
 #[cfg(test)]
@@ -414,5 +491,80 @@ mod tests {
         let ms = s.target_downtime.as_millis() as u32;
         assert!(ms % 1000 == 999 && ms / 1000 < 8, "{ms}");
         reset();
+    }
+
+    fn limit_with_env(value: Option<&str>) -> (u64, Vec<(Level, String)>) {
+        let log = Warnings::default();
+        let n = resolve_checkpoint_buffer_limit(
+            &|name| {
+                assert_eq!(name, ENV_CHECKPOINT_BUFFER_MAX);
+                value.map(OsString::from)
+            },
+            &log,
+        );
+        (n, log.0.into_inner())
+    }
+
+    #[test]
+    fn checkpoint_buffer_limit_reads_bytes_with_binary_suffixes() {
+        let _g = serial();
+        assert_eq!(
+            limit_with_env(None),
+            (DEFAULT_CHECKPOINT_BUFFER_LIMIT, vec![])
+        );
+        for (v, want) in [
+            ("1", 1),
+            ("4096", 4096),
+            (" 64K ", 64 << 10),
+            ("512m", 512 << 20),
+            ("2GiB", 2 << 30),
+            ("3gb", 3 << 30),
+            ("1T", 1 << 40),
+            ("100B", 100),
+        ] {
+            assert_eq!(limit_with_env(Some(v)), (want, vec![]), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_checkpoint_buffer_limits_are_ignored_with_a_warning() {
+        let _g = serial();
+        for v in [
+            "",
+            "0",
+            "0K",
+            "-1",
+            "1.5G",
+            "12 M",
+            "5P",
+            "0x100",
+            "K",
+            "20000000T",
+        ] {
+            let (n, warnings) = limit_with_env(Some(v));
+            assert_eq!(n, DEFAULT_CHECKPOINT_BUFFER_LIMIT, "{v:?}");
+            assert_eq!(warnings.len(), 1, "{v:?}");
+            let (level, msg) = &warnings[0];
+            assert_eq!(*level, Level::Warn);
+            assert!(
+                msg.contains(ENV_CHECKPOINT_BUFFER_MAX) && msg.contains("default"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_c_checkpoint_buffer_limit_wins_and_zero_or_reset_forgets_it() {
+        use crate::capi::exports::*;
+        let _g = serial();
+        xcmig_set_checkpoint_buffer_limit(12345);
+        // The environment is not even read (no warning for its nonsense).
+        assert_eq!(limit_with_env(Some("nonsense")), (12345, vec![]));
+        xcmig_set_checkpoint_buffer_limit(0);
+        assert_eq!(limit_with_env(Some("8M")).0, 8 << 20);
+        xcmig_set_checkpoint_buffer_limit(u64::MAX);
+        assert_eq!(limit_with_env(None).0, u64::MAX);
+        xcmig_reset_precopy_settings();
+        assert_eq!(limit_with_env(None).0, DEFAULT_CHECKPOINT_BUFFER_LIMIT);
     }
 }

@@ -4,7 +4,10 @@
 //! Before the first CHECKPOINT (and for the whole of a plain stream)
 //! records are applied as they arrive. From then on they are held until the
 //! next CHECKPOINT completes the set, so that a failover always restores
-//! the last complete checkpoint.
+//! the last complete checkpoint. What they hold is counted against
+//! [`RestoreParams::checkpoint_buffer_limit`](super::RestoreParams) before
+//! anything is copied: a checkpoint over the limit is an error, not a
+//! failover, because the primary is still alive (`docs/memory.md`).
 
 use super::callbacks::Proceed;
 use super::ctx::RestoreCtx;
@@ -24,7 +27,91 @@ pub(crate) enum Phase {
     Direct,
     /// After a CHECKPOINT: the records of the next one, held until it
     /// completes.
-    Buffering(Vec<Held>),
+    Buffering(Buffer),
+}
+
+/// The records held for the checkpoint being received, and what they cost.
+#[derive(Debug)]
+pub(crate) struct Buffer {
+    held: Vec<Held>,
+    /// Bytes counted against `limit` so far.
+    bytes: u64,
+    limit: u64,
+    /// The checkpoint being received, numbered as the CHECKPOINT record
+    /// that completes it (the initial copy is checkpoint 1).
+    checkpoint: u64,
+}
+
+/// What holding a record costs beyond its payload: the `Held` value and
+/// its slot in the list (allocator overhead is in the documented margin).
+const HELD_OVERHEAD: u64 = std::mem::size_of::<Held>() as u64;
+
+impl Buffer {
+    fn new(limit: u64, checkpoint: u64) -> Buffer {
+        Buffer {
+            held: Vec::new(),
+            bytes: 0,
+            limit,
+            checkpoint,
+        }
+    }
+
+    /// Count `payload` bytes (plus the fixed cost) of a record of type
+    /// `record` against the limit, before it is copied.
+    fn admit(&mut self, record: RecordType, payload: u64) -> Result<(), RestoreError> {
+        let needed = payload.saturating_add(HELD_OVERHEAD);
+        match self.bytes.checked_add(needed) {
+            Some(total) if total <= self.limit => {
+                self.bytes = total;
+                Ok(())
+            }
+            _ => Err(RestoreError::CheckpointBufferFull {
+                checkpoint: self.checkpoint,
+                limit: self.limit,
+                held: self.bytes,
+                record,
+                needed,
+            }),
+        }
+    }
+
+    /// Hold a copy of `rec`, if it fits.
+    pub(crate) fn push_record(&mut self, rec: &Record<'_>) -> Result<(), RestoreError> {
+        self.admit(rec.record_type(), payload_len(rec))?;
+        self.held.push(Held::from_record(rec));
+        Ok(())
+    }
+
+    /// Hold a copy of a PAGE_DATA record whose pages are still in the
+    /// stream, if it fits (checked before its pages are read). The outer
+    /// error is the limit; the inner one a failure to read the pages,
+    /// which the caller may treat as the primary going away.
+    pub(crate) fn push_pages<R: std::io::Read>(
+        &mut self,
+        pages: &mut PageReader<'_, R>,
+    ) -> Result<Result<(), crate::stream::Error>, RestoreError> {
+        let payload = (pages.entries().len() as u64)
+            .saturating_mul(std::mem::size_of::<PfnEntry>() as u64)
+            .saturating_add((pages.data_pages() as u64).saturating_mul(PAGE_SIZE as u64));
+        self.admit(RecordType::PAGE_DATA, payload)?;
+        Ok(Held::from_pages(pages).map(|h| self.held.push(h)))
+    }
+}
+
+/// The bytes a held copy of `rec` owns.
+fn payload_len(rec: &Record<'_>) -> u64 {
+    let n = match rec {
+        Record::PageData(pd) => {
+            pd.entries().len() * std::mem::size_of::<PfnEntry>() + pd.data().len()
+        }
+        Record::HvmContext(b) | Record::SharedInfo(b) => b.len(),
+        Record::HvmParams(a) => a.as_bytes().len(),
+        Record::X86PvP2mFrames(p) => p.frames.as_bytes().len(),
+        Record::X86PvVcpu(v) => v.context.len(),
+        Record::Optional { body, .. } => body.len(),
+        _ => 0,
+    };
+    n as u64
 }
 
 impl Phase {
@@ -57,8 +144,12 @@ pub(crate) fn checkpoint_reached<H: Hypervisor>(
                 msg: "checkpoint() asked for a failover before any checkpoint was complete".into(),
             });
         }
-        (Proceed::Continue, Phase::Buffering(held)) => {
-            for h in std::mem::take(held) {
+        (Proceed::Continue, Phase::Buffering(buf)) => {
+            let held = std::mem::take(&mut buf.held);
+            // The next checkpoint starts empty; this one's copies go as
+            // they are applied.
+            *buf = Buffer::new(buf.limit, ctx.outputs.checkpoints + 2);
+            for h in held {
                 let rec = match h.record() {
                     Ok(rec) => rec,
                     Err(HeldError::NotKept(t)) => {
@@ -79,7 +170,10 @@ pub(crate) fn checkpoint_reached<H: Hypervisor>(
             ctx.msg(Level::Info, "All records processed");
         }
         (Proceed::Continue, Phase::Direct) => {
-            *phase = Phase::Buffering(Vec::new());
+            *phase = Phase::Buffering(Buffer::new(
+                ctx.params.checkpoint_buffer_limit,
+                ctx.outputs.checkpoints + 2,
+            ));
             ctx.msg(Level::Info, "All records buffered");
         }
     }
@@ -148,7 +242,7 @@ pub(crate) enum Held {
 
 impl Held {
     /// Copies `rec` out of the reader's buffer.
-    pub(crate) fn from_record(rec: &Record<'_>) -> Held {
+    fn from_record(rec: &Record<'_>) -> Held {
         match rec {
             Record::PageData(pd) => Held::PageData {
                 entries: pd.entries().to_vec(),
@@ -177,7 +271,7 @@ impl Held {
 
     /// Reads a PAGE_DATA record whose pages are still in the stream into
     /// an owned copy.
-    pub(crate) fn from_pages<R: std::io::Read>(
+    fn from_pages<R: std::io::Read>(
         pages: &mut PageReader<'_, R>,
     ) -> Result<Held, crate::stream::Error> {
         let entries = pages.entries().to_vec();
@@ -223,5 +317,39 @@ impl Held {
             },
             Held::Other(t) => return Err(HeldError::NotKept(*t)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buffer_admits_exactly_up_to_its_limit_and_names_what_did_not_fit() {
+        let limit = 3 * HELD_OVERHEAD + 100;
+        let mut b = Buffer::new(limit, 7);
+        b.admit(RecordType::HVM_CONTEXT, 60).unwrap();
+        b.admit(RecordType::VERIFY, 0).unwrap();
+        b.admit(RecordType::PAGE_DATA, 40).unwrap();
+        assert_eq!(b.bytes, limit, "the limit itself is allowed");
+        let e = b.admit(RecordType::VERIFY, 0).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RestoreError::CheckpointBufferFull {
+                    checkpoint: 7,
+                    held,
+                    needed,
+                    record: RecordType::VERIFY,
+                    ..
+                } if held == limit && needed == HELD_OVERHEAD
+            ),
+            "{e}"
+        );
+        // A claimed size that would overflow is refused, not wrapped.
+        let mut b = Buffer::new(u64::MAX, 2);
+        b.admit(RecordType::PAGE_DATA, u64::MAX - HELD_OVERHEAD)
+            .unwrap();
+        assert!(b.admit(RecordType::PAGE_DATA, 1).is_err());
     }
 }

@@ -6,7 +6,6 @@ use super::memory::{RestoreMemory, Target};
 use super::params::{RestoreOutputs, RestoreParams};
 use crate::hv::{DomId, Hypervisor};
 use crate::log::Level;
-use crate::stream::PfnEntry;
 
 /// State of one restore, common to all guest types (libxenguest's
 /// `struct xc_sr_context` restore half, without the guest-type parts).
@@ -28,9 +27,6 @@ pub(crate) struct RestoreCtx<'a, H: Hypervisor> {
     pub(crate) memory: RestoreMemory,
     /// What the restore hands back.
     pub(crate) outputs: RestoreOutputs,
-    /// The entries of the PAGE_DATA record being applied (kept across
-    /// records to save an allocation per record).
-    pub(crate) entries: Vec<PfnEntry>,
 }
 
 impl<'a, H: Hypervisor> RestoreCtx<'a, H> {
@@ -50,7 +46,6 @@ impl<'a, H: Hypervisor> RestoreCtx<'a, H> {
             verify: false,
             memory: RestoreMemory::default(),
             outputs: RestoreOutputs::default(),
-            entries: Vec::new(),
         }
     }
 

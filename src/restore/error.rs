@@ -58,6 +58,28 @@ pub enum RestoreError {
         /// What it returned.
         rc: i32,
     },
+    /// The records of one checkpoint of a checkpointed stream need more
+    /// memory than [`RestoreParams::checkpoint_buffer_limit`](super::RestoreParams)
+    /// allows (ENOBUFS).
+    #[error(
+        "checkpoint {checkpoint}: its records need more than the checkpoint buffer limit of {limit} bytes \
+         ({held} bytes held, the next record, {record}, needs {needed} more); \
+         raise the limit (XCMIG_CHECKPOINT_BUFFER_MAX, xcmig_set_checkpoint_buffer_limit) or checkpoint more often"
+    )]
+    CheckpointBufferFull {
+        /// The checkpoint being received, numbered as the CHECKPOINT record
+        /// that completes it (the initial copy is checkpoint 1, the first
+        /// one buffered 2).
+        checkpoint: u64,
+        /// The limit, in bytes.
+        limit: u64,
+        /// Bytes held for this checkpoint so far.
+        held: u64,
+        /// The record that did not fit.
+        record: stream::RecordType,
+        /// The bytes it needed.
+        needed: u64,
+    },
     /// Not supported by this implementation (yet).
     #[error("unsupported: {0}")]
     Unsupported(String),
@@ -88,6 +110,7 @@ impl RestoreError {
             RestoreError::Incomplete(_) => e::EINVAL,
             RestoreError::MissingCallback(_) => e::EINVAL,
             RestoreError::Callback { .. } => e::EINVAL,
+            RestoreError::CheckpointBufferFull { .. } => e::ENOBUFS,
             RestoreError::Unsupported(_) => e::EOPNOTSUPP,
         }
     }

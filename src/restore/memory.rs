@@ -13,34 +13,27 @@ use crate::hv::{DomId, Hypervisor, MappedPages, MappedPagesMut, MAX_BATCH, ORDER
 use crate::log::Level;
 use crate::stream::{PageType, PfnEntry};
 
-/// Pfns per chunk of the populated set.
-const CHUNK_BITS: u64 = 4096;
-
-/// The set of populated pfns, sparse: memory grows with the populated set,
-/// not with the highest pfn a stream names.
+/// The set of populated pfns, sparse: one 64-bit word per 64 pfns that
+/// have any populated, so memory grows with the populated set (at most one
+/// word and its map slot per populated pfn, however scattered), never with
+/// the highest pfn a stream names.
 #[derive(Debug, Default)]
 pub(crate) struct Populated {
-    chunks: HashMap<u64, Box<[u64; (CHUNK_BITS / 64) as usize]>>,
+    words: HashMap<u64, u64>,
     count: u64,
 }
 
 impl Populated {
     pub(crate) fn contains(&self, pfn: u64) -> bool {
-        let bit = pfn % CHUNK_BITS;
-        self.chunks
-            .get(&(pfn / CHUNK_BITS))
-            .is_some_and(|c| c[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+        self.words
+            .get(&(pfn / 64))
+            .is_some_and(|w| w & (1 << (pfn % 64)) != 0)
     }
 
     pub(crate) fn insert(&mut self, pfn: u64) {
-        let bit = pfn % CHUNK_BITS;
-        let c = self
-            .chunks
-            .entry(pfn / CHUNK_BITS)
-            .or_insert_with(|| Box::new([0; (CHUNK_BITS / 64) as usize]));
-        let w = &mut c[(bit / 64) as usize];
-        if *w & (1 << (bit % 64)) == 0 {
-            *w |= 1 << (bit % 64);
+        let w = self.words.entry(pfn / 64).or_insert(0);
+        if *w & (1 << (pfn % 64)) == 0 {
+            *w |= 1 << (pfn % 64);
             self.count += 1;
         }
     }
@@ -58,33 +51,51 @@ pub(crate) struct MemoryStats {
     pub(crate) verify_mismatches: u64,
 }
 
-/// Where the page bytes of a PAGE_DATA record come from: the stream itself
-/// ([`crate::stream::PageReader`], read straight into guest memory), or a
-/// record held in memory (checkpoint buffering, whole records).
+/// A PAGE_DATA record being applied: its entries, and where its page bytes
+/// come from: the stream itself ([`crate::stream::PageReader`], read
+/// straight into guest memory), or a record held in memory (checkpoint
+/// buffering, whole records). The entries are lent, not copied: a record
+/// may have millions.
 pub(crate) trait PageSource {
+    /// The record's pfn/type entries.
+    fn entries(&self) -> &[PfnEntry];
+
     /// Fill `dst` (whole pages) with the next pages of the record.
     fn read_into(&mut self, dst: &mut [u8]) -> Result<(), RestoreError>;
 }
 
 impl<R: std::io::Read> PageSource for crate::stream::PageReader<'_, R> {
+    fn entries(&self) -> &[PfnEntry] {
+        crate::stream::PageReader::entries(self)
+    }
+
     fn read_into(&mut self, dst: &mut [u8]) -> Result<(), RestoreError> {
         Ok(self.read_pages(dst)?)
     }
 }
 
-/// The pages of a record held in memory, consumed in order.
+/// A record held in memory: its entries, and its pages consumed in order.
 pub(crate) struct SlicePages<'d> {
+    entries: &'d [PfnEntry],
     data: &'d [u8],
     off: usize,
 }
 
 impl<'d> SlicePages<'d> {
-    pub(crate) fn new(data: &'d [u8]) -> Self {
-        SlicePages { data, off: 0 }
+    pub(crate) fn new(entries: &'d [PfnEntry], data: &'d [u8]) -> Self {
+        SlicePages {
+            entries,
+            data,
+            off: 0,
+        }
     }
 }
 
 impl PageSource for SlicePages<'_> {
+    fn entries(&self) -> &[PfnEntry] {
+        self.entries
+    }
+
     fn read_into(&mut self, dst: &mut [u8]) -> Result<(), RestoreError> {
         let Some(src) = self.data.get(self.off..self.off + dst.len()) else {
             return Err(RestoreError::Record {
@@ -266,6 +277,8 @@ pub(crate) struct RestoreMemory {
     asked: Vec<u64>,
     frames: Vec<u64>,
     data_entries: Vec<PfnEntry>,
+    /// The entries of the batch being applied (at most [`MAX_BATCH`]).
+    batch: Vec<PfnEntry>,
     bounce: Vec<u8>,
     references: Vec<u64>,
 }
@@ -281,8 +294,8 @@ impl RestoreMemory {
         self.populated.count()
     }
 
-    /// One PAGE_DATA record's worth of pages: `pages` yields one page per
-    /// entry whose type carries data, in order. Processed in chunks of at
+    /// One PAGE_DATA record's worth of pages: `pages` lends its entries
+    /// and yields one page per entry whose type carries data, in order. Processed in chunks of at
     /// most [`MAX_BATCH`] entries: the pfns not populated yet are populated
     /// (2 MiB extents where whole aligned runs arrive), the ones with data
     /// mapped read-write at the frames `guest` names, and the page bytes
@@ -293,16 +306,26 @@ impl RestoreMemory {
         target: &Target<'_, H>,
         guest: &mut dyn PageHooks,
         verify: bool,
-        entries: &[PfnEntry],
         pages: &mut dyn PageSource,
     ) -> Result<(), RestoreError> {
-        for e in entries {
+        for e in pages.entries() {
             guest.check_pfn(e.pfn)?;
         }
-        for chunk in entries.chunks(MAX_BATCH) {
-            self.apply_chunk(target, guest, verify, chunk, pages)?;
+        // Each batch's entries are copied out (at most MAX_BATCH of them)
+        // because the source lends them only between reads.
+        let mut batch = std::mem::take(&mut self.batch);
+        let n = pages.entries().len();
+        let mut res = Ok(());
+        for start in (0..n).step_by(MAX_BATCH) {
+            batch.clear();
+            batch.extend_from_slice(&pages.entries()[start..n.min(start + MAX_BATCH)]);
+            res = self.apply_chunk(target, guest, verify, &batch, pages);
+            if res.is_err() {
+                break;
+            }
         }
-        Ok(())
+        self.batch = batch;
+        res
     }
 
     fn apply_chunk<H: Hypervisor>(
@@ -481,8 +504,7 @@ mod tests {
             &target,
             &mut guest,
             false,
-            &entries,
-            &mut SlicePages::new(&data),
+            &mut SlicePages::new(&entries, &data),
         )
         .expect("page data");
         // xensim populates HVM gfns in place: each pfn got its own number.
@@ -508,6 +530,11 @@ mod tests {
         assert!(p.contains(5) && p.contains((1 << 51) + 3));
         assert!(!p.contains(6) && !p.contains(1 << 51));
         assert_eq!(p.count(), 2);
-        assert_eq!(p.chunks.len(), 2);
+        assert_eq!(p.words.len(), 2);
+        // Scattered pfns cost one word each, not a chunk each.
+        for k in 0..1000u64 {
+            p.insert(k << 33);
+        }
+        assert_eq!(p.words.len(), 1001);
     }
 }

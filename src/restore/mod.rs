@@ -60,9 +60,9 @@ use crate::toolstack::StreamType;
 
 pub use callbacks::{MissingStaticData, Proceed, RestoreCallbacks, RestoreHook};
 pub use error::RestoreError;
-pub use params::{RestoreOutputs, RestoreParams};
+pub use params::{RestoreOutputs, RestoreParams, DEFAULT_CHECKPOINT_BUFFER_LIMIT};
 
-use checkpoint::{Held, Phase};
+use checkpoint::Phase;
 use ctx::RestoreCtx;
 use guest::RestoreGuest;
 use memory::Target;
@@ -250,8 +250,8 @@ fn restore_inner<H: Hypervisor, R: Read>(
             stream::Item::Record(rec) => rec,
             stream::Item::Pages(mut pages) => {
                 match &mut phase {
-                    Phase::Buffering(held) => match Held::from_pages(&mut pages) {
-                        Ok(h) => held.push(h),
+                    Phase::Buffering(buf) => match buf.push_pages(&mut pages)? {
+                        Ok(()) => {}
                         Err(e) if is_broken_channel(&e) => {
                             failover(&e);
                             break;
@@ -283,7 +283,7 @@ fn restore_inner<H: Hypervisor, R: Read>(
                     }
                 }
             }
-            (_, Phase::Buffering(held)) => held.push(Held::from_record(&rec)),
+            (_, Phase::Buffering(buf)) => buf.push_record(&rec)?,
             (_, Phase::Direct) => records::apply_record(&mut ctx, guest, &rec)?,
         }
     }

@@ -2,8 +2,16 @@
 
 use crate::toolstack::StreamType;
 
-/// The scalar arguments of `xc_domain_restore`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Default of [`RestoreParams::checkpoint_buffer_limit`]: 1 GiB. A Remus
+/// or COLO checkpoint carries the pages dirtied in one checkpoint interval
+/// (libxl's default is 200 ms): 1 GiB holds one at 40 Gbit/s, or every page
+/// of a 1 GiB guest, and is what a dom0 sized for such guests can spare
+/// (`docs/memory.md`).
+pub const DEFAULT_CHECKPOINT_BUFFER_LIMIT: u64 = 1 << 30;
+
+/// The scalar arguments of `xc_domain_restore`, and the restore's own
+/// limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestoreParams {
     /// Event channel of the xenstore ring (set as HVM_PARAM_STORE_EVTCHN).
     pub store_evtchn: u32,
@@ -15,6 +23,26 @@ pub struct RestoreParams {
     pub console_domid: u32,
     /// Plain or checkpointed.
     pub stream_type: StreamType,
+    /// Most bytes of records a checkpointed stream may hold back between
+    /// two CHECKPOINTs (page data, pfn entries, blobs, and a fixed cost per
+    /// record). A checkpoint that needs more ends the restore with
+    /// [`RestoreError::CheckpointBufferFull`](super::RestoreError) rather
+    /// than failing over: the primary is still alive, so the secondary
+    /// gives up and the primary runs on unprotected.
+    pub checkpoint_buffer_limit: u64,
+}
+
+impl Default for RestoreParams {
+    fn default() -> Self {
+        RestoreParams {
+            store_evtchn: 0,
+            store_domid: 0,
+            console_evtchn: 0,
+            console_domid: 0,
+            stream_type: StreamType::default(),
+            checkpoint_buffer_limit: DEFAULT_CHECKPOINT_BUFFER_LIMIT,
+        }
+    }
 }
 
 /// What a successful restore hands back.

@@ -9,7 +9,7 @@ use super::guest::RestoreGuest;
 use super::memory::{PageSource, SlicePages};
 use crate::hv::Hypervisor;
 use crate::log::Level;
-use crate::stream::{PageReader, PfnEntry, Record};
+use crate::stream::{PageReader, Record};
 
 /// Apply one record.
 pub(crate) fn apply_record<H: Hypervisor>(
@@ -20,7 +20,7 @@ pub(crate) fn apply_record<H: Hypervisor>(
     match rec {
         Record::End => Ok(()),
         Record::PageData(pd) => {
-            page_data(ctx, guest, pd.entries(), &mut SlicePages::new(pd.data()))
+            page_data(ctx, guest, &mut SlicePages::new(pd.entries(), pd.data()))
         }
         Record::Verify => {
             ctx.msg(Level::Debug, "Verify mode enabled");
@@ -54,20 +54,12 @@ pub(crate) fn apply_pages<H: Hypervisor, R: Read>(
     guest: &mut dyn RestoreGuest<H>,
     pages: &mut PageReader<'_, R>,
 ) -> Result<(), RestoreError> {
-    // The entries are copied out (into a buffer kept across records)
-    // because the page reader also lends the bytes that follow them.
-    let mut entries = std::mem::take(&mut ctx.entries);
-    entries.clear();
-    entries.extend_from_slice(pages.entries());
-    let res = page_data(ctx, guest, &entries, pages);
-    ctx.entries = entries;
-    res
+    page_data(ctx, guest, pages)
 }
 
 fn page_data<H: Hypervisor>(
     ctx: &mut RestoreCtx<'_, H>,
     guest: &mut dyn RestoreGuest<H>,
-    entries: &[PfnEntry],
     pages: &mut dyn PageSource,
 ) -> Result<(), RestoreError> {
     if ctx.v2 && !ctx.static_data_ended {
@@ -80,7 +72,7 @@ fn page_data<H: Hypervisor>(
         });
     }
     ctx.memory
-        .apply_page_data(&ctx.target, guest.page_hooks(), ctx.verify, entries, pages)?;
+        .apply_page_data(&ctx.target, guest.page_hooks(), ctx.verify, pages)?;
     ctx.outputs.page_data_records += 1;
     Ok(())
 }

@@ -29,6 +29,7 @@ pub(super) fn restore_params() -> RestoreParams {
         console_evtchn: 6,
         console_domid: 0,
         stream_type: StreamType::Plain,
+        ..RestoreParams::default()
     }
 }
 
@@ -795,6 +796,14 @@ fn remus_restore(
     stream: &[u8],
     answers: &[Result<Proceed, CallbackFailed>],
 ) -> (Result<RestoreOutputs, RestoreError>, String) {
+    remus_restore_limited(stream, answers, DEFAULT_CHECKPOINT_BUFFER_LIMIT)
+}
+
+fn remus_restore_limited(
+    stream: &[u8],
+    answers: &[Result<Proceed, CallbackFailed>],
+    checkpoint_buffer_limit: u64,
+) -> (Result<RestoreOutputs, RestoreError>, String) {
     let h = TempHost::new("remus-dst");
     let id = h.create(GuestType::Hvm, SMALL, 0, true);
     let mut cb = ToolstackRestore {
@@ -803,6 +812,7 @@ fn remus_restore(
     };
     let params = RestoreParams {
         stream_type: StreamType::Remus,
+        checkpoint_buffer_limit,
         ..restore_params()
     };
     let mut input = stream;
@@ -856,6 +866,45 @@ fn remus_restore_fails_over_to_the_last_complete_checkpoint() {
     let (r, digest) = remus_restore(&stream, &[GO, FAILOVER]);
     assert_eq!(r.expect("failover on request").checkpoints, 1);
     assert_eq!(digest, digests[0]);
+}
+
+#[test]
+fn remus_checkpoint_over_the_buffer_limit_is_an_error_naming_the_limit_not_a_failover() {
+    let (stream, digests) = remus_stream();
+    // Each checkpoint after the first carries the 300 pages the guest
+    // rewrote (1.2 MiB): 256 KiB cannot hold one.
+    let limit = 256 << 10;
+    let (r, _) = remus_restore_limited(&stream, &[], limit);
+    let e = r.expect_err("a checkpoint over the limit must fail the restore");
+    match &e {
+        RestoreError::CheckpointBufferFull {
+            checkpoint,
+            limit: l,
+            held,
+            needed,
+            ..
+        } => {
+            assert_eq!(
+                *checkpoint, 2,
+                "the first checkpoint after the initial copy"
+            );
+            assert_eq!(*l, limit);
+            assert!(held + needed > limit && *held <= limit, "{e}");
+        }
+        other => panic!("wrong error: {other}"),
+    }
+    assert_eq!(e.errno(), libc::ENOBUFS);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("checkpoint 2") && msg.contains("262144 bytes"),
+        "{msg}"
+    );
+    assert!(msg.contains("XCMIG_CHECKPOINT_BUFFER_MAX"), "{msg}");
+
+    // Under the limit the same stream restores its last checkpoint.
+    let (r, digest) = remus_restore_limited(&stream, &[], 4 << 20);
+    assert_eq!(r.expect("4 MiB holds a checkpoint").checkpoints, 3);
+    assert_eq!(digest, digests[2]);
 }
 
 #[test]

@@ -13,6 +13,25 @@ use crate::hv::{
 use crate::log::Level;
 use crate::stream::Array;
 
+/// Most CPUID leaves accepted in X86_CPUID_POLICY: Xen takes at most
+/// `CPUID_MAX_SERIALISED_LEAVES` (about 130 in 4.17) and refuses more with
+/// E2BIG; this leaves room for growth while keeping the copy held until
+/// STATIC_DATA_END at 96 KiB instead of the 128 MiB a record may be.
+pub(crate) const MAX_CPUID_LEAVES: usize = 4096;
+
+/// Most entries accepted in X86_MSR_POLICY (Xen 4.17 serialises 2,
+/// `MSR_MAX_SERIALISED_ENTRIES`); 64 KiB held at most.
+pub(crate) const MAX_MSR_POLICY_ENTRIES: usize = 4096;
+
+/// A CPU policy record with more entries than Xen could take.
+fn too_many(what: &'static str, n: usize, max: usize) -> RestoreError {
+    RestoreError::Refused {
+        what,
+        msg: format!("{n} entries, more than the {max} this restore accepts (Xen takes far fewer)"),
+        errno: libc::E2BIG,
+    }
+}
+
 /// The CPU policy records of the stream, until STATIC_DATA_END.
 #[derive(Debug, Default)]
 pub(crate) struct CpuPolicyRecords {
@@ -23,13 +42,25 @@ pub(crate) struct CpuPolicyRecords {
 impl CpuPolicyRecords {
     /// X86_CPUID_POLICY (non-empty, a multiple of 24 bytes: checked by the
     /// reader).
-    pub(crate) fn cpuid(&mut self, leaves: &Array<'_, CpuidLeaf>) {
+    pub(crate) fn cpuid(&mut self, leaves: &Array<'_, CpuidLeaf>) -> Result<(), RestoreError> {
+        if leaves.len() > MAX_CPUID_LEAVES {
+            return Err(too_many("X86_CPUID_POLICY", leaves.len(), MAX_CPUID_LEAVES));
+        }
         self.cpuid = Some(leaves.to_vec());
+        Ok(())
     }
 
     /// X86_MSR_POLICY.
-    pub(crate) fn msrs(&mut self, msrs: &Array<'_, MsrEntry>) {
+    pub(crate) fn msrs(&mut self, msrs: &Array<'_, MsrEntry>) -> Result<(), RestoreError> {
+        if msrs.len() > MAX_MSR_POLICY_ENTRIES {
+            return Err(too_many(
+                "X86_MSR_POLICY",
+                msrs.len(),
+                MAX_MSR_POLICY_ENTRIES,
+            ));
+        }
         self.msrs = Some(msrs.to_vec());
+        Ok(())
     }
 
     /// Static data complete: set the domain's CPU policy if the stream

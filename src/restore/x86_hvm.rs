@@ -47,14 +47,8 @@ impl<H: Hypervisor> RestoreGuest<H> for HvmRestore {
         rec: &Record<'_>,
     ) -> Result<(), RestoreError> {
         match rec {
-            Record::X86CpuidPolicy(a) => {
-                self.cpu_policy.cpuid(a);
-                Ok(())
-            }
-            Record::X86MsrPolicy(a) => {
-                self.cpu_policy.msrs(a);
-                Ok(())
-            }
+            Record::X86CpuidPolicy(a) => self.cpu_policy.cpuid(a),
+            Record::X86MsrPolicy(a) => self.cpu_policy.msrs(a),
             Record::X86TscInfo(t) => x86::tsc_info(ctx, t),
             Record::HvmContext(blob) => {
                 self.context = Some(blob.to_vec());

@@ -40,73 +40,85 @@ const EXT_CONTEXT_MAX: usize = 128;
 /// Smallest X86_PV_VCPU_XSAVE blob: `xcr0` and `xcr0_accum`.
 const XSAVE_MIN: usize = 16;
 
+/// Largest X86_PV_VCPU_XSAVE blob kept: Xen refuses more than 16 bytes plus
+/// the host's XSAVE area (CPUID leaf 0xd; 11008 bytes with AMX, the
+/// largest today), so 64 KiB is generous and bounds what is stashed per
+/// vCPU until the stream completes.
+const XSAVE_MAX: usize = 64 << 10;
+
 /// Size of one `xen_domctl_vcpu_msr_t` in X86_PV_VCPU_MSRS.
 const MSR_ENTRY_SIZE: usize = 16;
+
+/// Most entries kept from X86_PV_VCPU_MSRS: Xen 4.17 sends a handful
+/// (`msrs_to_send` and the four DR address masks) and refuses MSRs it
+/// does not know; 16 KiB per vCPU at most.
+const MSRS_MAX: usize = 1024;
 
 /// No frame (`INVALID_MFN`).
 const INVALID_MFN: u64 = u64::MAX;
 
-/// Pfns per chunk of [`P2m`].
-const CHUNK: usize = 4096;
+/// Pfns per leaf of [`P2m`]: small, so that a stream scattering its pages
+/// one per leaf costs a leaf (160 bytes with the allocator's header) per
+/// populated page, not a page of tracking per page of guest.
+const LEAF: usize = 16;
 
 /// What the restore knows of each pfn, sparse: the MFN populate gave it
 /// (or none) and the type the stream gave it (NOTAB until then, as
-/// libxenguest's table starts). Memory grows with the pfns the stream
-/// names, not with the `max_pfn` it claims.
+/// libxenguest's table starts). Leaves are made only by populate, so
+/// memory grows with the populated set, not with the `max_pfn` a stream
+/// claims or the pfns its XTAB/BROKEN entries name: the type of a pfn
+/// without a frame is not kept (every use of a type needs the frame too).
 #[derive(Debug, Default)]
 struct P2m {
-    chunks: HashMap<u64, Box<P2mChunk>>,
+    leaves: HashMap<u64, Box<P2mLeaf>>,
 }
 
 #[derive(Debug)]
-struct P2mChunk {
-    mfns: [u64; CHUNK],
-    types: [PageType; CHUNK],
+struct P2mLeaf {
+    mfns: [u64; LEAF],
+    types: [PageType; LEAF],
 }
 
 impl P2m {
     fn mfn(&self, pfn: u64) -> u64 {
-        self.chunks
-            .get(&(pfn / CHUNK as u64))
-            .map_or(INVALID_MFN, |c| c.mfns[(pfn % CHUNK as u64) as usize])
+        self.leaves
+            .get(&(pfn / LEAF as u64))
+            .map_or(INVALID_MFN, |c| c.mfns[(pfn % LEAF as u64) as usize])
     }
 
     fn page_type(&self, pfn: u64) -> PageType {
-        self.chunks
-            .get(&(pfn / CHUNK as u64))
-            .map_or(PageType::NoTab, |c| c.types[(pfn % CHUNK as u64) as usize])
-    }
-
-    fn chunk(&mut self, pfn: u64) -> (&mut P2mChunk, usize) {
-        let c = self.chunks.entry(pfn / CHUNK as u64).or_insert_with(|| {
-            Box::new(P2mChunk {
-                mfns: [INVALID_MFN; CHUNK],
-                types: [PageType::NoTab; CHUNK],
-            })
-        });
-        (c, (pfn % CHUNK as u64) as usize)
+        self.leaves
+            .get(&(pfn / LEAF as u64))
+            .map_or(PageType::NoTab, |c| c.types[(pfn % LEAF as u64) as usize])
     }
 
     fn set_mfn(&mut self, pfn: u64, mfn: u64) {
-        let (c, i) = self.chunk(pfn);
-        c.mfns[i] = mfn;
+        let c = self.leaves.entry(pfn / LEAF as u64).or_insert_with(|| {
+            Box::new(P2mLeaf {
+                mfns: [INVALID_MFN; LEAF],
+                types: [PageType::NoTab; LEAF],
+            })
+        });
+        c.mfns[(pfn % LEAF as u64) as usize] = mfn;
     }
 
+    /// Record `t` for `pfn` if it has a leaf (populated pfns always do).
     fn set_type(&mut self, pfn: u64, t: PageType) {
-        let (c, i) = self.chunk(pfn);
-        c.types[i] = t;
+        if let Some(c) = self.leaves.get_mut(&(pfn / LEAF as u64)) {
+            c.types[(pfn % LEAF as u64) as usize] = t;
+        }
     }
 
     /// Every pfn with a pinned page-table type, in pfn order.
     fn pinned(&self) -> Vec<(u64, PageType)> {
-        let mut keys: Vec<u64> = self.chunks.keys().copied().collect();
+        let mut keys: Vec<u64> = self.leaves.keys().copied().collect();
         keys.sort_unstable();
         let mut out = Vec::new();
         for k in keys {
-            let c = &self.chunks[&k];
+            let c = &self.leaves[&k];
             for (i, t) in c.types.iter().enumerate() {
                 if t.is_pinned() {
-                    out.push((k * CHUNK as u64 + i as u64, *t));
+                    out.push((k * LEAF as u64 + i as u64, *t));
                 }
             }
         }
@@ -427,12 +439,23 @@ impl<'a, H: Hypervisor> PvRestore<'a, H> {
                         "too short: at least {XSAVE_MIN} bytes, got {len}"
                     )));
                 }
+                if len > XSAVE_MAX {
+                    return Err(refuse(format!(
+                        "too long: at most {XSAVE_MAX} bytes (Xen takes 16 plus the XSAVE area), got {len}"
+                    )));
+                }
                 &mut slot.xsave
             }
             VcpuKind::Msrs => {
                 if len % MSR_ENTRY_SIZE != 0 {
                     return Err(refuse(format!(
                         "{len} bytes is not a multiple of {MSR_ENTRY_SIZE}"
+                    )));
+                }
+                if len / MSR_ENTRY_SIZE > MSRS_MAX {
+                    return Err(refuse(format!(
+                        "{} MSRs, more than the {MSRS_MAX} kept (Xen sends a handful)",
+                        len / MSR_ENTRY_SIZE
                     )));
                 }
                 &mut slot.msrs
@@ -947,14 +970,8 @@ impl<'a, H: Hypervisor> RestoreGuest<H> for PvRestore<'a, H> {
             Record::X86PvP2mFrames(p2m) => self.p2m_frames(ctx, p2m),
             Record::X86PvVcpu(v) => self.vcpu_record(ctx, v.kind, v.vcpu_id, v.context),
             Record::SharedInfo(page) => self.shared_info(page),
-            Record::X86CpuidPolicy(a) => {
-                self.cpu_policy.cpuid(a);
-                Ok(())
-            }
-            Record::X86MsrPolicy(a) => {
-                self.cpu_policy.msrs(a);
-                Ok(())
-            }
+            Record::X86CpuidPolicy(a) => self.cpu_policy.cpuid(a),
+            Record::X86MsrPolicy(a) => self.cpu_policy.msrs(a),
             Record::X86TscInfo(t) => x86::tsc_info(ctx, t),
             other => Err(unhandled("x86 PV", other)),
         }
@@ -1041,6 +1058,7 @@ mod tests {
         assert_eq!(p.mfn(1 << 40), INVALID_MFN);
         assert_eq!(p.page_type(1 << 40), PageType::NoTab);
         p.set_mfn(5, 0x99);
+        p.set_mfn(1 << 33, 0x77);
         p.set_type(1 << 33, PageType::L4TabPin);
         p.set_type(3, PageType::L1TabPin);
         p.set_type(4, PageType::L1Tab);
@@ -1050,6 +1068,21 @@ mod tests {
             p.pinned(),
             vec![(3, PageType::L1TabPin), (1 << 33, PageType::L4TabPin)]
         );
-        assert_eq!(p.chunks.len(), 2);
+        assert_eq!(p.leaves.len(), 2);
+    }
+
+    #[test]
+    fn types_of_pfns_without_a_frame_make_no_p2m_leaf() {
+        let mut p = P2m::default();
+        // XTAB/BROKEN entries scattered over a huge max_pfn cost nothing.
+        for k in 0..10_000u64 {
+            p.set_type(k << 20, PageType::XTab);
+        }
+        assert!(p.leaves.is_empty());
+        assert_eq!(p.page_type(1 << 20), PageType::NoTab);
+        p.set_mfn(1 << 20, 0x42);
+        p.set_type(1 << 20, PageType::XTab);
+        assert_eq!(p.page_type(1 << 20), PageType::XTab);
+        assert_eq!(p.leaves.len(), 1);
     }
 }

@@ -65,6 +65,7 @@ fn restore_params() -> RestoreParams {
         console_evtchn: 6,
         console_domid: 0,
         stream_type: StreamType::Plain,
+        ..RestoreParams::default()
     }
 }
 
