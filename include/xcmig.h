@@ -82,10 +82,22 @@ int xcmig_set_max_precopy_seconds(unsigned int seconds);
 void xcmig_set_abort_if_not_converging(bool abort);
 
 /**
- * Forget every value set by the `xcmig_set_*` functions: the environment
- * variables and defaults apply again.
+ * Forget every value set by the `xcmig_set_*` functions (the checkpoint
+ * buffer limit too): the environment variables and defaults apply again.
  */
 void xcmig_reset_precopy_settings(void);
+
+/**
+ * Most bytes of records a Remus or COLO restore holds back while it
+ * receives one checkpoint (default 1 GiB, 1073741824): page data, pfn
+ * entries and blobs, plus a fixed cost per record. A checkpoint that needs
+ * more fails `xc_domain_restore` with `errno` `ENOBUFS` and an error naming
+ * the limit and the checkpoint; it does not fail over, since the primary is
+ * still running. 0 goes back to the environment variable and the default.
+ * Environment: `XCMIG_CHECKPOINT_BUFFER_MAX` (bytes, or with a `K`, `M`,
+ * `G` or `T` suffix).
+ */
+void xcmig_set_checkpoint_buffer_limit(uint64_t bytes);
 
 #ifdef __cplusplus
 }  // extern "C"
