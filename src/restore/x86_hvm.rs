@@ -14,6 +14,13 @@ use crate::hv::{param, Hypervisor};
 use crate::log::Level;
 use crate::stream::{DomainType, HvmParam, Record};
 
+/// Largest HVM_CONTEXT kept: Xen's context is about 16 KiB per vCPU (CPU
+/// registers, XSAVE area, LAPIC, MTRRs) plus small domain-wide parts, so a
+/// 128-vCPU guest (Xen's HVM maximum) needs about 2 MiB; 16 MiB leaves
+/// room for larger XSAVE areas while keeping the copy held until the end
+/// of the stream (and libxenctrl's bounce buffer for it) small.
+pub(crate) const MAX_HVM_CONTEXT: usize = 16 << 20;
+
 /// The HVM/PVH state of one restore.
 #[derive(Debug, Default)]
 pub(crate) struct HvmRestore {
@@ -51,6 +58,16 @@ impl<H: Hypervisor> RestoreGuest<H> for HvmRestore {
             Record::X86MsrPolicy(a) => self.cpu_policy.msrs(a),
             Record::X86TscInfo(t) => x86::tsc_info(ctx, t),
             Record::HvmContext(blob) => {
+                if blob.len() > MAX_HVM_CONTEXT {
+                    return Err(RestoreError::Refused {
+                        what: "HVM_CONTEXT",
+                        msg: format!(
+                            "{} bytes, more than the {MAX_HVM_CONTEXT} this restore accepts (Xen's context is about 16 KiB per vCPU)",
+                            blob.len()
+                        ),
+                        errno: libc::E2BIG,
+                    });
+                }
                 self.context = Some(blob.to_vec());
                 Ok(())
             }
