@@ -101,9 +101,7 @@ impl Buffer {
 /// The bytes a held copy of `rec` owns.
 fn payload_len(rec: &Record<'_>) -> u64 {
     let n = match rec {
-        Record::PageData(pd) => {
-            pd.entries().len() * std::mem::size_of::<PfnEntry>() + pd.data().len()
-        }
+        Record::PageData(pd) => std::mem::size_of_val(pd.entries()) + pd.data().len(),
         Record::HvmContext(b) | Record::SharedInfo(b) => b.len(),
         Record::HvmParams(a) => a.as_bytes().len(),
         Record::X86PvP2mFrames(p) => p.frames.as_bytes().len(),
