@@ -37,6 +37,9 @@ const H_WINDOWS_USED: usize = 4;
 pub const ENV_HOST: &str = "XENSIM_HOST";
 /// Environment variable with fault rules for this process.
 pub const ENV_FAULTS: &str = "XENSIM_FAULTS";
+/// Environment variable naming a file to which every fault point this
+/// process checks appends its name, one line each (README §7).
+pub const ENV_FAULT_TRACE: &str = "XENSIM_FAULT_TRACE";
 
 /// Process-wide rules from `$XENSIM_FAULTS`, shared by every `Host`.
 fn env_rules() -> &'static Mutex<std::result::Result<RuleSet, Error>> {
@@ -172,6 +175,7 @@ impl Host {
     /// rule's errno when one fires. Env rules count per process; host-file
     /// rules count per `Host` from when this process first saw them.
     pub fn fault_point(&self, call: &str) -> Result<()> {
+        crate::faults::trace(call);
         if let Ok(rules) = &mut *env_rules().lock().unwrap_or_else(|p| p.into_inner()) {
             if let Some(e) = rules.hit(call) {
                 return err(e, format!("{call}: injected fault (${ENV_FAULTS})"));

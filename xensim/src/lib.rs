@@ -57,7 +57,7 @@ pub use domain::{
 pub use error::{errno_name, parse_errno, Error, Result};
 pub use faults::{FaultMode, FaultRule};
 pub use foreign::{live_mappings, release_raw, ForeignMapping, Prot};
-pub use host::{Host, ENV_FAULTS, ENV_HOST};
+pub use host::{Host, ENV_FAULTS, ENV_FAULT_TRACE, ENV_HOST};
 pub use hvmctx::{HvmRecord, HVM_FILE_MAGIC, HVM_FILE_VERSION};
 pub use layout::{MemoryLayout, SPECIAL_PFN_BASE};
 pub use machine::{

@@ -93,10 +93,11 @@ pub fn map_all(owner: &Owner<'_>, frames: &[u64], prot: c_int) -> ShimResult<*mu
 }
 
 /// Hands a region to a caller that releases it with a plain `munmap`, as
-/// the callers of `xc_map_foreign_{range,pages,ranges,bulk}` do. The shim
+/// Xen's `xc_map_foreign_{range,pages,ranges,bulk}` callers do. The shim
 /// never sees that `munmap`, so the region leaves [`xensim::live_mappings`]
-/// now, and the count stays true: what the shim's own unmap must still
-/// release.
+/// (this library's count, which `xensim_shim_live_mappings` reports) now:
+/// the count stays a count of what the shim's own unmap calls must still
+/// release. The process's memory map is the record of these regions.
 pub fn hand_to_munmap(addr: *mut u8) -> *mut u8 {
     xensim::release_raw();
     addr
