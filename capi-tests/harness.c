@@ -1,6 +1,8 @@
 /* Shared helpers of the capi-tests harnesses; see harness.h. */
 #include "harness.h"
 
+#include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -141,4 +143,134 @@ void harness_timestamp(const char *prog, const char *event)
                 event,
                 (unsigned long long)ts.tv_sec * 1000000000ULL +
                     (unsigned long long)ts.tv_nsec);
+}
+
+/* Descriptors open in this process, less the one opendir() uses. */
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    if (!d)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;
+}
+
+/* The sum of xensim_shim_live_mappings over the simulated libraries that
+ * are loaded, or -1 when none exports it (Xen's real libraries). */
+static long shim_live_mappings(void)
+{
+    static const char *const libs[] = { "libxenctrl.so.4.17",
+                                        "libxenforeignmemory.so.1" };
+    long total = -1;
+    size_t i;
+
+    for (i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
+        void *h = dlopen(libs[i], RTLD_LAZY | RTLD_NOLOAD);
+        size_t (*live)(void);
+
+        if (!h)
+            continue;
+        /* A library's own symbol: dlsym on its handle searches it first. */
+        *(void **)&live = dlsym(h, "xensim_shim_live_mappings");
+        if (live)
+            total = (total < 0 ? 0 : total) + (long)live();
+        dlclose(h);
+    }
+    return total;
+}
+
+/* Lines of /proc/self/maps that map a guest's memory ("mem") or grant
+ * ("grant") file of the simulated host, -1 without XENSIM_HOST. */
+static long guest_maps(void)
+{
+    const char *host = getenv("XENSIM_HOST");
+    char line[4096];
+    long n = 0;
+    FILE *f;
+
+    if (!host || !*host)
+        return -1;
+    f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f)) {
+        char *path = strchr(line, '/');
+        char *base;
+
+        if (!path || strncmp(path, host, strlen(host)) != 0)
+            continue;
+        path[strcspn(path, "\n")] = 0;
+        /* A file unlinked since (its domain destroyed) reads "... (deleted)". */
+        base = strrchr(path, '/') + 1;
+        if (!strncmp(base, "mem", 3) || !strncmp(base, "grant", 5)) {
+            char c = base[base[0] == 'm' ? 3 : 5];
+            if (c == 0 || c == ' ')
+                n++;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+static void trace_marker(const char *prog, const char *what)
+{
+    const char *path = getenv("XENSIM_FAULT_TRACE");
+    char line[128];
+    int fd, len;
+
+    if (!path || !*path)
+        return;
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    len = snprintf(line, sizeof(line), "# %s call %s\n", prog, what);
+    if (write(fd, line, (size_t)len) != len)
+        fprintf(stderr, "%s: cannot mark the fault trace\n", prog);
+    close(fd);
+}
+
+void harness_report_start(struct harness_report *r)
+{
+    const char *on = getenv("XG_HARNESS_REPORT");
+
+    r->enabled = on && !strcmp(on, "1");
+    if (r->enabled)
+        r->fds_start = count_fds();
+}
+
+void harness_report_call(const char *prog, const struct harness_report *r)
+{
+    if (r->enabled)
+        trace_marker(prog, "begins");
+}
+
+void harness_report_returned(const char *prog, struct harness_report *r)
+{
+    if (!r->enabled)
+        return;
+    trace_marker(prog, "ends");
+    r->live_mappings = shim_live_mappings();
+    r->guest_maps = guest_maps();
+}
+
+void harness_report_finish(const char *prog, const struct harness_report *r)
+{
+    char lbuf[24] = "-", mbuf[24] = "-";
+
+    if (!r->enabled)
+        return;
+    if (r->live_mappings >= 0)
+        snprintf(lbuf, sizeof(lbuf), "%ld", r->live_mappings);
+    if (r->guest_maps >= 0)
+        snprintf(mbuf, sizeof(mbuf), "%ld", r->guest_maps);
+    fprintf(stderr,
+            "%s: report fds_start=%d fds_closed=%d live_mappings=%s "
+            "guest_maps=%s\n",
+            prog, r->fds_start, count_fds(), lbuf, mbuf);
 }

@@ -66,4 +66,39 @@ xc_interface *harness_open_xc(const char *prog, struct harness_logger *lg);
  */
 void harness_timestamp(const char *prog, const char *event);
 
+/*
+ * The opt-in report around the library call, enabled by
+ * XG_HARNESS_REPORT=1 in the environment (a fault sweep or a leak check
+ * sets it).  A harness calls harness_report_start() just before opening
+ * the Xen interface, harness_report_call() just before
+ * xc_domain_save()/xc_domain_restore(), harness_report_returned() just
+ * after it, and harness_report_finish() after xc_interface_close(), which
+ * prints on stderr
+ *   "<prog>: report fds_start=N fds_closed=N live_mappings=N|- guest_maps=N|-"
+ * fds_start / fds_closed: descriptors open in the process (/proc/self/fd)
+ * before the interface was opened and after it was closed, so a handle the
+ * simulated libraries cache while it is open does not count and anything
+ * the call left open does.  live_mappings: at the call's return, the
+ * foreign mapping regions the simulated libxenctrl and libxenforeignmemory
+ * still hold (their private xensim_shim_live_mappings, found with dlsym;
+ * "-" on Xen's real libraries).  guest_maps: at the call's return, lines of
+ * /proc/self/maps naming a simulated guest's memory or grant file under
+ * $XENSIM_HOST, which also catches regions released by a plain munmap
+ * ("-" without XENSIM_HOST).  With $XENSIM_FAULT_TRACE set, the call is
+ * bracketed in that trace by "# <prog> call begins" / "# <prog> call ends"
+ * lines, so the fault points the call checks can be told from the
+ * harness's own (xc_interface_open and the like).
+ */
+struct harness_report {
+    bool enabled;
+    int fds_start;
+    long live_mappings;
+    long guest_maps;
+};
+
+void harness_report_start(struct harness_report *r);
+void harness_report_call(const char *prog, const struct harness_report *r);
+void harness_report_returned(const char *prog, struct harness_report *r);
+void harness_report_finish(const char *prog, const struct harness_report *r);
+
 #endif

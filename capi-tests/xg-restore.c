@@ -14,6 +14,7 @@
  *   xg-restore: progress context=C what="W" done=N total=N
  *   xg-restore: timestamp event=restored monotonic_ns=N  (restore returned 0)
  *   xg-restore: result rc=R errno=E (text) store_gfn=0xS console_gfn=0xC
+ *   xg-restore: report fds_before=N ...  (XG_HARNESS_REPORT=1, harness.h)
  * On success stdout gets one line "store_gfn=0xS console_gfn=0xC".
  * Exit status: 0 restored, 1 xc_domain_restore returned -1, 2 usage, 3 setup.
  */
@@ -63,6 +64,7 @@ int main(int argc, char **argv)
     struct harness_logger *lg;
     struct restore_callbacks cbs;
     xc_interface *xch;
+    struct harness_report report;
     int argi, fd, rc, saved_errno;
 
     for (argi = 1; argi < argc && argv[argi][0] == '-' && argv[argi][1] == '-';
@@ -104,6 +106,7 @@ int main(int argc, char **argv)
     fd = harness_open_stream(PROG, argv[argi + 1], O_RDONLY);
     if (fd < 0)
         return HARNESS_EXIT_SETUP;
+    harness_report_start(&report);
     xch = harness_open_xc(PROG, lg);
     if (!xch)
         return HARNESS_EXIT_SETUP;
@@ -112,11 +115,13 @@ int main(int argc, char **argv)
     cbs.static_data_done = cb_static_data_done;
     cbs.restore_results = cb_restore_results;
 
+    harness_report_call(PROG, &report);
     rc = xc_domain_restore(xch, fd, (uint32_t)domid, (unsigned)store_evtchn,
                            &store_gfn, (uint32_t)store_domid,
                            (unsigned)console_evtchn, &console_gfn,
                            (uint32_t)console_domid, XC_STREAM_PLAIN, &cbs, -1);
     saved_errno = errno;
+    harness_report_returned(PROG, &report);
     if (rc == 0)
         harness_timestamp(PROG, "restored");
     fprintf(stderr,
@@ -128,6 +133,7 @@ int main(int argc, char **argv)
         printf("store_gfn=0x%lx console_gfn=0x%lx\n", store_gfn, console_gfn);
 
     xc_interface_close(xch);
+    harness_report_finish(PROG, &report);
     xtl_logger_destroy((xentoollog_logger *)lg);
     return rc == 0 ? HARNESS_EXIT_OK : HARNESS_EXIT_CALL_FAILED;
 }

@@ -1,7 +1,8 @@
 /*
  * xg-save: saves a domain through xc_domain_save(), as a toolstack does.
  *
- *   xg-save [--live] [--debug] [--stats] [--progress] [--verbose] DOMID TARGET
+ *   xg-save [--live] [--debug] [--stats] [--progress] [--verbose]
+ *           [--remus N] DOMID TARGET
  *
  * TARGET is a file (created or truncated) or "fd:N" for an open descriptor.
  * The suspend callback suspends the guest with
@@ -12,15 +13,23 @@
  * (stop and copy below 50 dirty pages or from iteration 5); without it the
  * library's own default policy runs.  --progress prints every progress
  * update the library reports, not only the first and last of each phase
- * (the demo's live display follows them).
+ * (the demo's live display follows them).  --remus N saves a Remus
+ * (XC_STREAM_REMUS) stream of N checkpoints, live first round, as libxl
+ * drives it: postcopy resumes the guest (XEN_DOMCTL_resumedomain, what
+ * libxl's fast resume does), checkpoint asks for another one until the
+ * N-th, then ends replication.  XG_HARNESS_REPORT=1 adds the report line
+ * described in harness.h.
  *
  * Lines on stderr starting with "xg-save: " are meant to be parsed:
  *   xg-save: switch_qemu_logdirty domid=D enable=E
  *   xg-save: suspend domid=D rc=R
+ *   xg-save: postcopy domid=D rc=R          (--remus)
+ *   xg-save: checkpoint n=I decision=C      (--remus)
  *   xg-save: timestamp event=suspended monotonic_ns=N  (the guest stopped)
  *   xg-save: precopy iteration=I total_written=W dirty_count=C decision=P
  *   xg-save: progress context=C what="W" done=N total=N
  *   xg-save: result rc=R errno=E (text)
+ *   xg-save: report fds_before=N ...        (XG_HARNESS_REPORT=1)
  * Exit status: 0 saved, 1 xc_domain_save returned -1, 2 usage, 3 setup.
  */
 #include <errno.h>
@@ -45,6 +54,8 @@ struct save_ctx {
     xc_interface *xch;
     uint32_t domid;
     unsigned int suspends;
+    unsigned long checkpoints_wanted; /* --remus N */
+    unsigned long checkpoints;
 };
 
 static int cb_suspend(void *data)
@@ -62,6 +73,36 @@ static int cb_suspend(void *data)
         return 0; /* 0 tells libxenguest the guest did not suspend */
     }
     return 1;
+}
+
+static int cb_postcopy(void *data)
+{
+    struct save_ctx *ctx = data;
+    struct xen_domctl domctl;
+    int rc;
+
+    memset(&domctl, 0, sizeof(domctl));
+    domctl.cmd = XEN_DOMCTL_resumedomain;
+    domctl.interface_version = XEN_DOMCTL_INTERFACE_VERSION;
+    domctl.domain = (domid_t)ctx->domid;
+    rc = xc_domctl(ctx->xch, &domctl);
+    fprintf(stderr, PROG ": postcopy domid=%u rc=%d\n", ctx->domid, rc);
+    if (rc < 0) {
+        fprintf(stderr, PROG ": xc_domctl(resumedomain) failed: %s\n",
+                strerror(errno));
+        return 0; /* the guest could not be resumed */
+    }
+    return 1;
+}
+
+static int cb_checkpoint(void *data)
+{
+    struct save_ctx *ctx = data;
+    int decision = ++ctx->checkpoints < ctx->checkpoints_wanted;
+
+    fprintf(stderr, PROG ": checkpoint n=%lu decision=%d\n", ctx->checkpoints,
+            decision);
+    return decision;
 }
 
 static int cb_switch_qemu_logdirty(uint32_t domid, unsigned enable, void *data)
@@ -94,7 +135,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: " PROG
                     " [--live] [--debug] [--stats] [--progress] [--verbose] "
-                    "DOMID "
+                    "[--remus N] DOMID "
                     "FILE|fd:N\n");
     exit(HARNESS_EXIT_USAGE);
 }
@@ -109,6 +150,8 @@ int main(int argc, char **argv)
     struct harness_logger *lg;
     struct save_ctx ctx = { 0 };
     struct save_callbacks cbs;
+    struct harness_report report;
+    xc_stream_type_t stream = XC_STREAM_PLAIN;
     int argi, fd, rc, saved_errno;
 
     for (argi = 1; argi < argc && argv[argi][0] == '-' && argv[argi][1] == '-';
@@ -125,7 +168,15 @@ int main(int argc, char **argv)
             every_step = true;
         else if (!strcmp(opt, "--verbose"))
             level = XTL_DEBUG;
-        else {
+        else if (!strcmp(opt, "--remus")) {
+            if (++argi >= argc ||
+                !harness_parse_ulong(PROG, opt, argv[argi], 1000000,
+                                     &ctx.checkpoints_wanted) ||
+                ctx.checkpoints_wanted == 0)
+                usage();
+            stream = XC_STREAM_REMUS;
+            flags |= XCFLAGS_LIVE;
+        } else {
             fprintf(stderr, PROG ": unknown option %s\n", opt);
             usage();
         }
@@ -141,6 +192,7 @@ int main(int argc, char **argv)
                              O_WRONLY | O_CREAT | O_TRUNC);
     if (fd < 0)
         return HARNESS_EXIT_SETUP;
+    harness_report_start(&report);
     ctx.xch = harness_open_xc(PROG, lg);
     if (!ctx.xch)
         return HARNESS_EXIT_SETUP;
@@ -151,16 +203,22 @@ int main(int argc, char **argv)
     cbs.switch_qemu_logdirty = cb_switch_qemu_logdirty;
     if (stats)
         cbs.precopy_policy = cb_precopy_policy;
+    if (stream == XC_STREAM_REMUS) {
+        cbs.postcopy = cb_postcopy;
+        cbs.checkpoint = cb_checkpoint;
+    }
     cbs.data = &ctx;
 
-    rc = xc_domain_save(ctx.xch, fd, ctx.domid, flags, &cbs, XC_STREAM_PLAIN,
-                        -1);
+    harness_report_call(PROG, &report);
+    rc = xc_domain_save(ctx.xch, fd, ctx.domid, flags, &cbs, stream, -1);
     saved_errno = errno;
+    harness_report_returned(PROG, &report);
     fprintf(stderr, PROG ": result rc=%d errno=%d (%s) suspends=%u\n", rc,
             rc ? saved_errno : 0, rc ? strerror(saved_errno) : "ok",
             ctx.suspends);
 
     xc_interface_close(ctx.xch);
+    harness_report_finish(PROG, &report);
     xtl_logger_destroy((xentoollog_logger *)lg);
     return rc == 0 ? HARNESS_EXIT_OK : HARNESS_EXIT_CALL_FAILED;
 }
