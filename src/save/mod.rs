@@ -56,7 +56,7 @@ mod x86_pv;
 
 use std::io::Write;
 
-use crate::hv::{DomId, DomainInfo, Hypervisor};
+use crate::hv::{DomId, DomainInfo, HvError, Hypervisor};
 use crate::log::{Level, Log};
 use crate::toolstack::StreamType;
 
@@ -144,7 +144,10 @@ pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
     };
     let started = std::time::Instant::now();
     let res = run(&mut ctx, &mut *guest);
-    cleanup(&mut ctx, &mut *guest);
+    let off = cleanup(&mut ctx, &mut *guest);
+    // A save whose stream is complete still fails if it leaves the guest
+    // in log-dirty mode; an earlier error stays the one reported.
+    let res = res.and(off.map_err(SaveError::from));
     ctx.summary.total_time = started.elapsed();
     guard.disarm();
     match res {
@@ -242,16 +245,24 @@ fn run<H: Hypervisor, W: Write>(
 }
 
 /// Always run, also after errors: log-dirty off, then the guest type's
-/// cleanup (qemu log-dirty off).
-fn cleanup<H: Hypervisor, W: Write>(ctx: &mut Ctx<'_, H, W>, guest: &mut dyn SaveGuest<H, W>) {
-    // libxenguest ignores the result of this call too: OFF is accepted in
-    // any state, and a failure here must not hide the save's own result.
-    if let Err(e) = ctx.hv.logdirty_off(ctx.domid) {
-        crate::log::message(Level::Warn, Some(e.errno()), &format!("log-dirty off: {e}"));
-    }
+/// cleanup (qemu log-dirty off). Returns the error of switching log-dirty
+/// off when a retry failed too.
+fn cleanup<H: Hypervisor, W: Write>(
+    ctx: &mut Ctx<'_, H, W>,
+    guest: &mut dyn SaveGuest<H, W>,
+) -> Result<(), HvError> {
+    // libxenguest ignores the result of this call and so can leave the
+    // guest in log-dirty mode after one failed hypercall; OFF is accepted
+    // in any state, so a failure is tried once more, and only a second one
+    // is reported (to the caller, which fails a save that had succeeded).
+    let off = ctx
+        .hv
+        .logdirty_off(ctx.domid)
+        .or_else(|_| ctx.hv.logdirty_off(ctx.domid));
     if let Err(e) = guest.cleanup(ctx) {
         ctx.log_error(&e, "Failed to clean up");
     }
+    off
 }
 
 #[cfg(test)]

@@ -216,6 +216,41 @@ fn an_hvm_p2m_size_beyond_52_bit_addresses_is_refused_not_allocated() {
     }
 }
 
+/// Found by the fault sweep (tests/capi_fault_sweep.rs): libxenguest's
+/// cleanup ignores a failed log-dirty OFF, and so did xcmig, leaving the
+/// guest in log-dirty mode after a save that reported success.
+#[test]
+fn a_failed_logdirty_off_at_the_end_of_a_live_save_is_retried() {
+    let h = TempHost::new("ldoff1");
+    let id = h.create(GuestType::Hvm, SMALL, 4, false);
+    // Call 1 enables log-dirty, call 2 is the cleanup's OFF.
+    h.host
+        .set_faults(&[FaultRule::parse("xc_shadow_control:EIO:2").unwrap()])
+        .unwrap();
+    let hv = ScriptedDirty::new(h.hv(), h.domain(id), &[80, 20]);
+    let mut cb = ToolstackSave::new(h.domain(id));
+    let mut out = Vec::new();
+    save_domain(&hv, id, &mut out, &live(), &mut cb, &RecLog::default()).expect("save");
+    assert!(!h.domain(id).logdirty_enabled(), "log-dirty left on");
+}
+
+#[test]
+fn a_live_save_that_cannot_switch_log_dirty_off_fails_naming_the_call() {
+    let h = TempHost::new("ldoff2");
+    let id = h.create(GuestType::Hvm, SMALL, 4, false);
+    h.host
+        .set_faults(&[FaultRule::parse("xc_shadow_control:EIO:2:always").unwrap()])
+        .unwrap();
+    let hv = ScriptedDirty::new(h.hv(), h.domain(id), &[80, 20]);
+    let mut cb = ToolstackSave::new(h.domain(id));
+    let mut out = Vec::new();
+    let log = RecLog::default();
+    let e = save_domain(&hv, id, &mut out, &live(), &mut cb, &log).expect_err("OFF failed");
+    assert_eq!(e.errno(), libc::EIO, "{e}");
+    assert!(e.to_string().contains("xc_shadow_control"), "{e}");
+    assert_eq!(log.errors().len(), 1, "{:?}", log.errors());
+}
+
 #[test]
 fn suspend_callback_failure_fails_the_save() {
     let h = TempHost::new("suspend0");
