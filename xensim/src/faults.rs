@@ -12,31 +12,38 @@ use crate::error::{err, errno_name, parse_errno, Error, Result};
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 
-/// The file `$XENSIM_FAULT_TRACE` names, opened for appending at the first
-/// fault point of the process; `None` when unset or unopenable (tracing is
-/// a test aid: it must never make a call fail).
-fn trace_file() -> &'static Option<Mutex<std::fs::File>> {
-    static TRACE: OnceLock<Option<Mutex<std::fs::File>>> = OnceLock::new();
-    TRACE.get_or_init(|| {
-        let path = std::env::var_os(crate::host::ENV_FAULT_TRACE).filter(|p| !p.is_empty())?;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .ok()
-            .map(Mutex::new)
-    })
+/// The file `$XENSIM_FAULT_TRACE` names, read at the first fault point of
+/// the process.
+fn trace_path() -> Option<&'static std::path::Path> {
+    static TRACE: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    TRACE
+        .get_or_init(|| {
+            std::env::var_os(crate::host::ENV_FAULT_TRACE)
+                .filter(|p| !p.is_empty())
+                .map(Into::into)
+        })
+        .as_deref()
 }
 
 /// Appends `name` to the trace, if one is set: one `write` of the whole
 /// line on an `O_APPEND` file, so lines of concurrent processes and
 /// threads never interleave. The order of the lines is the order of the
 /// checks, hence the N-th line naming a call is its N-th call, the index a
-/// `$XENSIM_FAULTS` rule counts.
+/// `$XENSIM_FAULTS` rule counts. The file is opened for each line and
+/// closed again, so a traced process holds no descriptor more than an
+/// untraced one (a leak check counts them); a trace that cannot be written
+/// is skipped, never made the call's failure.
 pub(crate) fn trace(name: &str) {
-    if let Some(f) = trace_file() {
-        let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = f.write_all(format!("{name}\n").as_bytes());
+    static LOCK: Mutex<()> = Mutex::new(());
+    if let Some(path) = trace_path() {
+        let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = f.write_all(format!("{name}\n").as_bytes());
+        }
     }
 }
 
