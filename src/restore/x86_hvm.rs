@@ -135,16 +135,11 @@ fn apply_param<H: Hypervisor>(
         param::PAE_ENABLED => return Ok(()),
         _ => {}
     }
+    // The error names the parameter and its value; "Restore failed" is
+    // its one error line.
     ctx.hv()
         .set_hvm_param(ctx.domid(), idx, value)
-        .map_err(|e| {
-            ctx.msg_errno(
-                Level::Error,
-                e.errno(),
-                &format!("set HVM param {idx} = {value:#018x}"),
-            );
-            RestoreError::Hv(e)
-        })
+        .map_err(RestoreError::Hv)
 }
 
 /// Zero a magic page whose old contents must not survive (rings the

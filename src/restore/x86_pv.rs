@@ -632,16 +632,10 @@ impl<'a, H: Hypervisor> PvRestore<'a, H> {
             let mfn = self.frame_of(WHAT, &format!("vcpu {id}: cr1"), pfn, None)?;
             vcpu.set_ctrlreg(1, mfn << crate::x86::PAGE_SHIFT);
         }
+        // The error names the vCPU; "Restore failed" is its one error line.
         self.hv
             .set_vcpu_context(self.domid, id, vcpu.bytes())
-            .map_err(|e| {
-                ctx.msg_errno(
-                    Level::Error,
-                    e.errno(),
-                    &format!("Failed to set vcpu{id}'s basic info"),
-                );
-                RestoreError::Hv(e)
-            })?;
+            .map_err(RestoreError::Hv)?;
         Ok(())
     }
 
