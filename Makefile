@@ -9,7 +9,7 @@ CARGO ?= cargo
 PREFIX ?= /usr/local
 # Debian packages the build and the tests need; installed only when missing.
 DEB_PACKAGES := libxen-dev libclang-dev xen-utils-4.17 libxenmisc4.17 xen-doc \
-	gcc make pkg-config iproute2 python3 python3-matplotlib time
+	gcc make pkg-config iproute2 python3 python3-matplotlib time valgrind
 
 .PHONY: all deps build shim test test-rust test-c lint fuzz-smoke demo install clean
 
@@ -46,6 +46,15 @@ fuzz: build
 # (fuzz/corpus/restore_*) from saves by both engines on xensim.
 fuzz-seeds: build
 	$(CARGO) test --release -p xcmig --test fuzz_seeds -- --ignored --nocapture
+
+# The full fault sweep (tests/capi_fault_sweep.rs): every (fault point, call
+# index) pair of a non-live, live and Remus save and a restore of each guest
+# type failed in turn; writes bench/results/fault-sweep.md. `make test` runs
+# the short form (each point at its first, second and last index).
+.PHONY: fault-sweep
+fault-sweep: build
+	XCMIG_FAULT_SWEEP=full XCMIG_FAULT_SWEEP_RESULTS=$(abspath bench/results/fault-sweep.md) \
+		nice -n 10 $(CARGO) test --release -p xcmig --test capi_fault_sweep -- --nocapture --test-threads 2
 
 # make demo DEMO_ARGS="--memory 4G --dirty-rate 200" passes options on.
 demo: build

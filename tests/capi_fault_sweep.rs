@@ -224,7 +224,11 @@ impl Setup {
             h.xensim(&["resume", &src.to_string()]);
         }
         let xensim = xensim::Host::open(&h.path()).expect("open the host");
-        let digest = xensim.domain(src).expect("source").digest().expect("digest");
+        let digest = xensim
+            .domain(src)
+            .expect("source")
+            .digest()
+            .expect("digest");
         Setup {
             h,
             guest,
@@ -277,7 +281,10 @@ impl Setup {
     /// Puts the source back as it was before a save: resumed if suspended.
     /// Errors say what is wrong with it.
     fn check_source(&self) -> Result<(), String> {
-        let d = self.xensim.domain(self.src).map_err(|e| format!("source: {e}"))?;
+        let d = self
+            .xensim
+            .domain(self.src)
+            .map_err(|e| format!("source: {e}"))?;
         let info = d.info().map_err(|e| format!("source info: {e}"))?;
         if d.logdirty_enabled() {
             return Err("log-dirty left on".into());
@@ -289,7 +296,8 @@ impl Setup {
             if info.shutdown_reason != xensim::SHUTDOWN_SUSPEND {
                 return Err(format!("source shut down ({})", info.shutdown_reason));
             }
-            d.resume().map_err(|e| format!("source not resumable: {e}"))?;
+            d.resume()
+                .map_err(|e| format!("source not resumable: {e}"))?;
         }
         let now = d.digest().map_err(|e| format!("digest: {e}"))?;
         if now != self.digest {
@@ -475,8 +483,7 @@ fn sweep(guest: &'static str, args: &[&str], mode: Mode, full: bool) -> Tally {
         0
     };
     let out = run(
-        s.command(mode, &img, dst)
-            .env("XENSIM_FAULT_TRACE", &trace),
+        s.command(mode, &img, dst).env("XENSIM_FAULT_TRACE", &trace),
         RUN_DEADLINE,
     );
     assert!(
@@ -499,7 +506,10 @@ fn sweep(guest: &'static str, args: &[&str], mode: Mode, full: bool) -> Tally {
         s.check_source().expect("source after the counting run");
     }
     let indices = in_call_indices(&std::fs::read_to_string(&trace).unwrap(), prog);
-    assert!(!indices.is_empty(), "{scenario}: no fault point in the call");
+    assert!(
+        !indices.is_empty(),
+        "{scenario}: no fault point in the call"
+    );
     let mut todo = pairs(&indices, full);
     todo.retain(|(n, _)| !NOT_SWEPT.iter().any(|(x, _)| x == n));
     let mut tally = Tally {
