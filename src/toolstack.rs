@@ -53,3 +53,17 @@ pub enum Next {
         code: i32,
     },
 }
+
+/// The errno reported for a failed read or write on the toolstack's stream
+/// descriptor, from the kind the I/O error kept: a timeout, a broken pipe
+/// and a reset connection keep their own errno (a toolstack tells a dead
+/// peer from a bad stream by it), anything else is `EIO`.
+pub fn stream_io_errno(kind: std::io::ErrorKind) -> i32 {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::TimedOut => libc::ETIMEDOUT,
+        K::BrokenPipe => libc::EPIPE,
+        K::ConnectionReset => libc::ECONNRESET,
+        _ => libc::EIO,
+    }
+}

@@ -3,8 +3,8 @@
 //! maps the result to the C convention (`0`, or `-1` with `errno`).
 //!
 //! The prototypes are those of the installed `xenguest.h` (plus
-//! `xcmig_version`, the live migration settings and the restore's
-//! checkpoint buffer limit, declared in
+//! `xcmig_version`, the live migration settings, the restore's checkpoint
+//! buffer limit and the I/O timeout, declared in
 //! `include/xcmig.h`).
 
 use std::ffi::{c_char, c_int, c_uint, c_ulong};
@@ -170,7 +170,8 @@ pub extern "C" fn xcmig_set_abort_if_not_converging(abort: bool) {
 }
 
 /// Forget every value set by the `xcmig_set_*` functions (the checkpoint
-/// buffer limit too): the environment variables and defaults apply again.
+/// buffer limit and the I/O timeout too): the environment variables and
+/// defaults apply again.
 #[no_mangle]
 pub extern "C" fn xcmig_reset_precopy_settings() {
     settings::reset();
@@ -190,4 +191,23 @@ pub extern "C" fn xcmig_reset_precopy_settings() {
 #[no_mangle]
 pub extern "C" fn xcmig_set_checkpoint_buffer_limit(bytes: u64) {
     settings::set_checkpoint_buffer_limit(bytes);
+}
+
+// Stream I/O timeout (README "Network failures").
+
+/// Seconds an `xc_domain_save` or `xc_domain_restore` of this process
+/// waits for progress on its stream (and on the COLO back channel) before
+/// failing with `errno` `ETIMEDOUT` (default 120; 0 = wait forever, as
+/// libxenguest does). Where the descriptor is a TCP socket the same limit
+/// is set as its `TCP_USER_TIMEOUT` for the call, so data the kernel
+/// accepted but the peer never acknowledged also fails the connection. A
+/// checkpointed (Remus, COLO) restore that times out after a complete
+/// checkpoint fails over to it, as it does at the end of the stream.
+/// Returns 0, or -1 with `errno` `EINVAL` for `UINT_MAX`. Environment:
+/// `XCMIG_IO_TIMEOUT`; `xcmig_reset_precopy_settings` forgets this value too.
+#[no_mangle]
+pub extern "C" fn xcmig_set_io_timeout(seconds: c_uint) -> c_int {
+    boundary(ptr::null_mut(), "xcmig_set_io_timeout", || {
+        settings::set_io_timeout(seconds).map_err(einval)
+    })
 }

@@ -97,10 +97,11 @@ pub unsafe fn restore(args: &RestoreArgs) -> Result<(), Failure> {
         stream_type,
         checkpoint_buffer_limit: super::settings::current_checkpoint_buffer_limit(&*log),
     };
-    let mut io = FdIo::new(args.io_fd);
+    let timeout = super::settings::current_io_timeout(&*log);
+    let mut io = FdIo::with_timeout(args.io_fd, "the stream", timeout);
     // The back channel is written only for COLO, as in libxenguest.
     let mut back = (stream_type == StreamType::Colo && args.send_back_fd >= 0)
-        .then(|| FdIo::new(args.send_back_fd));
+        .then(|| FdIo::with_timeout(args.send_back_fd, "the back channel", timeout));
     let back = back.as_mut().map(|b| b as &mut dyn std::io::Write);
     let res =
         restore_domain_with_back_channel(&hv, args.dom, &mut io, back, &params, &mut callbacks);

@@ -98,11 +98,12 @@ pub unsafe fn save(args: &SaveArgs) -> Result<(), Failure> {
         // The process-wide live migration settings (C API, environment).
         params.precopy = super::settings::current(&*log);
     }
-    let mut io = FdIo::new(args.io_fd);
+    let timeout = super::settings::current_io_timeout(&*log);
+    let mut io = FdIo::with_timeout(args.io_fd, "the stream", timeout);
     // The back channel is read only for COLO, as in libxenguest (libxl
     // passes a dup of its stdin for plain saves).
-    let mut back =
-        (stream_type == StreamType::Colo && args.recv_fd >= 0).then(|| FdIo::new(args.recv_fd));
+    let mut back = (stream_type == StreamType::Colo && args.recv_fd >= 0)
+        .then(|| FdIo::with_timeout(args.recv_fd, "the back channel", timeout));
     let back = back.as_mut().map(|b| b as &mut dyn std::io::Read);
     match save_domain_with_back_channel(
         &hv,

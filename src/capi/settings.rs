@@ -80,7 +80,7 @@ pub fn set_abort_if_not_converging(on: bool) {
 }
 
 /// `xcmig_reset_precopy_settings`: back to the environment and defaults
-/// (the checkpoint buffer limit too).
+/// (the checkpoint buffer limit and the I/O timeout too).
 pub fn reset() {
     for a in [
         &POLICY,
@@ -92,6 +92,7 @@ pub fn reset() {
         a.store(UNSET, Ordering::SeqCst);
     }
     set_checkpoint_buffer_limit(0);
+    reset_io_timeout();
 }
 
 fn store(a: &AtomicU32, v: u32, ok: bool) -> Result<(), Invalid> {
@@ -268,6 +269,78 @@ fn parse_bytes(v: &str) -> Option<u64> {
     let n: u64 = num.parse().ok()?;
     let bytes = n.checked_mul(1u64 << shift)?;
     (bytes >= 1).then_some(bytes)
+}
+
+// ---- Stream I/O timeout (issue 10, the network fails) ----
+//
+// Not a pre-copy setting: it applies to every save and restore (plain, live,
+// Remus, COLO) and to both descriptors of a call (the stream and the COLO
+// back channel), resolved at the start of each call like the settings above.
+
+/// `XCMIG_IO_TIMEOUT`: seconds without progress on the stream before the
+/// call fails with `ETIMEDOUT`; 0 = wait forever (libxenguest's behaviour).
+pub const ENV_IO_TIMEOUT: &str = "XCMIG_IO_TIMEOUT";
+
+/// The default I/O timeout, in seconds. The stream legitimately stalls
+/// while libxl works inside a callback, and the longest of those waits is
+/// the guest's suspend: libxl gives a guest 60 s to acknowledge it
+/// (`libxl_dom_suspend.c`), preceded on HVM by the device model's log-dirty
+/// switch (10 s, `libxl_dom_save.c`); the restorer (and, for COLO, the
+/// primary reading the back channel while the secondary suspends) sees no
+/// byte meanwhile. Remus checkpoints every 200 ms by default and COLO at
+/// least every 5 s (`COLO_PROXY_CHECKPOINT_TIMEOUT`). 120 s is those 70 s
+/// with room to spare, and still detects a dead peer well before TCP does
+/// (15 retransmissions, about 15 minutes, and never for a reader waiting on
+/// an idle connection).
+pub const DEFAULT_IO_TIMEOUT_SECS: u32 = 120;
+
+static IO_TIMEOUT: AtomicU32 = AtomicU32::new(UNSET);
+
+/// `xcmig_set_io_timeout`: seconds, 0 for none, less than `UINT_MAX`.
+pub fn set_io_timeout(seconds: u32) -> Result<(), Invalid> {
+    store(&IO_TIMEOUT, seconds, seconds != UNSET)
+}
+
+fn reset_io_timeout() {
+    IO_TIMEOUT.store(UNSET, Ordering::SeqCst);
+}
+
+/// The I/O timeout for a call starting now (`None`: wait forever), from
+/// the process environment.
+pub fn current_io_timeout(log: &dyn Log) -> Option<Duration> {
+    resolve_io_timeout(&|name| std::env::var_os(name), log)
+}
+
+/// The I/O timeout from the C API's value, then `env`, then the default; an
+/// environment value that does not parse is reported on `log`.
+pub fn resolve_io_timeout(
+    env: &dyn Fn(&str) -> Option<OsString>,
+    log: &dyn Log,
+) -> Option<Duration> {
+    let mut secs = IO_TIMEOUT.load(Ordering::SeqCst);
+    if secs == UNSET {
+        secs = DEFAULT_IO_TIMEOUT_SECS;
+        if let Some(raw) = env(ENV_IO_TIMEOUT) {
+            match raw
+                .to_str()
+                .map(str::trim)
+                .and_then(parse_u32)
+                .filter(|&n| n != UNSET)
+            {
+                Some(n) => secs = n,
+                None => log.log(
+                    Level::Warn,
+                    None,
+                    &format!(
+                        "xcmig: ignoring {ENV_IO_TIMEOUT}={:?}: expected whole seconds from 0 \
+                         (no timeout) to 4294967294; using the default ({DEFAULT_IO_TIMEOUT_SECS} s)",
+                        raw.to_string_lossy()
+                    ),
+                ),
+            }
+        }
+    }
+    (secs > 0).then(|| Duration::from_secs(u64::from(secs)))
 }
 
 #[cfg(test)]
@@ -472,6 +545,54 @@ mod tests {
         assert_eq!(with_env(&[]).0.policy, PolicyChoice::Targeted);
         xcmig_reset_precopy_settings();
         assert_eq!(with_env(&[]).0, PrecopySettings::default());
+    }
+
+    fn io_timeout_with_env(vars: &[(&str, &str)]) -> (Option<Duration>, Vec<(Level, String)>) {
+        let map: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        let log = Warnings::default();
+        let t = resolve_io_timeout(&|name| map.get(name).cloned(), &log);
+        (t, log.0.into_inner())
+    }
+
+    #[test]
+    fn io_timeout_defaults_to_two_minutes_and_zero_means_none() {
+        let _g = serial();
+        let secs = |s: u64| Some(Duration::from_secs(s));
+        assert_eq!(io_timeout_with_env(&[]), (secs(120), vec![]));
+        assert_eq!(io_timeout_with_env(&[(ENV_IO_TIMEOUT, "7")]).0, secs(7));
+        assert_eq!(io_timeout_with_env(&[(ENV_IO_TIMEOUT, " 0 ")]).0, None);
+        for bad in ["-1", "2.5", "4294967295", "5s", ""] {
+            let (t, warnings) = io_timeout_with_env(&[(ENV_IO_TIMEOUT, bad)]);
+            assert_eq!(t, secs(120), "{bad:?}");
+            assert_eq!(warnings.len(), 1, "{bad:?}");
+            assert!(warnings[0].1.contains(ENV_IO_TIMEOUT), "{warnings:?}");
+        }
+    }
+
+    #[test]
+    fn io_timeout_setter_wins_over_the_environment_until_reset() {
+        use crate::capi::exports::{xcmig_reset_precopy_settings, xcmig_set_io_timeout};
+        let _g = serial();
+        assert_eq!(xcmig_set_io_timeout(u32::MAX), -1);
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EINVAL)
+        );
+        assert_eq!(xcmig_set_io_timeout(0), 0);
+        assert_eq!(io_timeout_with_env(&[(ENV_IO_TIMEOUT, "9")]).0, None);
+        assert_eq!(xcmig_set_io_timeout(3), 0);
+        assert_eq!(
+            io_timeout_with_env(&[(ENV_IO_TIMEOUT, "junk")]),
+            (Some(Duration::from_secs(3)), vec![])
+        );
+        xcmig_reset_precopy_settings();
+        assert_eq!(
+            io_timeout_with_env(&[(ENV_IO_TIMEOUT, "9")]).0,
+            Some(Duration::from_secs(9))
+        );
     }
 
     #[test]

@@ -100,7 +100,7 @@ impl RestoreError {
         match self {
             RestoreError::Hv(h) => h.errno(),
             RestoreError::Stream(s) => match &s.kind {
-                stream::ErrorKind::Io { .. } => e::EIO,
+                stream::ErrorKind::Io { kind, .. } => crate::toolstack::stream_io_errno(*kind),
                 _ => e::EINVAL,
             },
             RestoreError::Record { .. } => e::EINVAL,

@@ -97,12 +97,20 @@ pub fn restore_domain_with_back_channel<H: Hypervisor, R: Read>(
     params: &RestoreParams,
     callbacks: &mut dyn RestoreCallbacks,
 ) -> Result<RestoreOutputs, RestoreError> {
-    let res = restore_inner(hv, domid, io, back, params, callbacks);
+    let mut changed = false;
+    let res = restore_inner(hv, domid, io, back, params, callbacks, &mut changed);
     if let Err(e) = &res {
+        // What the toolstack must do with the domain: once the restore has
+        // begun building it, it holds part of a guest and cannot run.
+        let state = if changed {
+            format!("; domain {domid} is incomplete and must be destroyed")
+        } else {
+            format!("; domain {domid} was not changed")
+        };
         crate::log::message(
             Level::Error,
             Some(e.errno()),
-            &format!("Restore failed: {e}"),
+            &format!("Restore failed: {e}{state}"),
         );
     }
     res
@@ -126,6 +134,7 @@ fn restore_inner<H: Hypervisor, R: Read>(
     mut back: Option<&mut dyn std::io::Write>,
     params: &RestoreParams,
     callbacks: &mut dyn RestoreCallbacks,
+    changed: &mut bool,
 ) -> Result<RestoreOutputs, RestoreError> {
     match params.stream_type {
         StreamType::Plain => {}
@@ -224,6 +233,8 @@ fn restore_inner<H: Hypervisor, R: Read>(
     let mut ctx = RestoreCtx::new(target, *params, callbacks, version == stream::Version::V2);
     ctx.outputs.stream_version = version.number();
     let guest = &mut *guest;
+    // Everything before this only read the domain.
+    *changed = true;
     guest.setup(&mut ctx)?;
     let mut phase = Phase::Direct;
     // The primary is gone mid-checkpoint: fail over to the last complete

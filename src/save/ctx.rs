@@ -38,6 +38,9 @@ pub(crate) struct Ctx<'a, H: Hypervisor, W: Write> {
     /// Whether the domain has been suspended (pages sent from then on are
     /// downtime).
     pub(crate) suspended: bool,
+    /// Whether the suspend callback was ever called (so that a failed save
+    /// can say the guest was never suspended).
+    pub(crate) suspend_asked: bool,
     /// When the domain last read as suspended.
     pub(crate) suspended_at: Option<std::time::Instant>,
     /// Whether the verification pass is being sent.
@@ -76,6 +79,7 @@ impl<'a, H: Hypervisor, W: Write> Ctx<'a, H, W> {
             summary: SaveSummary::default(),
             prefix: None,
             suspended: false,
+            suspend_asked: false,
             suspended_at: None,
             verifying: false,
             back,
@@ -105,6 +109,7 @@ impl<'a, H: Hypervisor, W: Write> Ctx<'a, H, W> {
     /// Suspend through the callback and confirm the domain reads as shut
     /// down for suspend (libxenguest's `suspend_domain`).
     pub(crate) fn suspend_domain(&mut self) -> Result<(), SaveError> {
+        self.suspend_asked = true;
         self.cb
             .suspend()
             .map_err(|f| SaveError::callback("suspend", f))?;

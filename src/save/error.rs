@@ -91,11 +91,7 @@ impl SaveError {
         match self {
             SaveError::Hv(e) => e.errno(),
             SaveError::Stream(e) => match &e.kind {
-                crate::stream::ErrorKind::Io { kind, .. }
-                    if *kind == std::io::ErrorKind::BrokenPipe =>
-                {
-                    libc::EPIPE
-                }
+                crate::stream::ErrorKind::Io { kind, .. } => crate::toolstack::stream_io_errno(*kind),
                 _ => libc::EIO,
             },
             SaveError::BackChannel(_) => libc::EIO,

@@ -156,7 +156,19 @@ pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
             Ok(ctx.summary)
         }
         Err(e) => {
-            ctx.log_error(&e, "Save failed");
+            // Tell the toolstack what it has to do with the guest now.
+            let state = if ctx.suspended {
+                format!("; domain {} is left suspended and can be resumed", ctx.domid)
+            } else if !ctx.suspend_asked {
+                format!("; domain {} was not suspended", ctx.domid)
+            } else {
+                String::new()
+            };
+            crate::log::message(
+                Level::Error,
+                Some(e.errno()),
+                &format!("Save failed: {e}{state}"),
+            );
             Err(e)
         }
     }
