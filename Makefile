@@ -74,6 +74,14 @@ bench: build
 bench-smoke: build
 	$(BENCH_PYTHON) bench/test_bench.py
 
+# The network-failure cases (root): link cut, receiver killed, sender
+# killed, xcmig and libxenguest; the test writes
+# bench/results/network-failures.md (also part of `make test`, which writes
+# only target/network-failures.md).
+.PHONY: network-failures
+network-failures: build
+	XCMIG_UPDATE_RESULTS=1 $(CARGO) test --release -p xcmig --test capi_network -- --nocapture
+
 # make install PREFIX=... [DESTDIR=...]: libxcmig (with its soname links),
 # include/xcmig.h and xcmig.pc, from the library `make build` produced.
 XCMIG_SO ?= $(abspath $(or $(CARGO_TARGET_DIR),target))/release/libxcmig.so

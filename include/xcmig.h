@@ -83,7 +83,8 @@ void xcmig_set_abort_if_not_converging(bool abort);
 
 /**
  * Forget every value set by the `xcmig_set_*` functions (the checkpoint
- * buffer limit too): the environment variables and defaults apply again.
+ * buffer limit and the I/O timeout too): the environment variables and
+ * defaults apply again.
  */
 void xcmig_reset_precopy_settings(void);
 
@@ -98,6 +99,20 @@ void xcmig_reset_precopy_settings(void);
  * `G` or `T` suffix).
  */
 void xcmig_set_checkpoint_buffer_limit(uint64_t bytes);
+
+/**
+ * Seconds an `xc_domain_save` or `xc_domain_restore` of this process
+ * waits for progress on its stream (and on the COLO back channel) before
+ * failing with `errno` `ETIMEDOUT` (default 120; 0 = wait forever, as
+ * libxenguest does). Where the descriptor is a TCP socket the same limit
+ * is set as its `TCP_USER_TIMEOUT` for the call, so data the kernel
+ * accepted but the peer never acknowledged also fails the connection. A
+ * checkpointed (Remus, COLO) restore that times out after a complete
+ * checkpoint fails over to it, as it does at the end of the stream.
+ * Returns 0, or -1 with `errno` `EINVAL` for `UINT_MAX`. Environment:
+ * `XCMIG_IO_TIMEOUT`; `xcmig_reset_precopy_settings` forgets this value too.
+ */
+int xcmig_set_io_timeout(unsigned int seconds);
 
 #ifdef __cplusplus
 }  // extern "C"

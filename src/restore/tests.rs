@@ -804,6 +804,15 @@ fn remus_restore_limited(
     answers: &[Result<Proceed, CallbackFailed>],
     checkpoint_buffer_limit: u64,
 ) -> (Result<RestoreOutputs, RestoreError>, String) {
+    let mut input = stream;
+    remus_restore_from(&mut input, answers, checkpoint_buffer_limit)
+}
+
+fn remus_restore_from(
+    mut input: &mut dyn std::io::Read,
+    answers: &[Result<Proceed, CallbackFailed>],
+    checkpoint_buffer_limit: u64,
+) -> (Result<RestoreOutputs, RestoreError>, String) {
     let h = TempHost::new("remus-dst");
     let id = h.create(GuestType::Hvm, SMALL, 0, true);
     let mut cb = ToolstackRestore {
@@ -815,10 +824,81 @@ fn remus_restore_limited(
         checkpoint_buffer_limit,
         ..restore_params()
     };
-    let mut input = stream;
     let r = restore_domain(&h.hv(), id, &mut input, &params, &mut cb);
     let digest = h.domain(id).digest().unwrap();
     (r, digest)
+}
+
+/// Offset just after the `n`th CHECKPOINT record of a Remus stream.
+fn after_checkpoint(stream: &[u8], n: usize) -> usize {
+    let mut r = stream::Reader::with_options(
+        stream,
+        stream::ReaderOptions {
+            grammar: stream::GrammarOptions {
+                checkpoints: stream::Checkpoints::Accept,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut seen = 0;
+    while let Some(rec) = r.next_record().unwrap() {
+        if matches!(rec, Record::Checkpoint) {
+            seen += 1;
+            if seen == n {
+                return r.offset() as usize;
+            }
+        }
+    }
+    panic!("fewer than {n} checkpoints");
+}
+
+#[cfg(feature = "xen")]
+/// The first `len` bytes of `stream` on a socket whose sending end then
+/// stays open and silent (a primary that hung, or a cut link), read
+/// through the C layer's descriptor I/O with a short timeout.
+fn remus_restore_from_silent_primary(
+    stream: &[u8],
+    len: usize,
+) -> (Result<RestoreOutputs, RestoreError>, String, Duration) {
+    use std::os::fd::AsRawFd;
+    let (mut primary, secondary) = std::os::unix::net::UnixStream::pair().unwrap();
+    let bytes = stream[..len].to_vec();
+    let writer = std::thread::spawn(move || {
+        primary.write_all(&bytes).unwrap();
+        primary // kept open: no end of stream
+    });
+    let timeout = Duration::from_millis(500);
+    let mut io = crate::capi::fd::FdIo::with_timeout(secondary.as_raw_fd(), "the stream", Some(timeout));
+    let started = std::time::Instant::now();
+    let (r, digest) = remus_restore_from(&mut io, &[], DEFAULT_CHECKPOINT_BUFFER_LIMIT);
+    let took = started.elapsed();
+    drop(writer.join().unwrap());
+    (r, digest, took)
+}
+
+#[cfg(feature = "xen")]
+#[test]
+fn remus_restore_treats_an_io_timeout_as_a_dead_primary_and_fails_over() {
+    let (stream, digests) = remus_stream();
+    // Silent after the second checkpoint plus part of the third: libxl's
+    // secondary fails over on a broken stream, and a timeout is one.
+    let cut = after_checkpoint(&stream, 2) + 8 + 4096;
+    let (r, digest, took) = remus_restore_from_silent_primary(&stream, cut);
+    let out = r.expect("failover after the timeout");
+    assert_eq!(out.checkpoints, 2);
+    assert_eq!(digest, digests[1]);
+    assert!(took < Duration::from_secs(30), "{took:?}");
+
+    // Silent before the first checkpoint completed: nothing consistent to
+    // fail over to, so the restore fails with ETIMEDOUT and says why.
+    let (r, _, _) = remus_restore_from_silent_primary(&stream, after_checkpoint(&stream, 1) - 8);
+    let e = r.expect_err("no checkpoint to fail over to");
+    assert_eq!(e.errno(), libc::ETIMEDOUT, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("timed out receiving the stream"), "{msg}");
+    assert!(msg.contains("XCMIG_IO_TIMEOUT"), "{msg}");
 }
 
 #[test]
