@@ -127,7 +127,15 @@ impl Net {
             cmd_ok("ip", &["-n", ns, "link", "set", "dev", "lo", "up"]);
             cmd_ok(
                 "ip",
-                &["-n", ns, "address", "add", &format!("{addr}/30"), "dev", dev],
+                &[
+                    "-n",
+                    ns,
+                    "address",
+                    "add",
+                    &format!("{addr}/30"),
+                    "dev",
+                    dev,
+                ],
             );
             cmd_ok("ip", &["-n", ns, "link", "set", "dev", dev, "up"]);
         }
@@ -187,7 +195,16 @@ impl Net {
         for (ns, dev) in [(&self.src, &self.veth_src), (&self.dst, &self.veth_dst)] {
             cmd_ok(
                 "tc",
-                &["-n", ns, "qdisc", "replace", "dev", dev, "root", "blackhole"],
+                &[
+                    "-n",
+                    ns,
+                    "qdisc",
+                    "replace",
+                    "dev",
+                    dev,
+                    "root",
+                    "blackhole",
+                ],
             );
         }
     }
@@ -446,14 +463,27 @@ fn assert_xcmig(o: &Outcome) {
             end.describe(),
             end.log
         );
-        assert!(end.after < XCMIG_BOUND, "{what}: {who} took {:?}", end.after);
+        assert!(
+            end.after < XCMIG_BOUND,
+            "{what}: {who} took {:?}",
+            end.after
+        );
         assert!(
             end.log.contains(" result rc=-1"),
             "{what}: {who} has no result line\n{}",
             end.log
         );
-        let failed: Vec<&String> = end.errors.iter().filter(|l| l.contains("failed:")).collect();
-        assert_eq!(failed.len(), 1, "{what}: {who} error lines {:#?}", end.errors);
+        let failed: Vec<&String> = end
+            .errors
+            .iter()
+            .filter(|l| l.contains("failed:"))
+            .collect();
+        assert_eq!(
+            failed.len(),
+            1,
+            "{what}: {who} error lines {:#?}",
+            end.errors
+        );
     }
     if let Some(r) = &o.restorer {
         let line = r.error_line();
@@ -480,11 +510,7 @@ fn assert_xcmig(o: &Outcome) {
             );
         }
         assert!(
-            o.restorer
-                .as_ref()
-                .unwrap()
-                .log
-                .contains("errno=110"),
+            o.restorer.as_ref().unwrap().log.contains("errno=110"),
             "restorer errno is not ETIMEDOUT"
         );
     }
@@ -525,9 +551,7 @@ fn row(o: &Outcome) -> String {
 #[test]
 fn network_failures_end_both_sides_with_a_clear_error_in_bounded_time() {
     if !is_root() {
-        eprintln!(
-            "SKIPPED capi_network: network namespaces and tc need root (CI runs as root)"
-        );
+        eprintln!("SKIPPED capi_network: network namespaces and tc need root (CI runs as root)");
         return;
     }
     let mut table = String::new();

@@ -357,7 +357,10 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         let msg = e.to_string();
         assert!(msg.contains("sending the stream"), "{msg}");
-        assert!(msg.contains(&format!("after {} bytes sent", io.sent)), "{msg}");
+        assert!(
+            msg.contains(&format!("after {} bytes sent", io.sent)),
+            "{msg}"
+        );
         assert!(io.sent > 0);
     }
 

@@ -870,7 +870,8 @@ fn remus_restore_from_silent_primary(
         primary // kept open: no end of stream
     });
     let timeout = Duration::from_millis(500);
-    let mut io = crate::capi::fd::FdIo::with_timeout(secondary.as_raw_fd(), "the stream", Some(timeout));
+    let mut io =
+        crate::capi::fd::FdIo::with_timeout(secondary.as_raw_fd(), "the stream", Some(timeout));
     let started = std::time::Instant::now();
     let (r, digest) = remus_restore_from(&mut io, &[], DEFAULT_CHECKPOINT_BUFFER_LIMIT);
     let took = started.elapsed();

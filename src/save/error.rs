@@ -91,7 +91,9 @@ impl SaveError {
         match self {
             SaveError::Hv(e) => e.errno(),
             SaveError::Stream(e) => match &e.kind {
-                crate::stream::ErrorKind::Io { kind, .. } => crate::toolstack::stream_io_errno(*kind),
+                crate::stream::ErrorKind::Io { kind, .. } => {
+                    crate::toolstack::stream_io_errno(*kind)
+                }
                 _ => libc::EIO,
             },
             SaveError::BackChannel(_) => libc::EIO,

@@ -158,7 +158,10 @@ pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
         Err(e) => {
             // Tell the toolstack what it has to do with the guest now.
             let state = if ctx.suspended {
-                format!("; domain {} is left suspended and can be resumed", ctx.domid)
+                format!(
+                    "; domain {} is left suspended and can be resumed",
+                    ctx.domid
+                )
             } else if !ctx.suspend_asked {
                 format!("; domain {} was not suspended", ctx.domid)
             } else {
