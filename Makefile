@@ -82,6 +82,15 @@ bench-smoke: build
 network-failures: build
 	XCMIG_UPDATE_RESULTS=1 $(CARGO) test --release -p xcmig --test capi_network -- --nocapture
 
+# make soak [SOAK_HOPS=1000 SOAK_CYCLES=500 SOAK_MEMORY=128M ...]: 1000 live
+# migrations of one guest between two xensim hosts through every saver x
+# restorer pair of xcmig and libxenguest, and 500 save/restore cycles in one
+# process with its descriptors and RSS sampled; writes bench/results/soak.md
+# and its CSV series (tests/capi_soak.rs; its short form is in `make test`).
+.PHONY: soak
+soak: build
+	$(CARGO) test --release -p xcmig --test capi_soak -- --ignored --nocapture full_soak
+
 # make install PREFIX=... [DESTDIR=...]: libxcmig (with its soname links),
 # include/xcmig.h and xcmig.pc, from the library `make build` produced.
 XCMIG_SO ?= $(abspath $(or $(CARGO_TARGET_DIR),target))/release/libxcmig.so

@@ -23,8 +23,14 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     /// Creates `<tmp>/xcmig-test-<pid>-<n>-<tag>`, emptying any stale one.
     pub fn new(tag: &str) -> TempDir {
+        TempDir::new_in(&std::env::temp_dir(), tag)
+    }
+
+    /// Like [`TempDir::new`], under `base` instead of the system's
+    /// temporary directory (the soak puts its hosts on tmpfs).
+    pub fn new_in(base: &Path, tag: &str) -> TempDir {
         static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
+        let p = base.join(format!(
             "xcmig-test-{}-{}-{tag}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
