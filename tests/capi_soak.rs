@@ -69,8 +69,9 @@ struct Config {
     /// The workload: MiB/s written over a working set.
     dirty_rate: String,
     working_set: String,
-    /// Also record the cycles with libxenguest (not asserted).
-    libxenguest_cycles: bool,
+    /// Cycles recorded with libxenguest beside xcmig's (not asserted; 0 for
+    /// none).
+    libxenguest_cycles: usize,
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -93,11 +94,11 @@ impl Config {
             hops: 8,
             cycles: 30,
             hop_memory: "64M".into(),
-            cycle_memory: "64M".into(),
+            cycle_memory: "32M".into(),
             vcpus: 2,
             dirty_rate: "64".into(),
             working_set: "16M".into(),
-            libxenguest_cycles: false,
+            libxenguest_cycles: 0,
         }
     }
 
@@ -106,12 +107,12 @@ impl Config {
         Config {
             hops: env_usize("SOAK_HOPS", 1000),
             cycles: env_usize("SOAK_CYCLES", 500),
-            hop_memory: env_or("SOAK_MEMORY", "128M"),
-            cycle_memory: env_or("SOAK_CYCLE_MEMORY", "64M"),
+            hop_memory: env_or("SOAK_MEMORY", "64M"),
+            cycle_memory: env_or("SOAK_CYCLE_MEMORY", "32M"),
             vcpus: 2,
             dirty_rate: env_or("SOAK_DIRTY_RATE", "64"),
             working_set: env_or("SOAK_WORKING_SET", "16M"),
-            libxenguest_cycles: true,
+            libxenguest_cycles: env_usize("SOAK_LIBXENGUEST_CYCLES", 100),
         }
     }
 }
@@ -495,15 +496,17 @@ struct Cycle {
 /// A series of in-process cycles and how the harness ended.
 struct CycleRun {
     engine: Engine,
+    /// Cycles asked for.
+    wanted: usize,
     cycles: Vec<Cycle>,
     /// Set when the harness failed, stopped early or a digest differed.
     error: Option<String>,
     total: Duration,
 }
 
-/// Runs `xg-cycle` for `cfg.cycles` cycles with `engine` on a host of its
-/// own, creating each cycle's empty target and checking its digest.
-fn cycle_run(base: &Path, cfg: &Config, engine: Engine) -> CycleRun {
+/// Runs `xg-cycle` for `count` cycles with `engine` on a host of its own,
+/// creating each cycle's empty target and checking its digest.
+fn cycle_run(base: &Path, cfg: &Config, engine: Engine, count: usize) -> CycleRun {
     let started = Instant::now();
     let h = Host {
         env: Env::locate(),
@@ -523,11 +526,11 @@ fn cycle_run(base: &Path, cfg: &Config, engine: Engine) -> CycleRun {
     let mut to_harness = child.stdin.take().expect("piped stdin");
     let mut from_harness = BufReader::new(child.stdout.take().expect("piped stdout"));
     let stderr = drain(child.stderr.take());
-    let timeout = STEP_TIMEOUT + Duration::from_secs(30) * cfg.cycles as u32;
+    let timeout = STEP_TIMEOUT + Duration::from_secs(30) * count as u32;
     let watched = Watched::new(child, timeout);
     let mut cycles = Vec::new();
     let mut error = None;
-    for n in 1..=cfg.cycles {
+    for n in 1..=count {
         let dst = create_empty(&h, cfg, &cfg.cycle_memory);
         if writeln!(to_harness, "{dst}").is_err() {
             error = Some(format!("xg-cycle stopped reading before cycle {n}"));
@@ -552,7 +555,12 @@ fn cycle_run(base: &Path, cfg: &Config, engine: Engine) -> CycleRun {
                 .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
         };
         let ok = num("save_rc") == 0 && num("restore_rc") == 0;
-        let digest_ok = ok && h.digest(src) == h.digest(dst);
+        let digest_ok = ok
+            && std::thread::scope(|s| {
+                let a = s.spawn(|| h.digest(src));
+                let b = h.digest(dst);
+                a.join().expect("digest thread") == b
+            });
         cycles.push(Cycle {
             n,
             ok,
@@ -583,6 +591,7 @@ fn cycle_run(base: &Path, cfg: &Config, engine: Engine) -> CycleRun {
     }
     CycleRun {
         engine,
+        wanted: count,
         cycles,
         error,
         total: started.elapsed(),
@@ -633,7 +642,8 @@ fn rss_trend(cycles: &[Cycle]) -> Option<RssTrend> {
 }
 
 /// What is wrong with a cycle series, judged by the flatness rules.
-fn cycle_problems(run: &CycleRun, want: usize) -> Vec<String> {
+fn cycle_problems(run: &CycleRun) -> Vec<String> {
+    let want = run.wanted;
     let mut p = Vec::new();
     if let Some(e) = &run.error {
         p.push(e.clone());
@@ -732,14 +742,14 @@ fn run_soak(cfg: &Config, progress: bool) -> Soak {
     drop(guest);
     let hops_time = t_start.elapsed();
 
-    let mut engines = vec![Engine::Xcmig];
-    if cfg.libxenguest_cycles {
-        engines.push(Engine::Libxenguest);
+    let mut engines = vec![(Engine::Xcmig, cfg.cycles)];
+    if cfg.libxenguest_cycles > 0 {
+        engines.push((Engine::Libxenguest, cfg.libxenguest_cycles));
     }
     let cycles = engines
         .into_iter()
-        .map(|e| {
-            let r = cycle_run(&base, cfg, e);
+        .map(|(e, count)| {
+            let r = cycle_run(&base, cfg, e, count);
             if progress {
                 eprintln!(
                     "soak: {} cycles with {}: {:.0} s",
@@ -964,10 +974,10 @@ fn write_report(s: &Soak, dir: &Path) {
          mapping regions (/proc/self/maps) and VmRSS/VmHWM. Flat means: \
          descriptors and regions exactly as after cycle 1, and the RSS \
          median of the last fifth of the cycles at most {RSS_ALLOWANCE_KIB} \
-         KiB above that of the first fifth, the first {} cycles left out \
-         as warm-up. Asserted for xcmig; libxenguest is recorded beside it.\n",
+         KiB above that of the first fifth, the first tenth of the cycles \
+         (at least 3) left out as warm-up. Asserted for xcmig; libxenguest \
+         is recorded beside it.\n",
         s.cfg.cycle_memory,
-        warmup_cycles(s.cfg.cycles)
     );
     let _ = writeln!(
         md,
@@ -988,7 +998,7 @@ fn write_report(s: &Soak, dir: &Path) {
             v.get(v.len() / 2).map_or("–".into(), |x| format!("{x:.0}"))
         };
         let trend = rss_trend(&r.cycles);
-        let problems = cycle_problems(r, s.cfg.cycles);
+        let problems = cycle_problems(r);
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -1109,7 +1119,7 @@ fn assert_soak_clean(s: &Soak) {
         .collect();
     for r in s.cycles.iter().filter(|r| r.engine == Engine::Xcmig) {
         problems.extend(
-            cycle_problems(r, s.cfg.cycles)
+            cycle_problems(r)
                 .into_iter()
                 .map(|p| format!("xcmig cycles: {p}")),
         );
@@ -1194,11 +1204,12 @@ fn rss_trend_ignores_the_warmup_and_sees_steady_growth() {
     assert!((t.slope_kib_per_cycle - 200.0).abs() < 1e-6, "{t:?}");
     let run = CycleRun {
         engine: Engine::Xcmig,
+        wanted: 50,
         cycles: leaking,
         error: None,
         total: Duration::ZERO,
     };
-    assert!(cycle_problems(&run, 50)[0].contains("RSS grew"));
+    assert!(cycle_problems(&run)[0].contains("RSS grew"));
 }
 
 #[test]
