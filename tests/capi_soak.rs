@@ -445,7 +445,10 @@ fn hop(hosts: &[Host; 2], cfg: &Config, guest: Guest, n: usize) -> (Guest, Hop) 
         if a == b {
             record.digest = a;
         } else {
-            error = Some(format!("digest of the source {a}, of the destination {b}"));
+            error = Some(format!(
+                "digest of the source {a}, of the destination {b}\n{}",
+                explain_divergence(src_h, src, dst_h, dst)
+            ));
         }
     }
 
@@ -472,6 +475,65 @@ fn hop(hosts: &[Host; 2], cfg: &Config, guest: Guest, n: usize) -> (Guest, Hop) 
     record.error = error;
     record.hop_ms = ms(t_hop.elapsed());
     (next, record)
+}
+
+/// Where two domains that should be identical differ: the digest
+/// components that differ and, for memory, the first pfns whose contents
+/// or population differ (read through xensim's API).
+fn explain_divergence(src_h: &Host, src: u32, dst_h: &Host, dst: u32) -> String {
+    let components = |h: &Host, id: u32| -> Vec<String> {
+        xensim(h, &["digest", &id.to_string(), "--verbose"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let (ca, cb) = (components(src_h, src), components(dst_h, dst));
+    let mut out = String::from("components that differ:");
+    for (la, lb) in ca.iter().zip(&cb) {
+        if la != lb {
+            let _ = write!(out, "\n  source {la}\n  destination {lb}");
+        }
+    }
+    let open = |h: &Host, id: u32| {
+        xensim::Host::open(&h.path())
+            .and_then(|host| host.domain(id))
+            .map_err(|e| format!("open domain {id}: {e}"))
+    };
+    let (da, db) = match (open(src_h, src), open(dst_h, dst)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return format!("{out}\n{e}"),
+    };
+    let last = da.max_gpfn().max(db.max_gpfn());
+    let (mut pa, mut pb) = (vec![0u8; 4096], vec![0u8; 4096]);
+    let mut differing = Vec::new();
+    let mut count = 0usize;
+    for pfn in 0..=last {
+        let (ia, ib) = (da.is_populated(pfn), db.is_populated(pfn));
+        let same = match (ia, ib) {
+            (false, false) => true,
+            (true, true) => {
+                da.read_frame(pfn, &mut pa).is_ok()
+                    && db.read_frame(pfn, &mut pb).is_ok()
+                    && pa == pb
+            }
+            _ => false,
+        };
+        if !same {
+            count += 1;
+            if differing.len() < 16 {
+                differing.push(format!(
+                    "{pfn:#x}{}",
+                    match (ia, ib) {
+                        (true, false) => " (only the source has it)",
+                        (false, true) => " (only the destination has it)",
+                        _ => "",
+                    }
+                ));
+            }
+        }
+    }
+    let _ = write!(out, "\n{count} pfns differ: {}", differing.join(", "));
+    out
 }
 
 fn ms(d: Duration) -> f64 {
@@ -959,8 +1021,20 @@ fn write_report(s: &Soak, dir: &Path) {
     if !failures.is_empty() {
         let _ = writeln!(md, "\nFailures:\n");
         for h in &failures {
-            let first = h.error.as_deref().unwrap_or_default().lines().next();
-            let _ = writeln!(md, "- hop {}: {}", h.n, first.unwrap_or_default());
+            let mut lines = h.error.as_deref().unwrap_or_default().lines();
+            let _ = writeln!(
+                md,
+                "- hop {} ({} → {}, from {}): {}",
+                h.n,
+                h.saver.name(),
+                h.restorer.name(),
+                h.from,
+                lines.next().unwrap_or_default()
+            );
+            let rest: Vec<&str> = lines.take(20).collect();
+            if !rest.is_empty() {
+                let _ = writeln!(md, "\n  ```\n  {}\n  ```", rest.join("\n  "));
+            }
         }
     }
 
@@ -1210,6 +1284,36 @@ fn rss_trend_ignores_the_warmup_and_sees_steady_growth() {
         total: Duration::ZERO,
     };
     assert!(cycle_problems(&run)[0].contains("RSS grew"));
+}
+
+#[test]
+fn divergence_report_names_the_differing_component_and_pfns() {
+    let env = Env::locate();
+    let base = soak_base();
+    let hosts: Vec<Host> = ["div-a", "div-b"]
+        .iter()
+        .map(|t| Host {
+            env: env.clone(),
+            dir: TempDir::new_in(&base, t),
+        })
+        .collect();
+    let cfg = Config::short();
+    let a = create_guest(&hosts[0], &cfg, "16M", 5);
+    let b = create_guest(&hosts[1], &cfg, "16M", 5);
+    assert_eq!(
+        hosts[0].digest(a),
+        hosts[1].digest(b),
+        "same seed, same guest"
+    );
+    assert!(explain_divergence(&hosts[0], a, &hosts[1], b).contains("0 pfns differ"));
+    let dom = xensim::Host::open(&hosts[1].path())
+        .and_then(|h| h.domain(b))
+        .expect("open the second guest");
+    dom.write_frame(0x123, &[0xa5; 4096])
+        .expect("write a frame");
+    let why = explain_divergence(&hosts[0], a, &hosts[1], b);
+    assert!(why.contains("source memory "), "{why}");
+    assert!(why.contains("1 pfns differ: 0x123"), "{why}");
 }
 
 #[test]
