@@ -50,6 +50,8 @@ for fuzz_target in $targets; do
     # quarantine take more resident memory than the parsers.
     case $fuzz_target in
         restore_*) opts=(-malloc_limit_mb=64 -rss_limit_mb=2048 -max_len=262144) ;;
+        # The save engine over a simulated host: 3 header bytes, 32 rules.
+        save_hypercalls) opts=(-malloc_limit_mb=64 -rss_limit_mb=2048 -max_len=259 -len_control=0) ;;
     esac
     mkdir -p "$work/$fuzz_target" "corpus/$fuzz_target"
     if compgen -G "corpus/$fuzz_target/*" >/dev/null; then
