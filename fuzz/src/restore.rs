@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use xcmig::hv::sim::SimHypervisor;
 use xcmig::restore::{
     restore_domain_with_back_channel, MissingStaticData, Proceed, RestoreCallbacks, RestoreError,
-    RestoreHook, RestoreOutputs, RestoreParams,
+    RestoreHook, RestoreOutputs, RestoreParams, DEFAULT_CHECKPOINT_BUFFER_LIMIT,
 };
 use xcmig::toolstack::{CallbackFailed, StreamType};
 use xensim::{DomainConfig, GuestType, Host};
@@ -60,6 +60,11 @@ impl Kind {
     }
 }
 
+/// The checkpoint buffer limit of mode bit 7: less than one page, and
+/// less than the vCPU and HVM context of a seed's later checkpoints, so a
+/// checkpoint of any seed after the first exceeds it.
+pub const SMALL_CHECKPOINT_BUFFER: u64 = 512;
+
 /// What the input's first byte asks of the toolstack side:
 ///
 /// - bits 0-1: the stream type: 1 Remus, 2 COLO (with the back channel
@@ -68,7 +73,10 @@ impl Kind {
 /// - bits 2-4: the CHECKPOINT (1-7) at which the `checkpoint` callback asks
 ///   for failover; 0: never, the stream's end fails over;
 /// - bit 5: `static_data_done` fails;
-/// - bit 6: the back channel refuses writes (COLO).
+/// - bit 6: the back channel refuses writes (COLO);
+/// - bit 7: a checkpointed restore holds back at most
+///   [`SMALL_CHECKPOINT_BUFFER`] bytes per checkpoint (else the default
+///   limit, which no input reaches), so the refusal path runs too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mode(pub u8);
 
@@ -95,6 +103,15 @@ impl Mode {
     /// Whether the back channel refuses writes.
     pub fn back_channel_fails(self) -> bool {
         self.0 & 0x40 != 0
+    }
+
+    /// The checkpoint buffer limit the restore is given.
+    pub fn checkpoint_buffer_limit(self) -> u64 {
+        if self.0 & 0x80 != 0 {
+            SMALL_CHECKPOINT_BUFFER
+        } else {
+            DEFAULT_CHECKPOINT_BUFFER_LIMIT
+        }
     }
 
     /// The mode byte of a stream type with nothing else asked.
@@ -237,6 +254,7 @@ impl Target {
             console_evtchn: 6,
             console_domid: 0,
             stream_type,
+            checkpoint_buffer_limit: mode.checkpoint_buffer_limit(),
         };
         let mut back = BackChannel {
             fail: mode.back_channel_fails(),
@@ -376,6 +394,14 @@ mod tests {
         assert_eq!(Mode(0b1_0101).failover_at(), 5);
         assert!(Mode(0x20).static_data_fails() && !Mode(0x20).back_channel_fails());
         assert!(Mode(0x40).back_channel_fails());
+        assert_eq!(
+            Mode(0x81).checkpoint_buffer_limit(),
+            SMALL_CHECKPOINT_BUFFER
+        );
+        assert_eq!(
+            Mode(0x41).checkpoint_buffer_limit(),
+            DEFAULT_CHECKPOINT_BUFFER_LIMIT
+        );
         assert_eq!(Mode::of(StreamType::Colo), Mode(2));
     }
 
@@ -394,6 +420,11 @@ mod tests {
         input[0] = 1 | 0x20;
         let e = t.run(&input).expect_err("static_data_done fails");
         assert!(e.to_string().contains("static_data_done"), "{e}");
+        input[0] = 1 | 0x80;
+        let e = t
+            .run(&input)
+            .expect_err("a checkpoint over the small buffer");
+        assert_eq!(e.errno(), libc::ENOBUFS, "{e}");
         let _ = std::fs::remove_dir_all(t.dir());
     }
 }
