@@ -50,6 +50,7 @@ fn exports_exactly_the_xenguest_entry_points_and_the_xcmig_functions() {
         "xcmig_set_abort_if_not_converging",
         "xcmig_reset_precopy_settings",
         "xcmig_set_checkpoint_buffer_limit",
+        "xcmig_set_io_timeout",
     ]
     .iter()
     .map(|s| s.to_string())
