@@ -9,7 +9,7 @@ CARGO ?= cargo
 PREFIX ?= /usr/local
 # Debian packages the build and the tests need; installed only when missing.
 DEB_PACKAGES := libxen-dev libclang-dev xen-utils-4.17 libxenmisc4.17 xen-doc \
-	gcc make pkg-config iproute2 python3 python3-matplotlib time valgrind
+	gcc make pkg-config iproute2 python3 python3-matplotlib time valgrind xz-utils
 
 .PHONY: all deps build shim test test-rust test-c lint fuzz-smoke demo install clean
 

@@ -53,11 +53,16 @@ for fuzz_target in $targets; do
         # The save engine over a simulated host: 3 header bytes, 32 rules.
         save_hypercalls) opts=(-malloc_limit_mb=64 -rss_limit_mb=2048 -max_len=259 -len_control=0) ;;
     esac
-    mkdir -p "$work/$fuzz_target" "corpus/$fuzz_target"
-    if compgen -G "corpus/$fuzz_target/*" >/dev/null; then
-        cp "corpus/$fuzz_target"/* "$work/$fuzz_target/"
-        echo "fuzz-smoke: $fuzz_target: replaying $(ls "corpus/$fuzz_target" | wc -l) committed inputs"
-        "$bindir/$fuzz_target" "${opts[@]}" -runs=0 "corpus/$fuzz_target"
+    # The committed corpus: the seeds, and the campaigns' finds packed in
+    # corpus/TARGET.found.tar.xz (see scripts/fuzz-campaign.sh).
+    mkdir -p "$work/$fuzz_target" "$work/$fuzz_target.found" "corpus/$fuzz_target"
+    if [[ -f corpus/$fuzz_target.found.tar.xz ]]; then
+        tar -xJf "corpus/$fuzz_target.found.tar.xz" -C "$work/$fuzz_target.found"
+    fi
+    if compgen -G "corpus/$fuzz_target/*" >/dev/null || compgen -G "$work/$fuzz_target.found/*" >/dev/null; then
+        cp "corpus/$fuzz_target"/* "$work/$fuzz_target.found"/* "$work/$fuzz_target/" 2>/dev/null || true
+        echo "fuzz-smoke: $fuzz_target: replaying $(ls "corpus/$fuzz_target" | wc -l) seeds and $(ls "$work/$fuzz_target.found" | wc -l) campaign finds"
+        "$bindir/$fuzz_target" "${opts[@]}" -runs=0 "corpus/$fuzz_target" "$work/$fuzz_target.found"
     fi
     echo "fuzz-smoke: $fuzz_target for ${t}s"
     "$bindir/$fuzz_target" "$work/$fuzz_target" "${opts[@]}" \
