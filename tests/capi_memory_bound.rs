@@ -20,7 +20,8 @@
 //! PAGE_DATA records at scattered pfns, a maximal HVM_CONTEXT followed by a
 //! maximal PAGE_DATA (every fixed term at once), an HVM_CONTEXT of a whole
 //! record (refused), a maximal CPUID policy, a maximal optional record, and a record claiming the maximal length with
-//! no body. The same streams through Debian's libxenguest 4.17 (not
+//! no body; and, in a second test, every plain HVM stream of the
+//! whole-restore fuzzer's committed corpus (seeds and campaign finds). The same streams through Debian's libxenguest 4.17 (not
 //! preloaded) are measured beside and only printed; with
 //! `XCMIG_MEMORY_BOUND_RESULTS=FILE` the table is also written there (the
 //! committed copy is bench/results/memory-bound.md).
@@ -392,5 +393,86 @@ fn worst_streams_keep_peak_rss_under_the_documented_bound() {
     if let Some(path) = std::env::var_os("XCMIG_MEMORY_BOUND_RESULTS") {
         std::fs::write(&path, &text).expect("write results");
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The whole-restore fuzzer's HVM inputs that `xg-restore` can replay
+/// (mode byte plain: bits 0-1 are 0 or 3, see fuzz/src/restore.rs): the
+/// committed seeds and the campaigns' finds (fuzz/corpus/restore_hvm and
+/// restore_hvm.found.tar.xz), without the mode byte.
+fn fuzz_hvm_streams(scratch: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let mut dirs = vec![corpus.join("restore_hvm")];
+    let packed = corpus.join("restore_hvm.found.tar.xz");
+    if packed.exists() {
+        let found = scratch.join("found");
+        std::fs::create_dir_all(&found).expect("scratch directory");
+        run_ok(
+            Command::new("tar")
+                .arg("-xJf")
+                .arg(&packed)
+                .arg("-C")
+                .arg(&found),
+        );
+        dirs.push(found);
+    }
+    let mut streams = Vec::new();
+    for dir in dirs {
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .expect("corpus directory")
+            .map(|e| e.expect("directory entry").path())
+            .collect();
+        names.sort();
+        for path in names {
+            let input = std::fs::read(&path).expect("read corpus input");
+            if let Some((&mode, stream)) = input.split_first() {
+                if mode & 3 == 0 || mode & 3 == 3 {
+                    let name = path.file_name().expect("file name").to_string_lossy();
+                    streams.push((name.into_owned(), stream.to_vec()));
+                }
+            }
+        }
+    }
+    streams
+}
+
+#[test]
+fn the_fuzzers_hvm_corpus_keeps_peak_rss_under_the_documented_bound() {
+    let h = Host::new("capi-memory-bound-fuzz");
+    let streams = fuzz_hvm_streams(h.dir.path());
+    assert!(
+        streams.len() >= 4,
+        "expected the committed plain HVM seeds at least, found {}",
+        streams.len()
+    );
+    let bound = documented_bound(MAX_PAGES);
+    let (mut worst, mut worst_name) = (0u64, String::new());
+    let mut failures = Vec::new();
+    let img = h.dir.join("fuzz.img");
+    for (name, stream) in &streams {
+        std::fs::write(&img, stream).expect("write stream");
+        let (kib, out, _) = measure(&h, "fuzz", &img, true);
+        if kib > worst {
+            (worst, worst_name) = (kib, name.clone());
+        }
+        if kib * 1024 > bound {
+            failures.push(format!(
+                "{name}: peak RSS {kib} KiB over {} KiB",
+                bound / 1024
+            ));
+        }
+        if out.status.signal().is_some() || !matches!(out.status.code(), Some(0 | 1)) {
+            failures.push(format!(
+                "{name}: xg-restore did not end cleanly\n{}",
+                describe(&out)
+            ));
+        }
+    }
+    eprintln!(
+        "{} fuzz corpus streams: worst peak RSS {:.1} MiB ({worst_name}), bound {} MiB",
+        streams.len(),
+        worst as f64 / 1024.0,
+        bound / MIB
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
