@@ -146,7 +146,7 @@ void harness_timestamp(const char *prog, const char *event)
 }
 
 /* Descriptors open in this process, less the one opendir() uses. */
-static int count_fds(void)
+int harness_count_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
     struct dirent *e;
@@ -241,7 +241,7 @@ void harness_report_start(struct harness_report *r)
 
     r->enabled = on && !strcmp(on, "1");
     if (r->enabled)
-        r->fds_start = count_fds();
+        r->fds_start = harness_count_fds();
 }
 
 void harness_report_call(const char *prog, const struct harness_report *r)
@@ -272,5 +272,5 @@ void harness_report_finish(const char *prog, const struct harness_report *r)
     fprintf(stderr,
             "%s: report fds_start=%d fds_closed=%d live_mappings=%s "
             "guest_maps=%s\n",
-            prog, r->fds_start, count_fds(), lbuf, mbuf);
+            prog, r->fds_start, harness_count_fds(), lbuf, mbuf);
 }

@@ -66,6 +66,9 @@ xc_interface *harness_open_xc(const char *prog, struct harness_logger *lg);
  */
 void harness_timestamp(const char *prog, const char *event);
 
+/* Descriptors open in this process (/proc/self/fd), or -1. */
+int harness_count_fds(void);
+
 /*
  * The opt-in report around the library call, enabled by
  * XG_HARNESS_REPORT=1 in the environment (a fault sweep or a leak check

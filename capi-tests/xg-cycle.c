@@ -30,7 +30,6 @@
  * replaced and the run goes on with the next line (the caller decides).
  * Exit status: 0 every cycle succeeded, 1 one failed, 2 usage, 3 setup.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -93,22 +92,6 @@ static unsigned long long now_ns(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (unsigned long long)ts.tv_sec * 1000000000ULL +
            (unsigned long long)ts.tv_nsec;
-}
-
-/* Open descriptors, not counting the one the directory is read through. */
-static long count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    long n = 0;
-
-    if (!d)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1;
 }
 
 /* Lines of /proc/self/maps: one per mapping region. */
@@ -252,7 +235,7 @@ int main(int argc, char **argv)
                     "restore_ns=%llu fds=%ld maps=%ld rss_kib=%ld "
                     "hwm_kib=%ld\n",
                cycle, ctx.domid, dst, save_rc, save_errno, restore_rc,
-               restore_errno, t1 - t0, t2 - t1, count_fds(), count_maps(), rss,
+               restore_errno, t1 - t0, t2 - t1, (long)harness_count_fds(), count_maps(), rss,
                hwm);
         fflush(stdout);
         if (save_rc == 0 && restore_rc == 0)
