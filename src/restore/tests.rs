@@ -912,32 +912,9 @@ fn remus_restore_fails_over_to_the_last_complete_checkpoint() {
     assert_eq!(digest, digests[2]);
 
     // The primary died in the middle of the third checkpoint's records: the
-    // partial set is dropped and the second checkpoint is restored.
-    let cut = {
-        let mut r = stream::Reader::with_options(
-            &stream[..],
-            stream::ReaderOptions {
-                grammar: stream::GrammarOptions {
-                    checkpoints: stream::Checkpoints::Accept,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let mut seen = 0;
-        let mut at = 0;
-        while let Some(rec) = r.next_record().unwrap() {
-            if matches!(rec, Record::Checkpoint) {
-                seen += 1;
-                if seen == 2 {
-                    at = r.offset();
-                }
-            }
-        }
-        // Somewhere inside the third checkpoint's PAGE_DATA.
-        at as usize + 8 + 4096
-    };
+    // partial set is dropped and the second checkpoint is restored. The
+    // cut is inside the third checkpoint's PAGE_DATA.
+    let cut = after_checkpoint(&stream, 2) + 8 + 4096;
     let (r, digest) = remus_restore(&stream[..cut], &[]);
     let out = r.expect("failover to checkpoint 2");
     assert_eq!(out.checkpoints, 2);
