@@ -48,6 +48,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use capi_support::host::Host;
+use capi_support::records::{le32, record, Parsed, HEADERS};
 use capi_support::{describe, run, run_ok, TIMEOUT};
 use xcmig::x86::pv::{GuestWidth, VcpuContext};
 use xcmig_testkit::process::{drain, wait_until};
@@ -72,9 +73,6 @@ const X86_PV_VCPU_MSRS: u32 = 0xc;
 const CHECKPOINT: u32 = 0xe;
 const STATIC_DATA_END: u32 = 0x10;
 const X86_CPUID_POLICY: u32 = 0x11;
-
-/// Image header (24 bytes) plus domain header (16 bytes).
-const HEADERS: usize = 40;
 
 /// The cases that broke the contract, collected so that one run reports
 /// every one of them.
@@ -124,34 +122,7 @@ const PFINFO_BROKEN: u64 = 0xd;
 const PFINFO_XALLOC: u64 = 0xe;
 const PFINFO_XTAB: u64 = 0xf;
 
-/// A little-endian stream split into its headers and records.
-#[derive(Clone)]
-struct Parsed {
-    headers: Vec<u8>,
-    records: Vec<(u32, Vec<u8>)>,
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
 impl Parsed {
-    fn parse(stream: &[u8]) -> Parsed {
-        let mut records = Vec::new();
-        let mut off = HEADERS;
-        while off + 8 <= stream.len() {
-            let rtype = le32(stream, off);
-            let len = le32(stream, off + 4) as usize;
-            records.push((rtype, stream[off + 8..off + 8 + len].to_vec()));
-            off += 8 + len.div_ceil(8) * 8;
-        }
-        assert_eq!(off, stream.len(), "saved stream does not parse");
-        Parsed {
-            headers: stream[..HEADERS].to_vec(),
-            records,
-        }
-    }
-
     fn bytes(&self) -> Vec<u8> {
         let mut v = self.headers.clone();
         for (t, body) in &self.records {
@@ -264,16 +235,6 @@ impl Parsed {
         p.records[i].1 = body;
         p.bytes()
     }
-}
-
-/// A record: type, length, body, zero padding to 8 bytes.
-fn record(rtype: u32, body: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + body.len() + 7);
-    v.extend_from_slice(&rtype.to_le_bytes());
-    v.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    v.extend_from_slice(body);
-    v.resize(8 + body.len().div_ceil(8) * 8, 0);
-    v
 }
 
 /// `stream` with `bytes` written at `at`.

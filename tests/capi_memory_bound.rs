@@ -41,6 +41,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use capi_support::host::Host;
+use capi_support::records::{record, Parsed, HEADERS};
 use capi_support::{describe, run, run_ok};
 
 /// One restore must finish well within this.
@@ -75,9 +76,6 @@ const XALLOC: u64 = 0xe;
 const XTAB: u64 = 0xf;
 const BROKEN: u64 = 0xd;
 
-/// Image header (24 bytes) plus domain header (16 bytes).
-const HEADERS: usize = 40;
-
 /// The documented bound for a plain HVM restore into a domain of
 /// `max_pages`, in bytes.
 fn documented_bound(max_pages: u64) -> u64 {
@@ -85,20 +83,6 @@ fn documented_bound(max_pages: u64) -> u64 {
         + ENTRY_BYTES * MAX_ENTRIES
         + STASHED_BLOB
         + POPULATED_BYTES_PER_PAGE * max_pages
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-/// A record: type, length, body, zero padding to 8 bytes.
-fn record(rtype: u32, body: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + body.len() + 7);
-    v.extend_from_slice(&rtype.to_le_bytes());
-    v.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    v.extend_from_slice(body);
-    v.resize(8 + body.len().div_ceil(8) * 8, 0);
-    v
 }
 
 /// A PAGE_DATA body: `entries` (type nibble, pfn), a page of 0x5a for each
@@ -118,29 +102,7 @@ fn page_data(entries: &[(u64, u64)]) -> Vec<u8> {
     v
 }
 
-/// The records of a little-endian stream, split after the headers.
-struct Parsed {
-    headers: Vec<u8>,
-    records: Vec<(u32, Vec<u8>)>,
-}
-
 impl Parsed {
-    fn parse(stream: &[u8]) -> Parsed {
-        let mut records = Vec::new();
-        let mut off = HEADERS;
-        while off + 8 <= stream.len() {
-            let rtype = le32(stream, off);
-            let len = le32(stream, off + 4) as usize;
-            records.push((rtype, stream[off + 8..off + 8 + len].to_vec()));
-            off += 8 + len.div_ceil(8) * 8;
-        }
-        assert_eq!(off, stream.len(), "saved stream does not parse");
-        Parsed {
-            headers: stream[..HEADERS].to_vec(),
-            records,
-        }
-    }
-
     fn index_of(&self, rtype: u32) -> usize {
         self.records
             .iter()

@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports)] // each test crate uses a different part of this module
 
 pub mod host;
+pub mod records;
 pub mod save_helper;
 
 use std::path::{Path, PathBuf};
