@@ -63,6 +63,9 @@ pub(crate) mod w {
     pub const ALLOC_COUNT: usize = 18;
     /// Highest pfn ever populated, plus one (PV; 0 = none).
     pub const PFN_END: usize = 19;
+    /// Process id of the last workload to enter a guest write (0: none), so
+    /// that a pause can tell a slow writer from a dead one.
+    pub const WRITER_PID: usize = 20;
 }
 
 /// Immutable facts about a domain, kept in its `config` file.

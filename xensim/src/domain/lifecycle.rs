@@ -7,16 +7,60 @@ use crate::SHUTDOWN_SOFT_RESET;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
+/// How long a raised writer count is trusted before the writer's process
+/// is looked for.
+const QUIESCE_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a pause waits at most for a live workload to leave a guest
+/// write (one page copy; only a machine stalled for this long takes it).
+const QUIESCE_LIMIT: Duration = Duration::from_secs(120);
+
+/// Whether process `pid` exists (0: no process recorded). Read from
+/// /proc, which needs no signal permission (the workload may run as
+/// another user).
+fn process_alive(pid: u64) -> bool {
+    pid != 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 impl Domain {
     /// Wait until no workload thread is inside a guest write, like Xen
-    /// waiting for vCPUs to be descheduled. A workload killed mid-write would
-    /// leave the counter raised; after 5 s it is considered gone.
+    /// waiting for vCPUs to be descheduled. A workload killed mid-write
+    /// leaves the counter raised: after 5 s, if the last writer's process is
+    /// gone, the count is cleared. A writer that is alive but slow (a loaded
+    /// machine) is waited for: clearing the count under it would let its
+    /// write land after the pause, changing a guest the toolstack believes
+    /// stopped. After [`QUIESCE_LIMIT`] it is cleared anyway, with a warning.
     fn quiesce(&self) {
+        self.quiesce_within(QUIESCE_GRACE, QUIESCE_LIMIT);
+    }
+
+    /// [`Domain::quiesce`] with its two times: after `grace` a raised count
+    /// with no live writer is cleared; after `limit` any raised count is.
+    fn quiesce_within(&self, grace: Duration, limit: Duration) {
         let start = Instant::now();
+        let mut warned = false;
         while self.ctl(w::VCPU_ACTIVE).load(SeqCst) != 0 {
-            if start.elapsed() > Duration::from_secs(5) {
-                self.ctl(w::VCPU_ACTIVE).store(0, SeqCst);
-                break;
+            let waited = start.elapsed();
+            if waited > grace {
+                let pid = self.ctl(w::WRITER_PID).load(SeqCst);
+                if !process_alive(pid) || waited > limit {
+                    if process_alive(pid) {
+                        eprintln!(
+                            "xensim: domain {}: workload process {pid} still inside a guest write after {} s; no longer waiting",
+                            self.i.id,
+                            waited.as_secs()
+                        );
+                    }
+                    self.ctl(w::VCPU_ACTIVE).store(0, SeqCst);
+                    break;
+                }
+                if !warned {
+                    eprintln!(
+                        "xensim: domain {}: waiting for workload process {pid} to leave a guest write",
+                        self.i.id
+                    );
+                    warned = true;
+                }
             }
             std::thread::sleep(Duration::from_micros(50));
         }
@@ -97,6 +141,8 @@ impl Domain {
     /// this sees the stop flag or the stopper waits for the write to end.
     pub(crate) fn guest_enter(&self) -> bool {
         self.ctl(w::VCPU_ACTIVE).fetch_add(1, SeqCst);
+        self.ctl(w::WRITER_PID)
+            .store(u64::from(std::process::id()), SeqCst);
         if self.guest_stopped() {
             self.ctl(w::VCPU_ACTIVE).fetch_sub(1, SeqCst);
             return false;
@@ -104,7 +150,68 @@ impl Domain {
         true
     }
 
+    /// Leave a guest write. Never below zero: a pause that gave up on this
+    /// writer has already cleared the count.
     pub(crate) fn guest_exit(&self) {
-        self.ctl(w::VCPU_ACTIVE).fetch_sub(1, SeqCst);
+        let _ = self
+            .ctl(w::VCPU_ACTIVE)
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempHost;
+    use crate::{DomainConfig, GuestType};
+
+    fn domain(t: &TempHost) -> Domain {
+        let id = t
+            .host
+            .create_domain(&DomainConfig {
+                guest_type: GuestType::Hvm,
+                memory_bytes: 2 << 20,
+                vcpus: 1,
+                empty: true,
+                ..Default::default()
+            })
+            .unwrap();
+        t.host.domain(id).unwrap()
+    }
+
+    #[test]
+    fn a_pause_waits_for_a_live_writer_past_the_grace_period() {
+        let t = TempHost::new("quiesce-live");
+        let d = domain(&t);
+        // Created paused, as a restore target is: let it run.
+        d.unpause().unwrap();
+        assert!(d.guest_enter());
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                d.guest_exit();
+            });
+            d.quiesce_within(Duration::from_millis(20), Duration::from_secs(60));
+        });
+        // This process is the writer and alive: the count was not cleared
+        // under it, the pause returned when the write ended.
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(d.ctl(w::VCPU_ACTIVE).load(SeqCst), 0);
+    }
+
+    #[test]
+    fn a_pause_clears_the_count_a_dead_writer_left_and_a_late_exit_does_not_wrap() {
+        let t = TempHost::new("quiesce-dead");
+        let d = domain(&t);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        d.ctl(w::VCPU_ACTIVE).store(1, SeqCst);
+        d.ctl(w::WRITER_PID).store(u64::from(dead), SeqCst);
+        d.quiesce_within(Duration::from_millis(20), Duration::from_secs(60));
+        assert_eq!(d.ctl(w::VCPU_ACTIVE).load(SeqCst), 0);
+        d.guest_exit();
+        assert_eq!(d.ctl(w::VCPU_ACTIVE).load(SeqCst), 0);
     }
 }
