@@ -2,8 +2,14 @@
 # The fuzzing campaign of `make fuzz`: every cargo-fuzz target of
 # fuzz/Cargo.toml (each [[bin]]) for FUZZ_SECONDS, FUZZ_JOBS targets at a
 # time, each on a scratch copy of its committed corpus; then the corpus is
-# minimised back into fuzz/corpus/TARGET (libFuzzer -merge=1, the seed-*
-# files always kept) and a section is appended to fuzz/results.md.
+# minimised (libFuzzer -merge=1) and a section is appended to
+# fuzz/results.md.
+#
+# A target's committed corpus has two parts: fuzz/corpus/TARGET/, the
+# seeds, named for what they are and always kept; and
+# fuzz/corpus/TARGET.found.tar.xz, the inputs campaigns found (libFuzzer's
+# SHA-1 names), minimised, packed because the whole-restore targets' are
+# tens of MiB of near-identical streams that xz packs a hundredfold.
 #
 #   FUZZ_SECONDS  run time per target (default 3600)
 #   FUZZ_JOBS     targets fuzzed at once (default 2: one per core)
@@ -73,9 +79,14 @@ campaign() {
     local t=$1 bin arts="$root/fuzz/artifacts/$1"
     bin=$(binary "$t")
     local corpus="$work/$t/corpus" log="$arts/campaign.log"
-    mkdir -p "$corpus" "$arts"
+    local found="$work/$t/found" packed="$root/fuzz/corpus/$t.found.tar.xz"
+    mkdir -p "$corpus" "$arts" "$found"
     if [[ -d fuzz/corpus/$t ]]; then
         cp fuzz/corpus/"$t"/* "$corpus"/ 2>/dev/null || true
+    fi
+    if [[ -f $packed ]]; then
+        tar -xJf "$packed" -C "$found"
+        cp "$found"/* "$corpus"/ 2>/dev/null || true
     fi
     : >"$log"
     local start=$SECONDS left execs=0 runs=0 last
@@ -105,18 +116,28 @@ campaign() {
     crashes=$(ls "$arts" | grep -cE '^(crash|oom|leak)-' || true)
     timeouts=$(ls "$arts" | grep -cE '^timeout-' || true)
     # Minimise: the seeds first (kept whatever they cover), then what the
-    # committed and the new corpus add.
+    # committed finds and this run's corpus add; libFuzzer names what it
+    # adds by SHA-1, which tells the finds from the seeds.
     local merged="$work/$t/merged"
-    mkdir -p "$merged"
-    cp fuzz/corpus/"$t"/seed-* "$merged"/ 2>/dev/null || true
-    mkdir -p fuzz/corpus/"$t"
-    nice -n 10 "$bin" -merge=1 $(options "$t") "$merged" fuzz/corpus/"$t" "$corpus" \
+    mkdir -p "$merged" fuzz/corpus/"$t"
+    cp fuzz/corpus/"$t"/* "$merged"/ 2>/dev/null || true
+    nice -n 10 "$bin" -merge=1 $(options "$t") "$merged" "$found" "$corpus" \
         >>"$log" 2>&1 || true
-    rm -rf fuzz/corpus/"$t"
-    mv "$merged" fuzz/corpus/"$t"
-    corp=$(ls fuzz/corpus/"$t" | wc -l)
+    local finds=()
+    mapfile -t finds < <(cd "$merged" && ls | grep -E '^[0-9a-f]{40}$' || true)
+    if ((${#finds[@]} > 0)); then
+        # Reproducible archive: sorted names, no owners or times.
+        tar -C "$merged" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 \
+            -cf - "${finds[@]}" | xz -9 -T1 >"$packed.new"
+        mv "$packed.new" "$packed"
+    else
+        rm -f "$packed"
+    fi
+    corp=$(ls "$merged" | wc -l)
     local kib
-    kib=$(du -sk fuzz/corpus/"$t" | cut -f1)
+    kib=$(du -sk "$merged" | cut -f1)
+    local packed_kib=0
+    [[ -f $packed ]] && packed_kib=$(( ($(stat -c %s "$packed") + 1023) / 1024 ))
     cat >"$work/$t.stats" <<EOF
 target=$t
 seconds=$((SECONDS - start))
@@ -126,6 +147,7 @@ cov=${cov:-?}
 ft=${ft:-?}
 corpus=$corp
 corpus_kib=$kib
+packed_kib=$packed_kib
 crashes=$crashes
 timeouts=$timeouts
 EOF
@@ -155,7 +177,8 @@ if [[ ! -f $res ]]; then
 Written by `make fuzz` (scripts/fuzz-campaign.sh), one section per run,
 newest last. Per target: wall time, executions, libFuzzer's coverage
 (`cov`: edges, `ft`: features) at the end of the run, the minimised corpus
-kept in fuzz/corpus/TARGET (inputs and size), crashes (crash, oom and leak
+kept in fuzz/corpus/TARGET and TARGET.found.tar.xz (inputs, their size,
+the archive's size), crashes (crash, oom and leak
 artifacts) and timeouts found. `make test` replays every committed corpus
 (scripts/fuzz-smoke.sh). See fuzz/README.md for the targets.
 EOF
@@ -166,7 +189,7 @@ fi
     echo
     echo "Machine: $cpu, $(nproc) cores. FUZZ_SECONDS=$secs, FUZZ_JOBS=$jobs."
     echo
-    echo "| target | time (s) | executions | exec/s | cov | ft | corpus (inputs, KiB) | crashes | timeouts |"
+    echo "| target | time (s) | executions | exec/s | cov | ft | corpus (inputs, KiB, KiB packed) | crashes | timeouts |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     total=0
     for t in $targets; do
@@ -174,7 +197,7 @@ fi
         # shellcheck disable=SC1090
         (
             . "$work/$t.stats"
-            echo "| $target | $seconds | $execs | $((execs / (seconds > 0 ? seconds : 1))) | $cov | $ft | $corpus, $corpus_kib | $crashes | $timeouts |"
+            echo "| $target | $seconds | $execs | $((execs / (seconds > 0 ? seconds : 1))) | $cov | $ft | $corpus, $corpus_kib, ${packed_kib:-0} | $crashes | $timeouts |"
         )
         total=$((total + $(sed -n 's/^seconds=//p' "$work/$t.stats")))
     done
