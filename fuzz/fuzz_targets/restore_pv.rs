@@ -3,23 +3,4 @@
 //! made after every input, `xcmig_fuzz::mutator` for the mutations.
 #![no_main]
 
-use libfuzzer_sys::{fuzz_crossover, fuzz_mutator, fuzz_target};
-use xcmig_fuzz::restore::{Kind, Target};
-
-thread_local! {
-    static TARGET: Target = Target::new(Kind::Pv);
-}
-
-fuzz_target!(|data: &[u8]| {
-    TARGET.with(|t| {
-        let _ = t.run(data);
-    });
-});
-
-fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
-    xcmig_fuzz::mutator::mutate(data, size, max_size, seed, libfuzzer_sys::fuzzer_mutate)
-});
-
-fuzz_crossover!(|a: &[u8], b: &[u8], out: &mut [u8], seed: u32| {
-    xcmig_fuzz::mutator::crossover(a, b, out, seed)
-});
+xcmig_fuzz::restore_fuzz_target!(xcmig_fuzz::restore::Kind::Pv);

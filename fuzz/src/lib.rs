@@ -21,3 +21,42 @@ pub mod fuzzed_hv;
 pub mod mutator;
 pub mod records;
 pub mod restore;
+
+/// Re-exported for [`restore_fuzz_target!`], whose expansion names it.
+pub use libfuzzer_sys;
+
+/// The whole body of a whole-restore fuzz target (`fuzz_targets/restore_*.rs`):
+/// a [`restore::Target`] of the given [`restore::Kind`] per thread, every input
+/// run through it, and the structure-aware [`mutator`] and crossover installed.
+/// The targets differ only in the guest type, so they share this.
+#[macro_export]
+macro_rules! restore_fuzz_target {
+    ($kind:expr) => {
+        thread_local! {
+            static TARGET: $crate::restore::Target = $crate::restore::Target::new($kind);
+        }
+
+        $crate::libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+            TARGET.with(|t| {
+                let _ = t.run(data);
+            });
+        });
+
+        $crate::libfuzzer_sys::fuzz_mutator!(|data: &mut [u8],
+                                              size: usize,
+                                              max_size: usize,
+                                              seed: u32| {
+            $crate::mutator::mutate(
+                data,
+                size,
+                max_size,
+                seed,
+                $crate::libfuzzer_sys::fuzzer_mutate,
+            )
+        });
+
+        $crate::libfuzzer_sys::fuzz_crossover!(|a: &[u8], b: &[u8], out: &mut [u8], seed: u32| {
+            $crate::mutator::crossover(a, b, out, seed)
+        });
+    };
+}
