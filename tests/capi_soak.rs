@@ -241,43 +241,30 @@ fn xensim(h: &Host, args: &[&str]) -> String {
     h.xensim(args)
 }
 
+/// An HVM domain of `memory` on `h` with the soak's vCPUs, made with the
+/// extra `create` arguments `what`; its domid.
+fn create_hvm(h: &Host, cfg: &Config, memory: &str, what: &[&str]) -> u32 {
+    let vcpus = cfg.vcpus.to_string();
+    let mut args = vec![
+        "create", "--type", "hvm", "--vcpus", &vcpus, "--memory", memory,
+    ];
+    args.extend_from_slice(what);
+    last_line(&xensim(h, &args)).parse().expect("domid")
+}
+
 /// A running HVM guest of `memory` on `h`, filled from `seed`; its domid.
 fn create_guest(h: &Host, cfg: &Config, memory: &str, seed: u64) -> u32 {
-    let out = xensim(
+    create_hvm(
         h,
-        &[
-            "create",
-            "--type",
-            "hvm",
-            "--vcpus",
-            &cfg.vcpus.to_string(),
-            "--memory",
-            memory,
-            "--fill",
-            "mixed",
-            "--seed",
-            &seed.to_string(),
-        ],
-    );
-    last_line(&out).parse().expect("domid")
+        cfg,
+        memory,
+        &["--fill", "mixed", "--seed", &seed.to_string()],
+    )
 }
 
 /// An empty domain to restore into; its domid.
 fn create_empty(h: &Host, cfg: &Config, memory: &str) -> u32 {
-    let out = xensim(
-        h,
-        &[
-            "create",
-            "--type",
-            "hvm",
-            "--vcpus",
-            &cfg.vcpus.to_string(),
-            "--memory",
-            memory,
-            "--empty",
-        ],
-    );
-    last_line(&out).parse().expect("domid")
+    create_hvm(h, cfg, memory, &["--empty"])
 }
 
 /// `xensim domain run` on `domid` until the domain is suspended.
