@@ -437,20 +437,7 @@ fn colo_through_helpers(preload: Option<&Path>) -> (Vec<String>, Vec<String>) {
         .expect("open back channel FIFO");
     let host = h.path();
     let cmd = h.helper_cmd(&host, preload);
-    let mut waits = 0;
-    // The primary, as libxl's COLO: suspend, postcopy resumes it,
-    // checkpoint acknowledges (0 would be an error for COLO),
-    // wait_checkpoint asks for one more checkpoint, then stops.
-    let primary_cb = |name: &str| match name {
-        "suspend" => h.suspend_reply(src),
-        "postcopy" => h.resume_reply(src),
-        "checkpoint" => 1,
-        "wait_checkpoint" => {
-            waits += 1;
-            i32::from(waits < 2)
-        }
-        _ => 0,
-    };
+    let primary_cb = h.colo_primary_replies(src);
     // xcflags 1 (live), cbflags 0xf8, stream type 2 = COLO.
     let primary_argv = save_argv(4, src, 1, 0xf8, 2);
     // cbflags 0x378 = suspend, postcopy, checkpoint, wait_checkpoint,

@@ -151,17 +151,7 @@ fn colo_save(h: &Host, g: &Guest, xcmig: bool, seed: u64) -> Vec<u8> {
     let host = h.path();
     let lib = h.env.libxcmig.clone();
     let cmd = h.helper_cmd(&host, xcmig.then_some(lib.as_path()));
-    let mut waits = 0;
-    let primary_cb = |name: &str| match name {
-        "suspend" => h.suspend_reply(src),
-        "postcopy" => h.resume_reply(src),
-        "checkpoint" => 1,
-        "wait_checkpoint" => {
-            waits += 1;
-            i32::from(waits < 2)
-        }
-        _ => 0,
-    };
+    let primary_cb = h.colo_primary_replies(src);
     let (save, restore, stream) = std::thread::scope(|s| {
         let copier = s.spawn(|| {
             let mut from = std::fs::File::open(&out).expect("primary's stream");

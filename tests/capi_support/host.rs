@@ -158,6 +158,24 @@ impl Host {
         i32::from(out.status.success())
     }
 
+    /// libxl's answers as a COLO primary saving `src` through the helper:
+    /// suspend suspends it, postcopy resumes it, checkpoint acknowledges (0
+    /// would be an error for COLO), wait_checkpoint asks for one more
+    /// checkpoint, then stops.
+    pub fn colo_primary_replies(&self, src: u32) -> impl FnMut(&str) -> i32 + '_ {
+        let mut waits = 0;
+        move |name: &str| match name {
+            "suspend" => self.suspend_reply(src),
+            "postcopy" => self.resume_reply(src),
+            "checkpoint" => 1,
+            "wait_checkpoint" => {
+                waits += 1;
+                i32::from(waits < 2)
+            }
+            _ => 0,
+        }
+    }
+
     /// A Remus save of `src` through the helper as libxl drives it: suspend;
     /// postcopy resumes the guest; checkpoint asks for another one (1)
     /// twice, then ends replication (0). Asserts that the save succeeded
