@@ -11,7 +11,7 @@ PREFIX ?= /usr/local
 DEB_PACKAGES := libxen-dev libclang-dev xen-utils-4.17 libxenmisc4.17 xen-doc \
 	gcc make pkg-config iproute2 python3 python3-matplotlib time valgrind xz-utils
 
-.PHONY: all deps build shim test test-rust test-c lint fuzz-smoke demo install clean
+.PHONY: all deps build lib shim test test-rust test-c lint fuzz-smoke demo install install-strip uninstall clean
 
 all: build
 
@@ -20,8 +20,18 @@ deps:
 
 build: deps
 	$(CARGO) build --release --workspace --all-targets
+	scripts/link-lib.sh
 	scripts/link-shims.sh
 	$(MAKE) -C capi-tests OUT=$(abspath $(or $(CARGO_TARGET_DIR),target))/capi-tests
+
+# Only what `make install` ships: the library (staticlib linked into
+# libxcmig.so with its version nodes), the xcmig and xensim commands and the
+# shim libraries. No tests, no apt: for package builds and users who have
+# the build dependencies already.
+lib:
+	$(CARGO) build --release -p xcmig -p xcmig-cli -p xensim -p xensim-shim $(CARGO_BUILD_FLAGS)
+	scripts/link-lib.sh
+	scripts/link-shims.sh
 
 lint: deps
 	$(CARGO) fmt --all -- --check
@@ -91,23 +101,91 @@ network-failures: build
 soak: build
 	$(CARGO) test --release -p xcmig --test capi_soak -- --ignored --nocapture full_soak
 
-# make install PREFIX=... [DESTDIR=...]: libxcmig (with its soname links),
-# include/xcmig.h and xcmig.pc, from the library `make build` produced.
-XCMIG_SO ?= $(abspath $(or $(CARGO_TARGET_DIR),target))/release/libxcmig.so
+# make install [PREFIX=/usr/local] [DESTDIR=...] [LIBDIR=...]: what
+# `make lib` (or `make build`) built; see README.md "Install".
+#   LIBDIR      $(PREFIX)/lib/<multiarch> on Debian and derivatives (from
+#               dpkg-architecture, else gcc -print-multiarch), else $(PREFIX)/lib
+#   libxcmig.so.VERSION with its soname and dev links, libxcmig.a,
+#   xcmig.h, xcmig.pc (pinned to the Xen release the library was linked
+#   for), the xcmig and xensim commands, xensim's shim libraries in the
+#   private $(LIBDIR)/xcmig/xensim (never on the default library path), man
+#   pages and bash/zsh completions.
+# make install-strip: the same without debug information.
+# make uninstall: removes exactly what install put there.
+TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
+XCMIG_SO ?= $(TARGET_DIR)/release/libxcmig.so
+XCMIG_A ?= $(TARGET_DIR)/release/libxcmig.a
+XCMIG_BIN ?= $(TARGET_DIR)/release/xcmig
+XENSIM_BIN ?= $(TARGET_DIR)/release/xensim
+SHIM_DIR ?= $(TARGET_DIR)/xensim/lib
 XCMIG_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
-LIBDIR ?= $(PREFIX)/lib
+MULTIARCH := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || $(or $(CC),cc) -print-multiarch 2>/dev/null)
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib$(if $(MULTIARCH),/$(MULTIARCH))
 INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/vendor-completions
+XENSIM_LIBDIR ?= $(LIBDIR)/xcmig/xensim
+SHIMS := libxencall.so.1.3 libxenforeignmemory.so.1.4 libxenevtchn.so.1.2 libxenctrl.so.4.17.0
+MANPAGES := docs/man/xcmig.1 docs/man/xensim.1 docs/man/libxcmig.7
+INSTALL ?= install
+INSTALL_STRIP ?=
+STRIP ?= strip
 
 install:
-	@test -f "$(XCMIG_SO)" || { echo "install: $(XCMIG_SO) not found; run make build first" >&2; exit 1; }
-	install -d "$(DESTDIR)$(LIBDIR)/pkgconfig" "$(DESTDIR)$(INCLUDEDIR)"
-	install -m 0755 "$(XCMIG_SO)" "$(DESTDIR)$(LIBDIR)/libxcmig.so.$(XCMIG_VERSION)"
+	@for f in "$(XCMIG_SO)" "$(XCMIG_A)" "$(XCMIG_BIN)" "$(XENSIM_BIN)" "$(SHIM_DIR)/libxenctrl.so.4.17.0"; do \
+	    test -f "$$f" || { echo "install: $$f not found; run make lib (or make build) first" >&2; exit 1; }; done
+	@test -f "$(XCMIG_SO:.so=.xen-version)" || { echo "install: $(XCMIG_SO:.so=.xen-version) not found; run scripts/link-lib.sh" >&2; exit 1; }
+	$(INSTALL) -d "$(DESTDIR)$(LIBDIR)/pkgconfig" "$(DESTDIR)$(INCLUDEDIR)" "$(DESTDIR)$(BINDIR)" \
+	    "$(DESTDIR)$(XENSIM_LIBDIR)" "$(DESTDIR)$(MANDIR)/man1" "$(DESTDIR)$(MANDIR)/man7" \
+	    "$(DESTDIR)$(BASHCOMPDIR)" "$(DESTDIR)$(ZSHCOMPDIR)"
+	$(INSTALL) -m 0644 "$(XCMIG_SO)" "$(DESTDIR)$(LIBDIR)/libxcmig.so.$(XCMIG_VERSION)"
 	ln -sfn "libxcmig.so.$(XCMIG_VERSION)" "$(DESTDIR)$(LIBDIR)/libxcmig.so.0"
 	ln -sfn libxcmig.so.0 "$(DESTDIR)$(LIBDIR)/libxcmig.so"
-	install -m 0644 include/xcmig.h "$(DESTDIR)$(INCLUDEDIR)/xcmig.h"
+	$(INSTALL) -m 0644 "$(XCMIG_A)" "$(DESTDIR)$(LIBDIR)/libxcmig.a"
+	$(INSTALL) -m 0644 include/xcmig.h "$(DESTDIR)$(INCLUDEDIR)/xcmig.h"
+	xen=$$(cat "$(XCMIG_SO:.so=.xen-version)"); \
+	next=$$(echo "$$xen" | awk -F. '{print $$1 "." $$2 + 1}'); \
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(XCMIG_VERSION)|g' \
+	    -e "s|@XEN_VERSION@|$$xen|g" -e "s|@XEN_NEXT@|$$next|g" \
 	    pkgconfig/xcmig.pc.in > "$(DESTDIR)$(LIBDIR)/pkgconfig/xcmig.pc"
+	$(INSTALL) -m 0755 $(INSTALL_STRIP) "$(XCMIG_BIN)" "$(DESTDIR)$(BINDIR)/xcmig"
+	$(INSTALL) -m 0755 $(INSTALL_STRIP) "$(XENSIM_BIN)" "$(DESTDIR)$(BINDIR)/xensim"
+	for real in $(SHIMS); do \
+	    $(INSTALL) -m 0644 "$(SHIM_DIR)/$$real" "$(DESTDIR)$(XENSIM_LIBDIR)/$$real"; \
+	    soname=$$(echo "$$real" | sed 's/\(\.so\.[0-9]*\)\..*/\1/'); \
+	    ln -sfn "$$real" "$(DESTDIR)$(XENSIM_LIBDIR)/$$soname"; \
+	done
+	$(INSTALL) -m 0644 docs/man/xcmig.1 docs/man/xensim.1 "$(DESTDIR)$(MANDIR)/man1/"
+	$(INSTALL) -m 0644 docs/man/libxcmig.7 "$(DESTDIR)$(MANDIR)/man7/"
+	"$(XCMIG_BIN)" completions bash > "$(DESTDIR)$(BASHCOMPDIR)/xcmig"
+	"$(XENSIM_BIN)" completions bash > "$(DESTDIR)$(BASHCOMPDIR)/xensim"
+	"$(XCMIG_BIN)" completions zsh > "$(DESTDIR)$(ZSHCOMPDIR)/_xcmig"
+	"$(XENSIM_BIN)" completions zsh > "$(DESTDIR)$(ZSHCOMPDIR)/_xensim"
+	if [ -n "$(INSTALL_STRIP)" ]; then \
+	    $(STRIP) --strip-unneeded "$(DESTDIR)$(LIBDIR)/libxcmig.so.$(XCMIG_VERSION)" $(addprefix "$(DESTDIR)$(XENSIM_LIBDIR)/,$(addsuffix ",$(SHIMS))); \
+	    $(STRIP) --strip-debug "$(DESTDIR)$(LIBDIR)/libxcmig.a"; \
+	fi
+
+install-strip:
+	$(MAKE) install INSTALL_STRIP=-s
+
+uninstall:
+	rm -f "$(DESTDIR)$(LIBDIR)/libxcmig.so.$(XCMIG_VERSION)" "$(DESTDIR)$(LIBDIR)/libxcmig.so.0" \
+	    "$(DESTDIR)$(LIBDIR)/libxcmig.so" "$(DESTDIR)$(LIBDIR)/libxcmig.a" \
+	    "$(DESTDIR)$(LIBDIR)/pkgconfig/xcmig.pc" "$(DESTDIR)$(INCLUDEDIR)/xcmig.h" \
+	    "$(DESTDIR)$(BINDIR)/xcmig" "$(DESTDIR)$(BINDIR)/xensim" \
+	    "$(DESTDIR)$(MANDIR)/man1/xcmig.1" "$(DESTDIR)$(MANDIR)/man1/xensim.1" \
+	    "$(DESTDIR)$(MANDIR)/man7/libxcmig.7" \
+	    "$(DESTDIR)$(BASHCOMPDIR)/xcmig" "$(DESTDIR)$(BASHCOMPDIR)/xensim" \
+	    "$(DESTDIR)$(ZSHCOMPDIR)/_xcmig" "$(DESTDIR)$(ZSHCOMPDIR)/_xensim"
+	for real in $(SHIMS); do \
+	    soname=$$(echo "$$real" | sed 's/\(\.so\.[0-9]*\)\..*/\1/'); \
+	    rm -f "$(DESTDIR)$(XENSIM_LIBDIR)/$$real" "$(DESTDIR)$(XENSIM_LIBDIR)/$$soname"; \
+	done
+	-rmdir "$(DESTDIR)$(XENSIM_LIBDIR)" "$(DESTDIR)$(LIBDIR)/xcmig" 2>/dev/null
 
 clean:
 	$(CARGO) clean

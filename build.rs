@@ -1,6 +1,7 @@
 //! Build script for xcmig.
 //!
-//! * Gives the cdylib its soname (`libxcmig.so.0`).
+//! * The shared library is linked from the staticlib by
+//!   `scripts/link-lib.sh` (soname `libxcmig.so.0`, symbol version nodes).
 //! * With the `xen` feature: generates Rust bindings with bindgen from the
 //!   installed Xen headers (`xenctrl.h`, `xenforeignmemory.h`, `xenguest.h`,
 //!   the public `xen/*.h`), allowlisting only what `hv::xen` and `capi` use,
@@ -13,10 +14,6 @@
 
 use std::env;
 use std::path::PathBuf;
-
-/// Soname of the shared library; bump the number on an ABI break of the
-/// `xcmig_*` additions (the xenguest.h entry points follow Xen's header).
-const SONAME: &str = "libxcmig.so.0";
 
 /// The headers bindgen reads, in the order a C user includes them.
 const WRAPPER: &str = r#"
@@ -135,7 +132,6 @@ const VARS: &[&str] = &[
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=XEN_INCLUDE_DIR");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{SONAME}");
 
     if env::var_os("CARGO_FEATURE_XEN").is_some() {
         generate_xen_bindings();

@@ -1,7 +1,8 @@
 //! The shared object as a toolstack's dynamic linker sees it: soname,
-//! exactly the intended exports, no symbol version definitions (so that a
-//! reference to `xc_domain_save@VERS_4.17.0` binds to it, DESIGN section 6),
-//! and the Xen libraries it needs.
+//! exactly the intended exports, the xenguest entry points in libxenguest's
+//! own version node (so that a reference to `xc_domain_save@VERS_4.17.0`
+//! binds to it) and the `xcmig_*` additions in `XCMIG_0`, and the Xen
+//! libraries it needs.
 
 #![cfg(feature = "xen")]
 
@@ -35,8 +36,9 @@ fn exports_exactly_the_xenguest_entry_points_and_the_xcmig_functions() {
             // Num: Value Size Type Bind Vis Ndx Name
             (f.len() >= 8 && f[4] == "GLOBAL" || f.len() >= 8 && f[4] == "WEAK")
                 .then_some(f)
-                .filter(|f| f[6] != "UND")
-                .map(|f| f[7].to_owned())
+                // ABS: the version nodes' own symbols (VERS_4.17.0, XCMIG_0).
+                .filter(|f| f[6] != "UND" && f[6] != "ABS")
+                .map(|f| f[7].split('@').next().unwrap_or(f[7]).to_owned())
         })
         .collect();
     let want: BTreeSet<String> = [
@@ -58,15 +60,61 @@ fn exports_exactly_the_xenguest_entry_points_and_the_xcmig_functions() {
     assert_eq!(defined, want, "{syms}");
 }
 
+/// `objdump -T` of a library: (name, version) of each defined dynamic symbol.
+fn defined_versions(lib: &std::path::Path) -> BTreeSet<(String, String)> {
+    let t = run_ok(Command::new("objdump").arg("-T").arg(lib));
+    t.lines()
+        .filter(|l| l.contains(" DF ") && !l.contains("*UND*"))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // ADDR FLAGS... DF SECTION SIZE VERSION NAME
+            let n = f.len();
+            (n >= 3).then(|| (f[n - 1].to_owned(), f[n - 2].to_owned()))
+        })
+        .collect()
+}
+
 #[test]
-fn defines_no_symbol_version_nodes() {
-    // A library with version definitions whose xc_domain_save is "Base"
-    // does not satisfy libxl-save-helper's xc_domain_save@VERS_4.17.0; one
-    // with none does.
+fn xenguest_entry_points_carry_libxenguests_version_node_and_the_additions_xcmig_0() {
+    let ours = defined_versions(&Env::locate().require_libxcmig());
+    let xenguest = defined_versions(std::path::Path::new(
+        "/usr/lib/x86_64-linux-gnu/libxenguest.so.4.17",
+    ));
+    for f in ["xc_domain_save", "xc_domain_restore"] {
+        let theirs: Vec<_> = xenguest.iter().filter(|(n, _)| n == f).collect();
+        assert_eq!(theirs.len(), 1, "{f} in libxenguest: {theirs:?}");
+        assert_eq!(theirs[0].1, "VERS_4.17.0");
+        assert!(ours.contains(theirs[0]), "{f}: {ours:?}");
+    }
+    for (name, version) in &ours {
+        if name.starts_with("xcmig_") {
+            assert_eq!(version, "XCMIG_0", "{name}");
+        } else {
+            assert!(name.starts_with("xc_domain_"), "unexpected export {name}");
+        }
+    }
     let v = readelf(&["-V", "-W"]);
-    assert!(!v.contains(".gnu.version_d"), "{v}");
-    let dynamic = readelf(&["-d", "-W"]);
-    assert!(!dynamic.contains("(VERDEF)"), "{dynamic}");
+    assert!(v.contains("Name: VERS_4.17.0"), "{v}");
+    assert!(v.contains("Name: XCMIG_0"), "{v}");
+}
+
+#[test]
+fn the_version_script_lists_exactly_the_exports_of_exports_rs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = std::fs::read_to_string(root.join("src/capi/exports.rs")).unwrap();
+    let exported: BTreeSet<String> = src
+        .lines()
+        .filter_map(|l| l.split("extern \"C\" fn ").nth(1))
+        .map(|rest| rest.split('(').next().unwrap().trim().to_owned())
+        .collect();
+    let map = std::fs::read_to_string(root.join("abi/libxcmig.map.in")).unwrap();
+    let listed: BTreeSet<String> = map
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.ends_with(';') && !l.contains(':') && !l.starts_with('}') && *l != "*;")
+        .map(|l| l.trim_end_matches(';').to_owned())
+        .collect();
+    assert_eq!(listed, exported);
 }
 
 #[test]

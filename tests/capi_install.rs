@@ -58,12 +58,19 @@ fn install(dir: &TempDir) -> PathBuf {
     prefix
 }
 
+/// The multiarch library directory `make install` picks under `prefix`
+/// (`lib/x86_64-linux-gnu` on Debian amd64).
+fn libdir(prefix: &Path) -> PathBuf {
+    let triplet = run_ok(Command::new("gcc").arg("-print-multiarch"));
+    prefix.join("lib").join(triplet.trim())
+}
+
 /// `pkg-config --cflags --libs xcmig` against the install under `prefix`.
 fn pkg_config_flags(prefix: &Path) -> Vec<String> {
     let flags = run_ok(
         Command::new("pkg-config")
             .args(["--cflags", "--libs", "xcmig"])
-            .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")),
+            .env("PKG_CONFIG_PATH", libdir(prefix).join("pkgconfig")),
     );
     flags.split_whitespace().map(str::to_owned).collect()
 }
@@ -76,7 +83,7 @@ fn cc() -> Command {
 fn make_install_then_pkg_config_build_and_run_a_c_program() {
     let dir = TempDir::new("install");
     let prefix = install(&dir);
-    let libdir = prefix.join("lib");
+    let libdir = libdir(&prefix);
     let version = env!("CARGO_PKG_VERSION");
     let real = format!("libxcmig.so.{version}");
     assert!(libdir.join(&real).is_file());
@@ -92,6 +99,11 @@ fn make_install_then_pkg_config_build_and_run_a_c_program() {
     let pc = std::fs::read_to_string(libdir.join("pkgconfig/xcmig.pc")).expect("xcmig.pc");
     assert!(pc.contains(&format!("Version: {version}")), "{pc}");
     assert!(!pc.contains('@'), "unsubstituted placeholder in\n{pc}");
+    // Pinned to the Xen release whose callback structs the library uses.
+    assert!(
+        pc.contains("Requires: xencontrol >= 4.17.0, xenguest >= 4.17.0, xenguest < 4.18"),
+        "{pc}"
+    );
 
     let flags = pkg_config_flags(&prefix);
     assert!(flags.iter().any(|f| f == "-lxcmig"), "{flags:?}");
@@ -159,7 +171,7 @@ fn harnesses_linked_with_pkg_config_xcmig_save_and_restore_through_libxcmig() {
         );
     }
     let host = dir.join("host");
-    let ld_path = format!("{}:{}", prefix.join("lib").display(), env.ld_library_path());
+    let ld_path = format!("{}:{}", libdir(&prefix).display(), env.ld_library_path());
     let xensim = |args: &[&str]| {
         let out = run_ok(
             Command::new(env.xensim())
@@ -187,7 +199,7 @@ fn harnesses_linked_with_pkg_config_xcmig_save_and_restore_through_libxcmig() {
         assert!(out.status.success(), "{prog}: {}", describe(&out));
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let installed = prefix.join("lib/libxcmig.so.0");
+    let installed = libdir(&prefix).join("libxcmig.so.0");
     let bound = |log: &str, sym: &str| {
         let want = format!("to {} [0]: normal symbol `{sym}'", installed.display());
         assert!(
@@ -202,4 +214,105 @@ fn harnesses_linked_with_pkg_config_xcmig_save_and_restore_through_libxcmig() {
     let log = harness("xg-restore", &[Path::new(&dst), &img]);
     bound(&log, "xc_domain_restore");
     assert_eq!(xensim(&["digest", &dst]), xensim(&["digest", &src]));
+}
+
+/// Every file under `dir`, relative to it, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("dir entry").path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn make(args: &[&str]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = Env::locate().require_libxcmig();
+    run_ok(
+        Command::new("make")
+            .arg("-s")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .arg(format!("XCMIG_SO={}", lib.display()))
+            .env_remove("MAKEFLAGS")
+            .env_remove("MFLAGS"),
+    );
+}
+
+#[test]
+fn make_install_puts_everything_in_the_debian_places_and_uninstall_removes_it() {
+    let dir = TempDir::new("install-dirs");
+    let stage = dir.join("stage");
+    let destdir = format!("DESTDIR={}", stage.display());
+    make(&["install", "PREFIX=/usr", &destdir]);
+    let triplet = run_ok(Command::new("gcc").arg("-print-multiarch"));
+    let lib = format!("usr/lib/{}", triplet.trim());
+    let version = env!("CARGO_PKG_VERSION");
+    let files = files_under(&stage);
+    let mut want = vec![
+        format!("{lib}/libxcmig.so.{version}"),
+        format!("{lib}/libxcmig.so.0"),
+        format!("{lib}/libxcmig.so"),
+        format!("{lib}/libxcmig.a"),
+        format!("{lib}/pkgconfig/xcmig.pc"),
+        "usr/include/xcmig.h".to_owned(),
+        "usr/bin/xcmig".to_owned(),
+        "usr/bin/xensim".to_owned(),
+        "usr/share/man/man1/xcmig.1".to_owned(),
+        "usr/share/man/man1/xensim.1".to_owned(),
+        "usr/share/man/man7/libxcmig.7".to_owned(),
+        "usr/share/bash-completion/completions/xcmig".to_owned(),
+        "usr/share/bash-completion/completions/xensim".to_owned(),
+        "usr/share/zsh/vendor-completions/_xcmig".to_owned(),
+        "usr/share/zsh/vendor-completions/_xensim".to_owned(),
+    ];
+    for (real, soname) in [
+        ("libxencall.so.1.3", "libxencall.so.1"),
+        ("libxenforeignmemory.so.1.4", "libxenforeignmemory.so.1"),
+        ("libxenevtchn.so.1.2", "libxenevtchn.so.1"),
+        ("libxenctrl.so.4.17.0", "libxenctrl.so.4.17"),
+    ] {
+        // Private: a program that finds libxenctrl on the default path must
+        // get Xen's, never the simulated one.
+        want.push(format!("{lib}/xcmig/xensim/{real}"));
+        want.push(format!("{lib}/xcmig/xensim/{soname}"));
+    }
+    want.sort();
+    assert_eq!(files, want);
+    let pc = std::fs::read_to_string(stage.join(&lib).join("pkgconfig/xcmig.pc")).unwrap();
+    assert!(pc.contains("libdir=/usr/lib/"), "{pc}");
+
+    make(&["uninstall", "PREFIX=/usr", &destdir]);
+    assert_eq!(files_under(&stage), Vec::<String>::new());
+}
+
+#[test]
+fn make_install_strip_ships_no_debug_information() {
+    let dir = TempDir::new("install-strip");
+    let prefix = dir.join("prefix");
+    make(&["install-strip", &format!("PREFIX={}", prefix.display())]);
+    let version = env!("CARGO_PKG_VERSION");
+    for f in [
+        libdir(&prefix).join(format!("libxcmig.so.{version}")),
+        libdir(&prefix).join("libxcmig.a"),
+        prefix.join("bin/xcmig"),
+        prefix.join("bin/xensim"),
+    ] {
+        let sections = run_ok(Command::new("readelf").args(["-S", "-W"]).arg(&f));
+        assert!(
+            !sections.contains(".debug_info"),
+            "{} keeps debug information",
+            f.display()
+        );
+    }
 }

@@ -33,9 +33,41 @@ pub struct Env {
     pub target: PathBuf,
     /// `<target>/<profile>`, where this test binary's crate was built.
     pub profile_dir: PathBuf,
-    /// The libxcmig built with this test (`<profile>/deps/libxcmig.so`, else
-    /// `<profile>/libxcmig.so`).
+    /// `<profile>/libxcmig.so`, linked by `scripts/link-lib.sh` from the
+    /// staticlib built with this test.
     pub libxcmig: PathBuf,
+}
+
+/// `cargo test` rebuilds the staticlib in `<profile>/deps/` (cargo copies
+/// it up to `<profile>/` only on `cargo build`), but only
+/// `scripts/link-lib.sh` turns it into the shared library: relink when that
+/// archive is newer than the library, once per test process.
+fn relink_libxcmig(profile_dir: &Path, lib: &Path) {
+    static LINKED: std::sync::Once = std::sync::Once::new();
+    LINKED.call_once(|| {
+        let archive = profile_dir.join("deps").join("libxcmig.a");
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let Some(built) = mtime(&archive) else { return };
+        if mtime(lib).is_some_and(|linked| linked >= built) {
+            return;
+        }
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("profile directory name");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/link-lib.sh");
+        let st = Command::new(&script)
+            .arg(profile)
+            .env("XCMIG_ARCHIVE", &archive)
+            .env("XCMIG_OUT", lib)
+            .env(
+                "CARGO_TARGET_DIR",
+                profile_dir.parent().expect("<target>/<profile>"),
+            )
+            .status()
+            .expect("run scripts/link-lib.sh");
+        assert!(st.success(), "scripts/link-lib.sh {profile} failed");
+    });
 }
 
 fn require(path: &Path, what: &str, step: &str) {
@@ -59,14 +91,8 @@ impl Env {
             .parent()
             .expect("<target>/<profile>")
             .to_path_buf();
-        // `cargo test` rebuilds the cdylib in deps/ but copies it up to
-        // <profile>/ only on `cargo build`; test the one built with us.
-        let fresh = profile_dir.join("deps").join("libxcmig.so");
-        let libxcmig = if fresh.exists() {
-            fresh
-        } else {
-            profile_dir.join("libxcmig.so")
-        };
+        let libxcmig = profile_dir.join("libxcmig.so");
+        relink_libxcmig(&profile_dir, &libxcmig);
         Env {
             libxcmig,
             target,
@@ -74,9 +100,13 @@ impl Env {
         }
     }
 
-    /// The cdylib under test, which must exist.
+    /// The shared library under test, which must exist.
     pub fn require_libxcmig(&self) -> PathBuf {
-        require(&self.libxcmig, "libxcmig", "cargo build -p xcmig");
+        require(
+            &self.libxcmig,
+            "libxcmig",
+            "make lib (cargo build --release -p xcmig && scripts/link-lib.sh)",
+        );
         self.libxcmig.clone()
     }
 
