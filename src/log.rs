@@ -24,11 +24,11 @@ use std::rc::Rc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u32)]
 pub enum Level {
-    /// `XTL_DEBUG` (libxenguest's DPRINTF).
+    /// `XTL_DEBUG` (libxenguest's DBGPRINTF).
     Debug = 1,
     /// `XTL_VERBOSE`.
     Verbose = 2,
-    /// `XTL_DETAIL`.
+    /// `XTL_DETAIL` (libxenguest's DPRINTF: what `xl -v` shows).
     Detail = 3,
     /// `XTL_PROGRESS`.
     Progress = 4,

@@ -26,6 +26,18 @@ impl StreamType {
     }
 }
 
+impl fmt::Display for StreamType {
+    /// `xc_stream_type_t`'s number and name, as in libxenguest's
+    /// "stream_type %d" messages: `0 (plain)`, `1 (remus)`, `2 (colo)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StreamType::Plain => "0 (plain)",
+            StreamType::Remus => "1 (remus)",
+            StreamType::Colo => "2 (colo)",
+        })
+    }
+}
+
 /// A toolstack callback reported failure.
 ///
 /// `code` is the value the callback itself returned, kept only so that

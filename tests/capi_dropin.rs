@@ -179,13 +179,42 @@ fn preloaded_harness_failures_return_minus_one_with_a_logged_reason() {
 
 #[test]
 fn preloaded_libxl_save_helper_saves_and_restores_hvm() {
+    let env = Env::locate();
+    helper_saves_and_restores_hvm(Some(&env.libxcmig), &env.libxcmig);
+}
+
+/// Where the `xcmig-libxl` package's state says libxl-save-helper's calls
+/// must bind (`scripts/package-test.sh` sets it after each install step).
+const PACKAGE_EXPECT: &str = "XCMIG_PACKAGE_EXPECT";
+
+/// Run by `scripts/package-test.sh` only (it installs the Debian packages):
+/// Debian's helper path, which `xcmig-libxl` diverts to its wrapper, with no
+/// preload of our own, binds to the installed libxcmig.so.0 while the
+/// package is installed, to libxenguest with `XCMIG_DISABLE=1` or once the
+/// package is purged.
+#[test]
+#[ignore = "needs the Debian packages installed: scripts/package-test.sh"]
+fn packaged_libxl_save_helper_binds_where_the_package_state_says() {
+    let want = std::env::var(PACKAGE_EXPECT).unwrap_or_default();
+    let lib = match want.as_str() {
+        "xcmig" => Path::new(capi_support::SYSTEM_XEN_LIBDIR).join("libxcmig.so.0"),
+        "libxenguest" => Path::new(capi_support::SYSTEM_XEN_LIBDIR).join("libxenguest.so.4.17"),
+        other => panic!("{PACKAGE_EXPECT} must be xcmig or libxenguest, not {other:?}"),
+    };
+    helper_saves_and_restores_hvm(None, &lib);
+}
+
+/// Debian's libxl-save-helper saves and restores an HVM guest as libxl
+/// drives it, with `preload` (if any) in LD_PRELOAD, and both calls bound
+/// to `bound`.
+fn helper_saves_and_restores_hvm(preload: Option<&Path>, bound: &Path) {
     let h = Host::new("dropin-helper");
     let src = h.create("hvm", 41);
     let img = h.dir.join("helper.img");
     let host = h.path();
     let cmd = HelperCmd {
         ld_library_path: h.env.ld_library_path(),
-        preload: Some(&h.env.libxcmig),
+        preload,
         host: &host,
         extra_env: vec![("LD_DEBUG", "bindings".into())],
     };
@@ -200,12 +229,7 @@ fn preloaded_libxl_save_helper_saves_and_restores_hvm() {
         save.log_text()
     );
     assert_eq!(save.exit_code, Some(0), "{}", save.log_text());
-    assert_bound_to_xcmig(
-        &save.stderr,
-        "libxl-save-helper",
-        "xc_domain_save",
-        &h.env.libxcmig,
-    );
+    assert_bound_to_xcmig(&save.stderr, "libxl-save-helper", "xc_domain_save", bound);
     assert_eq!(
         save.callbacks,
         [
@@ -245,7 +269,7 @@ fn preloaded_libxl_save_helper_saves_and_restores_hvm() {
         &restore.stderr,
         "libxl-save-helper",
         "xc_domain_restore",
-        &h.env.libxcmig,
+        bound,
     );
     assert_eq!(
         restore.callbacks,
@@ -517,4 +541,42 @@ fn preloaded_libxl_save_helpers_run_colo_like_libxenguest() {
         ours, theirs,
         "callback sequences differ (xcmig, libxenguest)"
     );
+}
+
+/// xl's default level shows warnings: a stream as stock libxenguest writes
+/// it (HVM_PARAMS after HVM_CONTEXT, its own order) is nothing a user can
+/// act on, so restoring one must not warn (the deviation is logged at
+/// detail level).
+#[test]
+fn restoring_stock_libxenguest_streams_logs_no_warning_at_the_default_level() {
+    let h = Host::new("dropin-quiet");
+    for (guest, src) in [
+        ("hvm", h.create("hvm", 61)),
+        ("pvh", h.create("pvh", 62)),
+        ("pv", h.create_pv(64, "linear", 1, 63)),
+    ] {
+        let img = h.dir.join(&format!("stock-{guest}.img"));
+        let out = run(
+            h.harness("xg-save", false).arg(src.to_string()).arg(&img),
+            TIMEOUT,
+        );
+        assert!(out.status.success(), "{}", describe(&out));
+        let dst = h.create_empty(guest);
+        let out = run(
+            h.harness("xg-restore", true).arg(dst.to_string()).arg(&img),
+            TIMEOUT,
+        );
+        assert!(out.status.success(), "{}", describe(&out));
+        let log = stderr(&out);
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains("warning:")).collect();
+        assert!(warnings.is_empty(), "{guest}: {warnings:#?}");
+        if guest != "pv" {
+            assert!(
+                log.lines().any(|l| l.contains("detail: stream: ")
+                    && l.contains("HVM_PARAMS after HVM_CONTEXT")),
+                "{guest}: the deviation is still reported at detail level\n{log}"
+            );
+        }
+        assert_eq!(h.digest(dst), h.digest(src), "{guest}");
+    }
 }

@@ -78,11 +78,23 @@ fn c_text(s: &str) -> CString {
     CString::new(s.replace('\0', " ")).expect("NULs replaced")
 }
 
+/// libxenguest's PERROR format, `"<msg> (<errno> = <strerror>)"`, with the
+/// errno text only once: a message that already carries it (an I/O error's
+/// own text) gets the number alone.
+fn with_errno(msg: &str, errno: i32, strerror: &str) -> String {
+    if !strerror.is_empty() && msg.contains(strerror) {
+        let os = format!(" (os error {errno})");
+        let msg = msg.replace(&os, "");
+        format!("{msg} (errno {errno})")
+    } else {
+        format!("{msg} ({errno} = {strerror})")
+    }
+}
+
 impl Log for XcLog {
     fn log(&self, level: Level, errno: Option<i32>, msg: &str) {
         let text = match errno {
-            // libxenguest's PERROR format: "<msg> (<errno> = <strerror>)".
-            Some(e) => format!("{msg} ({e} = {})", self.strerror(e)),
+            Some(e) => with_errno(msg, e, &self.strerror(e)),
             None => msg.to_owned(),
         };
         let text = c_text(&text);
@@ -142,5 +154,30 @@ impl Drop for XcLog {
             // before the string is freed.
             unsafe { sys::xc_set_progress_prefix(self.xch.as_ptr(), ptr::null()) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_errno;
+
+    #[test]
+    fn errno_text_is_added_once_in_perrors_format() {
+        assert_eq!(
+            with_errno("xc_domain_getinfo failed", 3, "No such process"),
+            "xc_domain_getinfo failed (3 = No such process)"
+        );
+    }
+
+    #[test]
+    fn a_message_already_naming_the_errno_text_gets_the_number_alone() {
+        assert_eq!(
+            with_errno(
+                "domain 7: No such process (os error 3)",
+                3,
+                "No such process"
+            ),
+            "domain 7: No such process (errno 3)"
+        );
     }
 }

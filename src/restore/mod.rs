@@ -168,11 +168,12 @@ fn restore_inner<H: Hypervisor, R: Read>(
         return Err(RestoreError::NoSuchDomain(domid));
     }
     crate::log::message(
-        Level::Debug,
+        Level::Detail,
         None,
         &format!(
-            "dom {domid}, hvm {}, stream_type {:?}",
-            info.hvm, params.stream_type
+            "dom {domid}, hvm {}, stream_type {}",
+            u8::from(info.hvm),
+            params.stream_type
         ),
     );
     // The one place that knows every guest type.
@@ -299,7 +300,13 @@ fn restore_inner<H: Hypervisor, R: Read>(
         }
     }
     for w in reader.warnings() {
-        crate::log::message(Level::Warn, None, &format!("stream: {w}"));
+        // Stock libxenguest always writes HVM_PARAMS after HVM_CONTEXT: not
+        // something the user can act on, so not a warning in xl's output.
+        let level = match w.kind {
+            xcmig_stream::libxc::WarningKind::HvmParamsAfterHvmContext => Level::Detail,
+            _ => Level::Warn,
+        };
+        crate::log::message(level, None, &format!("stream: {w}"));
         ctx.outputs.warnings.push(w.to_string());
     }
     if colo {

@@ -23,7 +23,7 @@ pub(crate) fn apply_record<H: Hypervisor>(
             page_data(ctx, guest, &mut SlicePages::new(pd.entries(), pd.data()))
         }
         Record::Verify => {
-            ctx.msg(Level::Debug, "Verify mode enabled");
+            ctx.msg(Level::Detail, "Verify mode enabled");
             ctx.verify = true;
             Ok(())
         }
@@ -38,7 +38,7 @@ pub(crate) fn apply_record<H: Hypervisor>(
         }
         Record::Optional { record_type, .. } => {
             ctx.msg(
-                Level::Debug,
+                Level::Detail,
                 &format!("Ignoring optional record {record_type}"),
             );
             Ok(())

@@ -364,7 +364,7 @@ impl<'a, H: Hypervisor> PvRestore<'a, H> {
         }
         if !self.pfn_in_range(end_pfn) {
             ctx.msg(
-                Level::Debug,
+                Level::Detail,
                 &format!(
                     "Changed max_pfn from {:#x} to {end_pfn:#x}",
                     self.max_pfn.unwrap_or(0)
@@ -943,7 +943,7 @@ impl<'a, H: Hypervisor> RestoreGuest<H> for PvRestore<'a, H> {
         // Before any populate: lookups later see the entries Xen writes.
         self.m2p = Some(self.hv.map_m2p()?);
         ctx.msg(
-            Level::Debug,
+            Level::Detail,
             &format!(
                 "d{}: {} PV guest, {} vcpus",
                 self.domid,

@@ -142,7 +142,7 @@ fn verify_frames<H: Hypervisor, W: Write>(
     ctx: &mut Ctx<'_, H, W>,
     frames: &dyn PageFrames,
 ) -> Result<(), SaveError> {
-    ctx.msg(Level::Debug, "Enabling verify mode");
+    ctx.msg(Level::Detail, "Enabling verify mode");
     ctx.out.verify()?;
     ctx.prefix = Some("Frames verify".to_string());
     ctx.verifying = true;
@@ -162,7 +162,7 @@ fn verify_frames<H: Hypervisor, W: Write>(
         )));
     }
     ctx.msg(
-        Level::Debug,
+        Level::Detail,
         &format!(
             "  Further stats: faults {}, dirty {}",
             report.fault_count, report.dirty_count

@@ -90,7 +90,7 @@ pub(crate) fn send_dirty_pages<H: Hypervisor, W: Write>(
     res?;
     if written > entries {
         ctx.msg(
-            Level::Debug,
+            Level::Detail,
             "Bitmap contained more entries than expected...",
         );
     }

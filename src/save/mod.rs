@@ -116,11 +116,14 @@ pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
     }
     check_callbacks(params, &info, callbacks).map_err(fail)?;
     crate::log::message(
-        Level::Debug,
+        Level::Detail,
         None,
         &format!(
-            "dom {domid}, live {}, debug {}, stream {:?}, hvm {}",
-            params.live, params.debug, params.stream_type, info.hvm
+            "dom {domid}, live {}, debug {}, hvm {}, stream_type {}",
+            u8::from(params.live),
+            u8::from(params.debug),
+            u8::from(info.hvm),
+            params.stream_type
         ),
     );
     // The one place that knows every guest type.

@@ -526,7 +526,7 @@ impl<'a, H: Hypervisor + 'a> PvSave<'a, H> {
             (found, None)
         };
         crate::log::message(
-            crate::log::Level::Debug,
+            crate::log::Level::Detail,
             None,
             &format!(
                 "{width} PV guest, {} p2m, max_pfn {:#x}, p2m_frames {}",

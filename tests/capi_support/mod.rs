@@ -197,6 +197,8 @@ pub fn verify_stream(img: &Path) {
 }
 
 /// `LD_DEBUG=bindings` output shows `symbol` of `consumer` bound to libxcmig.
+/// (`lib` is libxcmig's path, or another library's where the test expects
+/// the call to stay there.)
 pub fn assert_bound_to_xcmig(ld_debug: &str, consumer: &str, symbol: &str, lib: &Path) {
     let want_to = format!("to {} [0]: normal symbol `{symbol}'", lib.display());
     let found = ld_debug
@@ -208,6 +210,7 @@ pub fn assert_bound_to_xcmig(ld_debug: &str, consumer: &str, symbol: &str, lib: 
         .collect();
     assert!(
         found,
-        "{consumer}'s {symbol} is not bound to libxcmig:\n{ours:#?}"
+        "{consumer}'s {symbol} is not bound to {}:\n{ours:#?}",
+        lib.display()
     );
 }
