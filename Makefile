@@ -9,7 +9,8 @@ CARGO ?= cargo
 PREFIX ?= /usr/local
 # Debian packages the build and the tests need; installed only when missing.
 DEB_PACKAGES := libxen-dev libclang-dev xen-utils-4.17 libxenmisc4.17 xen-doc \
-	gcc make pkg-config iproute2 python3 python3-matplotlib time valgrind xz-utils
+	gcc make pkg-config iproute2 python3 python3-matplotlib time valgrind xz-utils \
+	debhelper dpkg-dev lintian abigail-tools man-db groff-base bash-completion zsh
 
 .PHONY: all deps build lib shim test test-rust test-c lint fuzz-smoke demo install install-strip uninstall clean
 
@@ -32,6 +33,18 @@ lib:
 	$(CARGO) build --release -p xcmig -p xcmig-cli -p xensim -p xensim-shim $(CARGO_BUILD_FLAGS)
 	scripts/link-lib.sh
 	scripts/link-shims.sh
+
+# Copies every crate the workspace needs into vendor/ (with a stamp), so
+# that cargo with --offline and vendor/ as the crates.io source
+# (debian/rules) builds without the network. The one step that needs it.
+.PHONY: vendor deb
+vendor:
+	$(CARGO) vendor --locked --versioned-dirs vendor >/dev/null
+	$(CARGO) --version > vendor/.stamp
+
+# The Debian packages into ../ (see debian/README.source).
+deb: vendor
+	dpkg-buildpackage -us -uc -b
 
 lint: deps
 	$(CARGO) fmt --all -- --check
