@@ -140,7 +140,10 @@ MANDIR ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR ?= $(PREFIX)/share/zsh/vendor-completions
 XENSIM_LIBDIR ?= $(LIBDIR)/xcmig/xensim
-SHIMS := libxencall.so.1.3 libxenforeignmemory.so.1.4 libxenevtchn.so.1.2 libxenctrl.so.4.17.0
+# REALNAME:SONAME, as scripts/link-shims.sh links them.
+SHIM_LINKS := libxencall.so.1.3:libxencall.so.1 libxenforeignmemory.so.1.4:libxenforeignmemory.so.1 \
+	libxenevtchn.so.1.2:libxenevtchn.so.1 libxenctrl.so.4.17.0:libxenctrl.so.4.17
+SHIMS := $(foreach l,$(SHIM_LINKS),$(firstword $(subst :, ,$(l))))
 MANPAGES := docs/man/xcmig.1 docs/man/xensim.1 docs/man/libxcmig.7
 INSTALL ?= install
 INSTALL_STRIP ?=
@@ -166,9 +169,9 @@ install:
 	    pkgconfig/xcmig.pc.in > "$(DESTDIR)$(LIBDIR)/pkgconfig/xcmig.pc"
 	$(INSTALL) -m 0755 $(INSTALL_STRIP) "$(XCMIG_BIN)" "$(DESTDIR)$(BINDIR)/xcmig"
 	$(INSTALL) -m 0755 $(INSTALL_STRIP) "$(XENSIM_BIN)" "$(DESTDIR)$(BINDIR)/xensim"
-	for real in $(SHIMS); do \
+	for l in $(SHIM_LINKS); do \
+	    real=$${l%%:*}; soname=$${l#*:}; \
 	    $(INSTALL) -m 0644 "$(SHIM_DIR)/$$real" "$(DESTDIR)$(XENSIM_LIBDIR)/$$real"; \
-	    soname=$$(echo "$$real" | sed 's/\(\.so\.[0-9]*\)\..*/\1/'); \
 	    ln -sfn "$$real" "$(DESTDIR)$(XENSIM_LIBDIR)/$$soname"; \
 	done
 	$(INSTALL) -m 0644 docs/man/xcmig.1 docs/man/xensim.1 "$(DESTDIR)$(MANDIR)/man1/"
@@ -194,9 +197,8 @@ uninstall:
 	    "$(DESTDIR)$(MANDIR)/man7/libxcmig.7" \
 	    "$(DESTDIR)$(BASHCOMPDIR)/xcmig" "$(DESTDIR)$(BASHCOMPDIR)/xensim" \
 	    "$(DESTDIR)$(ZSHCOMPDIR)/_xcmig" "$(DESTDIR)$(ZSHCOMPDIR)/_xensim"
-	for real in $(SHIMS); do \
-	    soname=$$(echo "$$real" | sed 's/\(\.so\.[0-9]*\)\..*/\1/'); \
-	    rm -f "$(DESTDIR)$(XENSIM_LIBDIR)/$$real" "$(DESTDIR)$(XENSIM_LIBDIR)/$$soname"; \
+	for l in $(SHIM_LINKS); do \
+	    rm -f "$(DESTDIR)$(XENSIM_LIBDIR)/$${l%%:*}" "$(DESTDIR)$(XENSIM_LIBDIR)/$${l#*:}"; \
 	done
 	-rmdir "$(DESTDIR)$(XENSIM_LIBDIR)" "$(DESTDIR)$(LIBDIR)/xcmig" 2>/dev/null
 
