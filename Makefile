@@ -34,6 +34,14 @@ lib:
 	scripts/link-lib.sh
 	scripts/link-shims.sh
 
+# The exported interface against the previous release's (abi/libxcmig.so.0.abi;
+# also in `make test`); `make abi-baseline` rewrites it at a release.
+.PHONY: abi-check abi-baseline
+abi-check: lib
+	scripts/abi-check.sh --self-test
+abi-baseline: lib
+	scripts/abi-check.sh --update
+
 # Copies every crate the workspace needs into vendor/ (with a stamp), so
 # that cargo with --offline and vendor/ as the crates.io source
 # (debian/rules) builds without the network. The one step that needs it.
@@ -54,6 +62,8 @@ lint: deps
 test: build lint
 	$(CARGO) test --release --workspace
 	scripts/run-c-tests.sh
+	scripts/abi-check.sh --self-test
+	scripts/package-test.sh
 	scripts/fuzz-smoke.sh
 	$(BENCH_PYTHON) bench/test_bench.py
 
