@@ -72,6 +72,10 @@ const FUNCTIONS: &[&str] = &[
     "xenforeignmemory_unmap",
     "xenforeignmemory_map_resource",
     "xenforeignmemory_unmap_resource",
+    // libxenguest: the two functions xcmig replaces, declared so that the
+    // build can check the installed prototypes (`check_prototypes`).
+    "xc_domain_save",
+    "xc_domain_restore",
     // libxenguest (public CPU-policy API)
     "xc_cpu_policy_get_size",
     "xc_cpu_policy_init",
@@ -174,7 +178,71 @@ fn generate_xen_bindings() {
         .generate()
         .unwrap_or_else(|e| panic!("bindgen failed on the Xen headers in {include}: {e}"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
-    bindings
-        .write_to_file(out.join("xen_bindings.rs"))
-        .expect("write xen_bindings.rs");
+    let text = bindings.to_string();
+    check_prototypes(&text, &include);
+    std::fs::write(out.join("xen_bindings.rs"), text).expect("write xen_bindings.rs");
+}
+
+/// Parameter types of the prototypes `src/capi/exports.rs` implements: those
+/// of Xen 4.17's `xenguest.h` (unchanged up to 4.21).
+const SAVE_PARAMS: &[&str] = &[
+    "*mut xc_interface",
+    "::core::ffi::c_int",
+    "u32",
+    "u32",
+    "*mut save_callbacks",
+    "xc_stream_type_t",
+    "::core::ffi::c_int",
+];
+const RESTORE_PARAMS: &[&str] = &[
+    "*mut xc_interface",
+    "::core::ffi::c_int",
+    "u32",
+    "::core::ffi::c_uint",
+    "*mut ::core::ffi::c_ulong",
+    "u32",
+    "::core::ffi::c_uint",
+    "*mut ::core::ffi::c_ulong",
+    "u32",
+    "xc_stream_type_t",
+    "*mut restore_callbacks",
+    "::core::ffi::c_int",
+];
+
+/// The parameter types of `pub fn NAME(...)` in bindgen's output.
+fn declared_params(bindings: &str, name: &str) -> Option<Vec<String>> {
+    let start = bindings.find(&format!("pub fn {name}("))? + name.len() + 7;
+    let end = start + bindings[start..].find(')')?;
+    Some(
+        bindings[start..end]
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once(':').map_or(p, |(_, t)| t).trim().to_owned())
+            .collect(),
+    )
+}
+
+/// Refuse, with a message saying what to do, headers whose
+/// `xc_domain_save`/`xc_domain_restore` differ from the prototypes xcmig
+/// implements (Xen 4.22 adds `memflags` to `xc_domain_restore`): a build
+/// would otherwise export functions a toolstack calls with other arguments.
+fn check_prototypes(bindings: &str, include: &str) {
+    for (name, want) in [
+        ("xc_domain_save", SAVE_PARAMS),
+        ("xc_domain_restore", RESTORE_PARAMS),
+    ] {
+        let got = declared_params(bindings, name).unwrap_or_else(|| {
+            panic!("{include}/xenguest.h declares no {name}(): not a libxenguest header xcmig can replace")
+        });
+        if got != want {
+            panic!(
+                "{include}/xenguest.h declares {name}({}), but xcmig implements the \
+                 prototype of Xen 4.17 to 4.21, {name}({}); build against those \
+                 headers (XEN_INCLUDE_DIR) or port src/capi/exports.rs to the new one",
+                got.join(", "),
+                want.join(", ")
+            );
+        }
+    }
 }

@@ -18,16 +18,33 @@ use capi_support::{describe, run, run_ok, Env, TempDir, TIMEOUT};
 const SAVE_OK: &str = "xg-save: result rc=0";
 
 const PROGRAM: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <xcmig.h>
 
 int main(void)
 {
-    /* xenguest.h's prototype, provided by libxcmig. */
+    /* xenguest.h's prototypes, exactly (-Werror refuses any other pointer
+     * type), provided by libxcmig. */
     int (*save)(xc_interface *, int, uint32_t, uint32_t,
                 struct save_callbacks *, xc_stream_type_t, int) = xc_domain_save;
+    int (*restore)(xc_interface *, int, uint32_t, unsigned int,
+                   unsigned long *, uint32_t, unsigned int, unsigned long *,
+                   uint32_t, xc_stream_type_t, struct restore_callbacks *,
+                   int) = xc_domain_restore;
+    Dl_info where;
     int rc;
+
+    /* Both bound to libxcmig, not libxenguest. */
+    if (!dladdr((void *)save, &where) || !strstr(where.dli_fname, "libxcmig"))
+        return 3;
+    printf("save in %s\n", where.dli_fname);
+    if (!dladdr((void *)restore, &where) || !strstr(where.dli_fname, "libxcmig"))
+        return 4;
+    printf("restore in %s\n", where.dli_fname);
 
     printf("version %s\n", xcmig_version());
     /* No interface: refused with EINVAL before anything touches Xen. */
@@ -134,6 +151,11 @@ fn make_install_then_pkg_config_build_and_run_a_c_program() {
         describe(&out)
     );
     assert!(stdout.contains("rc -1 errno 22\n"), "{}", describe(&out));
+    assert!(
+        stdout.contains("save in ") && stdout.contains("restore in "),
+        "{}",
+        describe(&out)
+    );
     let ld_debug = String::from_utf8_lossy(&out.stderr);
     let bound = format!(
         "to {} [0]: normal symbol `xc_domain_save'",
