@@ -130,6 +130,15 @@ impl Drop for Screen {
     }
 }
 
+/// `p` relative to the current directory when it lies under it (the demo
+/// runs from the repository: `target/demo/logs`), else as it is.
+pub fn relative_to_cwd(p: &std::path::Path) -> std::path::PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| p.strip_prefix(cwd).ok().map(std::path::Path::to_path_buf))
+        .unwrap_or_else(|| p.to_path_buf())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -149,6 +149,10 @@ pub fn report(
         ));
     }
     screen.line("  result             OK: the destination is identical to the suspended source");
+    screen.line(&format!(
+        "  logs               {}",
+        crate::display::relative_to_cwd(&setup.logs).display()
+    ));
     if args.keep {
         screen.line(&format!(
             "  kept               {}",
@@ -274,6 +278,12 @@ impl Results {
             thousands(counts.data_pages),
             bytes(counts.data_pages * 4096),
             thousands(counts.page_entries)
+        ));
+        // Entries without data: pages of zeros, which xcmig sends as a pfn
+        // alone (libxenguest sends them whole), and pfns not populated.
+        screen.line(&format!(
+            "  pfns without data  {} (zero pages elided, or not populated)",
+            thousands(counts.page_entries.saturating_sub(counts.data_pages))
         ));
         screen.line(&format!(
             "  bytes on the wire  {} ({}, {} records)",
