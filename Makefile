@@ -63,6 +63,7 @@ test: build lint
 	$(CARGO) test --release --workspace
 	scripts/run-c-tests.sh
 	scripts/abi-check.sh --self-test
+	scripts/header-check.sh
 	scripts/package-test.sh
 	scripts/fuzz-smoke.sh
 	$(BENCH_PYTHON) bench/test_bench.py

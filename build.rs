@@ -209,24 +209,29 @@ const RESTORE_PARAMS: &[&str] = &[
     "::core::ffi::c_int",
 ];
 
-/// The parameter types of `pub fn NAME(...)` in bindgen's output.
-fn declared_params(bindings: &str, name: &str) -> Option<Vec<String>> {
-    let start = bindings.find(&format!("pub fn {name}("))? + name.len() + 7;
+/// The parameters (`name: type`) of `pub fn NAME(...)` in bindgen's output.
+fn declared_params(bindings: &str, name: &str) -> Option<Vec<(String, String)>> {
+    let start = bindings.find(&format!("pub fn {name}("))? + "pub fn (".len() + name.len();
     let end = start + bindings[start..].find(')')?;
     Some(
         bindings[start..end]
             .split(',')
             .map(str::trim)
             .filter(|p| !p.is_empty())
-            .map(|p| p.split_once(':').map_or(p, |(_, t)| t).trim().to_owned())
+            .map(|p| match p.split_once(':') {
+                Some((n, t)) => (n.trim().to_owned(), t.trim().to_owned()),
+                None => (String::new(), p.to_owned()),
+            })
             .collect(),
     )
 }
 
 /// Refuse, with a message saying what to do, headers whose
 /// `xc_domain_save`/`xc_domain_restore` differ from the prototypes xcmig
-/// implements (Xen 4.22 adds `memflags` to `xc_domain_restore`): a build
-/// would otherwise export functions a toolstack calls with other arguments.
+/// implements (Xen 4.22 adds `memflags` to `xc_domain_restore`), or whose
+/// libxenctrl lacks what `hv::xen` calls (4.18 removed
+/// `xc_domain_getinfo`): a build would otherwise export functions a
+/// toolstack calls with other arguments, or fail deep in the crate.
 fn check_prototypes(bindings: &str, include: &str) {
     for (name, want) in [
         ("xc_domain_save", SAVE_PARAMS),
@@ -235,14 +240,23 @@ fn check_prototypes(bindings: &str, include: &str) {
         let got = declared_params(bindings, name).unwrap_or_else(|| {
             panic!("{include}/xenguest.h declares no {name}(): not a libxenguest header xcmig can replace")
         });
-        if got != want {
+        let types: Vec<&str> = got.iter().map(|(_, t)| t.as_str()).collect();
+        if types != want {
+            let declared: Vec<String> = got.iter().map(|(n, t)| format!("{n}: {t}")).collect();
             panic!(
                 "{include}/xenguest.h declares {name}({}), but xcmig implements the \
                  prototype of Xen 4.17 to 4.21, {name}({}); build against those \
                  headers (XEN_INCLUDE_DIR) or port src/capi/exports.rs to the new one",
-                got.join(", "),
+                declared.join(", "),
                 want.join(", ")
             );
         }
+    }
+    if !bindings.contains("pub fn xc_domain_getinfo(") {
+        panic!(
+            "the xenctrl.h found with {include} has no xc_domain_getinfo() (Xen 4.18 removed \
+             it): xcmig's hv::xen is written for Xen 4.17's libxenctrl; build against Xen \
+             4.17's headers (libxen-dev 4.17)"
+        );
     }
 }

@@ -50,8 +50,9 @@ if [ -z "$node" ] || [ "$node" != "$restore_node" ]; then
     echo "link-lib: $xenguest does not define xc_domain_save and xc_domain_restore in one version node (save: '${node:-none}', restore: '${restore_node:-none}'); xcmig cannot take its place" >&2
     exit 1
 fi
-# VERS_4.17.0 -> 4.17.0: the release the callback structs come from.
-xen_version=${node#VERS_}
+# VERS_4.17.0 (4.17) or libxenguest_4.20.0 (4.18 on) -> 4.17.0 / 4.20.0:
+# the release the callback structs come from.
+xen_version=${node##*_}
 
 mkdir -p "$(dirname "$out")"
 map="${out%.so}.map"
