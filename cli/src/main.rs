@@ -63,6 +63,12 @@ enum Cmd {
         /// The stream; `-` reads stdin.
         file: PathBuf,
     },
+    /// Print a shell completion script for xcmig to stdout.
+    Completions {
+        /// The shell: bash or zsh (fish, elvish and powershell also work).
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Counts warnings and echoes them to stderr.
@@ -179,5 +185,10 @@ fn main() -> ExitCode {
             verbose,
             file,
         } => inspect(file, format, json, verbose),
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "xcmig", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
     }
 }

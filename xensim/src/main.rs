@@ -27,6 +27,12 @@ enum Cmd {
     /// Inject faults into named calls of every process using the host.
     #[command(subcommand)]
     Fault(FaultCmd),
+    /// Print a shell completion script for xensim to stdout.
+    Completions {
+        /// The shell: bash or zsh (fish, elvish and powershell also work).
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args)]
@@ -381,6 +387,10 @@ fn run(cli: Cli) -> xensim::Result<()> {
             for r in host.open()?.faults()? {
                 println!("{}", r.to_spec());
             }
+        }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "xensim", &mut std::io::stdout());
         }
     }
     Ok(())
