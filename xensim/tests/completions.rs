@@ -42,7 +42,7 @@ fn bash_completion_script_loads_and_registers_xensim() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(so.contains("xensim"), "complete -p xensim printed {so:?}");
-    for word in ["domain", "fault", "completions", "--host"] {
+    for word in ["domain", "fault", "completions", "--host", "--create-host"] {
         assert!(s.contains(word), "the bash script does not offer {word}");
     }
 }
