@@ -193,6 +193,8 @@ fn harnesses_linked_with_pkg_config_xcmig_save_and_restore_through_libxcmig() {
         );
     }
     let host = dir.join("host");
+    // `xensim` refuses a host directory that does not exist.
+    std::fs::create_dir_all(&host).expect("create the host directory");
     let ld_path = format!("{}:{}", libdir(&prefix).display(), env.ld_library_path());
     let xensim = |args: &[&str]| {
         let out = run_ok(

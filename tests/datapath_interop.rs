@@ -25,10 +25,10 @@ impl Host {
     fn new(tag: &str) -> Host {
         let env = Env::locate();
         env.require_libxcmig();
-        Host {
-            env,
-            dir: TempDir::new(tag),
-        }
+        let dir = TempDir::new(tag);
+        // `xensim` refuses a host directory that does not exist.
+        std::fs::create_dir_all(dir.join("host")).expect("create the host directory");
+        Host { env, dir }
     }
 
     fn path(&self) -> PathBuf {

@@ -1,13 +1,13 @@
 //! `xcmig inspect`: what a stream holds, as text or JSON.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
 
 use serde::Serialize;
 use xcmig_stream::libxl::{LibxlHeader, LIBXL_OPT_BIG_ENDIAN};
 use xcmig_stream::xl::XlHeader;
-use xcmig_stream::{DomainHeader, Endian, ImageHeader, PageType, PfnEntry};
+use xcmig_stream::{DomainHeader, Endian, ImageHeader, PageType, PfnEntry, Record};
 
 use crate::walk::{Ending, Format, Layer, RecordInfo, Visitor};
 
@@ -57,6 +57,10 @@ pub struct TypeStats {
     bytes: u64,
 }
 
+/// The version of the JSON output's layout: raised when a member is removed
+/// or changes meaning (documented in xcmig.1).
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// PAGE_DATA entries.
 #[derive(Debug, Default, Serialize)]
 pub struct PageStats {
@@ -64,6 +68,15 @@ pub struct PageStats {
     entries: u64,
     /// Entries that carry a page of data.
     data_pages: u64,
+    /// XALLOC entries: pages allocated without data, which is how a saver
+    /// sends a zero page (xcmig elides zero pages never sent before so).
+    zero_pages: u64,
+    /// Different pfns named by the entries; null when there were too many
+    /// sparse ones to count (see [`MAX_PFN_CHUNKS`]).
+    distinct_pfns: Option<u64>,
+    /// Entries naming a pfn an earlier entry named (pages sent again in a
+    /// later pre-copy round or checkpoint); null with `distinct_pfns`.
+    resent_pages: Option<u64>,
     /// Entries per PFINFO type name.
     by_type: BTreeMap<&'static str, u64>,
     pfn_min: Option<u64>,
@@ -82,9 +95,66 @@ pub struct RecordLine {
     summary: String,
 }
 
+/// One HVM parameter of the HVM_PARAMS record.
+#[derive(Debug, Serialize)]
+pub struct HvmParamInfo {
+    index: u64,
+    /// `HVM_PARAM_*` without the prefix, from xen/hvm/params.h; null for an
+    /// index Xen 4.17 does not define.
+    name: Option<&'static str>,
+    value: u64,
+}
+
+/// Pfns per chunk of the distinct-pfn set (one bit each).
+const PFN_CHUNK: u64 = 512;
+
+/// Most chunks the distinct-pfn set keeps (about 80 bytes each: 640 MiB of
+/// guest pfns dense, far more than any guest); past that the counts are
+/// given up, so a stream of scattered pfns cannot exhaust memory.
+pub const MAX_PFN_CHUNKS: usize = 1 << 20;
+
+/// The pfns seen so far, as a sparse bitmap.
+#[derive(Debug, Default)]
+struct PfnSet {
+    chunks: HashMap<u64, [u64; (PFN_CHUNK / 64) as usize]>,
+    distinct: u64,
+    overflow: bool,
+}
+
+impl PfnSet {
+    /// Adds `pfn`; returns whether it was there already (false once
+    /// overflowed).
+    fn insert(&mut self, pfn: u64) -> bool {
+        if self.overflow {
+            return false;
+        }
+        let key = pfn / PFN_CHUNK;
+        if !self.chunks.contains_key(&key) && self.chunks.len() >= MAX_PFN_CHUNKS {
+            self.overflow = true;
+            self.chunks = HashMap::new();
+            return false;
+        }
+        let chunk = self.chunks.entry(key).or_default();
+        let bit = pfn % PFN_CHUNK;
+        let (word, mask) = ((bit / 64) as usize, 1u64 << (bit % 64));
+        let seen = chunk[word] & mask != 0;
+        if !seen {
+            chunk[word] |= mask;
+            self.distinct += 1;
+        }
+        seen
+    }
+}
+
 /// Everything `inspect` reports.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// Always "xcmig".
+    tool: &'static str,
+    /// The xcmig version.
+    tool_version: &'static str,
+    /// [`SCHEMA_VERSION`].
+    schema_version: u32,
     format: Format,
     valid: bool,
     error: Option<String>,
@@ -96,11 +166,24 @@ pub struct Report {
     libxc: Option<LibxcInfo>,
     record_types: Vec<TypeStats>,
     pages: PageStats,
+    /// vCPUs the records show: CPU entries of HVM_CONTEXT (HVM, PVH) or
+    /// the distinct vcpu ids of the X86_PV_VCPU_* records (PV); null when
+    /// none of them was seen.
+    vcpus: Option<u64>,
+    /// The last HVM_PARAMS record's parameters; null without one.
+    hvm_params: Option<Vec<HvmParamInfo>>,
     checkpoints_libxc: u64,
     checkpoints_libxl: u64,
     warnings: Vec<String>,
+    notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     records: Option<Vec<RecordLine>>,
+    #[serde(skip)]
+    pfns: PfnSet,
+    #[serde(skip)]
+    hvm_vcpus: Option<u64>,
+    #[serde(skip)]
+    pv_vcpus: BTreeSet<u32>,
     #[serde(skip)]
     by_type: BTreeMap<(Layer, u32), TypeStats>,
     #[serde(skip)]
@@ -123,6 +206,9 @@ impl Report {
     /// kept for JSON. `echo_warnings` also prints warnings to stderr.
     pub fn new(format: Format, verbose: bool, json: bool, echo_warnings: bool) -> Self {
         Report {
+            tool: "xcmig",
+            tool_version: env!("CARGO_PKG_VERSION"),
+            schema_version: SCHEMA_VERSION,
             format,
             valid: false,
             error: None,
@@ -133,10 +219,16 @@ impl Report {
             libxc: None,
             record_types: Vec::new(),
             pages: PageStats::default(),
+            vcpus: None,
+            hvm_params: None,
             checkpoints_libxc: 0,
             checkpoints_libxl: 0,
             warnings: Vec::new(),
+            notes: Vec::new(),
             records: (verbose && json).then(Vec::new),
+            pfns: PfnSet::default(),
+            hvm_vcpus: None,
+            pv_vcpus: BTreeSet::new(),
             by_type: BTreeMap::new(),
             page_counts: [0; 16],
             verbose,
@@ -163,6 +255,14 @@ impl Report {
             }
         }
         self.record_types = std::mem::take(&mut self.by_type).into_values().collect();
+        if !self.pfns.overflow {
+            self.pages.distinct_pfns = Some(self.pfns.distinct);
+            self.pages.resent_pages = Some(self.pages.entries - self.pfns.distinct);
+        }
+        self.pfns = PfnSet::default();
+        self.vcpus = self
+            .hvm_vcpus
+            .or_else(|| (!self.pv_vcpus.is_empty()).then_some(self.pv_vcpus.len() as u64));
         for t in PageType::ALL {
             let n = self.page_counts[usize::from(t.bits())];
             if n > 0 {
@@ -233,15 +333,52 @@ impl Report {
         let p = &self.pages;
         let _ = write!(
             o,
-            "pages: {} entries, {} with data",
-            p.entries, p.data_pages
+            "pages: {}, {} with data ({}), {}",
+            plural(p.entries, "entry", "entries"),
+            p.data_pages,
+            human_bytes(p.data_pages * xcmig_stream::PAGE_SIZE as u64),
+            plural(p.zero_pages, "zero page", "zero pages"),
         );
         if let (Some(lo), Some(hi)) = (p.pfn_min, p.pfn_max) {
             let _ = write!(o, ", pfn range {lo:#x}-{hi:#x}");
         }
         let _ = writeln!(o);
+        match (p.distinct_pfns, p.resent_pages) {
+            (Some(d), Some(r)) => {
+                let _ = writeln!(
+                    o,
+                    "  {}, {} (pfns sent more than once)",
+                    plural(d, "distinct pfn", "distinct pfns"),
+                    plural(r, "re-sent page", "re-sent pages")
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    o,
+                    "  distinct pfns: not counted (more than {} scattered pfn ranges)",
+                    MAX_PFN_CHUNKS
+                );
+            }
+        }
         for (name, n) in &p.by_type {
-            let _ = writeln!(o, "  {name:<10} {n:>12}");
+            let label = if *name == PageType::XAlloc.name() {
+                format!("{name} (zero pages, no data)")
+            } else {
+                name.to_string()
+            };
+            let _ = writeln!(o, "  {label:<28} {n:>12}");
+        }
+        if let Some(n) = self.vcpus {
+            let _ = writeln!(o, "vcpus: {n}");
+        }
+        if let Some(params) = &self.hvm_params {
+            let _ = writeln!(o, "hvm params: {}", params.len());
+            for hp in params {
+                let name = hp
+                    .name
+                    .map_or_else(|| format!("#{}", hp.index), str::to_string);
+                let _ = writeln!(o, "  {name:<28} {:#x}", hp.value);
+            }
         }
         let _ = writeln!(
             o,
@@ -250,10 +387,14 @@ impl Report {
         );
         match (&self.ending, &self.error, self.bytes) {
             (Some(Ending::End), _, Some(n)) => {
-                let _ = writeln!(o, "end: END record, {n} octets");
+                let _ = writeln!(o, "end: END record, {}", human_bytes(n));
             }
             (Some(Ending::EofAfterCheckpoint), _, Some(n)) => {
-                let _ = writeln!(o, "end: EOF after a complete checkpoint, {n} octets");
+                let _ = writeln!(
+                    o,
+                    "end: EOF after a complete checkpoint, {}",
+                    human_bytes(n)
+                );
             }
             (_, Some(e), _) => {
                 let _ = writeln!(o, "invalid: {e}");
@@ -261,8 +402,97 @@ impl Report {
             _ => {}
         }
         let _ = writeln!(o, "warnings: {}", self.warnings.len());
+        if !self.notes.is_empty() {
+            let _ = writeln!(o, "notes: {}", self.notes.len());
+        }
         o
     }
+}
+
+/// `n` and the noun, in the singular for 1.
+fn plural(n: u64, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
+/// A size in binary units with the exact count: `1.00 GiB (1073741824
+/// bytes)`; below 1 KiB just `N bytes`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return plural(n, "byte", "bytes");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.2} {} ({n} bytes)", UNITS[u])
+}
+
+/// The name of HVM parameter `index` (xen/hvm/params.h of Xen 4.17,
+/// without the `HVM_PARAM_` prefix); None for an index it does not define.
+pub fn hvm_param_name(index: u64) -> Option<&'static str> {
+    Some(match index {
+        0 => "CALLBACK_IRQ",
+        1 => "STORE_PFN",
+        2 => "STORE_EVTCHN",
+        4 => "PAE_ENABLED",
+        5 => "IOREQ_PFN",
+        6 => "BUFIOREQ_PFN",
+        9 => "VIRIDIAN",
+        10 => "TIMER_MODE",
+        11 => "HPET_ENABLED",
+        12 => "IDENT_PT",
+        13 => "DM_DOMAIN",
+        14 => "ACPI_S_STATE",
+        15 => "VM86_TSS",
+        16 => "VPT_ALIGN",
+        17 => "CONSOLE_PFN",
+        18 => "CONSOLE_EVTCHN",
+        19 => "ACPI_IOPORTS_LOCATION",
+        20 => "MEMORY_EVENT_CR0",
+        21 => "MEMORY_EVENT_CR3",
+        22 => "MEMORY_EVENT_CR4",
+        23 => "MEMORY_EVENT_INT3",
+        24 => "NESTEDHVM",
+        25 => "MEMORY_EVENT_SINGLE_STEP",
+        26 => "BUFIOREQ_EVTCHN",
+        27 => "PAGING_RING_PFN",
+        28 => "MONITOR_RING_PFN",
+        29 => "SHARING_RING_PFN",
+        30 => "MEMORY_EVENT_MSR",
+        31 => "TRIPLE_FAULT_REASON",
+        32 => "IOREQ_SERVER_PFN",
+        33 => "NR_IOREQ_SERVER_PAGES",
+        34 => "VM_GENERATION_ID_ADDR",
+        35 => "ALTP2M",
+        36 => "X87_FIP_WIDTH",
+        37 => "VM86_TSS_SIZED",
+        38 => "MCA_CAP",
+        _ => return None,
+    })
+}
+
+/// CPU entries (typecode 2, `HVM_SAVE_CODE(CPU)`) of an HVM context blob:
+/// one per vCPU. None when the blob does not parse as save records.
+fn hvm_context_cpus(blob: &[u8]) -> Option<u64> {
+    const CPU: u16 = 2;
+    const END: u16 = 0;
+    let mut at = 0usize;
+    let mut cpus = 0u64;
+    while at + 8 <= blob.len() {
+        let code = u16::from_le_bytes([blob[at], blob[at + 1]]);
+        let len = u32::from_le_bytes(blob[at + 4..at + 8].try_into().ok()?) as usize;
+        if code == END {
+            return Some(cpus);
+        }
+        if code == CPU {
+            cpus += 1;
+        }
+        at = at.checked_add(8)?.checked_add(len)?;
+    }
+    (at == blob.len()).then_some(cpus)
 }
 
 impl Visitor for Report {
@@ -367,6 +597,10 @@ impl Visitor for Report {
             if e.page_type.has_data() {
                 p.data_pages += 1;
             }
+            if e.page_type == PageType::XAlloc {
+                p.zero_pages += 1;
+            }
+            self.pfns.insert(e.pfn);
             lo = lo.min(e.pfn);
             hi = hi.max(e.pfn);
         }
@@ -376,11 +610,43 @@ impl Visitor for Report {
         }
     }
 
+    fn libxc_record(&mut self, rec: &Record<'_>) {
+        match rec {
+            Record::HvmParams(a) => {
+                self.hvm_params = Some(
+                    a.iter()
+                        .map(|p| HvmParamInfo {
+                            index: p.index,
+                            name: hvm_param_name(p.index),
+                            value: p.value,
+                        })
+                        .collect(),
+                );
+            }
+            Record::HvmContext(b) => {
+                if let Some(n) = hvm_context_cpus(b) {
+                    self.hvm_vcpus = Some(n);
+                }
+            }
+            Record::X86PvVcpu(c) => {
+                self.pv_vcpus.insert(c.vcpu_id);
+            }
+            _ => {}
+        }
+    }
+
     fn warning(&mut self, w: &str) {
         if self.echo_warnings {
             eprintln!("warning: {w}");
         }
         self.warnings.push(w.to_string());
+    }
+
+    fn note(&mut self, n: &str) {
+        if self.echo_warnings {
+            eprintln!("note: {n}");
+        }
+        self.notes.push(n.to_string());
     }
 
     fn checkpoints(&mut self, libxc: u64, libxl: u64) {

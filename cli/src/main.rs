@@ -3,20 +3,21 @@
 //! - `xcmig verify [--format libxc|libxl|xl] [FILE|-]`: exit 0 when the
 //!   stream is valid; otherwise exit 1 with one line on stdout naming the
 //!   byte offset, the record (layer, index, type) and the rule broken.
-//!   Warnings go to stderr and do not fail.
-//! - `xcmig inspect [--format ...] [--json] [-v] FILE`: headers, record
-//!   counts and octets by type, pages by PFINFO type, pfn range,
-//!   checkpoints; `-v` lists every record.
+//!   Warnings and notes (deviations stock libxenguest always makes) go to
+//!   stderr and do not fail.
+//! - `xcmig inspect [--format ...] [--json] [-v] [FILE|-]`: headers, record
+//!   counts and octets by type, pages by PFINFO type, distinct and re-sent
+//!   pfns, vCPUs, HVM params, checkpoints; `-v` lists every record.
+//! - `xcmig completions bash|zsh`: a completion script.
 //!
 //! Without `--format`, the format is guessed from the first octets ("xl"
-//! magic, "LibxlFmt", else libxc). Exit status: 0 valid, 1 invalid stream,
-//! 2 usage error or unreadable input.
+//! magic, "LibxlFmt", else libxc). Exit status: [`EXIT_STATUS`].
 
 mod input;
 mod inspect;
 mod walk;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -24,11 +25,24 @@ use clap::{Parser, Subcommand};
 
 use crate::walk::{Ending, Format, Visitor};
 
+/// Exit codes.
+const EXIT_INVALID: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_IO: u8 = 3;
+
+/// The exit status table of `--help`.
+const EXIT_STATUS: &str = "Exit status:
+  0  the stream is valid (warnings and notes do not change this)
+  1  the stream is invalid or incomplete
+  2  usage error (also: no FILE while stdin is a terminal)
+  3  I/O error: the input cannot be opened or read";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "xcmig",
     version,
-    about = "Check and describe Xen migration streams"
+    about = "Check and describe Xen migration streams",
+    after_help = EXIT_STATUS
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,6 +52,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Check a stream against the spec; exit 0 when valid.
+    #[command(after_help = EXIT_STATUS)]
     Verify {
         /// Stream format (guessed from the first octets when absent).
         #[arg(long, short = 'f', value_enum)]
@@ -45,11 +60,11 @@ enum Cmd {
         /// Print nothing on success, and no warnings.
         #[arg(long, short = 'q')]
         quiet: bool,
-        /// The stream; `-` (the default) reads stdin.
-        #[arg(default_value = "-")]
-        file: PathBuf,
+        /// The stream; `-` or none reads stdin.
+        file: Option<PathBuf>,
     },
     /// Describe a stream: headers, record and page statistics.
+    #[command(after_help = EXIT_STATUS)]
     Inspect {
         /// Stream format (guessed from the first octets when absent).
         #[arg(long, short = 'f', value_enum)]
@@ -60,15 +75,22 @@ enum Cmd {
         /// List every record (offset, index, type, length, summary).
         #[arg(long, short = 'v')]
         verbose: bool,
-        /// The stream; `-` reads stdin.
-        file: PathBuf,
+        /// The stream; `-` or none reads stdin.
+        file: Option<PathBuf>,
+    },
+    /// Print a shell completion script for xcmig to stdout.
+    Completions {
+        /// The shell: bash or zsh (fish, elvish and powershell also work).
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
-/// Counts warnings and echoes them to stderr.
+/// Counts warnings and notes and echoes them to stderr.
 struct VerifyVisitor {
     quiet: bool,
     warnings: u64,
+    notes: u64,
     records: u64,
 }
 
@@ -83,6 +105,18 @@ impl Visitor for VerifyVisitor {
             eprintln!("warning: {w}");
         }
     }
+
+    fn note(&mut self, n: &str) {
+        self.notes += 1;
+        if !self.quiet {
+            eprintln!("note: {n}");
+        }
+    }
+}
+
+/// `n` and the noun, in the singular for 1.
+pub fn plural(n: u64, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
 }
 
 /// Prints to stdout, ignoring a closed pipe (e.g. `| head`).
@@ -91,26 +125,39 @@ fn out(text: &str) {
     let _ = o.write_all(text.as_bytes()).and_then(|_| o.flush());
 }
 
-fn open(file: &Path, format: Option<Format>) -> Result<(Format, input::Input), ExitCode> {
+fn open(
+    cmd: &str,
+    file: Option<&Path>,
+    format: Option<Format>,
+) -> Result<(Format, input::Input), ExitCode> {
+    if file.is_none() && std::io::stdin().is_terminal() {
+        eprintln!(
+            "xcmig {cmd}: no FILE given and stdin is a terminal; name a stream file, or pipe one in \
+             (xcmig {cmd} - < FILE)"
+        );
+        return Err(ExitCode::from(EXIT_USAGE));
+    }
+    let file = file.unwrap_or(Path::new("-"));
     let src = input::open(file).map_err(|e| {
         eprintln!("xcmig: cannot open {}: {e}", file.display());
-        ExitCode::from(2)
+        ExitCode::from(EXIT_IO)
     })?;
     let (guessed, inp) = input::detect(src).map_err(|e| {
         eprintln!("xcmig: cannot read {}: {e}", file.display());
-        ExitCode::from(2)
+        ExitCode::from(EXIT_IO)
     })?;
     Ok((format.unwrap_or(guessed), inp))
 }
 
-fn verify(file: PathBuf, format: Option<Format>, quiet: bool) -> ExitCode {
-    let (format, inp) = match open(&file, format) {
+fn verify(file: Option<PathBuf>, format: Option<Format>, quiet: bool) -> ExitCode {
+    let (format, inp) = match open("verify", file.as_deref(), format) {
         Ok(x) => x,
         Err(code) => return code,
     };
     let mut v = VerifyVisitor {
         quiet,
         warnings: 0,
+        notes: 0,
         records: 0,
     };
     match walk::walk(inp, format, &mut v) {
@@ -120,22 +167,29 @@ fn verify(file: PathBuf, format: Option<Format>, quiet: bool) -> ExitCode {
                     Ending::End => "ends with END",
                     Ending::EofAfterCheckpoint => "ends after a complete checkpoint",
                 };
+                let notes = if v.notes > 0 {
+                    format!(", {}", plural(v.notes, "note", "notes"))
+                } else {
+                    String::new()
+                };
                 out(&format!(
-                    "valid {format} stream: {} records, {} octets, {how}, {} warnings\n",
-                    v.records, done.bytes, v.warnings
+                    "valid {format} stream: {}, {}, {how}, {}{notes}\n",
+                    plural(v.records, "record", "records"),
+                    plural(done.bytes, "octet", "octets"),
+                    plural(v.warnings, "warning", "warnings"),
                 ));
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
             out(&format!("invalid {format} stream: {e}\n"));
-            ExitCode::from(if e.io { 2 } else { 1 })
+            ExitCode::from(if e.io { EXIT_IO } else { EXIT_INVALID })
         }
     }
 }
 
-fn inspect(file: PathBuf, format: Option<Format>, json: bool, verbose: bool) -> ExitCode {
-    let (format, inp) = match open(&file, format) {
+fn inspect(file: Option<PathBuf>, format: Option<Format>, json: bool, verbose: bool) -> ExitCode {
+    let (format, inp) = match open("inspect", file.as_deref(), format) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -143,8 +197,8 @@ fn inspect(file: PathBuf, format: Option<Format>, json: bool, verbose: bool) -> 
     let result = walk::walk(inp, format, &mut report);
     let code = match &result {
         Ok(_) => ExitCode::SUCCESS,
-        Err(e) if e.io => ExitCode::from(2),
-        Err(_) => ExitCode::from(1),
+        Err(e) if e.io => ExitCode::from(EXIT_IO),
+        Err(_) => ExitCode::from(EXIT_INVALID),
     };
     let err_line = result.as_ref().err().map(|e| e.line.clone());
     report.finish(result.map(|d| (d.bytes, d.ending)).map_err(|e| e.line));
@@ -153,7 +207,7 @@ fn inspect(file: PathBuf, format: Option<Format>, json: bool, verbose: bool) -> 
             Ok(s) => out(&format!("{s}\n")),
             Err(e) => {
                 eprintln!("xcmig: cannot encode JSON: {e}");
-                return ExitCode::from(2);
+                return ExitCode::from(EXIT_IO);
             }
         }
     } else {
@@ -179,5 +233,10 @@ fn main() -> ExitCode {
             verbose,
             file,
         } => inspect(file, format, json, verbose),
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "xcmig", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
     }
 }

@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Read};
 
+use xcmig_stream::libxc::WarningKind;
 use xcmig_stream::libxl::{
     self, LibxlError, LibxlErrorKind, LibxlHeader, LibxlNext, LibxlRecord, RecordPos,
 };
@@ -109,8 +110,13 @@ pub trait Visitor {
     fn record(&mut self, _r: &RecordInfo) {}
     /// The pfn/type entries of a PAGE_DATA record.
     fn pages(&mut self, _entries: &[PfnEntry]) {}
+    /// A libxc record other than PAGE_DATA, decoded.
+    fn libxc_record(&mut self, _rec: &Record<'_>) {}
     /// A warning, as one line.
     fn warning(&mut self, _w: &str) {}
+    /// A note, as one line: a deviation from the spec that stock
+    /// libxenguest always makes, which nobody can act on.
+    fn note(&mut self, _n: &str) {}
     /// Number of complete checkpoints per layer, at the end.
     fn checkpoints(&mut self, _libxc: u64, _libxl: u64) {}
 }
@@ -198,10 +204,12 @@ pub struct Done {
 /// or the memory of `inspect`.
 pub const MAX_WARNINGS: u64 = 1000;
 
-/// Forwards to a visitor, capping warnings at [`MAX_WARNINGS`].
+/// Forwards to a visitor, capping warnings and notes at [`MAX_WARNINGS`]
+/// each.
 struct Capped<'v, V> {
     inner: &'v mut V,
     warnings: u64,
+    notes: u64,
 }
 
 impl<V: Visitor> Visitor for Capped<'_, V> {
@@ -223,10 +231,19 @@ impl<V: Visitor> Visitor for Capped<'_, V> {
     fn pages(&mut self, entries: &[PfnEntry]) {
         self.inner.pages(entries)
     }
+    fn libxc_record(&mut self, rec: &Record<'_>) {
+        self.inner.libxc_record(rec)
+    }
     fn warning(&mut self, w: &str) {
         self.warnings += 1;
         if self.warnings <= MAX_WARNINGS {
             self.inner.warning(w)
+        }
+    }
+    fn note(&mut self, n: &str) {
+        self.notes += 1;
+        if self.notes <= MAX_WARNINGS {
+            self.inner.note(n)
         }
     }
     fn checkpoints(&mut self, libxc: u64, libxl: u64) {
@@ -239,6 +256,7 @@ pub fn walk<R: Read, V: Visitor>(input: R, format: Format, v: &mut V) -> Result<
     let mut capped = Capped {
         inner: v,
         warnings: 0,
+        notes: 0,
     };
     let result = walk_inner(input, format, &mut capped);
     if capped.warnings > MAX_WARNINGS {
@@ -246,6 +264,10 @@ pub fn walk<R: Read, V: Visitor>(input: R, format: Format, v: &mut V) -> Result<
         capped
             .inner
             .warning(&format!("{n} further warnings not shown"));
+    }
+    if capped.notes > MAX_WARNINGS {
+        let n = capped.notes - MAX_WARNINGS;
+        capped.inner.note(&format!("{n} further notes not shown"));
     }
     result
 }
@@ -355,7 +377,23 @@ fn open_libxc<'a, R: Read, V: Visitor>(
 
 fn drain_xc_warnings<R: Read, V: Visitor>(xc: &mut Reader<R>, v: &mut V) {
     for w in xc.take_warnings() {
-        v.warning(&xc_warning(&w));
+        if is_stock_libxenguest_deviation(&w.kind) {
+            v.note(&xc_warning(&w));
+        } else {
+            v.warning(&xc_warning(&w));
+        }
+    }
+}
+
+/// Whether a libxc warning is a deviation stock libxenguest always makes
+/// (so every stream from a stock Xen host has it): reported as a note.
+/// Restore logs the same kinds at detail level (src/restore/mod.rs).
+pub fn is_stock_libxenguest_deviation(kind: &WarningKind) -> bool {
+    match kind {
+        WarningKind::HvmParamsAfterHvmContext => true,
+        WarningKind::DeprecatedToolstack
+        | WarningKind::EmptyRecord
+        | WarningKind::VcpuContextSize { .. } => false,
     }
 }
 
@@ -397,6 +435,7 @@ fn libxc_loop<R: Read, V: Visitor>(
                     }))
                 }
                 Some(Item::Record(rec)) => {
+                    v.libxc_record(&rec);
                     let rtype = rec.record_type();
                     let stop = match rec {
                         Record::End => Some(LibxcStop::End),
@@ -510,7 +549,10 @@ fn record_summary(rec: &Record<'_>) -> String {
             let list: Vec<String> = a
                 .iter()
                 .take(8)
-                .map(|p| format!("{}={:#x}", p.index, p.value))
+                .map(|p| match crate::inspect::hvm_param_name(p.index) {
+                    Some(name) => format!("{name}={:#x}", p.value),
+                    None => format!("{}={:#x}", p.index, p.value),
+                })
                 .collect();
             let more = if a.len() > 8 { ", ..." } else { "" };
             format!("{} params: {}{}", a.len(), list.join(", "), more)

@@ -26,6 +26,8 @@ impl Host {
         let env = Env::locate();
         env.require_libxcmig();
         let dir = TempDir::new(tag);
+        // `xensim` refuses a host directory that does not exist.
+        std::fs::create_dir_all(dir.join("host")).expect("create the host directory");
         Host { env, dir }
     }
 

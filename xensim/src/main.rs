@@ -27,6 +27,12 @@ enum Cmd {
     /// Inject faults into named calls of every process using the host.
     #[command(subcommand)]
     Fault(FaultCmd),
+    /// Print a shell completion script for xensim to stdout.
+    Completions {
+        /// The shell: bash or zsh (fish, elvish and powershell also work).
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args)]
@@ -37,11 +43,51 @@ struct HostArg {
 }
 
 impl HostArg {
-    fn open(&self) -> xensim::Result<Host> {
+    /// The host directory: `--host`, else `$XENSIM_HOST`.
+    fn dir(&self) -> xensim::Result<PathBuf> {
         match &self.host {
-            Some(d) => Host::open(d),
-            None => Host::from_env(),
+            Some(d) => Ok(d.clone()),
+            None => match std::env::var_os("XENSIM_HOST") {
+                Some(d) if !d.is_empty() => Ok(PathBuf::from(d)),
+                _ => Err(fail("$XENSIM_HOST is not set (or give --host DIR)")),
+            },
         }
+    }
+
+    /// Opens an existing host directory; a missing one is an error (the
+    /// Rust API's `Host::open` would create it, hiding a mistyped path).
+    fn open(&self) -> xensim::Result<Host> {
+        let dir = self.dir()?;
+        if !dir.is_dir() {
+            let what = if dir.exists() {
+                "is not a directory"
+            } else {
+                "does not exist"
+            };
+            return Err(xensim::Error::new(
+                libc::ENOENT,
+                format!(
+                    "host directory {} {what} (create it first, or pass --create-host to \
+                     `xensim domain create`)",
+                    dir.display()
+                ),
+            ));
+        }
+        Host::open(&dir)
+    }
+
+    /// Opens the host directory, creating it (and its parents) when asked.
+    fn open_or_create(&self, create: bool) -> xensim::Result<Host> {
+        if create {
+            let dir = self.dir()?;
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                xensim::Error::new(
+                    e.raw_os_error().unwrap_or(libc::EIO),
+                    format!("cannot create host directory {}: {e}", dir.display()),
+                )
+            })?;
+        }
+        self.open()
     }
 }
 
@@ -73,6 +119,10 @@ enum DomainCmd {
         /// PV p2m layout: linear or tree.
         #[arg(long, default_value = "linear")]
         p2m: String,
+        /// Create the host directory if it does not exist (otherwise a
+        /// missing directory is an error).
+        #[arg(long)]
+        create_host: bool,
     },
     /// Print the digest of a domain's state (one hex line).
     Digest {
@@ -207,6 +257,7 @@ fn run(cli: Cli) -> xensim::Result<()> {
             empty,
             address_size,
             p2m,
+            create_host,
         }) => {
             let p2m_layout =
                 P2mLayout::parse(&p2m).ok_or_else(|| fail(format!("bad --p2m {p2m:?}")))?;
@@ -218,7 +269,7 @@ fn run(cli: Cli) -> xensim::Result<()> {
             let memory_bytes =
                 parse_size(&memory).ok_or_else(|| fail(format!("bad --memory {memory:?}")))?;
             let fill = Fill::parse(&fill).ok_or_else(|| fail(format!("bad --fill {fill:?}")))?;
-            let h = host.open()?;
+            let h = host.open_or_create(create_host)?;
             let id = h.create_domain(&DomainConfig {
                 guest_type,
                 memory_bytes,
@@ -381,6 +432,10 @@ fn run(cli: Cli) -> xensim::Result<()> {
             for r in host.open()?.faults()? {
                 println!("{}", r.to_spec());
             }
+        }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "xensim", &mut std::io::stdout());
         }
     }
     Ok(())
