@@ -52,6 +52,7 @@ for f in "$xensim" "$shim/libxenctrl.so.4.17"; do
     [[ -e $f ]] || fail "$f is missing; run \`make build\` first"
 done
 export XENSIM_HOST=$work/host
+mkdir -p "$XENSIM_HOST"
 export LD_LIBRARY_PATH=$shim:/usr/lib/x86_64-linux-gnu
 unset XENSIM_FAULTS LD_PRELOAD
 xs() { timeout 120 "$xensim" domain "$1" --host "$XENSIM_HOST" "${@:2}"; }
