@@ -111,7 +111,14 @@ dropin libxenguest XCMIG_DISABLE=1
 # The installed commands work (xcmig needs no Xen; --help names exit codes).
 /usr/bin/xcmig --version
 /usr/bin/xensim --version
-man -l -Tutf8 /usr/share/man/man7/libxcmig.7.gz >/dev/null
+for page in man1/xcmig.1 man1/xensim.1 man7/libxcmig.7; do
+    [[ -z $(MANROFFOPT=-ww man -l -Tutf8 "/usr/share/man/$page.gz" 2>&1 >/dev/null) ]] ||
+        { echo "package-test: $page does not render cleanly" >&2; exit 1; }
+done
+for cmd in xcmig xensim; do
+    bash -c "source /usr/share/bash-completion/completions/$cmd && complete -p $cmd" >/dev/null ||
+        { echo "package-test: the installed bash completion of $cmd does not load" >&2; exit 1; }
+done
 
 step "apt-get purge xcmig-libxl"
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq xcmig-libxl >>"$work/install.log" 2>&1
