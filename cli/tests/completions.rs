@@ -1,107 +1,29 @@
 //! `xcmig completions SHELL`: the scripts load in the shells they are for.
 
-use std::process::Command;
+use xcmig_testkit::completions;
 
 const BIN: &str = env!("CARGO_BIN_EXE_xcmig");
 
-fn script(shell: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["completions", shell])
-        .output()
-        .expect("run xcmig completions");
-    assert!(
-        out.status.success(),
-        "xcmig completions {shell}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("the script is UTF-8")
-}
-
 #[test]
 fn bash_completion_script_loads_and_registers_xcmig() {
-    let s = script("bash");
-    let dir = std::env::temp_dir().join(format!("xcmig-compl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let f = dir.join("xcmig.bash");
-    std::fs::write(&f, &s).unwrap();
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "set -e; source {} && complete -p xcmig",
-            f.display()
-        ))
-        .output()
-        .expect("run bash");
-    let _ = std::fs::remove_dir_all(&dir);
-    let so = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bash could not load the script: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+    completions::assert_bash_loads(
+        BIN,
+        "xcmig",
+        &["verify", "inspect", "completions", "--json", "--format"],
     );
-    assert!(so.contains("xcmig"), "complete -p xcmig printed {so:?}");
-    for word in ["verify", "inspect", "completions", "--json", "--format"] {
-        assert!(s.contains(word), "the bash script does not offer {word}");
-    }
 }
 
 #[test]
 fn bash_completion_offers_subcommands() {
-    let s = script("bash");
-    let dir = std::env::temp_dir().join(format!("xcmig-compl2-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let f = dir.join("xcmig.bash");
-    std::fs::write(&f, &s).unwrap();
-    // Simulate `xcmig ver<TAB>` through the registered function.
-    let prog = format!(
-        "source {}; COMP_WORDS=(xcmig ver); COMP_CWORD=1; COMP_LINE='xcmig ver'; COMP_POINT=9; \
-         f=$(complete -p xcmig | sed -E 's/.*-F ([^ ]+).*/\\1/'); $f xcmig ver xcmig; \
-         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
-        f.display()
-    );
-    let out = Command::new("bash").arg("-c").arg(prog).output().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let so = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        so.lines().any(|l| l.trim() == "verify"),
-        "completing `xcmig ver` gave {so:?} (stderr {})",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    completions::assert_bash_completes(BIN, "xcmig", "ver", "verify");
 }
 
 #[test]
 fn zsh_completion_script_parses() {
-    let s = script("zsh");
-    assert!(
-        s.starts_with("#compdef xcmig"),
-        "no #compdef line: {:?}",
-        &s[..40.min(s.len())]
-    );
-    let dir = std::env::temp_dir().join(format!("xcmig-zsh-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let f = dir.join("_xcmig");
-    std::fs::write(&f, &s).unwrap();
-    let out = Command::new("zsh")
-        .arg("-n")
-        .arg(&f)
-        .output()
-        .expect("run zsh");
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success(),
-        "zsh -n rejected the script: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    completions::assert_zsh_parses(BIN, "xcmig");
 }
 
 #[test]
 fn completions_rejects_an_unknown_shell_with_usage_exit() {
-    let out = Command::new(BIN)
-        .args(["completions", "tcsh"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    completions::assert_unknown_shell_is_a_usage_error(BIN);
 }

@@ -5,9 +5,11 @@
 //!   wait has a deadline, after which the child is killed and the test fails
 //!   with what it printed.
 //! - [`TempDir`]: a scratch directory removed when the test ends.
+//! - [`completions`]: checks of a command's `completions SHELL` scripts.
 //! - [`save_helper`]: the message codec of the pipe between libxl and
 //!   `libxl-save-helper`, for the tests that play libxl's part.
 
+pub mod completions;
 pub mod process;
 pub mod save_helper;
 
