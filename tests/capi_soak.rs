@@ -557,10 +557,7 @@ struct CycleRun {
 /// creating each cycle's empty target and checking its digest.
 fn cycle_run(base: &Path, cfg: &Config, engine: Engine, count: usize) -> CycleRun {
     let started = Instant::now();
-    let h = Host {
-        env: Env::locate(),
-        dir: TempDir::new_in(base, "soak-cycles"),
-    };
+    let h = Host::in_dir(Env::locate(), TempDir::new_in(base, "soak-cycles"));
     let mut src = create_guest(&h, cfg, &cfg.cycle_memory, 7);
     let mut child = h
         .harness("xg-cycle", engine.preloaded())
@@ -750,14 +747,8 @@ fn run_soak(cfg: &Config, progress: bool) -> Soak {
     let env = Env::locate();
     env.require_libxcmig();
     let hosts = [
-        Host {
-            env: env.clone(),
-            dir: TempDir::new_in(&base, "soak-a"),
-        },
-        Host {
-            env: env.clone(),
-            dir: TempDir::new_in(&base, "soak-b"),
-        },
+        Host::in_dir(env.clone(), TempDir::new_in(&base, "soak-a")),
+        Host::in_dir(env.clone(), TempDir::new_in(&base, "soak-b")),
     ];
     let domid = create_guest(&hosts[0], cfg, &cfg.hop_memory, 1);
     let mut guest = Guest {
@@ -1279,10 +1270,7 @@ fn divergence_report_names_the_differing_component_and_pfns() {
     let base = soak_base();
     let hosts: Vec<Host> = ["div-a", "div-b"]
         .iter()
-        .map(|t| Host {
-            env: env.clone(),
-            dir: TempDir::new_in(&base, t),
-        })
+        .map(|t| Host::in_dir(env.clone(), TempDir::new_in(&base, t)))
         .collect();
     let cfg = Config::short();
     let a = create_guest(&hosts[0], &cfg, "16M", 5);

@@ -25,8 +25,12 @@ impl Host {
     pub fn new(tag: &str) -> Host {
         let env = Env::locate();
         env.require_libxcmig();
-        let dir = TempDir::new(tag);
-        // `xensim` refuses a host directory that does not exist.
+        Host::in_dir(env, TempDir::new(tag))
+    }
+
+    /// A host in `dir` (its `host` subdirectory, created here: the
+    /// `xensim` command refuses a host directory that does not exist).
+    pub fn in_dir(env: Env, dir: TempDir) -> Host {
         std::fs::create_dir_all(dir.join("host")).expect("create the host directory");
         Host { env, dir }
     }
