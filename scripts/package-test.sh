@@ -29,19 +29,31 @@ if [[ $(id -u) -ne 0 ]]; then
     echo "package-test: SKIPPED: installing packages needs root (CI runs it as root)" >&2
     exit 0
 fi
-for p in "${packages[@]}"; do
-    if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
-        echo "package-test: $p is already installed; remove it first (this test installs and purges it)" >&2
-        exit 1
-    fi
-done
 
 step() { echo "package-test: $*"; }
+installed() {
+    local p
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' && echo "$p"
+    done
+    return 0
+}
 cleanup() {
-    # Leave the machine as found, whatever failed.
-    DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq "${packages[@]}" >/dev/null 2>&1 || true
+    # Leave the machine as found, whatever failed. dpkg, not apt: apt
+    # refuses the whole command for a local package it no longer knows.
+    local left
+    left=$(installed)
+    [[ -z $left ]] || dpkg --purge $left >/dev/null || echo "package-test: could not purge $left" >&2
+    left=$(installed)
+    [[ -z $left ]] || echo "package-test: still installed: $left" >&2
 }
 trap cleanup EXIT
+already=$(installed)
+if [[ -n $already ]]; then
+    echo "package-test: already installed: $already; remove them first (this test installs and purges them)" >&2
+    trap - EXIT
+    exit 1
+fi
 
 rm -rf "$work"
 mkdir -p "$work/src"
@@ -126,4 +138,7 @@ DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq xcmig-libxl >>"$work/install
 [[ ! -e $helper.distrib ]] || { echo "package-test: $helper.distrib left behind" >&2; exit 1; }
 [[ ! -e /etc/default/xcmig ]] || { echo "package-test: /etc/default/xcmig left after purge" >&2; exit 1; }
 dropin libxenguest
-step "OK: built, lintian clean, libxl-save-helper switched to xcmig and back"
+cleanup
+trap - EXIT
+[[ -z $(installed) ]] || { echo "package-test: the packages could not be purged" >&2; exit 1; }
+step "OK: built, lintian clean, libxl-save-helper switched to xcmig and back, packages purged"
