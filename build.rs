@@ -58,6 +58,12 @@ const FUNCTIONS: &[&str] = &[
     "xc_mmuext_op",
     "xc__hypercall_buffer_alloc",
     "xc__hypercall_buffer_free",
+    // scheduler (auto-converge)
+    "xc_sched_id",
+    "xc_sched_credit_domain_get",
+    "xc_sched_credit_domain_set",
+    "xc_sched_credit2_domain_get",
+    "xc_sched_credit2_domain_set",
     // Used by the unit tests of the C layer (a dummy interface and a stdio
     // logger); with --as-needed they add no dependency to the library.
     "xc_interface_open",
@@ -102,6 +108,8 @@ const TYPES: &[&str] = &[
     "vcpu_guest_context_any_t",
     "mmuext_op",
     "xen_machphys_mfn_list",
+    "xen_domctl_sched_credit",
+    "xen_domctl_sched_credit2",
 ];
 
 /// Constants (macros) from the headers.

@@ -255,6 +255,7 @@ impl GuestMemory for MemHv {
 
 // An HVM-only double: the PV role's defaults (no PV on this host).
 impl xcmig::hv::X86Pv for MemHv {}
+impl xcmig::hv::CpuScheduler for MemHv {}
 
 impl X86Hvm for MemHv {
     fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {

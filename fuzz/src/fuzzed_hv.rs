@@ -18,9 +18,9 @@ use std::cell::RefCell;
 
 use xcmig::hv::sim::SimHypervisor;
 use xcmig::hv::{
-    CpuPolicy, CpuidLeaf, DomId, DomainCtl, DomainInfo, GrantEntry, GrantTable, GuestMemory,
-    HvError, HvResult, LogDirty, LogDirtyReport, M2pTable, MappedPages, MappingHints, MsrEntry,
-    TscInfo, X86Cpu, X86Hvm, X86Pv, PAGE_SIZE,
+    CpuPolicy, CpuScheduler, CpuidLeaf, DomId, DomainCtl, DomainInfo, GrantEntry, GrantTable,
+    GuestMemory, HvError, HvResult, LogDirty, LogDirtyReport, M2pTable, MappedPages, MappingHints,
+    MsrEntry, SchedCredit, SchedulerKind, TscInfo, X86Cpu, X86Hvm, X86Pv, PAGE_SIZE,
 };
 use xcmig::x86::pv::GuestWidth;
 
@@ -785,6 +785,26 @@ impl X86Hvm for FuzzedHv<'_> {
 
     fn set_hvm_param(&self, domid: DomId, index: u32, value: u64) -> HvResult<()> {
         self.inner.set_hvm_param(domid, index, value)
+    }
+}
+
+// The scheduler calls go to the simulator unperturbed: the save engine
+// makes them only with auto-converge on, and treats every failure of them
+// as "do not throttle".
+impl CpuScheduler for FuzzedHv<'_> {
+    fn scheduler(&self) -> HvResult<SchedulerKind> {
+        self.inner.scheduler()
+    }
+    fn sched_credit(&self, domid: DomId, kind: SchedulerKind) -> HvResult<SchedCredit> {
+        self.inner.sched_credit(domid, kind)
+    }
+    fn set_sched_credit(
+        &self,
+        domid: DomId,
+        kind: SchedulerKind,
+        params: SchedCredit,
+    ) -> HvResult<()> {
+        self.inner.set_sched_credit(domid, kind, params)
     }
 }
 

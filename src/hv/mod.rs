@@ -28,8 +28,65 @@ pub use error::{HvError, HvResult};
 pub use crate::x86::{pfinfo, CpuidLeaf, MsrEntry, TscInfo, PAGE_SHIFT, PAGE_SIZE};
 pub use pages::{GuestBytes, MappedPages, MappedPagesMut, MappingHints};
 pub use roles::{
-    DomainCtl, GrantTable, GuestMemory, Hypervisor, LogDirty, M2pTable, X86Cpu, X86Hvm, X86Pv,
+    CpuScheduler, DomainCtl, GrantTable, GuestMemory, Hypervisor, LogDirty, M2pTable, X86Cpu,
+    X86Hvm, X86Pv,
 };
+
+/// A CPU scheduler, by its `XEN_SCHEDULER_*` id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedulerKind {
+    /// `XEN_SCHEDULER_CREDIT` (5).
+    Credit,
+    /// `XEN_SCHEDULER_CREDIT2` (6), Xen 4.17's default.
+    Credit2,
+    /// Another scheduler (RTDS, ARINC653, null): no per-domain cap.
+    Other(u32),
+}
+
+impl SchedulerKind {
+    /// The scheduler with `XEN_SCHEDULER_*` id `id`.
+    pub fn from_id(id: u32) -> SchedulerKind {
+        match id {
+            5 => SchedulerKind::Credit,
+            6 => SchedulerKind::Credit2,
+            other => SchedulerKind::Other(other),
+        }
+    }
+
+    /// Its `XEN_SCHEDULER_*` id.
+    pub fn id(self) -> u32 {
+        match self {
+            SchedulerKind::Credit => 5,
+            SchedulerKind::Credit2 => 6,
+            SchedulerKind::Other(id) => id,
+        }
+    }
+
+    /// Whether it takes a per-domain cap (credit and credit2 do).
+    pub fn has_cap(self) -> bool {
+        matches!(self, SchedulerKind::Credit | SchedulerKind::Credit2)
+    }
+}
+
+impl std::fmt::Display for SchedulerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SchedulerKind::Credit => f.write_str("credit"),
+            SchedulerKind::Credit2 => f.write_str("credit2"),
+            SchedulerKind::Other(id) => write!(f, "scheduler {id}"),
+        }
+    }
+}
+
+/// A domain's credit/credit2 parameters (`struct
+/// xen_domctl_sched_credit{,2}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedCredit {
+    /// Relative weight.
+    pub weight: u16,
+    /// Cap in percent of one physical CPU; 0 is no cap.
+    pub cap: u16,
+}
 
 /// A domain id (`domid_t`, widened as libxenguest's `uint32_t dom`).
 pub type DomId = u32;

@@ -18,7 +18,8 @@
 
 use super::pages::{MappedPages, MappedPagesMut, MappingHints};
 use super::{
-    CpuPolicy, DomId, DomainInfo, GrantEntry, HvError, HvResult, LogDirtyReport, MsrEntry, TscInfo,
+    CpuPolicy, DomId, DomainInfo, GrantEntry, HvError, HvResult, LogDirtyReport, MsrEntry,
+    SchedCredit, SchedulerKind, TscInfo,
 };
 use crate::x86::pv::GuestWidth;
 
@@ -347,6 +348,50 @@ pub trait X86Pv {
     }
 }
 
+/// The host's CPU scheduler and a domain's share of it (`xc_sched_id`,
+/// `xc_sched_credit_domain_{get,set}`, `xc_sched_credit2_domain_{get,set}`).
+/// libxenguest never calls these; xcmig's auto-converge uses them to cap a
+/// guest's CPU while it dirties memory faster than the stream carries it,
+/// through the same `xc_interface` the save was given.
+///
+/// The methods default to "not supported" so that test doubles which never
+/// throttle need not provide them; both backends implement all three.
+pub trait CpuScheduler {
+    /// `xc_sched_id`: the scheduler of the host (of dom0's cpupool).
+    fn scheduler(&self) -> HvResult<SchedulerKind> {
+        Err(no_sched("xc_sched_id"))
+    }
+
+    /// `xc_sched_credit_domain_get` or `xc_sched_credit2_domain_get`, as
+    /// `kind` says: the domain's weight and cap.
+    fn sched_credit(&self, domid: DomId, kind: SchedulerKind) -> HvResult<SchedCredit> {
+        let _ = (domid, kind);
+        Err(no_sched("xc_sched_credit_domain_get"))
+    }
+
+    /// `xc_sched_credit_domain_set` or `xc_sched_credit2_domain_set`, as
+    /// `kind` says. Under credit a cap of 0xffff leaves the cap as it is;
+    /// under both a weight of 0 leaves the weight, and a cap of 0 removes
+    /// the cap.
+    fn set_sched_credit(
+        &self,
+        domid: DomId,
+        kind: SchedulerKind,
+        params: SchedCredit,
+    ) -> HvResult<()> {
+        let _ = (domid, kind, params);
+        Err(no_sched("xc_sched_credit_domain_set"))
+    }
+}
+
+fn no_sched(op: &'static str) -> HvError {
+    HvError::with_detail(
+        op,
+        libc::EOPNOTSUPP,
+        "this backend does not control the scheduler",
+    )
+}
+
 /// The error of a host without PV support.
 fn no_pv(op: &'static str) -> HvError {
     HvError::with_detail(op, libc::EOPNOTSUPP, "this host does not run x86 PV guests")
@@ -361,11 +406,11 @@ fn no_pv(op: &'static str) -> HvError {
 /// from what the domain is; [`X86Pv`]'s defaults let a backend without PV
 /// guests leave it out.
 pub trait Hypervisor:
-    DomainCtl + GuestMemory + LogDirty + GrantTable + X86Cpu + X86Hvm + X86Pv
+    DomainCtl + GuestMemory + LogDirty + GrantTable + X86Cpu + X86Hvm + X86Pv + CpuScheduler
 {
 }
 
 impl<T> Hypervisor for T where
-    T: DomainCtl + GuestMemory + LogDirty + GrantTable + X86Cpu + X86Hvm + X86Pv
+    T: DomainCtl + GuestMemory + LogDirty + GrantTable + X86Cpu + X86Hvm + X86Pv + CpuScheduler
 {
 }

@@ -17,9 +17,9 @@ use xensim::{Domain, ForeignMapping, Host, LogDirtyOp, Prot};
 
 use super::pages::RawMapping;
 use super::{
-    CpuPolicy, CpuidLeaf, DomId, DomainCtl, DomainInfo, GrantEntry, GrantTable, GuestMemory,
-    HvError, HvResult, LogDirty, LogDirtyReport, MappingHints, MsrEntry, TscInfo, X86Cpu, X86Hvm,
-    PAGE_SIZE,
+    CpuPolicy, CpuScheduler, CpuidLeaf, DomId, DomainCtl, DomainInfo, GrantEntry, GrantTable,
+    GuestMemory, HvError, HvResult, LogDirty, LogDirtyReport, MappingHints, MsrEntry, SchedCredit,
+    SchedulerKind, TscInfo, X86Cpu, X86Hvm, PAGE_SIZE,
 };
 
 /// A [`Hypervisor`](super::Hypervisor) backed by a `xensim` host directory.
@@ -521,5 +521,55 @@ impl GrantTable for SimHypervisor {
             slot[4..8].copy_from_slice(&e.frame.to_le_bytes());
         }
         map.write_page(0, &page).map_err(|e| hv_err(OP, e))
+    }
+}
+
+/// The libxenctrl names of the credit/credit2 calls, for fault points and
+/// errors.
+fn sched_op_name(kind: SchedulerKind, set: bool) -> &'static str {
+    match (kind, set) {
+        (SchedulerKind::Credit2, false) => "xc_sched_credit2_domain_get",
+        (SchedulerKind::Credit2, true) => "xc_sched_credit2_domain_set",
+        (_, false) => "xc_sched_credit_domain_get",
+        (_, true) => "xc_sched_credit_domain_set",
+    }
+}
+
+impl CpuScheduler for SimHypervisor {
+    fn scheduler(&self) -> HvResult<SchedulerKind> {
+        const OP: &str = "xc_sched_id";
+        self.host.fault_point(OP).map_err(|e| hv_err(OP, e))?;
+        Ok(SchedulerKind::from_id(self.host.scheduler().id()))
+    }
+
+    fn sched_credit(&self, domid: DomId, kind: SchedulerKind) -> HvResult<SchedCredit> {
+        let op = sched_op_name(kind, false);
+        self.host.fault_point(op).map_err(|e| hv_err(op, e))?;
+        let p = self
+            .host
+            .sched_getinfo(domid, kind.id())
+            .map_err(|e| hv_err(op, e))?;
+        Ok(SchedCredit {
+            weight: p.weight,
+            cap: p.cap,
+        })
+    }
+
+    fn set_sched_credit(
+        &self,
+        domid: DomId,
+        kind: SchedulerKind,
+        params: SchedCredit,
+    ) -> HvResult<()> {
+        let op = sched_op_name(kind, true);
+        self.host.fault_point(op).map_err(|e| hv_err(op, e))?;
+        let req = xensim::SchedParams {
+            weight: params.weight,
+            cap: params.cap,
+        };
+        self.host
+            .sched_putinfo(domid, kind.id(), req)
+            .map(|_| ())
+            .map_err(|e| hv_err(op, e))
     }
 }

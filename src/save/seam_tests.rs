@@ -317,6 +317,7 @@ impl X86Cpu for SinglePages {
 
 // An HVM-only double: the PV role's defaults (no PV on this host).
 impl crate::hv::X86Pv for SinglePages {}
+impl crate::hv::CpuScheduler for SinglePages {}
 
 impl X86Hvm for SinglePages {
     fn hvm_context(&self, domid: DomId) -> HvResult<Vec<u8>> {

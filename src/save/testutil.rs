@@ -450,6 +450,28 @@ impl X86Cpu for ScriptedDirty {
     }
 }
 
+// The scheduler role forwards to the simulator.
+impl crate::hv::CpuScheduler for ScriptedDirty {
+    fn scheduler(&self) -> HvResult<crate::hv::SchedulerKind> {
+        self.inner.scheduler()
+    }
+    fn sched_credit(
+        &self,
+        domid: DomId,
+        kind: crate::hv::SchedulerKind,
+    ) -> HvResult<crate::hv::SchedCredit> {
+        self.inner.sched_credit(domid, kind)
+    }
+    fn set_sched_credit(
+        &self,
+        domid: DomId,
+        kind: crate::hv::SchedulerKind,
+        params: crate::hv::SchedCredit,
+    ) -> HvResult<()> {
+        self.inner.set_sched_credit(domid, kind, params)
+    }
+}
+
 impl GrantTable for ScriptedDirty {
     fn seed_grant_table(&self, domid: DomId, hvm: bool, entries: &[GrantEntry]) -> HvResult<()> {
         self.inner.seed_grant_table(domid, hvm, entries)

@@ -32,6 +32,8 @@ const H_NEXT_DOMID: usize = 2;
 const H_NEXT_FRAME_WINDOW: usize = 3;
 /// Words 4..8: bitmap of frame windows in use (bit w = window w).
 const H_WINDOWS_USED: usize = 4;
+/// Word 8: the scheduler's `XEN_SCHEDULER_*` id (0: the default, credit2).
+pub(crate) const H_SCHEDULER: usize = 8;
 
 /// Environment variable naming the host directory.
 pub const ENV_HOST: &str = "XENSIM_HOST";
@@ -125,6 +127,10 @@ impl Host {
             Some(d) if !d.is_empty() => Host::open(Path::new(&d)),
             _ => err(libc::EINVAL, format!("${ENV_HOST} is not set")),
         }
+    }
+
+    pub(crate) fn ctl_word(&self, i: usize) -> &std::sync::atomic::AtomicU64 {
+        &self.ctl.words()[i]
     }
 
     /// The host directory.

@@ -35,6 +35,7 @@ mod params;
 mod pvcpu;
 mod pvguest;
 mod pvsuspend;
+mod sched;
 mod shm;
 pub mod workload;
 
@@ -64,6 +65,10 @@ pub use machine::{
     COMPAT_M2P_MFN0, INVALID_M2P_ENTRY, M2P_CHUNK_BYTES, M2P_MFN0, XENHEAP_MFN0, XEN_L3_MFN0,
 };
 pub use params::*;
+pub use sched::{
+    apply_putinfo, SchedEvent, SchedParams, Scheduler, DEFAULT_WEIGHT, XEN_SCHEDULER_CREDIT,
+    XEN_SCHEDULER_CREDIT2,
+};
 
 /// A domain id (`domid_t` widened; valid ids are below [`DOMID_FIRST_RESERVED`]).
 pub type DomId = u32;

@@ -27,6 +27,9 @@ enum Cmd {
     /// Inject faults into named calls of every process using the host.
     #[command(subcommand)]
     Fault(FaultCmd),
+    /// Host-wide settings.
+    #[command(subcommand)]
+    Host(HostCmd),
     /// Print a shell completion script for xensim to stdout.
     Completions {
         /// The shell: bash or zsh (fish, elvish and powershell also work).
@@ -202,6 +205,38 @@ enum DomainCmd {
         #[command(flatten)]
         host: HostArg,
         domid: DomId,
+    },
+    /// Print a domain's scheduler weight and cap, or set them (as `xl
+    /// sched-credit2 -d DOMID -w W -c C` does).
+    Sched {
+        #[command(flatten)]
+        host: HostArg,
+        domid: DomId,
+        /// New weight (1..65535).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        weight: Option<u16>,
+        /// New cap, in percent of one CPU (0: no cap).
+        #[arg(long)]
+        cap: Option<u16>,
+        /// Also print every change, oldest first: `<unix ns> <scheduler>
+        /// weight <w> cap <c>`.
+        #[arg(long)]
+        history: bool,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum HostCmd {
+    /// Print the host's scheduler, or choose it (credit or credit2; only
+    /// while the host has no domains).
+    Scheduler {
+        #[command(flatten)]
+        host: HostArg,
+        /// credit or credit2.
+        scheduler: Option<String>,
     },
 }
 
@@ -428,6 +463,66 @@ fn run(cli: Cli) -> xensim::Result<()> {
             host.open()?.set_faults(&rules)?;
         }
         Cmd::Fault(FaultCmd::Clear { host }) => host.open()?.clear_faults()?,
+        Cmd::Host(HostCmd::Scheduler { host, scheduler }) => {
+            let h = host.open()?;
+            if let Some(name) = scheduler {
+                h.set_scheduler(name.parse()?)?;
+            }
+            println!("{}", h.scheduler());
+        }
+        Cmd::Domain(DomainCmd::Sched {
+            host,
+            domid,
+            weight,
+            cap,
+            history,
+            json,
+        }) => {
+            let h = host.open()?;
+            let sched = h.scheduler();
+            let mut p = h.sched_getinfo(domid, sched.id())?;
+            if weight.is_some() || cap.is_some() {
+                let req = xensim::SchedParams {
+                    weight: weight.unwrap_or(0),
+                    cap: cap.unwrap_or(match sched {
+                        xensim::Scheduler::Credit => u16::MAX,
+                        xensim::Scheduler::Credit2 => p.cap,
+                    }),
+                };
+                p = h.sched_putinfo(domid, sched.id(), req)?;
+            }
+            let events = if history {
+                h.domain(domid)?.sched_history()?
+            } else {
+                Vec::new()
+            };
+            if json {
+                // Every field is a number or a fixed name: no escaping needed.
+                let ev: Vec<String> = events
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{{\"time_ns\":{},\"scheduler\":\"{}\",\"weight\":{},\"cap\":{}}}",
+                            e.time_ns, e.scheduler, e.params.weight, e.params.cap
+                        )
+                    })
+                    .collect();
+                let hist = if history {
+                    format!(",\"history\":[{}]", ev.join(","))
+                } else {
+                    String::new()
+                };
+                println!(
+                    "{{\"domid\":{domid},\"scheduler\":\"{sched}\",\"weight\":{},\"cap\":{}{hist}}}",
+                    p.weight, p.cap
+                );
+            } else {
+                println!("scheduler {sched}\nweight {}\ncap {}", p.weight, p.cap);
+                for e in &events {
+                    println!("{}", e.to_line());
+                }
+            }
+        }
         Cmd::Fault(FaultCmd::List { host }) => {
             for r in host.open()?.faults()? {
                 println!("{}", r.to_spec());

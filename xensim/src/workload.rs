@@ -115,10 +115,16 @@ pub fn run(d: &Domain, opts: &RunOptions) -> Result<RunStats> {
     let mut page = vec![0u8; PAGE_SIZE as usize];
     let start = Instant::now();
     let mut written = 0u64;
-    // Time the guest spent stopped doesn't count towards the rate.
-    let mut stopped_for = Duration::ZERO;
+    // Pages the guest may write by now: the rate times its CPU share (its
+    // scheduler cap), summed over the time it ran. Time stopped doesn't
+    // count, and a cap changed while running applies from then on.
+    let mut allowance = 0.0f64;
+    let mut last_tick = start;
     'outer: loop {
-        let elapsed = start.elapsed();
+        let now = Instant::now();
+        let ran = now.duration_since(last_tick);
+        last_tick = now;
+        let elapsed = now.duration_since(start);
         if opts.max_duration.is_some_and(|m| elapsed >= m) || d.is_dying() {
             break;
         }
@@ -126,13 +132,13 @@ pub fn run(d: &Domain, opts: &RunOptions) -> Result<RunStats> {
             if !opts.follow {
                 break;
             }
-            let t = Instant::now();
             std::thread::sleep(Duration::from_millis(2));
-            stopped_for += t.elapsed();
+            last_tick = Instant::now();
             continue;
         }
+        allowance += ran.as_secs_f64() * rate * d.cpu_share();
         if let Some(map) = &map {
-            let due = ((elapsed.saturating_sub(stopped_for)).as_secs_f64() * rate) as u64;
+            let due = allowance as u64;
             while written < due {
                 let pfn = set[(rng.next_u64() % set.len() as u64) as usize];
                 rng.fill(&mut page);

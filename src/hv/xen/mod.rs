@@ -23,6 +23,7 @@ pub mod bindings;
 mod grant_table;
 mod logdirty;
 mod memory;
+mod sched;
 mod x86_cpu;
 mod x86_hvm;
 mod x86_pv;

@@ -83,10 +83,33 @@ pub mod domctl {
     pub const GET_CPU_POLICY: u32 = 82;
     /// `XEN_DOMCTL_set_cpu_policy`.
     pub const SET_CPU_POLICY: u32 = 83;
+    /// `XEN_DOMCTL_scheduler_op`.
+    pub const SCHEDULER_OP: u32 = 16;
 }
 
 /// `XEN_SYSCTL_get_cpu_policy`.
 pub const SYSCTL_GET_CPU_POLICY: u32 = 29;
+/// `XEN_SYSCTL_sched_id`: `u.sched_id.sched_id` (u32 at 0) is written.
+pub const SYSCTL_SCHED_ID: u32 = 4;
+
+/// `struct xen_domctl_scheduler_op` (the union is 8-aligned: it holds a
+/// 64-bit guest handle).
+pub mod scheduler_op {
+    /// `uint32_t sched_id` (`XEN_SCHEDULER_*`).
+    pub const SCHED_ID: usize = 0;
+    /// `uint32_t cmd` (`XEN_DOMCTL_SCHEDOP_*`).
+    pub const CMD: usize = 4;
+    /// `u.credit.weight` / `u.credit2.weight` (u16).
+    pub const WEIGHT: usize = 8;
+    /// `u.credit.cap` / `u.credit2.cap` (u16).
+    pub const CAP: usize = 10;
+    /// `XEN_DOMCTL_SCHEDOP_putinfo`.
+    pub const PUTINFO: u32 = 0;
+    /// `XEN_DOMCTL_SCHEDOP_getinfo`.
+    pub const GETINFO: u32 = 1;
+    /// `sizeof(struct xen_domctl_sched_credit{,2})`: two u16.
+    pub const CREDIT_SIZE: usize = 4;
+}
 /// Number of system policies (`XEN_SYSCTL_cpu_policy_*`, 0..=5).
 pub const SYSCTL_CPU_POLICY_COUNT: u32 = 6;
 

@@ -48,6 +48,7 @@ pub fn domctl(host: &Host, d: &mut [u8; DOMCTL_SIZE]) -> ShimResult<i64> {
         domctl::RESUMEDOMAIN => host.domain(domid)?.resume().map(|_| 0).map_err(Into::into),
         domctl::DESTROYDOMAIN => host.destroy_domain(domid).map(|_| 0).map_err(Into::into),
         domctl::SHADOW_OP => shadow_op(&host.domain(domid)?, u).map(|_| 0),
+        domctl::SCHEDULER_OP => scheduler_op(host, domid, u).map(|_| 0),
         domctl::GETHVMCONTEXT => {
             let dom = host.domain(domid)?;
             let buf = get_u64(u, hvmcontext::BUFFER);
@@ -199,7 +200,7 @@ pub fn sysctl_in_place(host: &Host, s: &mut [u8]) -> ShimResult<i64> {
 }
 
 /// Executes the sysctl in `s` (136 bytes, updated in place).
-pub fn sysctl(_host: &Host, s: &mut [u8; SYSCTL_SIZE]) -> ShimResult<i64> {
+pub fn sysctl(host: &Host, s: &mut [u8; SYSCTL_SIZE]) -> ShimResult<i64> {
     let cmd = get_u32(s, 0);
     let version = get_u32(s, 4);
     if version != INTERFACE_VERSION {
@@ -210,6 +211,10 @@ pub fn sysctl(_host: &Host, s: &mut [u8; SYSCTL_SIZE]) -> ShimResult<i64> {
     }
     let u = &mut s[SYSCTL_U..];
     match cmd {
+        SYSCTL_SCHED_ID => {
+            put_u32(u, 0, host.scheduler().id());
+            Ok(0)
+        }
         SYSCTL_GET_CPU_POLICY => {
             let index = get_u32(u, sysctl_cpu_policy::INDEX);
             if index >= SYSCTL_CPU_POLICY_COUNT || get_u32(u, sysctl_cpu_policy::RSVD) != 0 {
@@ -282,6 +287,32 @@ fn copy_policy_out(
 }
 
 /// `XEN_DOMCTL_shadow_op` on a HAP domain: log-dirty control only.
+/// `XEN_DOMCTL_scheduler_op` for credit and credit2: getinfo writes the
+/// weight and cap back; the per-vCPU commands are EINVAL, as both
+/// schedulers answer them.
+fn scheduler_op(host: &Host, domid: DomId, u: &mut [u8]) -> ShimResult<()> {
+    let sched_id = get_u32(u, scheduler_op::SCHED_ID);
+    match get_u32(u, scheduler_op::CMD) {
+        scheduler_op::GETINFO => {
+            let p = host.sched_getinfo(domid, sched_id)?;
+            put_u16(u, scheduler_op::WEIGHT, p.weight);
+            put_u16(u, scheduler_op::CAP, p.cap);
+            Ok(())
+        }
+        scheduler_op::PUTINFO => {
+            let req = xensim::SchedParams {
+                weight: get_u16(u, scheduler_op::WEIGHT),
+                cap: get_u16(u, scheduler_op::CAP),
+            };
+            host.sched_putinfo(domid, sched_id, req)?;
+            Ok(())
+        }
+        other => Err(ShimError::inval(format!(
+            "scheduler_op command {other} (credit and credit2 have no per-vCPU parameters)"
+        ))),
+    }
+}
+
 fn shadow_op(dom: &Domain, u: &mut [u8]) -> ShimResult<()> {
     let op = get_u32(u, shadow_op::OP);
     match op {

@@ -28,6 +28,8 @@ pub(crate) const F_TYPES: &str = "types";
 pub(crate) const F_SHINFO: &str = "shinfo";
 /// PV: per-vCPU state (contexts, extended context, xsave, MSRs).
 pub(crate) const F_VCPUS: &str = "vcpus";
+/// Every scheduler parameter change, one line each (`sched::SchedEvent`).
+pub(crate) const F_SCHED_HISTORY: &str = "sched-history";
 
 pub(crate) const CTL_SIZE: usize = 4096;
 pub(crate) const BITMAP_BYTES: usize = (GFN_LIMIT / 8) as usize;
@@ -66,6 +68,8 @@ pub(crate) mod w {
     /// Process id of the last workload to enter a guest write (0: none), so
     /// that a pause can tell a slow writer from a dead one.
     pub const WRITER_PID: usize = 20;
+    /// Scheduler parameters (`sched::SchedParams::to_word`; 0 = defaults).
+    pub const SCHED: usize = 21;
 }
 
 /// Immutable facts about a domain, kept in its `config` file.

@@ -21,7 +21,8 @@ mod vcpuctx;
 
 pub(crate) use files::{
     w, write_atomic, Config, BITMAP_BYTES, CTL_MAGIC, CTL_SIZE, F_CONFIG, F_CTL, F_DIRTY, F_FRAMES,
-    F_GRANT, F_HVMCTX, F_LOCK, F_MEM, F_PHYSMAP, F_POPULATED, F_SHINFO, F_TSC, F_TYPES,
+    F_GRANT, F_HVMCTX, F_LOCK, F_MEM, F_PHYSMAP, F_POPULATED, F_SCHED_HISTORY, F_SHINFO, F_TSC,
+    F_TYPES,
 };
 pub use logdirty::{DirtyStats, LogDirtyOp};
 pub(crate) use pagetable::{
@@ -211,7 +212,7 @@ impl Domain {
         self.ctl(w::DYING).load(SeqCst) != 0
     }
 
-    fn require_alive(&self) -> Result<()> {
+    pub(crate) fn require_alive(&self) -> Result<()> {
         if self.is_dying() {
             return err(libc::ESRCH, format!("domain {} is dying", self.i.id));
         }

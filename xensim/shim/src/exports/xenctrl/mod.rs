@@ -17,6 +17,7 @@ pub mod logdirty;
 pub mod logging;
 pub mod memory;
 pub mod pv;
+pub mod sched;
 pub mod unsupported;
 pub mod version;
 
