@@ -612,6 +612,80 @@ mod tests {
         assert_eq!(with_env(&[]).0, PrecopySettings::default());
     }
 
+    #[test]
+    fn auto_converge_is_off_by_default_and_read_from_the_environment() {
+        use crate::save::AutoConverge;
+        let _g = serial();
+        assert_eq!(with_env(&[]).0.auto_converge, AutoConverge::default());
+        assert!(!AutoConverge::default().enabled);
+        let (s, warnings) = with_env(&[
+            (ENV_AUTO_CONVERGE, "1"),
+            (ENV_AUTO_CONVERGE_INITIAL, "70"),
+            (ENV_AUTO_CONVERGE_STEP, "15"),
+            (ENV_AUTO_CONVERGE_FLOOR, "10"),
+        ]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            s.auto_converge,
+            AutoConverge {
+                enabled: true,
+                initial_share: 70,
+                step: 15,
+                floor: 10,
+            }
+        );
+        // Out of range or malformed: a warning each and the default.
+        let bad = [
+            (ENV_AUTO_CONVERGE, "sometimes"),
+            (ENV_AUTO_CONVERGE_INITIAL, "0"),
+            (ENV_AUTO_CONVERGE_STEP, "101"),
+            (ENV_AUTO_CONVERGE_FLOOR, "5%"),
+        ];
+        let (s, warnings) = with_env(&bad);
+        assert_eq!(s.auto_converge, AutoConverge::default());
+        assert_eq!(warnings.len(), bad.len(), "{warnings:?}");
+        // A floor above the initial share is lowered to it, with a warning.
+        let (s, warnings) = with_env(&[
+            (ENV_AUTO_CONVERGE_INITIAL, "20"),
+            (ENV_AUTO_CONVERGE_FLOOR, "40"),
+        ]);
+        assert_eq!(
+            (s.auto_converge.initial_share, s.auto_converge.floor),
+            (20, 20)
+        );
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].1.contains("floor 40%"), "{warnings:?}");
+    }
+
+    #[test]
+    fn auto_converge_setters_win_over_the_environment_and_refuse_bad_shares() {
+        use crate::capi::exports::*;
+        let _g = serial();
+        let errno = || std::io::Error::last_os_error().raw_os_error();
+        for (i, st, f) in [
+            (0, 10, 5),
+            (50, 0, 5),
+            (50, 10, 0),
+            (101, 10, 5),
+            (30, 10, 40),
+        ] {
+            assert_eq!(xcmig_set_auto_converge_shares(i, st, f), -1, "{i} {st} {f}");
+            assert_eq!(errno(), Some(libc::EINVAL));
+        }
+        xcmig_set_auto_converge(true);
+        assert_eq!(xcmig_set_auto_converge_shares(40, 10, 10), 0);
+        let env = [(ENV_AUTO_CONVERGE, "0"), (ENV_AUTO_CONVERGE_INITIAL, "90")];
+        let (s, warnings) = with_env(&env);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let a = s.auto_converge;
+        assert!(a.enabled);
+        assert_eq!((a.initial_share, a.step, a.floor), (40, 10, 10));
+        xcmig_reset_precopy_settings();
+        let (s, _) = with_env(&env);
+        assert!(!s.auto_converge.enabled);
+        assert_eq!(s.auto_converge.initial_share, 90);
+    }
+
     fn io_timeout_with_env(vars: &[(&str, &str)]) -> (Option<Duration>, Vec<(Level, String)>) {
         let map: HashMap<String, OsString> = vars
             .iter()

@@ -498,6 +498,47 @@ fn workload_dirties_its_working_set_and_stops_on_pause() {
     assert_eq!(d.digest().unwrap(), a);
 }
 
+#[test]
+fn a_capped_workload_dirties_at_its_share_of_the_rate() {
+    let t = TempHost::new("unit");
+    let d = small_hvm(&t.host);
+    let run = |d: &Domain| {
+        let o = workload::RunOptions {
+            dirty_rate_bytes: 16 << 20,
+            working_set_bytes: 256 << 12,
+            seed: 2,
+            max_duration: Some(Duration::from_millis(600)),
+            follow: false,
+        };
+        workload::run(d, &o).unwrap().pages_written
+    };
+    let full = run(&d);
+    // 2 vCPUs: a cap of 50 is a quarter of their time.
+    t.host
+        .sched_putinfo(
+            d.id(),
+            t.host.scheduler().id(),
+            SchedParams { weight: 0, cap: 50 },
+        )
+        .unwrap();
+    assert_eq!(d.cpu_share(), 0.25);
+    let capped = run(&d);
+    assert!(
+        capped * 2 < full && capped * 8 > full,
+        "capped {capped} pages, uncapped {full}"
+    );
+    // Another scheduler's id is refused; the cap stays.
+    let other = if t.host.scheduler() == Scheduler::Credit2 {
+        XEN_SCHEDULER_CREDIT
+    } else {
+        XEN_SCHEDULER_CREDIT2
+    };
+    let e = t.host.sched_getinfo(d.id(), other).unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL);
+    assert_eq!(d.sched_params().cap, 50);
+    assert_eq!(d.sched_history().unwrap().len(), 1);
+}
+
 const CHILD_ENV: &str = "XENSIM_UNIT_CHILD";
 
 /// Run in a child process by `shutdown_is_visible_across_processes`: a

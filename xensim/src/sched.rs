@@ -373,4 +373,26 @@ mod tests {
         assert!(SchedEvent::parse("1 credit weight x cap 2").is_err());
         assert!(SchedEvent::parse("1 rtds weight 1 cap 2").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_history_event_round_trips_through_its_line(
+            time_ns in proptest::prelude::any::<u128>(),
+            credit2 in proptest::prelude::any::<bool>(),
+            weight in proptest::prelude::any::<u16>(),
+            cap in proptest::prelude::any::<u16>(),
+        ) {
+            let e = SchedEvent {
+                time_ns,
+                scheduler: if credit2 { Scheduler::Credit2 } else { Scheduler::Credit },
+                params: p(weight, cap),
+            };
+            proptest::prop_assert_eq!(SchedEvent::parse(&e.to_line()).unwrap(), e);
+        }
+
+        #[test]
+        fn parsing_any_line_never_panics(line in ".{0,80}") {
+            let _ = SchedEvent::parse(&line);
+        }
+    }
 }

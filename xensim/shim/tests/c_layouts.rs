@@ -159,6 +159,21 @@ int main(void) {
   P("dc.getxs", XEN_DOMCTL_getvcpuextstate);
   P("dc.get_msrs", XEN_DOMCTL_get_vcpu_msrs);
   P("dc.set_msrs", XEN_DOMCTL_set_vcpu_msrs);
+  P("so.sched_id", offsetof(struct xen_domctl_scheduler_op, sched_id));
+  P("so.cmd", offsetof(struct xen_domctl_scheduler_op, cmd));
+  P("so.weight", offsetof(struct xen_domctl_scheduler_op, u.credit.weight));
+  P("so.cap", offsetof(struct xen_domctl_scheduler_op, u.credit.cap));
+  P("so.weight2", offsetof(struct xen_domctl_scheduler_op, u.credit2.weight));
+  P("so.cap2", offsetof(struct xen_domctl_scheduler_op, u.credit2.cap));
+  P("so.credit_size", sizeof(struct xen_domctl_sched_credit));
+  P("so.credit2_size", sizeof(struct xen_domctl_sched_credit2));
+  P("so.putinfo", XEN_DOMCTL_SCHEDOP_putinfo);
+  P("so.getinfo", XEN_DOMCTL_SCHEDOP_getinfo);
+  P("dc.scheduler_op", XEN_DOMCTL_scheduler_op);
+  P("sc.sched_id", XEN_SYSCTL_sched_id);
+  P("sc.sched_id_off", offsetof(struct xen_sysctl, u.sched_id.sched_id));
+  P("sched.credit", XEN_SCHEDULER_CREDIT);
+  P("sched.credit2", XEN_SCHEDULER_CREDIT2);
   P("hb.size", sizeof(xc_hypercall_buffer_t));
   P("hb.param_shadow", offsetof(xc_hypercall_buffer_t, param_shadow));
   P("hb.dir", offsetof(xc_hypercall_buffer_t, dir));
@@ -280,6 +295,21 @@ fn abi_offsets_match_the_installed_xen_headers() {
         ("dc.getxs", domctl::GETVCPUEXTSTATE as usize),
         ("dc.get_msrs", domctl::GET_VCPU_MSRS as usize),
         ("dc.set_msrs", domctl::SET_VCPU_MSRS as usize),
+        ("so.sched_id", scheduler_op::SCHED_ID),
+        ("so.cmd", scheduler_op::CMD),
+        ("so.weight", scheduler_op::WEIGHT),
+        ("so.cap", scheduler_op::CAP),
+        ("so.weight2", scheduler_op::WEIGHT),
+        ("so.cap2", scheduler_op::CAP),
+        ("so.credit_size", scheduler_op::CREDIT_SIZE),
+        ("so.credit2_size", scheduler_op::CREDIT_SIZE),
+        ("so.putinfo", scheduler_op::PUTINFO as usize),
+        ("so.getinfo", scheduler_op::GETINFO as usize),
+        ("dc.scheduler_op", domctl::SCHEDULER_OP as usize),
+        ("sc.sched_id", SYSCTL_SCHED_ID as usize),
+        ("sc.sched_id_off", SYSCTL_U),
+        ("sched.credit", xensim::XEN_SCHEDULER_CREDIT as usize),
+        ("sched.credit2", xensim::XEN_SCHEDULER_CREDIT2 as usize),
         ("hvmctx.size", hvmcontext::SIZE),
         ("hvmctx.buffer", hvmcontext::BUFFER),
         ("pf3.num", pfinfo3::NUM),
