@@ -252,6 +252,7 @@ fn libxcmig_7_documents_every_function_of_xcmig_h() {
     for s in [
         "VERS_4.17.0",
         "XCMIG_0",
+        "XCMIG_1",
         "XTL_ERROR",
         "XTL_WARN",
         "XTL_DETAIL",
@@ -275,6 +276,8 @@ fn xensim_1_documents_every_command_and_environment_variable() {
         "domain pause",
         "domain unpause",
         "domain resume",
+        "domain sched",
+        "host scheduler",
         "fault set",
         "fault clear",
         "fault list",
