@@ -62,6 +62,18 @@ fn caps(h: &TempHost, id: DomId) -> Vec<u16> {
         .collect()
 }
 
+/// The `start`-th call of `call` on the host fails with `errno`.
+fn fail_once(h: &TempHost, call: &str, errno: i32, start: u64) {
+    h.host
+        .set_faults(&[FaultRule {
+            call: call.into(),
+            errno,
+            start,
+            mode: FaultMode::Once,
+        }])
+        .expect("set the fault rule");
+}
+
 fn save(
     h: &TempHost,
     id: DomId,
@@ -162,14 +174,7 @@ fn abort_if_not_converging_aborts_only_after_the_floor_and_restores_the_cap() {
 fn a_failure_while_throttled_restores_the_cap() {
     let (h, id) = guest("ac-fail", Scheduler::Credit2, None);
     // The 5th CLEAN fails: after the caps of 50% and 30% were applied.
-    h.host
-        .set_faults(&[FaultRule {
-            call: "xc_logdirty_control".into(),
-            errno: libc::EIO,
-            start: 5,
-            mode: FaultMode::Once,
-        }])
-        .unwrap();
+    fail_once(&h, "xc_logdirty_control", libc::EIO, 5);
     let mut cb = ToolstackSave::new(h.domain(id));
     let e = save(
         &h,
@@ -187,14 +192,7 @@ fn a_failure_while_throttled_restores_the_cap() {
 #[test]
 fn a_failed_cap_change_ends_throttling_and_the_save_goes_on() {
     let (h, id) = guest("ac-setfail", Scheduler::Credit2, None);
-    h.host
-        .set_faults(&[FaultRule {
-            call: "xc_sched_credit2_domain_set".into(),
-            errno: libc::EPERM,
-            start: 1,
-            mode: FaultMode::Once,
-        }])
-        .unwrap();
+    fail_once(&h, "xc_sched_credit2_domain_set", libc::EPERM, 1);
     let mut cb = ToolstackSave::new(h.domain(id));
     let log = RecLog::default();
     let sum = save(&h, id, &settings(AutoConverge::on(), false), &mut cb, &log).expect("save");
@@ -216,14 +214,7 @@ fn a_failed_cap_change_ends_throttling_and_the_save_goes_on() {
 fn a_failed_restore_is_retried() {
     let (h, id) = guest("ac-retry", Scheduler::Credit2, None);
     // Calls 1-4 lower the cap; the 5th, the restore, fails once.
-    h.host
-        .set_faults(&[FaultRule {
-            call: "xc_sched_credit2_domain_set".into(),
-            errno: libc::EAGAIN,
-            start: 5,
-            mode: FaultMode::Once,
-        }])
-        .unwrap();
+    fail_once(&h, "xc_sched_credit2_domain_set", libc::EAGAIN, 5);
     let mut cb = ToolstackSave::new(h.domain(id));
     let sum = save(
         &h,
