@@ -82,6 +82,33 @@ int xcmig_set_max_precopy_seconds(unsigned int seconds);
 void xcmig_set_abort_if_not_converging(bool abort);
 
 /**
+ * Auto-converge (default off): when the guest does not converge under the
+ * downtime-targeted policy (its dirty set stopped shrinking), cap its CPU
+ * through the scheduler (credit or credit2, `xc_sched_credit2_domain_set`
+ * on the caller's `xc_interface`) so that it dirties memory more slowly
+ * than the stream carries it: first at the initial share of the CPU it
+ * could use (default 50%), then a step lower (default 20 points) every
+ * round that still does not converge, down to a floor (default 5%). The
+ * guest runs slower while it migrates; its original cap and weight are put
+ * back once it is suspended, or when the save fails. Never applied when
+ * the caller passes its own `precopy_policy` or chose the classic policy;
+ * with `xcmig_set_abort_if_not_converging(true)` the save aborts only
+ * after the floor did not make the guest converge. Environment:
+ * `XCMIG_AUTO_CONVERGE` (`1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`).
+ */
+void xcmig_set_auto_converge(bool enable);
+
+/**
+ * Auto-converge's shares, in percent of the CPU the guest could use
+ * before the save: `initial` at the first step (default 50), `step`
+ * points lower at each further one (default 20), never below `floor`
+ * (default 5). Returns 0, or -1 with `errno` `EINVAL` unless each is 1 to
+ * 100 and `floor <= initial`. Environment: `XCMIG_AUTO_CONVERGE_INITIAL`,
+ * `XCMIG_AUTO_CONVERGE_STEP`, `XCMIG_AUTO_CONVERGE_FLOOR`.
+ */
+int xcmig_set_auto_converge_shares(unsigned int initial, unsigned int step, unsigned int floor);
+
+/**
  * Forget every value set by the `xcmig_set_*` functions (the checkpoint
  * buffer limit and the I/O timeout too): the environment variables and
  * defaults apply again.

@@ -29,6 +29,15 @@ pub const ENV_MAX_PRECOPY_SECONDS: &str = "XCMIG_MAX_PRECOPY_SECONDS";
 /// `XCMIG_ABORT_IF_NOT_CONVERGING`: `1`/`0`, `true`/`false`, `yes`/`no`,
 /// `on`/`off`.
 pub const ENV_ABORT_IF_NOT_CONVERGING: &str = "XCMIG_ABORT_IF_NOT_CONVERGING";
+/// `XCMIG_AUTO_CONVERGE`: a boolean as for `XCMIG_ABORT_IF_NOT_CONVERGING`.
+pub const ENV_AUTO_CONVERGE: &str = "XCMIG_AUTO_CONVERGE";
+/// `XCMIG_AUTO_CONVERGE_INITIAL`: percent, 1 to 100.
+pub const ENV_AUTO_CONVERGE_INITIAL: &str = "XCMIG_AUTO_CONVERGE_INITIAL";
+/// `XCMIG_AUTO_CONVERGE_STEP`: percentage points, 1 to 100.
+pub const ENV_AUTO_CONVERGE_STEP: &str = "XCMIG_AUTO_CONVERGE_STEP";
+/// `XCMIG_AUTO_CONVERGE_FLOOR`: percent, 1 to 100 (at most the initial
+/// share: a higher floor is lowered to it).
+pub const ENV_AUTO_CONVERGE_FLOOR: &str = "XCMIG_AUTO_CONVERGE_FLOOR";
 
 /// The atomics' "not set through the C API" value.
 const UNSET: u32 = u32::MAX;
@@ -38,6 +47,10 @@ static TARGET_DOWNTIME_MS: AtomicU32 = AtomicU32::new(UNSET);
 static MAX_ITERATIONS: AtomicU32 = AtomicU32::new(UNSET);
 static MAX_PRECOPY_SECONDS: AtomicU32 = AtomicU32::new(UNSET);
 static ABORT_IF_NOT_CONVERGING: AtomicU32 = AtomicU32::new(UNSET);
+static AUTO_CONVERGE: AtomicU32 = AtomicU32::new(UNSET);
+static AUTO_CONVERGE_INITIAL: AtomicU32 = AtomicU32::new(UNSET);
+static AUTO_CONVERGE_STEP: AtomicU32 = AtomicU32::new(UNSET);
+static AUTO_CONVERGE_FLOOR: AtomicU32 = AtomicU32::new(UNSET);
 
 /// `XCMIG_PRECOPY_TARGETED` in C.
 pub const POLICY_TARGETED: i32 = 0;
@@ -79,6 +92,24 @@ pub fn set_abort_if_not_converging(on: bool) {
     ABORT_IF_NOT_CONVERGING.store(u32::from(on), Ordering::SeqCst);
 }
 
+/// `xcmig_set_auto_converge`.
+pub fn set_auto_converge(on: bool) {
+    AUTO_CONVERGE.store(u32::from(on), Ordering::SeqCst);
+}
+
+/// `xcmig_set_auto_converge_shares`: each 1..=100, the floor at most the
+/// initial share.
+pub fn set_auto_converge_shares(initial: u32, step: u32, floor: u32) -> Result<(), Invalid> {
+    let pct = |v: u32| (1..=100).contains(&v);
+    if !(pct(initial) && pct(step) && pct(floor) && floor <= initial) {
+        return Err(Invalid);
+    }
+    AUTO_CONVERGE_INITIAL.store(initial, Ordering::SeqCst);
+    AUTO_CONVERGE_STEP.store(step, Ordering::SeqCst);
+    AUTO_CONVERGE_FLOOR.store(floor, Ordering::SeqCst);
+    Ok(())
+}
+
 /// `xcmig_reset_precopy_settings`: back to the environment and defaults
 /// (the checkpoint buffer limit and the I/O timeout too).
 pub fn reset() {
@@ -88,6 +119,10 @@ pub fn reset() {
         &MAX_ITERATIONS,
         &MAX_PRECOPY_SECONDS,
         &ABORT_IF_NOT_CONVERGING,
+        &AUTO_CONVERGE,
+        &AUTO_CONVERGE_INITIAL,
+        &AUTO_CONVERGE_STEP,
+        &AUTO_CONVERGE_FLOOR,
     ] {
         a.store(UNSET, Ordering::SeqCst);
     }
@@ -161,6 +196,31 @@ pub fn resolve(env: &dyn Fn(&str) -> Option<OsString>, log: &dyn Log) -> Precopy
     ) {
         s.abort_if_not_converging = b != 0;
     }
+    if let Some(b) = read(ENV_AUTO_CONVERGE, &AUTO_CONVERGE, &parse_bool) {
+        s.auto_converge.enabled = b != 0;
+    }
+    let percent = |v: &str| parse_u32(v).filter(|n| (1..=100).contains(n));
+    let ac = &mut s.auto_converge;
+    if let Some(n) = read(ENV_AUTO_CONVERGE_INITIAL, &AUTO_CONVERGE_INITIAL, &percent) {
+        ac.initial_share = n as u8;
+    }
+    if let Some(n) = read(ENV_AUTO_CONVERGE_STEP, &AUTO_CONVERGE_STEP, &percent) {
+        ac.step = n as u8;
+    }
+    if let Some(n) = read(ENV_AUTO_CONVERGE_FLOOR, &AUTO_CONVERGE_FLOOR, &percent) {
+        ac.floor = n as u8;
+    }
+    if ac.floor > ac.initial_share {
+        log.log(
+            Level::Warn,
+            None,
+            &format!(
+                "xcmig: auto-converge floor {}% is above the initial share {}%; using {}% for both",
+                ac.floor, ac.initial_share, ac.initial_share
+            ),
+        );
+        ac.floor = ac.initial_share;
+    }
     s
 }
 
@@ -168,7 +228,12 @@ fn expected(name: &str) -> &'static str {
     match name {
         ENV_POLICY => "expected \"targeted\" or \"classic\"",
         ENV_MAX_ITERATIONS => "expected a whole number from 1 to 4294967294",
-        ENV_ABORT_IF_NOT_CONVERGING => "expected 1/0, true/false, yes/no or on/off",
+        ENV_ABORT_IF_NOT_CONVERGING | ENV_AUTO_CONVERGE => {
+            "expected 1/0, true/false, yes/no or on/off"
+        }
+        ENV_AUTO_CONVERGE_INITIAL | ENV_AUTO_CONVERGE_STEP | ENV_AUTO_CONVERGE_FLOOR => {
+            "expected a whole number of percent from 1 to 100"
+        }
         _ => "expected a whole number from 0 to 4294967294",
     }
 }

@@ -9,6 +9,7 @@ use std::io::Write;
 use super::ctx::Ctx;
 use super::error::SaveError;
 use super::guest::PageFrames;
+use super::throttle::Throttle;
 use super::{memory, precopy};
 use crate::hv::Hypervisor;
 use crate::log::Level;
@@ -45,8 +46,15 @@ pub(crate) fn send_domain_memory_live<H: Hypervisor, W: Write>(
     frames: &dyn PageFrames,
 ) -> Result<(), SaveError> {
     enable_logdirty(ctx)?;
-    precopy::send_memory_live(ctx, frames)?;
-    suspend_and_send_dirty(ctx, frames)?;
+    // Auto-converge's cap, restored once the guest is suspended (or, on
+    // an error or a panic, when this is dropped).
+    let vcpus = ctx.info.max_vcpu_id + 1;
+    let mut throttle = Throttle::new(ctx.hv, ctx.domid, vcpus);
+    precopy::send_memory_live(ctx, frames, &mut throttle)?;
+    ctx.suspend_domain()?;
+    // The guest no longer runs: its cap has done its work.
+    ctx.summary.throttled_time = throttle.finish();
+    send_dirty_suspended(ctx, frames)?;
     if ctx.debug && ctx.stream_type == StreamType::Plain {
         verify_frames(ctx, frames)?;
     }
@@ -72,16 +80,24 @@ pub(crate) fn suspend_and_send_dirty<H: Hypervisor, W: Write>(
     ctx: &mut Ctx<'_, H, W>,
     frames: &dyn PageFrames,
 ) -> Result<(), SaveError> {
-    let res = suspend_and_send_dirty_inner(ctx, frames);
+    ctx.suspend_domain()?;
+    send_dirty_suspended(ctx, frames)
+}
+
+/// The part of [`suspend_and_send_dirty`] after the suspend.
+fn send_dirty_suspended<H: Hypervisor, W: Write>(
+    ctx: &mut Ctx<'_, H, W>,
+    frames: &dyn PageFrames,
+) -> Result<(), SaveError> {
+    let res = send_dirty_suspended_inner(ctx, frames);
     ctx.prefix = None;
     res
 }
 
-fn suspend_and_send_dirty_inner<H: Hypervisor, W: Write>(
+fn send_dirty_suspended_inner<H: Hypervisor, W: Write>(
     ctx: &mut Ctx<'_, H, W>,
     frames: &dyn PageFrames,
 ) -> Result<(), SaveError> {
-    ctx.suspend_domain()?;
     let report = memory::logdirty_clean(ctx, true)?;
     ctx.prefix = Some(if ctx.live {
         format!("Frames iteration {}", ctx.stats.iteration)

@@ -50,6 +50,7 @@ mod out;
 mod params;
 pub mod policy;
 mod precopy;
+mod throttle;
 mod x86;
 mod x86_hvm;
 mod x86_pv;
@@ -64,7 +65,8 @@ pub use callbacks::{SaveCallbacks, SaveHook};
 pub use error::SaveError;
 pub use params::{SaveParams, SaveSummary};
 pub use policy::{
-    simple_precopy_policy, PolicyChoice, PolicyDecision, PrecopySettings, PrecopyStats,
+    simple_precopy_policy, AutoConverge, PolicyChoice, PolicyDecision, PrecopySettings,
+    PrecopyStats,
 };
 
 use ctx::Ctx;
@@ -291,3 +293,5 @@ mod seam_tests;
 mod tests;
 #[cfg(test)]
 pub(crate) mod testutil;
+#[cfg(test)]
+mod throttle_tests;

@@ -53,4 +53,9 @@ pub struct SaveSummary {
     pub total_time: std::time::Duration,
     /// Every decision of the precopy policy, with the statistics it saw.
     pub policy_calls: Vec<(PrecopyStats, PolicyDecision)>,
+    /// Auto-converge: the CPU shares (percent) the guest was capped at, in
+    /// order; empty when it was never throttled.
+    pub throttle_shares: Vec<u8>,
+    /// Auto-converge: how long the guest ran with a lowered cap.
+    pub throttled_time: std::time::Duration,
 }

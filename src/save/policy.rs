@@ -29,11 +29,17 @@
 //!    guest is stopped, so it costs only the (smaller) set it leaves behind
 //!    in extra bytes, and shortens the downtime by the difference;
 //! 4. the prediction fits the target: stop;
-//! 5. the dirty set has not shrunk (by 5% of its smallest size so far) for
-//!    [`PrecopySettings::stall_rounds`] rounds: the guest dirties memory as
-//!    fast as it is sent; stop anyway (libxenguest's forced stop), or abort
-//!    when asked to;
-//! 6. otherwise continue.
+//! 5. with auto-converge ([`AutoConverge`]) on, throttle: once the dirty
+//!    set has stalled (as in 6), cap the guest's CPU at
+//!    [`AutoConverge::initial_share`] and continue; while capped, every
+//!    round that gets here lowers the share by [`AutoConverge::step`]
+//!    points, down to [`AutoConverge::floor`];
+//! 6. the dirty set has not shrunk (by 5% of its smallest size so far) for
+//!    [`PrecopySettings::stall_rounds`] rounds (counted afresh after each
+//!    throttle step): the guest dirties memory as fast as it is sent; stop
+//!    anyway (libxenguest's forced stop), or abort when asked to. With
+//!    auto-converge this happens only at the floor;
+//! 7. otherwise continue.
 //!
 //! The dirty rate is a count of distinct pages over an interval, so for a
 //! small working set rewritten faster than it is sent it underestimates how
@@ -135,6 +141,74 @@ pub struct PrecopySettings {
     /// the end-of-stream records and the restorer's completion (default
     /// 5 ms, what the benchmark measures for a converged guest on xensim).
     pub final_overhead: Duration,
+    /// Throttle the guest's CPU when it does not converge (default off).
+    pub auto_converge: AutoConverge,
+}
+
+/// Auto-converge: cap the CPU of a guest that dirties memory faster than
+/// the stream carries it, so that its dirty rate falls below the
+/// bandwidth (QEMU's auto-converge, through Xen's credit/credit2 cap).
+///
+/// Shares are percentages of the CPU the guest's vCPUs could use before
+/// the save (all of them, or its own cap if it had one). The guest runs
+/// slower while it is throttled; the original cap and weight are put back
+/// when the save ends, however it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoConverge {
+    /// Throttle at all (default false).
+    pub enabled: bool,
+    /// Share left at the first step, 1..=100 (default 50).
+    pub initial_share: u8,
+    /// Points the share drops by at each further step, at least 1
+    /// (default 20).
+    pub step: u8,
+    /// Lowest share, 1..=initial_share (default 5).
+    pub floor: u8,
+}
+
+/// Default [`AutoConverge::initial_share`].
+pub const DEFAULT_THROTTLE_INITIAL: u8 = 50;
+/// Default [`AutoConverge::step`].
+pub const DEFAULT_THROTTLE_STEP: u8 = 20;
+/// Default [`AutoConverge::floor`].
+pub const DEFAULT_THROTTLE_FLOOR: u8 = 5;
+
+impl Default for AutoConverge {
+    fn default() -> Self {
+        AutoConverge {
+            enabled: false,
+            initial_share: DEFAULT_THROTTLE_INITIAL,
+            step: DEFAULT_THROTTLE_STEP,
+            floor: DEFAULT_THROTTLE_FLOOR,
+        }
+    }
+}
+
+impl AutoConverge {
+    /// Auto-converge on, with the default shares.
+    pub fn on() -> Self {
+        AutoConverge {
+            enabled: true,
+            ..AutoConverge::default()
+        }
+    }
+
+    /// The settings with shares forced into range: every share 1..=100,
+    /// the floor at most the initial share, a step of at least 1.
+    pub fn clamped(self) -> Self {
+        let initial_share = self.initial_share.clamp(1, 100);
+        AutoConverge {
+            enabled: self.enabled,
+            initial_share,
+            step: self.step.max(1),
+            floor: self.floor.clamp(1, initial_share),
+        }
+    }
+
+    /// The share after `current`: `step` points lower, not below the floor.
+    fn next(self, current: u8) -> u8 {
+        current.saturating_sub(self.step).max(self.floor)
+    }
 }
 
 /// Default [`PrecopySettings::target_downtime`].
@@ -158,6 +232,7 @@ impl Default for PrecopySettings {
             abort_if_not_converging: false,
             stall_rounds: DEFAULT_STALL_ROUNDS,
             final_overhead: DEFAULT_FINAL_OVERHEAD,
+            auto_converge: AutoConverge::default(),
         }
     }
 }
@@ -233,6 +308,8 @@ pub enum Reason {
     TimeCap,
     /// The dirty set stopped shrinking with the prediction over target.
     NotConverging,
+    /// Auto-converge: the guest's CPU share is lowered for the next round.
+    Throttling,
 }
 
 impl fmt::Display for Reason {
@@ -249,6 +326,7 @@ impl fmt::Display for Reason {
             Reason::NotConverging => {
                 "dirty set stopped shrinking, predicted downtime over the target"
             }
+            Reason::Throttling => "not converging: lowering the guest's CPU share",
         })
     }
 }
@@ -262,6 +340,9 @@ pub struct Verdict {
     pub reason: Reason,
     /// The figures, when a round has been measured.
     pub estimate: Option<Estimate>,
+    /// Auto-converge: the CPU share (percent) to give the guest before the
+    /// next round is sent, when it changes.
+    pub throttle: Option<u8>,
 }
 
 impl Verdict {
@@ -270,6 +351,7 @@ impl Verdict {
             decision,
             reason,
             estimate,
+            throttle: None,
         }
     }
 }
@@ -289,6 +371,8 @@ pub struct TargetedPolicy {
     /// Smallest dirty set so far, and rounds since it last shrank.
     best: u64,
     stalled: u32,
+    /// The guest's CPU share while auto-converge throttles it.
+    share: Option<u8>,
 }
 
 impl TargetedPolicy {
@@ -303,7 +387,23 @@ impl TargetedPolicy {
             last_set: p2m_size,
             best: p2m_size,
             stalled: 0,
+            share: None,
         }
+    }
+
+    /// The CPU share auto-converge gives the guest now, if it throttles.
+    pub fn share(&self) -> Option<u8> {
+        self.share
+    }
+
+    /// Auto-converge cannot throttle this guest (the scheduler has no cap,
+    /// or setting it failed): go on as without it. The stall that called
+    /// for the throttle still counts, so the next round that does not make
+    /// progress ends pre-copy.
+    pub fn disable_throttling(&mut self) {
+        self.settings.auto_converge.enabled = false;
+        self.share = None;
+        self.stalled = self.stalled.max(self.settings.stall_rounds.max(1));
     }
 
     /// The settings in force.
@@ -382,7 +482,25 @@ impl TargetedPolicy {
         if fits {
             return stop(Reason::Fits);
         }
-        if self.stalled >= s.stall_rounds.max(1) {
+        let ac = s.auto_converge.clamped();
+        let stalled = self.stalled >= s.stall_rounds.max(1);
+        let throttle = match self.share {
+            _ if !ac.enabled => None,
+            Some(cur) if cur > ac.floor => Some(ac.next(cur)),
+            None if stalled => Some(ac.initial_share),
+            _ => None,
+        };
+        if let Some(share) = throttle {
+            self.share = Some(share);
+            // A lower share changes the guest's rate: count the stall
+            // afresh from here.
+            self.stalled = 0;
+            self.best = d;
+            let mut v = Verdict::new(PolicyDecision::Continue, Reason::Throttling, Some(est));
+            v.throttle = Some(share);
+            return v;
+        }
+        if stalled {
             return give_up(Reason::NotConverging);
         }
         Verdict::new(PolicyDecision::Continue, Reason::OverTarget, Some(est))
@@ -706,6 +824,120 @@ mod tests {
         p.after_clean(&m);
         let bw = p.bandwidth().unwrap() / MIB;
         assert!(bw > 99.0, "{bw}");
+    }
+
+    fn with_auto_converge(ac: AutoConverge) -> PrecopySettings {
+        PrecopySettings {
+            auto_converge: ac,
+            ..PrecopySettings::default()
+        }
+    }
+
+    #[test]
+    fn auto_converge_throttles_after_the_stall_and_steps_down_to_the_floor() {
+        let v = run(
+            with_auto_converge(AutoConverge::on()),
+            262144,
+            100.0,
+            &[50000; 20],
+        );
+        let steps: Vec<(Reason, Option<u8>)> = v.iter().map(|v| (v.reason, v.throttle)).collect();
+        use Reason::*;
+        assert_eq!(
+            steps,
+            vec![
+                (FirstPass, None),
+                (Converging, None),
+                (OverTarget, None),
+                (Throttling, Some(50)),
+                (Throttling, Some(30)),
+                (Throttling, Some(10)),
+                (Throttling, Some(5)),
+                // At the floor the stall is counted afresh.
+                (OverTarget, None),
+                (NotConverging, None),
+            ]
+        );
+        assert_eq!(last(&v).0, PolicyDecision::StopAndCopy);
+    }
+
+    #[test]
+    fn without_auto_converge_no_verdict_throttles() {
+        for dirties in [[50000u64; 20], [1000; 20]] {
+            let v = run(PrecopySettings::default(), 262144, 20.0, &dirties);
+            assert!(v.iter().all(|v| v.throttle.is_none()), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn a_throttled_guest_that_converges_keeps_its_share() {
+        // After the first cap the set shrinks by more than a quarter each
+        // round: no further step, and pre-copy ends when it fits.
+        let dirties = [50000, 50000, 50000, 20000, 8000, 3000, 1000, 900];
+        let v = run(
+            with_auto_converge(AutoConverge::on()),
+            262144,
+            20.0,
+            &dirties,
+        );
+        let shares: Vec<u8> = v.iter().filter_map(|v| v.throttle).collect();
+        assert_eq!(shares, vec![50]);
+        assert_eq!(last(&v), (PolicyDecision::StopAndCopy, Reason::Fits));
+    }
+
+    #[test]
+    fn abort_comes_only_after_the_floor_did_not_help() {
+        let s = PrecopySettings {
+            abort_if_not_converging: true,
+            ..with_auto_converge(AutoConverge::on())
+        };
+        let v = run(s, 262144, 100.0, &[50000; 20]);
+        let shares: Vec<u8> = v.iter().filter_map(|v| v.throttle).collect();
+        assert_eq!(shares, vec![50, 30, 10, 5]);
+        assert_eq!(last(&v), (PolicyDecision::Abort, Reason::NotConverging));
+    }
+
+    #[test]
+    fn disabling_throttling_keeps_the_stall_that_asked_for_it() {
+        let mut p = TargetedPolicy::new(with_auto_converge(AutoConverge::on()), 262144);
+        p.first();
+        let mut set = 262144;
+        let mut verdicts = Vec::new();
+        for _ in 0..3 {
+            verdicts.push(p.after_clean(&round(set, 20.0, 50000, 1.0)));
+            set = 50000;
+        }
+        assert_eq!(verdicts[2].throttle, Some(50));
+        p.disable_throttling();
+        assert_eq!(p.share(), None);
+        let v = p.after_clean(&round(set, 20.0, 50000, 2.0));
+        assert_eq!(
+            (v.decision, v.reason),
+            (PolicyDecision::StopAndCopy, Reason::NotConverging)
+        );
+    }
+
+    #[test]
+    fn auto_converge_shares_are_clamped_into_range() {
+        let a = AutoConverge {
+            enabled: true,
+            initial_share: 0,
+            step: 0,
+            floor: 200,
+        }
+        .clamped();
+        assert_eq!((a.initial_share, a.step, a.floor), (1, 1, 1));
+        let b = AutoConverge {
+            enabled: true,
+            initial_share: 250,
+            step: 30,
+            floor: 20,
+        }
+        .clamped();
+        assert_eq!((b.initial_share, b.step, b.floor), (100, 30, 20));
+        assert_eq!(b.next(100), 70);
+        assert_eq!(b.next(40), 20);
+        assert_eq!(b.next(20), 20);
     }
 
     #[test]

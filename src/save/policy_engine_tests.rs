@@ -57,7 +57,8 @@ impl std::io::Write for Link {
 }
 
 /// A guest thread that rewrites the pages of `ws`, in order and
-/// cyclically, at `pages_per_ms`, marking each dirty, while the guest runs.
+/// cyclically, at `pages_per_ms` times its CPU share (its scheduler cap),
+/// marking each dirty, while the guest runs.
 struct Workload {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<u64>>,
@@ -71,11 +72,16 @@ impl Workload {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            let start = Instant::now();
+            let mut last = Instant::now();
+            let mut allowance = 0.0f64;
             let mut written = 0u64;
             let mut page = [0u8; 4096];
             while !flag.load(Ordering::SeqCst) {
-                let due = (start.elapsed().as_secs_f64() * 1e3 * pages_per_ms) as u64;
+                let now = Instant::now();
+                let ran = now.duration_since(last).as_secs_f64();
+                last = now;
+                allowance += ran * 1e3 * pages_per_ms * dom.cpu_share();
+                let due = allowance as u64;
                 while written < due && !dom.guest_stopped() {
                     let pfn = ws[(written % ws.len() as u64) as usize];
                     page[..8].copy_from_slice(&written.to_le_bytes());
@@ -295,4 +301,53 @@ fn a_callers_policy_overrides_the_settings() {
     .expect("save");
     assert_eq!(cb.policy_calls.len(), 4);
     assert_eq!(r.policy_calls.len(), 4);
+}
+
+#[test]
+fn a_guest_that_out_dirties_the_link_converges_only_with_auto_converge() {
+    // 48 MiB rewritten at about 390 MiB/s, three times the link: every
+    // round finds almost all of it dirty again, and its stop-and-copy
+    // (48 MiB at 128 MiB/s, ~375 ms) never fits 300 ms. Capping the guest
+    // brings its rate under the link.
+    let stalled = PrecopySettings::default();
+    let (plain, _, _, _) = migrate("out-dirty-plain", stalled, 48 << 20, 100.0);
+    let plain = plain.expect("save without auto-converge");
+    let ac = PrecopySettings {
+        auto_converge: crate::save::AutoConverge::on(),
+        ..PrecopySettings::default()
+    };
+    let h = TempHost::new("out-dirty-ac");
+    let id = h.create(GuestType::Hvm, GUEST, 21, false);
+    let mut cb = ToolstackSave::new(h.domain(id));
+    let log = RecLog::default();
+    let mut link = Link::new(LINK);
+    let work = Workload::start(&h, id, 48 << 20, 100.0);
+    let r = save_domain(&h.hv(), id, &mut link, &live_with(ac), &mut cb, &log);
+    work.finish();
+    let throttled = r.unwrap_or_else(|e| panic!("save: {e}: {:#?}", log.lines.borrow()));
+    eprintln!(
+        "without: {} rounds, {} pages stopped; with: {} rounds, {} pages stopped, shares {:?}",
+        plain.precopy_iterations,
+        plain.pages_sent_suspended,
+        throttled.precopy_iterations,
+        throttled.pages_sent_suspended,
+        throttled.throttle_shares
+    );
+    assert!(plain.throttle_shares.is_empty());
+    assert!(!throttled.throttle_shares.is_empty(), "{throttled:?}");
+    assert!(
+        throttled.pages_sent_suspended * 2 < plain.pages_sent_suspended,
+        "with auto-converge {} pages left for the stop-and-copy, without {}: {:#?}",
+        throttled.pages_sent_suspended,
+        plain.pages_sent_suspended,
+        log.lines.borrow()
+    );
+    // The cap is back, and the guest ran throttled only during the save.
+    assert_eq!(h.domain(id).sched_params(), xensim::SchedParams::default());
+    assert!(
+        throttled.throttled_time < throttled.total_time,
+        "{throttled:?}"
+    );
+    let history = h.domain(id).sched_history().unwrap();
+    assert_eq!(history.last().map(|e| e.params.cap), Some(0), "{history:?}");
 }

@@ -41,6 +41,7 @@ use super::policy::{
     simple_precopy_policy, PolicyChoice, PolicyDecision, PrecopyStats, Reason, RoundMeasure,
     TargetedPolicy, Verdict,
 };
+use super::throttle::Throttle;
 use crate::hv::Hypervisor;
 use crate::log::Level;
 
@@ -71,9 +72,14 @@ fn record<H: Hypervisor, W: Write>(
 
 /// Send memory while the guest runs (libxenguest's `send_memory_live`).
 /// Log-dirty is already enabled; on return the caller suspends.
+///
+/// With auto-converge on and xcmig's policy deciding, `throttle` caps the
+/// guest's CPU when the policy asks; the caller restores it after the
+/// suspend (or its drop does, on any other way out).
 pub(crate) fn send_memory_live<H: Hypervisor, W: Write>(
     ctx: &mut Ctx<'_, H, W>,
     frames: &dyn PageFrames,
+    throttle: &mut Throttle<'_, H>,
 ) -> Result<(), SaveError> {
     let p2m_size = ctx.mem.p2m_size();
     ctx.stats = PrecopyStats {
@@ -87,6 +93,17 @@ pub(crate) fn send_memory_live<H: Hypervisor, W: Write>(
     let mut decider = if ctx.cb.has(SaveHook::PrecopyPolicy)
         || ctx.precopy.policy == PolicyChoice::Classic
     {
+        if ctx.precopy.auto_converge.enabled {
+            let who = if ctx.cb.has(SaveHook::PrecopyPolicy) {
+                "the caller's precopy_policy"
+            } else {
+                "the classic policy"
+            };
+            ctx.msg(
+                Level::Detail,
+                &format!("precopy: auto-converge is off: {who} decides this save"),
+            );
+        }
         Decider::Stats
     } else {
         let s = ctx.precopy;
@@ -103,11 +120,63 @@ pub(crate) fn send_memory_live<H: Hypervisor, W: Write>(
                 if s.abort_if_not_converging { "abort" } else { "stop and copy" }
             ),
         );
+        if s.auto_converge.enabled {
+            let a = s.auto_converge.clamped();
+            ctx.msg(
+                Level::Detail,
+                &format!(
+                    "precopy: auto-converge: when not converging, cap the guest's CPU at {}%, then {} points lower each round, down to {}%",
+                    a.initial_share, a.step, a.floor
+                ),
+            );
+        }
         Decider::Targeted(Box::new(TargetedPolicy::new(s, p2m_size)))
     };
-    let res = precopy_rounds(ctx, frames, &mut xen_dirty, &mut decider);
+    let res = precopy_rounds(ctx, frames, &mut xen_dirty, &mut decider, throttle);
     ctx.prefix = None;
     res
+}
+
+/// Auto-converge's step: cap the guest at `share` percent before the next
+/// round. A scheduler that cannot (no cap, a failed call) ends throttling
+/// for this save, with a warning; the migration goes on without it.
+fn apply_throttle<H: Hypervisor, W: Write>(
+    ctx: &mut Ctx<'_, H, W>,
+    throttle: &mut Throttle<'_, H>,
+    policy: &mut TargetedPolicy,
+    share: u8,
+    round: u32,
+    dirty: u64,
+) {
+    match throttle.apply(share) {
+        Ok((cap, before)) => {
+            ctx.summary.throttle_shares.push(share);
+            ctx.msg(
+                Level::Info,
+                &format!(
+                    "auto-converge: round {round}: {dirty} pages dirty and not converging: \
+                     domain {} capped at {share}% of its CPU (cap {cap}, {} before the save)",
+                    ctx.domid,
+                    if before.cap == 0 {
+                        "none".to_string()
+                    } else {
+                        before.cap.to_string()
+                    }
+                ),
+            );
+        }
+        Err(e) => {
+            policy.disable_throttling();
+            crate::log::message(
+                Level::Warn,
+                Some(e.errno()),
+                &format!(
+                    "auto-converge: cannot cap domain {}'s CPU ({e}); going on without throttling",
+                    ctx.domid
+                ),
+            );
+        }
+    }
 }
 
 fn precopy_rounds<H: Hypervisor, W: Write>(
@@ -115,6 +184,7 @@ fn precopy_rounds<H: Hypervisor, W: Write>(
     frames: &dyn PageFrames,
     xen_dirty: &mut u64,
     decider: &mut Decider,
+    throttle: &mut Throttle<'_, H>,
 ) -> Result<(), SaveError> {
     let mut rounds: u32 = 0;
     // Log-dirty was enabled just before: the first interval starts now.
@@ -141,6 +211,9 @@ fn precopy_rounds<H: Hypervisor, W: Write>(
                 };
                 let v = p.after_clean(&m);
                 log_round(ctx, rounds, &m, &v);
+                if let Some(share) = v.throttle {
+                    apply_throttle(ctx, throttle, p, share, rounds, *xen_dirty);
+                }
                 Some(v)
             }
         };
