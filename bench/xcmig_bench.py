@@ -607,7 +607,7 @@ def live_hot(quick: bool) -> Scenario:
                         dirty_rate=64, working_set=64 * MiB, link_rate=32 * MiB,
                         variants=HOT_VARIANTS,
                         title="live, 64 MiB/s over 64 MiB, 1 vCPU, link 32 MiB/s")
-    return Scenario("live-hot", "live-hot", 2 * GiB, "random", vcpus=1,
+    return Scenario("live-hot", "live-hot", 1 * GiB, "random", vcpus=1,
                     dirty_rate=128, working_set=512 * MiB, link_rate=64 * MiB,
                     variants=HOT_VARIANTS,
                     title="live, 128 MiB/s over 512 MiB, 1 vCPU, link 64 MiB/s")
@@ -1268,7 +1268,7 @@ def render_hot(doc: dict) -> list[str]:
         ev = hot_evidence(s, target)
         for text, ok in ev:
             lines.append(f"- {text}: {'met' if ok else '**missed**'}.")
-        overall = bool(ev) and all(ok for _, ok in ev)
+        overall = "xcmig+ac" in s["results"] and all(ok for _, ok in ev)
         lines += ["", f"Overall: {'met' if overall else '**not met**'}"
                   + ("" if "xcmig+ac" in s["results"] else
                      " (xcmig+ac was not measured)") + ".", ""]
