@@ -1298,6 +1298,7 @@ def render_hot_plot(doc: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     hot = [s for s in doc["scenarios"] if s["kind"] == "live-hot"]
     fig, axes = plt.subplots(len(hot), 2, figsize=(12, 4.5 * len(hot)), squeeze=False)
@@ -1325,6 +1326,7 @@ def render_hot_plot(doc: dict, path: Path) -> None:
                      linestyle="-" if v == "xcmig+ac" else "--")
             ax2.axvline(t_end, color=HOT_COLOURS[v], linestyle=":", alpha=0.7)
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("round (★ = stop-and-copy, guest suspended)")
         ax.set_ylabel("dirty set (pages)")
         p = s["params"]
