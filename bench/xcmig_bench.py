@@ -1290,6 +1290,7 @@ def render_hot_markdown(doc: dict) -> str:
 
 
 HOT_COLOURS = {"libxenguest": "#d62728", "xcmig": "#1f77b4", "xcmig+ac": "#2ca02c"}
+HOT_MARKS = {"libxenguest": "s", "xcmig": "o", "xcmig+ac": "^"}
 
 
 def render_hot_plot(doc: dict, path: Path) -> None:
@@ -1313,7 +1314,11 @@ def render_hot_plot(doc: dict, path: Path) -> None:
                     continue
                 kw = {"color": HOT_COLOURS[v], "alpha": 1.0 if k == 0 else 0.35}
                 xs = list(range(len(d)))
-                ax.plot(xs, [max(n, 0.8) for n in d], marker="o", markersize=4,
+                # libxenguest and xcmig often overlap: different marks.
+                ax.plot(xs, [max(n, 0.8) for n in d], marker=HOT_MARKS[v],
+                        markersize=7 if v == "libxenguest" else 4,
+                        markerfacecolor="none" if v == "libxenguest" else HOT_COLOURS[v],
+                        linestyle="--" if v == "libxenguest" else "-",
                         label=(f"{v} ({m['downtime_ms']:.0f} ms down)" if k == 0 else None),
                         **kw)
                 ax.plot([xs[-1]], [max(d[-1], 0.8)], marker="*", markersize=13, **kw)
