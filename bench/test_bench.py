@@ -137,7 +137,7 @@ class Summaries(unittest.TestCase):
 
 class LinkRateLimit(unittest.TestCase):
     def test_chunks_leave_at_the_link_rate(self):
-        link = xb.LinkShaper(1000)  # bytes/s
+        link = xb.LinkShaper(1000, burst=0)  # bytes/s
         self.assertAlmostEqual(link.delay(100, 10.0), 0.1)
         # The next chunk arriving at once queues behind the first.
         self.assertAlmostEqual(link.delay(100, 10.0), 0.2)
@@ -145,11 +145,26 @@ class LinkRateLimit(unittest.TestCase):
         self.assertAlmostEqual(link.delay(500, 10.2), 0.5)
 
     def test_an_idle_link_banks_no_credit(self):
-        link = xb.LinkShaper(1000)
+        link = xb.LinkShaper(1000, burst=0)
         link.delay(100, 0.0)
         # Idle from 0.1 s to 5 s: a burst then still goes at the rate.
         self.assertAlmostEqual(link.delay(1000, 5.0), 1.0)
         self.assertAlmostEqual(link.delay(1000, 5.0), 2.0)
+
+    def test_credit_is_capped_at_the_burst(self):
+        link = xb.LinkShaper(1000)  # default burst 20 ms
+        self.assertEqual(link.burst, 0.02)
+        self.assertAlmostEqual(link.delay(100, 0.0), 0.1)
+        # A relay that wakes 5 ms late loses nothing: the link was busy.
+        self.assertAlmostEqual(link.delay(100, 0.105), 0.095)
+        # After a long pause only 20 ms of credit: 20 bytes of 100 at once.
+        self.assertAlmostEqual(link.delay(100, 10.0), 0.08)
+        self.assertAlmostEqual(link.delay(100, 10.0), 0.18)
+        # Over a long stream with late wake-ups the rate is the link's.
+        link, now = xb.LinkShaper(1000), 0.0
+        for _ in range(1000):
+            now += max(0.0, link.delay(10, now)) + 0.005  # 5 ms late each time
+        self.assertAlmostEqual(10 * 1000 / now, 1000, delta=5)
 
     def test_chunk_is_about_10_ms_of_the_link_within_bounds(self):
         self.assertEqual(xb.LinkShaper(64 * xb.MiB).chunk(), int(64 * xb.MiB / 100))
@@ -187,8 +202,8 @@ class LinkRateLimit(unittest.TestCase):
         self.assertIsNone(relay.error)
         self.assertEqual(relay.bytes, size)
         self.assertEqual(got, bytes(range(256)) * (size // 256))
-        # 2 MiB at 8 MiB/s: 0.25 s, not faster (some slack for a busy machine).
-        self.assertGreaterEqual(elapsed, 0.24)
+        # 2 MiB at 8 MiB/s: 0.25 s, less at most the 20 ms of credit.
+        self.assertGreaterEqual(elapsed, 0.225)
         self.assertLess(elapsed, 5)
         self.assertGreater(relay.last_ns, relay.first_ns)
 

@@ -481,21 +481,28 @@ def restore_done_ns(res: ChildResult) -> int:
 
 
 class LinkShaper:
-    """A link of `rate` bytes/s as a token bucket that gives no credit for
-    idle time: a chunk of n bytes that reaches the link at `now` leaves it
-    n/rate seconds after the link is free (at `now` if it was idle, else when
-    the previous chunk has left). An idle link does not bank time, so the
-    stream never bursts above the rate after a pause."""
+    """A link of `rate` bytes/s as a token bucket (in its virtual-time form)
+    that banks at most `burst` seconds of credit: a chunk of n bytes that
+    reaches the link at `now` leaves it n/rate seconds after the link is
+    free: when the previous chunk has left, or, if the link has been idle
+    since, at `now - burst`. So a pause in the stream (the saver scanning
+    its dirty bitmap) does not let a burst above the rate through
+    afterwards, beyond `burst` of the link. The small default (20 ms, two
+    chunks) absorbs the relay's own wake-up latency: a relay thread that
+    oversleeps does not lower the link's rate, which matters on a loaded
+    machine; `burst=0` is a link with no credit at all."""
 
-    def __init__(self, rate: float):
+    def __init__(self, rate: float, burst: float = 0.02):
         if rate <= 0:
             raise ValueError("a link rate must be positive")
         self.rate = float(rate)
+        self.burst = max(0.0, float(burst))
         self.free_at: float | None = None
 
     def delay(self, n: int, now: float) -> float:
-        """Seconds from `now` until the n bytes arriving at `now` have left."""
-        start = now if self.free_at is None or self.free_at < now else self.free_at
+        """Seconds from `now` until the n bytes arriving at `now` have left
+        (0 or less: they may go at once)."""
+        start = now if self.free_at is None else max(self.free_at, now - self.burst)
         self.free_at = start + n / self.rate
         return self.free_at - now
 
