@@ -374,6 +374,14 @@ class HotRender(unittest.TestCase):
             (Path(d) / "live-hot.md").unlink()
             self.assertEqual(xb.main(["render", d]), 0)
             self.assertIn("Overall: met.", (Path(d) / "live-hot.md").read_text())
+            # Given one file, only that one, with the notes.
+            (Path(d) / "notes.md").write_text("Hot notes.")
+            (Path(d) / "results.json").write_text(json.dumps({**hot_doc(), "scenarios": []}))
+            self.assertEqual(xb.main(["render", str(Path(d) / "live-hot.json"),
+                                      "--notes", str(Path(d) / "notes.md")]), 0)
+            self.assertIn("## Notes\n\nHot notes.", (Path(d) / "live-hot.md").read_text())
+            self.assertEqual((Path(d) / "results.md").read_text(), "old")
+            self.assertIn("Hot notes.", (Path(d) / "live-hot.json").read_text())
 
     def test_a_full_run_puts_live_hot_in_results_md_too_but_not_in_issue5(self):
         doc = hot_doc()

@@ -1578,7 +1578,12 @@ def cmd_render(args: argparse.Namespace) -> int:
     """Re-renders results.md and plot.png from a results.json, optionally
     replacing its notes (the measurements are kept as they are)."""
     out_dir = Path(args.dir)
-    names = [n for n in ("results.json", "live-hot.json") if (out_dir / n).exists()]
+    if out_dir.suffix == ".json" and not out_dir.is_dir():
+        # One document: DIR/results.json or DIR/live-hot.json.
+        names = [out_dir.name]
+        out_dir = out_dir.parent
+    else:
+        names = [n for n in ("results.json", "live-hot.json") if (out_dir / n).exists()]
     if not names:
         names = ["results.json"]  # for the error message
     docs = []
@@ -1607,8 +1612,10 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("copy-mem")  # baseline copier, not listed
     c.add_argument("domain_dir")
     c.add_argument("--report")
-    c = sub.add_parser("render", help="re-render results.md and plot.png from results.json")
-    c.add_argument("dir")
+    c = sub.add_parser("render", help="re-render results.md and plot.png from results.json "
+                       "(and live-hot.md/.png from live-hot.json)")
+    c.add_argument("dir", help="the output directory, or one JSON file in it "
+                   "(results.json or live-hot.json) to render only that one")
     c.add_argument("--notes", help="markdown file to include as the Notes section")
     c = sub.add_parser("copy-in")  # baseline copier, not listed
     c.add_argument("source")
