@@ -43,6 +43,15 @@ SYSTEM_XEN_LIBDIR = "/usr/lib/x86_64-linux-gnu"
 REPO = Path(__file__).resolve().parent.parent
 
 IMPLS = ("libxenguest", "xcmig")
+# live-hot adds xcmig with auto-converge (XCMIG_AUTO_CONVERGE=1) as a third
+# variant; the other scenarios keep the two implementations.
+HOT_VARIANTS = ("libxenguest", "xcmig", "xcmig+ac")
+ALL_VARIANTS = HOT_VARIANTS
+# The downtime the live-hot evidence is checked against: xcmig's target
+# (XCMIG_TARGET_DOWNTIME_MS, default 300).
+DEFAULT_TARGET_DOWNTIME_MS = 300
+# The weight and cap a domain starts with (credit2; cap 0 = no cap).
+DEFAULT_SCHED = {"weight": 256, "cap": 0}
 
 
 class BenchError(Exception):
@@ -237,12 +246,17 @@ class SimHost:
         self.timeout = timeout
 
     def env(self, impl: str | None = None) -> dict[str, str]:
+        """The environment of a child on this host. `xcmig+ac` is xcmig with
+        XCMIG_AUTO_CONVERGE=1; every other variant runs with that variable
+        removed (the tuning variables XCMIG_AUTO_CONVERGE_* pass through)."""
         env = {k: v for k, v in os.environ.items()
-               if k not in ("LD_PRELOAD", "XENSIM_FAULTS")}
+               if k not in ("LD_PRELOAD", "XENSIM_FAULTS", "XCMIG_AUTO_CONVERGE")}
         env["XENSIM_HOST"] = str(self.dir)
         env["LD_LIBRARY_PATH"] = f"{self.build.shim_dir}:{SYSTEM_XEN_LIBDIR}"
-        if impl == "xcmig":
+        if impl in ("xcmig", "xcmig+ac"):
             env["LD_PRELOAD"] = str(self.build.libxcmig)
+        if impl == "xcmig+ac":
+            env["XCMIG_AUTO_CONVERGE"] = "1"
         return env
 
     def xensim(self, *args: str, timeout: float | None = None) -> str:
@@ -270,6 +284,22 @@ class SimHost:
     def resume_if_suspended(self, domid: int) -> None:
         if self.info(domid).get("shutdown") == "1":
             self.xensim("domain", "resume", str(domid))
+
+    def sched(self, domid: int, history: bool = False) -> dict:
+        """`xensim domain sched DOMID --json [--history]`: weight, cap and,
+        with history, every change ({"time_ns", "weight", "cap", ...})."""
+        out = self.xensim("domain", "sched", str(domid), "--json",
+                          *(["--history"] if history else []))
+        try:
+            return json.loads(out)
+        except json.JSONDecodeError as e:
+            raise BenchError(f"xensim domain sched {domid} --json: not JSON ({e}): "
+                             f"{out[:200]!r}") from e
+
+    def set_sched(self, domid: int, weight: int, cap: int) -> dict:
+        out = self.xensim("domain", "sched", str(domid), "--weight", str(weight),
+                          "--cap", str(cap), "--json")
+        return json.loads(out)
 
     def domain_dir(self, domid: int) -> Path:
         return self.dir / "domains" / str(domid)
@@ -450,16 +480,55 @@ def restore_done_ns(res: ChildResult) -> int:
 # The relay that counts bytes on the wire
 
 
+class LinkShaper:
+    """A link of `rate` bytes/s as a token bucket (in its virtual-time form)
+    that banks at most `burst` seconds of credit: a chunk of n bytes that
+    reaches the link at `now` leaves it n/rate seconds after the link is
+    free: when the previous chunk has left, or, if the link has been idle
+    since, at `now - burst`. So a pause in the stream (the saver scanning
+    its dirty bitmap) does not let a burst above the rate through
+    afterwards, beyond `burst` of the link. The small default (20 ms, two
+    chunks) absorbs the relay's own wake-up latency: a relay thread that
+    oversleeps does not lower the link's rate, which matters on a loaded
+    machine; `burst=0` is a link with no credit at all."""
+
+    def __init__(self, rate: float, burst: float = 0.02):
+        if rate <= 0:
+            raise ValueError("a link rate must be positive")
+        self.rate = float(rate)
+        self.burst = max(0.0, float(burst))
+        self.free_at: float | None = None
+
+    def delay(self, n: int, now: float) -> float:
+        """Seconds from `now` until the n bytes arriving at `now` have left
+        (0 or less: they may go at once)."""
+        start = now if self.free_at is None else max(self.free_at, now - self.burst)
+        self.free_at = start + n / self.rate
+        return self.free_at - now
+
+    def chunk(self) -> int:
+        """Bytes moved per step: about 10 ms of the link, 64 KiB to 1 MiB."""
+        return max(64 * 1024, min(MiB, int(self.rate / 100)))
+
+
 class Relay:
     """Moves the stream from the saver's socket to the restorer's socket
     through a pipe with splice(2) (no copy through user space), counting
-    bytes. Closing the saver's end propagates as EOF to the restorer."""
+    bytes. Closing the saver's end propagates as EOF to the restorer.
 
-    def __init__(self) -> None:
+    With `rate` (bytes/s), each chunk is held in the pipe until a
+    `LinkShaper` lets it go: the link, not the machine, limits the stream,
+    and the saver blocks on its full socket as on a slow network."""
+
+    def __init__(self, rate: float | None = None) -> None:
         self.save_end, self._in = socket.socketpair()
         self._out, self.restore_end = socket.socketpair()
         self.bytes = 0
         self.error: str | None = None
+        self.shaper = LinkShaper(rate) if rate else None
+        # CLOCK_MONOTONIC ns of the first byte in and the last byte out.
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
@@ -473,13 +542,21 @@ class Relay:
             except OSError:
                 pass  # the default pipe size only costs more splice calls
             src, dst = self._in.fileno(), self._out.fileno()
+            chunk = self.shaper.chunk() if self.shaper else MiB
             while True:
-                n = os.splice(src, w, MiB)
+                n = os.splice(src, w, chunk)
                 if n == 0:
                     break
+                if self.first_ns is None:
+                    self.first_ns = time.monotonic_ns()
+                if self.shaper:
+                    wait = self.shaper.delay(n, time.monotonic())
+                    if wait > 0:
+                        time.sleep(wait)
                 self.bytes += n
                 while n:
                     n -= os.splice(r, dst, n)
+                self.last_ns = time.monotonic_ns()
         except OSError as e:
             self.error = str(e)
         finally:
@@ -508,7 +585,7 @@ class Relay:
 @dataclass
 class Scenario:
     name: str
-    kind: str  # "nonlive" or "live"
+    kind: str  # "nonlive", "live" or "live-hot" (live over a rate-limited link)
     memory: int
     fill: str
     vcpus: int = 2
@@ -516,14 +593,31 @@ class Scenario:
     working_set: int = 0  # bytes
     title: str = ""
     guest: str = "hvm"  # xensim --type: hvm, pvh or pv (64-bit PV, linear p2m)
+    link_rate: int = 0  # bytes/s of the relay's link; 0 = as fast as the machine
+    variants: tuple[str, ...] = IMPLS
 
     def params(self) -> dict:
         p = {"memory_bytes": self.memory, "fill": self.fill, "vcpus": self.vcpus,
              "guest_type": self.guest}
-        if self.kind == "live":
+        if self.kind in ("live", "live-hot"):
             p.update(dirty_rate_mib_s=self.dirty_rate,
                      working_set_bytes=self.working_set)
+        if self.link_rate:
+            p["link_bytes_s"] = self.link_rate
         return p
+
+
+def live_hot(quick: bool) -> Scenario:
+    """A guest that dirties memory twice as fast as the link carries it."""
+    if quick:
+        return Scenario("live-hot", "live-hot", 256 * MiB, "random", vcpus=1,
+                        dirty_rate=64, working_set=64 * MiB, link_rate=32 * MiB,
+                        variants=HOT_VARIANTS,
+                        title="live, 64 MiB/s over 64 MiB, 1 vCPU, link 32 MiB/s")
+    return Scenario("live-hot", "live-hot", 1 * GiB, "random", vcpus=1,
+                    dirty_rate=128, working_set=512 * MiB, link_rate=64 * MiB,
+                    variants=HOT_VARIANTS,
+                    title="live, 128 MiB/s over 512 MiB, 1 vCPU, link 64 MiB/s")
 
 
 def scenarios(quick: bool) -> list[Scenario]:
@@ -545,6 +639,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             Scenario("pv-live-busy", "live", m, "random", dirty_rate=256,
                      working_set=128 * MiB, guest="pv",
                      title="live PV, 256 MiB/s over 128 MiB"),
+            live_hot(True),
         ]
     m = 2 * GiB
     return [
@@ -568,6 +663,7 @@ def scenarios(quick: bool) -> list[Scenario]:
         Scenario("pv-live-busy", "live", m, "random", dirty_rate=256,
                  working_set=1 * GiB, guest="pv",
                  title="live PV, 256 MiB/s over 1 GiB"),
+        live_hot(False),
     ]
 
 
@@ -613,9 +709,15 @@ class Bench:
                 f"$ {' '.join(res.argv)}\n# exit {res.returncode}, wall {res.wall:.3f} s, "
                 f"cpu {res.cpu:.3f} s\n" + res.stderr_text() + "\n")
 
-    def order(self, run: int) -> list[str]:
-        impls = [i for i in IMPLS if i in self.args.impl]
-        return impls if run % 2 == 0 else impls[::-1]
+    def variants(self, sc: Scenario) -> list[str]:
+        return [i for i in sc.variants if i in self.args.impl]
+
+    def order(self, run: int, sc: Scenario | None = None) -> list[str]:
+        """The variants in the order of this run: rotated by one each run
+        (for two, alternating which goes first)."""
+        impls = self.variants(sc) if sc else [i for i in IMPLS if i in self.args.impl]
+        k = run % len(impls) if impls else 0
+        return impls[k:] + impls[:k]
 
     def verify_run(self, run: int) -> bool:
         return self.args.verify == "all" or (self.args.verify == "first" and run == 0)
@@ -629,13 +731,13 @@ class Bench:
         guest_bytes = guest_pages * PAGE
         scratch = host.dir / "scratch"
         scratch.mkdir()
-        runs: dict[str, list[dict]] = {i: [] for i in IMPLS if i in self.args.impl}
+        runs: dict[str, list[dict]] = {i: [] for i in self.variants(sc)}
         base_runs: list[dict] = []
         src_digest = None
         for run in range(self.args.runs):
             if not self.args.no_baseline:
                 base_runs.append(self.baseline(host, src, guest_bytes, scratch))
-            for impl in self.order(run):
+            for impl in self.order(run, sc):
                 host.resume_if_suspended(src)
                 img = scratch / f"{impl}.img"
                 s = self.save(host, impl, src, str(img), live=False).wait(self.timeout)
@@ -717,30 +819,47 @@ class Bench:
         src = host.create(sc.guest, sc.memory, sc.vcpus, sc.fill, self.args.seed)
         guest_pages = int(host.info(src)["tot_pages"])
         guest_bytes = guest_pages * PAGE
-        runs: dict[str, list[dict]] = {i: [] for i in IMPLS if i in self.args.impl}
+        runs: dict[str, list[dict]] = {i: [] for i in self.variants(sc)}
         for run in range(self.args.runs):
-            for impl in self.order(run):
+            for impl in self.order(run, sc):
                 host.resume_if_suspended(src)
                 m = self.live_once(sc, host, src, impl, run)
                 runs[impl].append(m)
+                extra = ""
+                if "lowest_share" in m:
+                    extra = (f", lowest CPU share {m['lowest_share']:.0%}, throttled "
+                             f"{m['throttled_s']:.2f} s of {m['wall_s']:.2f} s"
+                             f"{'' if m['sched_restored'] else ', cap NOT restored'}")
                 self.log(f"{sc.name} run {run + 1} {impl}: {m['wall_s']:.2f} s, "
                          f"wire {m['wire_bytes'] / GiB:.3f} GiB, "
                          f"{m['precopy_passes']} precopy passes, "
                          f"{m['suspended_pages']} pages suspended, "
-                         f"downtime {m['downtime_ms']:.0f} ms")
+                         f"downtime {m['downtime_ms']:.0f} ms{extra}")
         host.destroy(src)
         return {"guest_pages": guest_pages, "guest_bytes": guest_bytes,
                 "results": {i: summarise(v) for i, v in runs.items()}}
 
     def live_once(self, sc: Scenario, host: SimHost, src: int, impl: str, run: int) -> dict:
         dst = host.create(sc.guest, sc.memory, sc.vcpus, None)
+        hot = sc.kind == "live-hot"
+        sched_reset = False
+        if hot:
+            # Every variant starts from the default weight and cap, whatever
+            # an earlier save left behind (the evidence then shows it).
+            before = host.sched(src)
+            if (before["weight"], before["cap"]) != (DEFAULT_SCHED["weight"],
+                                                     DEFAULT_SCHED["cap"]):
+                before = host.set_sched(src, DEFAULT_SCHED["weight"], DEFAULT_SCHED["cap"])
+                sched_reset = True
         wl = Child("xensim domain run", [
             self.build.xensim, "domain", "run", str(src), "--dirty-rate",
             str(sc.dirty_rate), "--working-set", f"{sc.working_set // MiB}M",
             "--seed", str(self.args.seed + run), "--duration",
             str(int(self.timeout))], host.env())
-        relay = Relay()
+        relay = Relay(sc.link_rate or None)
         saver = restorer = None
+        # CLOCK_MONOTONIC ns + this = Unix ns (the scheduler history's clock).
+        unix_off = time.time_ns() - time.monotonic_ns()
         try:
             time.sleep(self.args.warmup)
             if not wl.running():
@@ -791,6 +910,26 @@ class Bench:
             "downtime_ms": (done - log.suspended_ns) / 1e6,
             "workload_pages_written": int(w.stdout.split()[-1]) if w.stdout.split() else 0,
         }
+        if hot:
+            m["rounds"] = len(log.precopy_totals) + (1 if log.suspended_pages is not None else 0)
+            m["dirty_per_round"] = log.precopy_totals + (
+                [log.suspended_pages] if log.suspended_pages is not None else [])
+            if relay.first_ns is not None and relay.last_ns and relay.last_ns > relay.first_ns:
+                m["link_mib_s"] = relay.bytes / MiB / ((relay.last_ns - relay.first_ns) / 1e9)
+            hist = host.sched(src, history=True)
+            after = {"weight": hist["weight"], "cap": hist["cap"]}
+            m["save_start_unix_ns"] = s.start_ns + unix_off
+            m["save_end_unix_ns"] = s.end_ns + unix_off
+            m["migration_end_unix_ns"] = max(s.end_ns, r.end_ns) + unix_off
+            m.update(throttle_summary(
+                hist.get("history", []), before, after, sc.vcpus,
+                m["save_start_unix_ns"], m["save_end_unix_ns"]))
+            m["throttle_within_migration"] = bool(
+                m["throttled_s"] == 0 or (
+                    m["throttle_start_unix_ns"] >= m["save_start_unix_ns"]
+                    and m["throttle_end_unix_ns"] is not None
+                    and m["throttle_end_unix_ns"] <= m["migration_end_unix_ns"]))
+            m["sched_reset_before"] = sched_reset
         # The rate the workload reached (it shares the CPUs with the saver).
         m["workload_mib_s"] = m["workload_pages_written"] * PAGE / MiB / max(w.wall, 1e-9)
         if self.verify_run(run):
@@ -801,6 +940,56 @@ class Bench:
             m["verified"] = True
         host.destroy(dst)
         return m
+
+
+def throttle_summary(history: list[dict], before: dict, after: dict, vcpus: int,
+                     start_ns: int, end_ns: int) -> dict:
+    """What a save did to the guest's CPU, from the source domain's scheduler
+    history (`xensim domain sched --history --json`, Unix ns).
+
+    `before` and `after` are the weight and cap before the save and after it;
+    only changes at or after `start_ns` count (earlier ones belong to earlier
+    saves or to the bench's reset). The throttle starts at the first change
+    away from `before` and ends at the first change back to it (None if it
+    never came back). The lowest cap is the lowest non-zero cap in force
+    during the save; its share is cap / (100 × vCPUs), 100% without a cap.
+    `share_steps` is the share over time, in seconds from `start_ns`."""
+    events = sorted((e for e in history if e["time_ns"] >= start_ns),
+                    key=lambda e: e["time_ns"])
+
+    def share(cap: int) -> float:
+        return 1.0 if cap == 0 else min(1.0, cap / (100 * max(vcpus, 1)))
+
+    orig = (before["weight"], before["cap"])
+    t_start = t_end = None
+    caps = [before["cap"]] if before["cap"] else []
+    steps = [(0.0, share(before["cap"]))]
+    for e in events:
+        params = (e["weight"], e["cap"])
+        if e["time_ns"] <= end_ns and e["cap"]:
+            caps.append(e["cap"])
+        steps.append(((e["time_ns"] - start_ns) / 1e9, share(e["cap"])))
+        if t_start is None and params != orig:
+            t_start = e["time_ns"]
+        elif t_start is not None and t_end is None and params == orig:
+            t_end = e["time_ns"]
+    lowest = min(caps) if caps else 0
+    restored = (after["weight"], after["cap"]) == orig
+    if t_start is None:
+        throttled = 0.0
+    elif t_end is None:
+        throttled = (end_ns - t_start) / 1e9  # at least until the save's end
+    else:
+        throttled = (t_end - t_start) / 1e9
+    return {
+        "sched_before": dict(before), "sched_after": dict(after),
+        "sched_changes": len(events),
+        "lowest_cap": lowest, "lowest_share": share(lowest),
+        "throttle_start_unix_ns": t_start, "throttle_end_unix_ns": t_end,
+        "throttled_s": throttled,
+        "sched_restored": restored and (t_start is None or t_end is not None),
+        "share_steps": steps,
+    }
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -870,10 +1059,10 @@ def ratio(a, b) -> str:
     return f"{a / b:.2f}×"
 
 
-def render_markdown(doc: dict) -> str:
+def render_header(doc: dict, title: str = "xcmig vs libxenguest on xensim") -> list[str]:
     g = doc["git"]
-    lines = [
-        "# xcmig vs libxenguest on xensim",
+    return [
+        f"# {title}",
         "",
         f"Measured commit `{g['commit'][:12]}` ({g['subject']})"
         + (f", with uncommitted changes in {', '.join(g['uncommitted'])} "
@@ -891,6 +1080,10 @@ def render_markdown(doc: dict) -> str:
         "guest memory). See `bench/README.md` for definitions.",
         "",
     ]
+
+
+def render_markdown(doc: dict) -> str:
+    lines = render_header(doc)
     nonlive = [s for s in doc["scenarios"] if s["kind"] == "nonlive"]
     live = [s for s in doc["scenarios"] if s["kind"] == "live"]
     if nonlive:
@@ -970,6 +1163,7 @@ def render_markdown(doc: dict) -> str:
                     f"total time {ratio(x['wall_s'], l['wall_s'])}, "
                     f"CPU seconds {ratio(x['cpu_s'], l['cpu_s'])}; {how}.")
         lines.append("")
+    lines += render_hot(doc)
     if doc.get("notes"):
         lines += ["## Notes", "", doc["notes"].strip(), ""]
     lines += render_targets(doc)
@@ -978,6 +1172,191 @@ def render_markdown(doc: dict) -> str:
         lines.append(f"- `{s['name']}`: {s['title']} ({s['guest_pages']} populated pages).")
     lines.append("")
     return "\n".join(lines)
+
+
+def pct(v) -> str:
+    return "–" if v is None else f"{v:.0%}"
+
+
+def hot_evidence(s: dict, target_ms: float) -> list[tuple[str, bool | None]]:
+    """The live-hot evidence, each item (text, met): xcmig with auto-converge
+    meets the downtime target where libxenguest's downtime is at least ten
+    times the target, with the guest throttled no longer than the migration
+    (in every run: the throttle began at or after the save's start, ended by
+    the migration's end, and left the weight and cap as they were)."""
+    r = s["results"]
+    out: list[tuple[str, bool | None]] = []
+    ac = r.get("xcmig+ac", {}).get("median")
+    lx = r.get("libxenguest", {}).get("median")
+    if ac:
+        out.append((f"xcmig+ac downtime {fmt(ac['downtime_ms'], 0)} ms ≤ the "
+                    f"{target_ms:.0f} ms target", ac["downtime_ms"] <= target_ms))
+    if lx:
+        extra = ""
+        if ac and ac.get("downtime_ms"):
+            extra = f"; {lx['downtime_ms'] / ac['downtime_ms']:.0f}× xcmig+ac's"
+        out.append((f"libxenguest downtime {fmt(lx['downtime_ms'], 0)} ms ≥ 10 × the target "
+                    f"({10 * target_ms:.0f} ms){extra}", lx["downtime_ms"] >= 10 * target_ms))
+    if ac:
+        runs = r["xcmig+ac"]["runs"]
+        within = all(m.get("throttle_within_migration") for m in runs)
+        restored = all(m.get("sched_restored") for m in runs)
+        capped = [m for m in runs if m.get("throttled_s")]
+        longest = max(runs, key=lambda m: m.get("throttled_s", 0))
+        out.append((f"guest throttled {fmt(longest.get('throttled_s'))} s at most, of a "
+                    f"{fmt(longest['wall_s'])} s migration (lowest share "
+                    f"{pct(longest.get('lowest_share'))}); in {len(capped)} of {len(runs)} runs "
+                    f"capped, throttle inside the migration in "
+                    f"{sum(1 for m in runs if m.get('throttle_within_migration'))} of {len(runs)}",
+                    within and bool(capped)))
+        out.append((f"weight and cap back to their values before the save in "
+                    f"{sum(1 for m in runs if m.get('sched_restored'))} of {len(runs)} runs",
+                    restored))
+    for v in ("libxenguest", "xcmig"):
+        if v in r:
+            vr = r[v]["runs"]
+            untouched = all(m.get("sched_changes", 0) == 0 for m in vr)
+            out.append((f"{v} left the guest's scheduling alone in "
+                        f"{sum(1 for m in vr if m.get('sched_changes', 0) == 0)} of {len(vr)} runs",
+                        untouched))
+    return out
+
+
+def render_hot(doc: dict) -> list[str]:
+    """The live-hot section: a guest out-dirtying a rate-limited link."""
+    hot = [s for s in doc["scenarios"] if s["kind"] == "live-hot"]
+    if not hot:
+        return []
+    target = doc.get("config", {}).get("target_downtime_ms", DEFAULT_TARGET_DOWNTIME_MS)
+    lines = [
+        "## Live migration of a guest that out-dirties the link (live-hot)",
+        "",
+        "| scenario | impl | downtime ms | total s | wire GiB | rounds | precopy passes "
+        "| pages while suspended | save CPU s | restore CPU s | lowest CPU share "
+        "| throttled s | cap restored | link MiB/s | dirtied MiB/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for s in hot:
+        p = s["params"]
+        label = (f"{s['name']} ({p['dirty_rate_mib_s']} MiB/s, "
+                 f"{p['working_set_bytes'] // MiB} MiB, link "
+                 f"{p.get('link_bytes_s', 0) // MiB} MiB/s)")
+        for i in HOT_VARIANTS:
+            if i not in s["results"]:
+                continue
+            m = s["results"][i]["median"]
+            runs = s["results"][i]["runs"]
+            restored = sum(1 for x in runs if x.get("sched_restored"))
+            lines.append(
+                f"| {label} | {i} | {fmt(m['downtime_ms'], 0)} | {fmt(m['wall_s'])} | "
+                f"{fmt(m['wire_bytes'] / GiB, 3)} | {fmt(m.get('rounds'), 0)} | "
+                f"{fmt(m['precopy_passes'], 0)} | {fmt(m['suspended_pages'], 0)} | "
+                f"{fmt(m['save_cpu_s'])} | {fmt(m['restore_cpu_s'])} | "
+                f"{pct(m.get('lowest_share'))} | {fmt(m.get('throttled_s'))} | "
+                f"{restored}/{len(runs)} | {fmt(m.get('link_mib_s'), 1)} | "
+                f"{fmt(m.get('workload_mib_s'), 0)} |")
+        lines += ["", "Dirty set per round (pages; the last is the stop-and-copy round, "
+                  "sent with the guest suspended), run 1:", ""]
+        for i in HOT_VARIANTS:
+            if i in s["results"]:
+                d = s["results"][i]["runs"][0].get("dirty_per_round", [])
+                lines.append(f"- {i}: " + ", ".join(f"{n:,}" for n in d))
+        lines += ["", "CPU share of the guest during the save (xcmig+ac, run 1; seconds "
+                  "after the save started → share):", ""]
+        ac = s["results"].get("xcmig+ac")
+        if ac:
+            steps = ac["runs"][0].get("share_steps", [])
+            lines.append("- " + ", ".join(f"{t:+.2f} s → {v:.0%}" for t, v in steps)
+                         + f"; the migration ended at {ac['runs'][0]['wall_s']:.2f} s.")
+        lines += ["", f"Evidence ({s['name']}): xcmig with auto-converge meets the "
+                  f"{target:.0f} ms downtime target where libxenguest's downtime is at least "
+                  "ten times that, with the guest throttled no longer than the migration lasts.",
+                  ""]
+        ev = hot_evidence(s, target)
+        for text, ok in ev:
+            lines.append(f"- {text}: {'met' if ok else '**missed**'}.")
+        overall = "xcmig+ac" in s["results"] and all(ok for _, ok in ev)
+        lines += ["", f"Overall: {'met' if overall else '**not met**'}"
+                  + ("" if "xcmig+ac" in s["results"] else
+                     " (xcmig+ac was not measured)") + ".", ""]
+    return lines
+
+
+def render_hot_markdown(doc: dict) -> str:
+    lines = render_header(doc, "live-hot: xcmig (with and without auto-converge) vs "
+                          "libxenguest over a rate-limited link")
+    lines += render_hot(doc)
+    if doc.get("notes"):
+        lines += ["## Notes", "", doc["notes"].strip(), ""]
+    lines += ["## Scenarios", ""]
+    for s in doc["scenarios"]:
+        if s["kind"] == "live-hot":
+            lines.append(f"- `{s['name']}`: {s['title']} ({s['guest_pages']} populated pages).")
+    lines.append("")
+    return "\n".join(lines)
+
+
+HOT_COLOURS = {"libxenguest": "#d62728", "xcmig": "#1f77b4", "xcmig+ac": "#2ca02c"}
+HOT_MARKS = {"libxenguest": "s", "xcmig": "o", "xcmig+ac": "^"}
+
+
+def render_hot_plot(doc: dict, path: Path) -> None:
+    """live-hot: the dirty set per round of each variant (every run; the
+    stop-and-copy round marked), and the guest's CPU share over the save."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    hot = [s for s in doc["scenarios"] if s["kind"] == "live-hot"]
+    fig, axes = plt.subplots(len(hot), 2, figsize=(12, 4.5 * len(hot)), squeeze=False)
+    for row, s in zip(axes, hot):
+        ax, ax2 = row
+        for v in HOT_VARIANTS:
+            if v not in s["results"]:
+                continue
+            for k, m in enumerate(s["results"][v]["runs"]):
+                d = m.get("dirty_per_round") or []
+                if not d:
+                    continue
+                kw = {"color": HOT_COLOURS[v], "alpha": 1.0 if k == 0 else 0.35}
+                xs = list(range(len(d)))
+                # libxenguest and xcmig often overlap: different marks.
+                ax.plot(xs, [max(n, 0.8) for n in d], marker=HOT_MARKS[v],
+                        markersize=7 if v == "libxenguest" else 4,
+                        markerfacecolor="none" if v == "libxenguest" else HOT_COLOURS[v],
+                        linestyle="--" if v == "libxenguest" else "-",
+                        label=(f"{v} ({m['downtime_ms']:.0f} ms down)" if k == 0 else None),
+                        **kw)
+                ax.plot([xs[-1]], [max(d[-1], 0.8)], marker="*", markersize=13, **kw)
+            runs = s["results"][v]["runs"]
+            t_end = runs[0]["wall_s"]
+            steps = runs[0].get("share_steps") or [(0.0, 1.0)]
+            xs = [t for t, _ in steps] + [t_end]
+            ys = [100 * v_ for _, v_ in steps] + [100 * steps[-1][1]]
+            ax2.step(xs, ys, where="post", color=HOT_COLOURS[v], label=v,
+                     linestyle="-" if v == "xcmig+ac" else "--")
+            ax2.axvline(t_end, color=HOT_COLOURS[v], linestyle=":", alpha=0.7)
+        ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("round (★ = stop-and-copy, guest suspended)")
+        ax.set_ylabel("dirty set (pages)")
+        p = s["params"]
+        ax.set_title(f"{s['name']}: dirty set per round ({p['dirty_rate_mib_s']} MiB/s over "
+                     f"{p['working_set_bytes'] // MiB} MiB, link "
+                     f"{p.get('link_bytes_s', 0) // MiB} MiB/s)", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        ax2.set_ylim(0, 105)
+        ax2.set_xlabel("seconds since the save started (dotted: migration end)")
+        ax2.set_ylabel("guest CPU share (%)")
+        ax2.set_title(f"{s['name']}: CPU share the guest was left with (run 1)", fontsize=10)
+        ax2.grid(alpha=0.3)
+        ax2.legend(fontsize=8)
+    fig.suptitle(f"live-hot on xensim (commit {doc['git']['commit'][:12]})", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def render_targets(doc: dict) -> list[str]:
@@ -989,8 +1368,8 @@ def render_targets(doc: dict) -> list[str]:
 
     for s in doc["scenarios"]:
         r = s["results"]
-        if "xcmig" not in r or "libxenguest" not in r:
-            continue
+        if "xcmig" not in r or "libxenguest" not in r or s["kind"] == "live-hot":
+            continue  # live-hot has its own evidence (render_hot)
         x, l = r["xcmig"]["median"], r["libxenguest"]["median"]
         if s["kind"] == "nonlive":
             b = s.get("baseline", {}).get("median", {})
@@ -1111,6 +1490,14 @@ def pick_host_base(requested: str | None, need: int, log: Callable[[str], None])
     return Path(tempfile.gettempdir())
 
 
+def target_downtime_ms() -> float:
+    """xcmig's downtime target in this run's environment."""
+    try:
+        return float(os.environ.get("XCMIG_TARGET_DOWNTIME_MS", DEFAULT_TARGET_DOWNTIME_MS))
+    except ValueError:
+        return float(DEFAULT_TARGET_DOWNTIME_MS)
+
+
 def run_bench(args: argparse.Namespace) -> int:
     build = Build.locate()
     bench = Bench(args, build)
@@ -1130,7 +1517,10 @@ def run_bench(args: argparse.Namespace) -> int:
         "machine": machine(),
         "config": {"runs": args.runs, "quick": args.quick, "seed": args.seed,
                    "host_base": str(base), "warmup_s": args.warmup,
-                   "impls": [i for i in IMPLS if i in args.impl]},
+                   "impls": [i for i in ALL_VARIANTS if i in args.impl],
+                   "target_downtime_ms": target_downtime_ms(),
+                   "auto_converge_env": {k: v for k, v in sorted(os.environ.items())
+                                         if k.startswith("XCMIG_AUTO_CONVERGE_")}},
         "scenarios": [],
     }
     doc["machine"]["loadavg_start"] = loadavg()
@@ -1147,33 +1537,70 @@ def run_bench(args: argparse.Namespace) -> int:
     doc["machine"]["loadavg_end"] = loadavg()
     if args.notes:
         doc["notes"] = Path(args.notes).read_text()
-    write_outputs(doc, out_dir, not args.no_plot)
-    bench.log(f"wrote {out_dir}/results.md, results.json"
-              + ("" if args.no_plot else ", plot.png"))
-    print((out_dir / "results.md").read_text())
+    written = write_outputs(doc, out_dir, not args.no_plot)
+    bench.log(f"wrote {', '.join(str(out_dir / n) for n in written)}")
+    for name in ("results.md", "live-hot.md"):
+        if name in written:
+            print((out_dir / name).read_text())
     return 0
 
 
-def write_outputs(doc: dict, out_dir: Path, plot: bool) -> None:
-    (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out_dir / "results.md").write_text(render_markdown(doc))
-    if plot:
-        render_plot(doc, out_dir / "plot.png")
+def hot_doc(doc: dict) -> dict:
+    """The document with only its live-hot scenarios."""
+    return {**doc, "scenarios": [s for s in doc["scenarios"] if s["kind"] == "live-hot"]}
+
+
+def write_outputs(doc: dict, out_dir: Path, plot: bool) -> list[str]:
+    """Writes results.{json,md} and plot.png, and live-hot.{json,md,png}
+    when the run has the live-hot scenario. A run of live-hot alone writes
+    only the live-hot files, so the other scenarios' results stay. Returns
+    the names written."""
+    written = []
+    hot = hot_doc(doc)
+    if len(hot["scenarios"]) < len(doc["scenarios"]) or not hot["scenarios"]:
+        (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
+        (out_dir / "results.md").write_text(render_markdown(doc))
+        written += ["results.md", "results.json"]
+        if plot:
+            render_plot(doc, out_dir / "plot.png")
+            written.append("plot.png")
+    if hot["scenarios"]:
+        (out_dir / "live-hot.json").write_text(json.dumps(hot, indent=1) + "\n")
+        (out_dir / "live-hot.md").write_text(render_hot_markdown(hot))
+        written += ["live-hot.md", "live-hot.json"]
+        if plot:
+            render_hot_plot(hot, out_dir / "live-hot.png")
+            written.append("live-hot.png")
+    return written
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     """Re-renders results.md and plot.png from a results.json, optionally
     replacing its notes (the measurements are kept as they are)."""
     out_dir = Path(args.dir)
-    try:
-        doc = json.loads((out_dir / "results.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        print(f"xcmig-bench: error: cannot read {out_dir}/results.json: {e}",
-              file=sys.stderr)
-        return 1
-    if args.notes:
-        doc["notes"] = Path(args.notes).read_text()
-    write_outputs(doc, out_dir, True)
+    if out_dir.suffix == ".json" and not out_dir.is_dir():
+        # One document: DIR/results.json or DIR/live-hot.json.
+        names = [out_dir.name]
+        out_dir = out_dir.parent
+    else:
+        names = [n for n in ("results.json", "live-hot.json") if (out_dir / n).exists()]
+    if not names:
+        names = ["results.json"]  # for the error message
+    docs = []
+    for name in names:
+        try:
+            docs.append(json.loads((out_dir / name).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            print(f"xcmig-bench: error: cannot read {out_dir}/{name}: {e}", file=sys.stderr)
+            return 1
+    # results.json with a live-hot scenario rewrites live-hot.* too; one
+    # without it leaves live-hot.json to re-render on its own.
+    if len(docs) == 2 and hot_doc(docs[0])["scenarios"]:
+        docs = docs[:1]
+    for doc in docs:
+        if args.notes:
+            doc["notes"] = Path(args.notes).read_text()
+        write_outputs(doc, out_dir, True)
     return 0
 
 
@@ -1185,8 +1612,10 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("copy-mem")  # baseline copier, not listed
     c.add_argument("domain_dir")
     c.add_argument("--report")
-    c = sub.add_parser("render", help="re-render results.md and plot.png from results.json")
-    c.add_argument("dir")
+    c = sub.add_parser("render", help="re-render results.md and plot.png from results.json "
+                       "(and live-hot.md/.png from live-hot.json)")
+    c.add_argument("dir", help="the output directory, or one JSON file in it "
+                   "(results.json or live-hot.json) to render only that one")
     c.add_argument("--notes", help="markdown file to include as the Notes section")
     c = sub.add_parser("copy-in")  # baseline copier, not listed
     c.add_argument("source")
@@ -1199,8 +1628,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="output directory (default bench/results)")
     p.add_argument("--scenario", action="append",
                    help="run only this scenario (repeatable)")
-    p.add_argument("--impl", action="append", choices=IMPLS,
-                   help="measure only this implementation (repeatable)")
+    p.add_argument("--impl", action="append", choices=ALL_VARIANTS,
+                   help="measure only this implementation (repeatable; xcmig+ac = "
+                        "xcmig with XCMIG_AUTO_CONVERGE=1, live-hot only)")
     p.add_argument("--host-base", help="where host directories go (default /dev/shm if it fits)")
     p.add_argument("--timeout", type=float, default=900,
                    help="seconds before a child process is killed (default 900)")
@@ -1222,7 +1652,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_render(args)
     if args.runs < 1:
         p.error("--runs must be at least 1")
-    args.impl = args.impl or list(IMPLS)
+    args.impl = args.impl or list(ALL_VARIANTS)
     try:
         return run_bench(args)
     except BenchError as e:
