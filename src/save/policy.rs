@@ -27,9 +27,7 @@
 //! 3. the dirty set shrank to at most 3/4 of the last round's: continue.
 //!    The next round sends pages that would otherwise be sent while the
 //!    guest is stopped, so it costs only the (smaller) set it leaves behind
-//!    in extra bytes, and shortens the downtime by the difference. Not
-//!    while auto-converge throttles the guest and the prediction fits:
-//!    every extra round is then time the guest runs slowed;
+//!    in extra bytes, and shortens the downtime by the difference;
 //! 4. the prediction fits the target: stop;
 //! 5. with auto-converge ([`AutoConverge`]) on, throttle: once the dirty
 //!    set has stalled (as in 6), cap the guest's CPU at
@@ -478,9 +476,7 @@ impl TargetedPolicy {
         if s.max_precopy_time.is_some_and(|t| m.since_first_pass >= t) {
             return give_up(Reason::TimeCap);
         }
-        // A throttled guest runs slowed for every extra round: once the
-        // prediction fits, stop even while the set still shrinks fast.
-        if converging && !(fits && self.share.is_some()) {
+        if converging {
             return Verdict::new(PolicyDecision::Continue, Reason::Converging, Some(est));
         }
         if fits {
@@ -887,29 +883,6 @@ mod tests {
         let shares: Vec<u8> = v.iter().filter_map(|v| v.throttle).collect();
         assert_eq!(shares, vec![50]);
         assert_eq!(last(&v), (PolicyDecision::StopAndCopy, Reason::Fits));
-    }
-
-    #[test]
-    fn a_throttled_guest_stops_as_soon_as_the_prediction_fits() {
-        // The same rounds with and without a throttle in force: unthrottled,
-        // pre-copy goes on while the set shrinks by a quarter; throttled, it
-        // stops at the first fit.
-        let dirties = [50000, 50000, 50000, 20000, 8000, 3000, 1000, 900];
-        let v = run(
-            with_auto_converge(AutoConverge::on()),
-            262144,
-            20.0,
-            &dirties,
-        );
-        assert_eq!(v.len(), 7, "{v:?}");
-        assert_eq!(last(&v), (PolicyDecision::StopAndCopy, Reason::Fits));
-        let free = run(
-            PrecopySettings::default(),
-            262144,
-            20.0,
-            &[40000, 20000, 8000, 3000, 1000, 900],
-        );
-        assert_eq!(free[4].reason, Reason::Converging, "{free:?}");
     }
 
     #[test]
