@@ -376,8 +376,11 @@ pub struct TargetedPolicy {
 }
 
 impl TargetedPolicy {
-    /// A policy for a save over `p2m_size` pfns (the first round's set).
-    pub fn new(settings: PrecopySettings, p2m_size: u64) -> Self {
+    /// A policy for a save over `p2m_size` pfns (the first round's set);
+    /// auto-converge's shares are forced into range
+    /// ([`AutoConverge::clamped`]).
+    pub fn new(mut settings: PrecopySettings, p2m_size: u64) -> Self {
+        settings.auto_converge = settings.auto_converge.clamped();
         TargetedPolicy {
             settings,
             p2m_size,
@@ -482,7 +485,7 @@ impl TargetedPolicy {
         if fits {
             return stop(Reason::Fits);
         }
-        let ac = s.auto_converge.clamped();
+        let ac = s.auto_converge;
         let stalled = self.stalled >= s.stall_rounds.max(1);
         let throttle = match self.share {
             _ if !ac.enabled => None,

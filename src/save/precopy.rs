@@ -120,8 +120,9 @@ pub(crate) fn send_memory_live<H: Hypervisor, W: Write>(
                 if s.abort_if_not_converging { "abort" } else { "stop and copy" }
             ),
         );
-        if s.auto_converge.enabled {
-            let a = s.auto_converge.clamped();
+        let policy = TargetedPolicy::new(s, p2m_size);
+        let a = policy.settings().auto_converge;
+        if a.enabled {
             ctx.msg(
                 Level::Detail,
                 &format!(
@@ -130,7 +131,7 @@ pub(crate) fn send_memory_live<H: Hypervisor, W: Write>(
                 ),
             );
         }
-        Decider::Targeted(Box::new(TargetedPolicy::new(s, p2m_size)))
+        Decider::Targeted(Box::new(policy))
     };
     let res = precopy_rounds(ctx, frames, &mut xen_dirty, &mut decider, throttle);
     ctx.prefix = None;

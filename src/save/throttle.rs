@@ -5,7 +5,7 @@
 //!
 //! A [`Throttle`] reads nothing until the first share is applied, so a save
 //! that never throttles makes no scheduler call. Once applied, it restores
-//! the original parameters when [`Throttle::restore`] is called or, on every
+//! the original parameters when [`Throttle::finish`] is called or, on every
 //! other path (an error returned through `?`, a panic unwinding), when it is
 //! dropped.
 
@@ -27,10 +27,9 @@ pub(crate) struct Throttle<'a, H: Hypervisor> {
     domid: DomId,
     vcpus: u32,
     original: Option<Original>,
-    /// The cap in force while throttled (`None`: not throttled).
-    applied: Option<u16>,
+    /// Since when a lowered cap is in force (`None`: not throttled).
     since: Option<Instant>,
-    /// Time spent throttled, summed.
+    /// Time spent throttled before `since`.
     throttled: Duration,
 }
 
@@ -42,20 +41,9 @@ impl<'a, H: Hypervisor> Throttle<'a, H> {
             domid,
             vcpus: vcpus.max(1),
             original: None,
-            applied: None,
             since: None,
             throttled: Duration::ZERO,
         }
-    }
-
-    /// Whether a lowered cap is in force.
-    pub(crate) fn is_applied(&self) -> bool {
-        self.applied.is_some()
-    }
-
-    /// Time the guest has spent throttled so far.
-    pub(crate) fn throttled_time(&self) -> Duration {
-        self.throttled + self.since.map_or(Duration::ZERO, |t| t.elapsed())
     }
 
     /// The original parameters, read once: the scheduler must have a cap.
@@ -90,30 +78,30 @@ impl<'a, H: Hypervisor> Throttle<'a, H> {
     }
 
     /// Give the guest `share` percent of its CPU (the weight is left
-    /// alone). Returns the cap set and the one before the save.
+    /// alone). Returns the cap set and the parameters before the save.
     pub(crate) fn apply(&mut self, share: u8) -> Result<(u16, SchedCredit), HvError> {
         let o = self.original()?;
         let cap = self.cap_for(&o, share);
         // Weight 0: both schedulers leave the weight as it is.
         self.hv
             .set_sched_credit(self.domid, o.kind, SchedCredit { weight: 0, cap })?;
-        self.applied = Some(cap);
-        if self.since.is_none() {
-            self.since = Some(Instant::now());
-        }
+        self.since.get_or_insert_with(Instant::now);
         Ok((cap, o.params))
     }
 
-    /// Put the original cap and weight back if a lowered cap is in force
-    /// (tried twice: a transient failure must not leave the guest slowed).
-    /// Returns what was restored and how long the guest was throttled, or
-    /// `Ok(None)` when nothing was applied.
-    fn restore(&mut self) -> Result<Option<(SchedCredit, Duration)>, HvError> {
-        let (Some(o), Some(_)) = (self.original, self.applied) else {
-            return Ok(None);
+    /// Put the original cap and weight back if a lowered cap is in force,
+    /// tried twice (a transient failure must not leave the guest slowed),
+    /// logging the outcome; returns the time the guest was throttled. A
+    /// restore that fails twice is logged as an error naming what to set
+    /// by hand, once; the save's own result stands (its stream is complete
+    /// or it has already failed).
+    pub(crate) fn finish(&mut self) -> Duration {
+        let (Some(o), Some(since)) = (self.original, self.since.take()) else {
+            return self.throttled;
         };
-        let first = self.hv.set_sched_credit(self.domid, o.kind, o.params);
-        if let Err(e) = first {
+        self.throttled += since.elapsed();
+        let set = || self.hv.set_sched_credit(self.domid, o.kind, o.params);
+        let res = set().or_else(|e| {
             crate::log::message(
                 Level::Warn,
                 Some(e.errno()),
@@ -122,60 +110,35 @@ impl<'a, H: Hypervisor> Throttle<'a, H> {
                     self.domid
                 ),
             );
-            self.hv.set_sched_credit(self.domid, o.kind, o.params)?;
-        }
-        self.applied = None;
-        if let Some(t) = self.since.take() {
-            self.throttled += t.elapsed();
-        }
-        Ok(Some((o.params, self.throttled)))
-    }
-}
-
-/// One line for the log about a restore that failed for good: what the
-/// operator has to put back by hand.
-fn restore_failed_message(domid: DomId, kind: Option<SchedulerKind>, e: &HvError) -> String {
-    let sched = kind.map_or("the scheduler".to_string(), |k| k.to_string());
-    format!(
-        "auto-converge: could not restore domain {domid}'s {sched} cap and weight: {e}; \
-         the guest stays throttled until they are set again (xl sched-credit2 / sched-credit -d {domid})"
-    )
-}
-
-impl<H: Hypervisor> Throttle<'_, H> {
-    /// Restore the original parameters now if a lowered cap is in force,
-    /// logging the outcome, and return the time the guest was throttled.
-    /// A restore that fails twice is logged as an error (the save's own
-    /// result stands: the stream is complete or has already failed).
-    pub(crate) fn finish(&mut self) -> Duration {
-        if !self.is_applied() {
-            return self.throttled;
-        }
-        let kind = self.original.map(|o| o.kind);
-        match self.restore() {
-            Ok(Some((p, t))) => crate::log::message(
+            set()
+        });
+        match res {
+            Ok(()) => crate::log::message(
                 Level::Info,
                 None,
                 &format!(
                     "auto-converge: restored domain {}'s cap {} and weight {} after {:.1} s throttled",
                     self.domid,
-                    p.cap,
-                    p.weight,
-                    t.as_secs_f64()
+                    o.params.cap,
+                    o.params.weight,
+                    self.throttled.as_secs_f64()
                 ),
             ),
-            Ok(None) => {}
-            Err(e) => {
-                crate::log::message(
-                    Level::Error,
-                    Some(e.errno()),
-                    &restore_failed_message(self.domid, kind, &e),
-                );
-                // Reported once; the drop does not try again.
-                self.applied = None;
-            }
+            Err(e) => crate::log::message(
+                Level::Error,
+                Some(e.errno()),
+                &format!(
+                    "auto-converge: could not restore domain {d}'s {k} cap {c} and weight {w}: {e}; \
+                     the guest stays throttled until they are set again \
+                     (xl sched-{k} -d {d} -c {c} -w {w})",
+                    d = self.domid,
+                    k = o.kind,
+                    c = o.params.cap,
+                    w = o.params.weight
+                ),
+            ),
         }
-        self.throttled_time()
+        self.throttled
     }
 }
 
