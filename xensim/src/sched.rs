@@ -159,39 +159,37 @@ impl SchedEvent {
 }
 
 /// The parameters after a `putinfo` of `req` onto `cur` under `sched`, for
-/// a domain of `vcpus` vCPUs, or Xen's error.
+/// a domain of `vcpus` vCPUs, and Xen's error if it fails.
 ///
 /// Both schedulers leave the weight alone when `req.weight` is 0. Credit
 /// leaves the cap alone when `req.cap` is 0xffff and otherwise sets it (0
 /// removes it); credit2 removes the cap when `req.cap` is 0 and refuses
-/// one above 100 per vCPU with EINVAL.
+/// one above 100 per vCPU with EINVAL. As in Xen's `csched2_dom_cntl`, the
+/// weight is applied before the cap is checked, so a refused cap still
+/// leaves the new weight in force.
 pub fn apply_putinfo(
     sched: Scheduler,
     cur: SchedParams,
     req: SchedParams,
     vcpus: u32,
-) -> Result<SchedParams> {
+) -> (SchedParams, Option<Error>) {
     let mut out = cur;
-    match sched {
-        Scheduler::Credit => {
-            if req.cap != u16::MAX {
-                out.cap = req.cap;
-            }
-        }
-        Scheduler::Credit2 => {
-            if u32::from(req.cap) > 100 * vcpus {
-                return err(
-                    libc::EINVAL,
-                    format!("credit2: cap {} over 100 per vCPU ({vcpus} vCPUs)", req.cap),
-                );
-            }
-            out.cap = req.cap;
-        }
-    }
     if req.weight != 0 {
         out.weight = req.weight;
     }
-    Ok(out)
+    match sched {
+        Scheduler::Credit if req.cap != u16::MAX => out.cap = req.cap,
+        Scheduler::Credit => {}
+        Scheduler::Credit2 if u32::from(req.cap) > 100 * vcpus => {
+            let e = Error::new(
+                libc::EINVAL,
+                format!("credit2: cap {} over 100 per vCPU ({vcpus} vCPUs)", req.cap),
+            );
+            return (out, Some(e));
+        }
+        Scheduler::Credit2 => out.cap = req.cap,
+    }
+    (out, None)
 }
 
 impl Domain {
@@ -221,12 +219,24 @@ impl Domain {
         }
     }
 
-    /// Apply a `putinfo` under `sched` ([`apply_putinfo`]), record it, and
-    /// return the parameters in force.
+    /// Apply a `putinfo` under `sched` ([`apply_putinfo`]), record any
+    /// change, and return the parameters in force or Xen's error.
     pub(crate) fn sched_putinfo(&self, sched: Scheduler, req: SchedParams) -> Result<SchedParams> {
         self.require_alive()?;
         let _g = self.locked()?;
-        let new = apply_putinfo(sched, self.sched_params(), req, self.vcpus())?;
+        let cur = self.sched_params();
+        let (new, refused) = apply_putinfo(sched, cur, req, self.vcpus());
+        if new != cur || refused.is_none() {
+            self.record_sched(sched, new)?;
+        }
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(new),
+        }
+    }
+
+    /// Store `new` and append it to the history.
+    fn record_sched(&self, sched: Scheduler, new: SchedParams) -> Result<()> {
         self.ctl(w::SCHED).store(new.to_word(), SeqCst);
         let event = SchedEvent {
             time_ns: std::time::SystemTime::now()
@@ -243,8 +253,7 @@ impl Domain {
             .append(true)
             .open(&path)
             .and_then(|mut f| f.write_all(format!("{}\n", event.to_line()).as_bytes()))
-            .map_err(|e| Error::io(path.display(), e))?;
-        Ok(new)
+            .map_err(|e| Error::io(path.display(), e))
     }
 }
 
@@ -324,34 +333,30 @@ mod tests {
     #[test]
     fn credit_keeps_the_cap_on_0xffff_and_the_weight_on_zero() {
         let cur = p(256, 50);
-        assert_eq!(
-            apply_putinfo(Scheduler::Credit, cur, p(0, u16::MAX), 1).unwrap(),
-            cur
-        );
-        assert_eq!(
-            apply_putinfo(Scheduler::Credit, cur, p(512, 0), 1).unwrap(),
-            p(512, 0)
-        );
+        let ok = |req| {
+            let (out, e) = apply_putinfo(Scheduler::Credit, cur, req, 1);
+            assert!(e.is_none(), "{e:?}");
+            out
+        };
+        assert_eq!(ok(p(0, u16::MAX)), cur);
+        assert_eq!(ok(p(512, 0)), p(512, 0));
         // Credit has no upper bound on the cap.
-        assert_eq!(
-            apply_putinfo(Scheduler::Credit, cur, p(0, 400), 1).unwrap(),
-            p(256, 400)
-        );
+        assert_eq!(ok(p(0, 400)), p(256, 400));
     }
 
     #[test]
     fn credit2_refuses_a_cap_over_100_per_vcpu_and_clears_it_on_zero() {
         let cur = p(256, 50);
-        assert_eq!(
-            apply_putinfo(Scheduler::Credit2, cur, p(0, 0), 2).unwrap(),
-            p(256, 0)
-        );
-        assert_eq!(
-            apply_putinfo(Scheduler::Credit2, cur, p(0, 200), 2).unwrap(),
-            p(256, 200)
-        );
-        let e = apply_putinfo(Scheduler::Credit2, cur, p(0, 201), 2).unwrap_err();
-        assert_eq!(e.errno(), libc::EINVAL);
+        let put = |req| apply_putinfo(Scheduler::Credit2, cur, req, 2);
+        assert_eq!(put(p(0, 0)).0, p(256, 0));
+        assert_eq!(put(p(0, 200)).0, p(256, 200));
+        let (out, e) = put(p(0, 201));
+        assert_eq!(e.map(|e| e.errno()), Some(libc::EINVAL));
+        assert_eq!(out, cur);
+        // The weight goes in before the cap is refused, as in Xen.
+        let (out, e) = put(p(512, 201));
+        assert!(e.is_some());
+        assert_eq!(out, p(512, 50));
     }
 
     #[test]
