@@ -7,6 +7,8 @@
 //!   ([`Reader`], [`Writer`], [`Record`], ...), where they have always been.
 //! - [`libxl`]: the libxl stream libxl wraps around a libxc stream.
 //! - [`xl`]: the `xl save` file header in front of a libxl stream.
+//! - [`legacy`]: the image `xc_domain_save` wrote up to Xen 4.5, with no
+//!   header and its toolstack's word size, and its conversion to v2/v3.
 //! - [`nested`]: a libxl stream with its inline libxc stream, read in turn
 //!   over one input (the hand-off the tools and the fuzz target share).
 //!
@@ -18,13 +20,14 @@
 //!   the 8-octet record alignment; `input` and `output`: the exact and
 //!   growing reads and the vectored write every codec uses.
 //!
-//! A new stream format (e.g. the legacy pre-4.5 image, the xenstore stream)
+//! A new stream format (e.g. the xenstore stream)
 //! goes into its own module beside `libxc`, `libxl` and `xl`, built on that
 //! base, with its errors carrying the byte offset like theirs.
 
 #![deny(missing_docs)]
 
 mod input;
+pub mod legacy;
 pub mod libxc;
 pub mod libxl;
 pub mod nested;

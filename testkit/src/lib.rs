@@ -6,10 +6,13 @@
 //!   with what it printed.
 //! - [`TempDir`]: a scratch directory removed when the test ends.
 //! - [`completions`]: checks of a command's `completions SHELL` scripts.
+//! - [`legacy_image`]: a generator of legacy (Xen 4.5 and earlier) save
+//!   images, field by field.
 //! - [`save_helper`]: the message codec of the pipe between libxl and
 //!   `libxl-save-helper`, for the tests that play libxl's part.
 
 pub mod completions;
+pub mod legacy_image;
 pub mod process;
 pub mod save_helper;
 
