@@ -47,6 +47,23 @@ pub struct LibxcInfo {
     legacy_converted: bool,
 }
 
+/// One layer of the file, outermost first: `xl`, `libxl`, `libxc`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerInfo {
+    /// "xl", "libxl" or "libxc".
+    layer: &'static str,
+    /// Where its header starts.
+    offset: u64,
+    /// The stream version (null for the xl header, which has none).
+    version: Option<u32>,
+    /// xl only: octets of the domain config (null when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_bytes: Option<u64>,
+    /// xl only: whether the config is libxl JSON (mandatory flag bit 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_json: Option<bool>,
+}
+
 /// Count and octets of one record type.
 #[derive(Debug, Default, Serialize)]
 pub struct TypeStats {
@@ -161,6 +178,8 @@ pub struct Report {
     /// Octets of the whole stream; null when it is invalid.
     bytes: Option<u64>,
     ending: Option<Ending>,
+    /// The layers whose headers were read, outermost first.
+    layers: Vec<LayerInfo>,
     xl: Option<XlInfo>,
     libxl: Option<LibxlInfo>,
     libxc: Option<LibxcInfo>,
@@ -214,6 +233,7 @@ impl Report {
             error: None,
             bytes: None,
             ending: None,
+            layers: Vec::new(),
             xl: None,
             libxl: None,
             libxc: None,
@@ -254,6 +274,7 @@ impl Report {
                 self.error = Some(line);
             }
         }
+        self.layers = self.layer_list();
         self.record_types = std::mem::take(&mut self.by_type).into_values().collect();
         if !self.pfns.overflow {
             self.pages.distinct_pfns = Some(self.pfns.distinct);
@@ -271,10 +292,68 @@ impl Report {
         }
     }
 
+    /// The layers whose headers were read, outermost first.
+    fn layer_list(&self) -> Vec<LayerInfo> {
+        let mut v = Vec::new();
+        if let Some(x) = &self.xl {
+            v.push(LayerInfo {
+                layer: "xl",
+                offset: 0,
+                version: None,
+                config_bytes: x.config_bytes,
+                config_json: Some(x.json_config),
+            });
+        }
+        if let Some(l) = &self.libxl {
+            v.push(LayerInfo {
+                layer: "libxl",
+                offset: l.offset,
+                version: Some(l.version),
+                config_bytes: None,
+                config_json: None,
+            });
+        }
+        if let Some(c) = &self.libxc {
+            v.push(LayerInfo {
+                layer: "libxc",
+                offset: c.offset,
+                version: Some(c.version),
+                config_bytes: None,
+                config_json: None,
+            });
+        }
+        v
+    }
+
+    /// `xl header (config 1234 octets, JSON) > libxl v2 > libxc v3`.
+    fn layers_text(&self) -> String {
+        let parts: Vec<String> = self
+            .layer_list()
+            .iter()
+            .map(|l| match l.layer {
+                "xl" => format!(
+                    "xl header ({}{})",
+                    l.config_bytes
+                        .map_or("no config".to_string(), |n| format!("config {n} octets")),
+                    if l.config_json == Some(true) {
+                        ", JSON"
+                    } else {
+                        ""
+                    }
+                ),
+                name => format!("{name} v{}", l.version.unwrap_or(0)),
+            })
+            .collect();
+        parts.join(" > ")
+    }
+
     /// The text form.
     pub fn text(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(o, "format: {}", self.format);
+        if self.xl.is_some() || self.libxl.is_some() || self.libxc.is_some() {
+            let _ = writeln!(o, "layers: {}", self.layers_text());
+        }
         if let Some(x) = &self.xl {
             let _ = writeln!(
                 o,

@@ -8,11 +8,14 @@
 //! - `xcmig inspect [--format ...] [--json] [-v] [FILE|-]`: headers, record
 //!   counts and octets by type, pages by PFINFO type, distinct and re-sent
 //!   pfns, vCPUs, HVM params, checkpoints; `-v` lists every record.
+//! - `xcmig convert [--from F] [--to F] [--version 2|3] [-i IN] [-o OUT]`:
+//!   wraps, unwraps and re-versions a stream (see `convert.rs`).
 //! - `xcmig completions bash|zsh`: a completion script.
 //!
 //! Without `--format`, the format is guessed from the first octets ("xl"
 //! magic, "LibxlFmt", else libxc). Exit status: [`EXIT_STATUS`].
 
+mod convert;
 mod input;
 mod inspect;
 mod walk;
@@ -78,6 +81,9 @@ enum Cmd {
         /// The stream; `-` or none reads stdin.
         file: Option<PathBuf>,
     },
+    /// Convert between libxc, libxl and xl images; re-version libxc v2/v3.
+    #[command(after_help = EXIT_STATUS)]
+    Convert(convert::Args),
     /// Print a shell completion script for xcmig to stdout.
     Completions {
         /// The shell: bash or zsh (fish, elvish and powershell also work).
@@ -233,6 +239,7 @@ fn main() -> ExitCode {
             verbose,
             file,
         } => inspect(file, format, json, verbose),
+        Cmd::Convert(args) => convert::run(args),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "xcmig", &mut std::io::stdout());

@@ -138,11 +138,11 @@ impl fmt::Display for WalkError {
 
 /// Where the libxc stream starts, to name the header an error is in.
 #[derive(Debug, Clone, Copy)]
-struct LibxcCtx {
-    start: u64,
+pub(crate) struct LibxcCtx {
+    pub(crate) start: u64,
 }
 
-fn xc_error(e: &XcError, ctx: LibxcCtx) -> WalkError {
+pub(crate) fn xc_error(e: &XcError, ctx: LibxcCtx) -> WalkError {
     let io = matches!(e.kind, XcErrorKind::Io { .. });
     let place = match (e.record_index, e.record_type) {
         (Some(i), Some(t)) => format!("libxc record #{i} {t}"),
@@ -165,7 +165,7 @@ fn xc_error(e: &XcError, ctx: LibxcCtx) -> WalkError {
     }
 }
 
-fn xc_warning(w: &XcWarning) -> String {
+pub(crate) fn xc_warning(w: &XcWarning) -> String {
     format!(
         "offset {}, libxc record #{} {}: {}",
         w.offset, w.record_index, w.record_type, w.kind
@@ -310,7 +310,7 @@ fn internal(offset: u64) -> WalkError {
 }
 
 /// Reads one byte past the end; data there is an error.
-fn expect_eof<R: Read>(mut r: R, offset: u64, after: &str) -> Result<(), WalkError> {
+pub(crate) fn expect_eof<R: Read>(mut r: R, offset: u64, after: &str) -> Result<(), WalkError> {
     let mut b = [0u8; 1];
     loop {
         return match r.read(&mut b) {
