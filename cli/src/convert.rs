@@ -39,7 +39,6 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -55,6 +54,7 @@ use xcmig_stream::{
     ReaderOptions, Record, StreamEnd, Version, Writer, WriterOptions,
 };
 
+use crate::staged::{is_stdio, Staged};
 use crate::walk::{self, Format, LibxcCtx, WalkError};
 
 /// Which device model an `--emulator-record` blob belongs to.
@@ -156,66 +156,9 @@ impl<W: Write> Write for Counting<W> {
 
 type Sink = Counting<BufWriter<Box<dyn Write>>>;
 
-/// A file written under a temporary name beside its destination and
-/// renamed there on [`commit`](Self::commit); removed if dropped before, so
-/// a failed conversion leaves no truncated output that looks valid.
-struct Staged {
-    tmp: PathBuf,
-    dest: PathBuf,
-    committed: bool,
-}
-
-impl Staged {
-    fn create(dest: &Path) -> Result<(Self, File), Fail> {
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out".into());
-        let dir = dest.parent().unwrap_or(Path::new(""));
-        let tmp = dir.join(format!(".{name}.xcmig-convert.{}", std::process::id()));
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Fail::Io(format!("cannot create {}: {e}", tmp.display())))?;
-        Ok((
-            Staged {
-                tmp,
-                dest: dest.to_path_buf(),
-                committed: false,
-            },
-            file,
-        ))
-    }
-
-    fn commit(mut self) -> Result<(), Fail> {
-        std::fs::rename(&self.tmp, &self.dest).map_err(|e| {
-            Fail::Io(format!(
-                "cannot rename {} to {}: {e}",
-                self.tmp.display(),
-                self.dest.display()
-            ))
-        })?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-fn is_stdio(p: &Path) -> bool {
-    p == Path::new("-")
-}
-
 /// Writes a whole small file (an extracted config or blob), staged.
 fn stage_bytes(dest: &Path, bytes: &[u8]) -> Result<Staged, Fail> {
-    let (staged, mut f) = Staged::create(dest)?;
+    let (staged, mut f) = Staged::create(dest).map_err(Fail::Io)?;
     f.write_all(bytes)
         .and_then(|_| f.flush())
         .map_err(|e| Fail::Io(format!("cannot write {}: {e}", staged.tmp.display())))?;
@@ -892,7 +835,7 @@ fn run_inner(args: &Args) -> Result<(), Fail> {
     let (staged, dest): (Option<Staged>, Box<dyn Write>) = if is_stdio(&out_path) {
         (None, Box::new(io::stdout().lock()))
     } else {
-        let (s, f) = Staged::create(&out_path)?;
+        let (s, f) = Staged::create(&out_path).map_err(Fail::Io)?;
         (Some(s), Box::new(f))
     };
     let mut out = Out {
@@ -942,10 +885,10 @@ fn run_inner(args: &Args) -> Result<(), Fail> {
         ));
     }
     for c in commits {
-        c.commit()?;
+        c.commit().map_err(Fail::Io)?;
     }
     if let Some(s) = staged {
-        s.commit()?;
+        s.commit().map_err(Fail::Io)?;
     }
     if !args.quiet {
         let mut s = summary(from, to, &report, written, &extracted);

@@ -10,14 +10,19 @@
 //!   pfns, vCPUs, HVM params, checkpoints; `-v` lists every record.
 //! - `xcmig convert [--from F] [--to F] [--version 2|3] [-i IN] [-o OUT]`:
 //!   wraps, unwraps and re-versions a stream (see `convert.rs`).
+//! - `xcmig convert-legacy --guest pv|hvm [--width 32|64|auto] [--format
+//!   libxc|libxl] [--xl] [-i IN] [-o OUT]`: a legacy (Xen 4.5 and earlier)
+//!   image to a v3 stream (see `convert_legacy.rs`).
 //! - `xcmig completions bash|zsh`: a completion script.
 //!
 //! Without `--format`, the format is guessed from the first octets ("xl"
 //! magic, "LibxlFmt", else libxc). Exit status: [`EXIT_STATUS`].
 
 mod convert;
+mod convert_legacy;
 mod input;
 mod inspect;
+mod staged;
 mod walk;
 
 use std::io::{IsTerminal, Write};
@@ -84,6 +89,10 @@ enum Cmd {
     /// Convert between libxc, libxl and xl images; re-version libxc v2/v3.
     #[command(after_help = EXIT_STATUS)]
     Convert(convert::Args),
+    /// Convert a legacy image (Xen 4.5 and earlier, 32- or 64-bit
+    /// toolstack) to a v3 or v2 stream.
+    #[command(after_help = EXIT_STATUS)]
+    ConvertLegacy(convert_legacy::Args),
     /// Print a shell completion script for xcmig to stdout.
     Completions {
         /// The shell: bash or zsh (fish, elvish and powershell also work).
@@ -240,6 +249,7 @@ fn main() -> ExitCode {
             file,
         } => inspect(file, format, json, verbose),
         Cmd::Convert(args) => convert::run(args),
+        Cmd::ConvertLegacy(args) => convert_legacy::run(args),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "xcmig", &mut std::io::stdout());
