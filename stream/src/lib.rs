@@ -7,6 +7,9 @@
 //!   ([`Reader`], [`Writer`], [`Record`], ...), where they have always been.
 //! - [`libxl`]: the libxl stream libxl wraps around a libxc stream.
 //! - [`xl`]: the `xl save` file header in front of a libxl stream.
+//! - [`xenstore`]: the xenstore migration stream (xenstored live update
+//!   and non-cooperative migration): nodes, watches, transactions and
+//!   connections.
 //! - [`nested`]: a libxl stream with its inline libxc stream, read in turn
 //!   over one input (the hand-off the tools and the fuzz target share).
 //!
@@ -18,7 +21,7 @@
 //!   the 8-octet record alignment; `input` and `output`: the exact and
 //!   growing reads and the vectored write every codec uses.
 //!
-//! A new stream format (e.g. the legacy pre-4.5 image, the xenstore stream)
+//! A new stream format (e.g. the legacy pre-4.5 image)
 //! goes into its own module beside `libxc`, `libxl` and `xl`, built on that
 //! base, with its errors carrying the byte offset like theirs.
 
@@ -31,6 +34,7 @@ pub mod nested;
 mod output;
 mod wire;
 pub mod x86;
+pub mod xenstore;
 pub mod xl;
 
 pub use libxc::*;
