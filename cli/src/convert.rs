@@ -200,6 +200,7 @@ fn layer_names(format: Format, libxc: Version) -> String {
         Format::Libxc => xc,
         Format::Libxl => format!("libxl v2 > {xc}"),
         Format::Xl => format!("xl > libxl v2 > {xc}"),
+        Format::Xenstore => "xenstore".into(),
     }
 }
 
@@ -713,6 +714,11 @@ fn convert_libxc<R: Read>(
 /// Checks the options against the formats; the usage error if they clash.
 fn check_options(args: &Args, from: Format, to: Format) -> Result<(), Fail> {
     let usage = |s: &str| Err(Fail::Usage(s.to_string()));
+    if from == Format::Xenstore || to == Format::Xenstore {
+        return usage(
+            "a xenstore stream holds no domain image: convert carries libxc, libxl and xl images",
+        );
+    }
     if args.emulator_record.is_some() && !(from == Format::Libxc && has_libxl(to)) {
         return usage(if from != Format::Libxc {
             "--emulator-record: the input already has its libxl layer (and its emulator records); \

@@ -6,6 +6,7 @@ use std::io::{self, BufReader, Cursor, Read};
 use std::path::Path;
 
 use xcmig_stream::libxl::LIBXL_IDENT;
+use xcmig_stream::xenstore::XS_IDENT;
 use xcmig_stream::xl::XL_MAGIC;
 
 use crate::walk::Format;
@@ -45,6 +46,8 @@ pub fn guess(probe: &[u8]) -> Format {
         Format::Libxl
     } else if probe.len() >= PROBE_LEN && probe.starts_with(&XL_MAGIC[..PROBE_LEN]) {
         Format::Xl
+    } else if probe.starts_with(&XS_IDENT) {
+        Format::Xenstore
     } else {
         Format::Libxc
     }

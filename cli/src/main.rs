@@ -1,6 +1,6 @@
 //! The `xcmig` command: check and describe Xen migration streams.
 //!
-//! - `xcmig verify [--format libxc|libxl|xl] [FILE|-]`: exit 0 when the
+//! - `xcmig verify [--format libxc|libxl|xl|xenstore] [FILE|-]`: exit 0 when the
 //!   stream is valid; otherwise exit 1 with one line on stdout naming the
 //!   byte offset, the record (layer, index, type) and the rule broken.
 //!   Warnings and notes (deviations stock libxenguest always makes) go to
@@ -8,6 +8,8 @@
 //! - `xcmig inspect [--format ...] [--json] [-v] [FILE|-]`: headers, record
 //!   counts and octets by type, pages by PFINFO type, distinct and re-sent
 //!   pfns, vCPUs, HVM params, checkpoints; `-v` lists every record.
+//!   For a xenstore stream: nodes as a tree with permissions and values,
+//!   watches, transactions, connections, domains and quotas.
 //! - `xcmig convert [--from F] [--to F] [--version 2|3] [-i IN] [-o OUT]`:
 //!   wraps, unwraps and re-versions a stream (see `convert.rs`).
 //! - `xcmig convert-legacy --guest pv|hvm [--width 32|64|auto] [--format
@@ -16,7 +18,7 @@
 //! - `xcmig completions bash|zsh`: a completion script.
 //!
 //! Without `--format`, the format is guessed from the first octets ("xl"
-//! magic, "LibxlFmt", else libxc). Exit status: [`EXIT_STATUS`].
+//! magic, "LibxlFmt", "xenstore", else libxc). Exit status: [`EXIT_STATUS`].
 
 mod convert;
 mod convert_legacy;
@@ -24,6 +26,7 @@ mod input;
 mod inspect;
 mod staged;
 mod walk;
+mod xenstore;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -208,6 +211,9 @@ fn inspect(file: Option<PathBuf>, format: Option<Format>, json: bool, verbose: b
         Ok(x) => x,
         Err(code) => return code,
     };
+    if format == Format::Xenstore {
+        return inspect_xenstore(inp, json, verbose);
+    }
     let mut report = inspect::Report::new(format, verbose, json, !json);
     let result = walk::walk(inp, format, &mut report);
     let code = match &result {
@@ -230,6 +236,35 @@ fn inspect(file: Option<PathBuf>, format: Option<Format>, json: bool, verbose: b
     }
     if let Some(line) = err_line {
         eprintln!("invalid {format} stream: {line}");
+    }
+    code
+}
+
+/// `inspect` of a xenstore stream: its own report (nodes, watches,
+/// transactions, connections) over the shared walk.
+fn inspect_xenstore(inp: input::Input, json: bool, verbose: bool) -> ExitCode {
+    let mut report = xenstore::XsReport::new(verbose, !json);
+    let result = walk::walk(inp, Format::Xenstore, &mut report);
+    let code = match &result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) if e.io => ExitCode::from(EXIT_IO),
+        Err(_) => ExitCode::from(EXIT_INVALID),
+    };
+    let err_line = result.as_ref().err().map(|e| e.line.clone());
+    report.finish(result.map(|d| (d.bytes, d.ending)).map_err(|e| e.line));
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => out(&format!("{s}\n")),
+            Err(e) => {
+                eprintln!("xcmig: cannot encode JSON: {e}");
+                return ExitCode::from(EXIT_IO);
+            }
+        }
+    } else {
+        out(&report.text());
+    }
+    if let Some(line) = err_line {
+        eprintln!("invalid xenstore stream: {line}");
     }
     code
 }

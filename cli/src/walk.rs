@@ -1,4 +1,4 @@
-//! Walking a whole stream (libxc, libxl or xl), checking every rule and
+//! Walking a whole stream (libxc, libxl, xl; xenstore in [`crate::xenstore`]), checking every rule and
 //! reporting what it holds to a [`Visitor`]. `verify` and `inspect` share it.
 //!
 //! The libxl layer and the libxc stream inside it read the same input in
@@ -15,6 +15,7 @@ use xcmig_stream::libxl::{
     self, LibxlError, LibxlErrorKind, LibxlHeader, LibxlNext, LibxlRecord, RecordPos,
 };
 use xcmig_stream::nested::{LibxcStop, NestedReader, SharedInput, StartError};
+use xcmig_stream::xenstore::{XsHeader, XsRecord, XsRecordPos};
 use xcmig_stream::xl::{XlError, XlHeader};
 use xcmig_stream::{
     DomainHeader, Error as XcError, ErrorKind as XcErrorKind, ImageHeader, Item, PfnEntry, Reader,
@@ -22,7 +23,7 @@ use xcmig_stream::{
     PAGE_SIZE, RECORD_HEADER_LEN,
 };
 
-/// The three stream formats.
+/// The stream formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
@@ -32,6 +33,9 @@ pub enum Format {
     Libxl,
     /// An `xl save` file: xl header, then a libxl stream.
     Xl,
+    /// A xenstore migration stream (xenstored live update, or one domain's
+    /// nodes, watches and transactions).
+    Xenstore,
 }
 
 impl fmt::Display for Format {
@@ -40,6 +44,7 @@ impl fmt::Display for Format {
             Format::Libxc => "libxc",
             Format::Libxl => "libxl",
             Format::Xl => "xl",
+            Format::Xenstore => "xenstore",
         })
     }
 }
@@ -52,6 +57,8 @@ pub enum Layer {
     Libxl,
     /// The libxc stream.
     Libxc,
+    /// The xenstore stream.
+    Xenstore,
 }
 
 impl fmt::Display for Layer {
@@ -59,6 +66,7 @@ impl fmt::Display for Layer {
         f.write_str(match self {
             Layer::Libxl => "libxl",
             Layer::Libxc => "libxc",
+            Layer::Xenstore => "xenstore",
         })
     }
 }
@@ -119,6 +127,10 @@ pub trait Visitor {
     fn note(&mut self, _n: &str) {}
     /// Number of complete checkpoints per layer, at the end.
     fn checkpoints(&mut self, _libxc: u64, _libxl: u64) {}
+    /// The xenstore stream header.
+    fn xenstore_header(&mut self, _h: &XsHeader) {}
+    /// A xenstore record, decoded.
+    fn xenstore_record(&mut self, _pos: &XsRecordPos, _rec: &XsRecord) {}
 }
 
 /// Why a walk stopped: an invalid stream or an unreadable input.
@@ -249,6 +261,12 @@ impl<V: Visitor> Visitor for Capped<'_, V> {
     fn checkpoints(&mut self, libxc: u64, libxl: u64) {
         self.inner.checkpoints(libxc, libxl)
     }
+    fn xenstore_header(&mut self, h: &XsHeader) {
+        self.inner.xenstore_header(h)
+    }
+    fn xenstore_record(&mut self, pos: &XsRecordPos, rec: &XsRecord) {
+        self.inner.xenstore_record(pos, rec)
+    }
 }
 
 /// Walks `input` as `format`, checking everything; stops at the first error.
@@ -278,6 +296,7 @@ fn walk_inner<R: Read, V: Visitor>(input: R, format: Format, v: &mut V) -> Resul
     match format {
         Format::Libxc => walk_libxc(shared, v),
         Format::Libxl => walk_libxl(shared, 0, v),
+        Format::Xenstore => crate::xenstore::walk(shared, v),
         Format::Xl => {
             let mut r = shared.clone();
             let h = XlHeader::read_from(&mut r)?;

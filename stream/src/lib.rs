@@ -9,6 +9,9 @@
 //! - [`xl`]: the `xl save` file header in front of a libxl stream.
 //! - [`legacy`]: the image `xc_domain_save` wrote up to Xen 4.5, with no
 //!   header and its toolstack's word size, and its conversion to v2/v3.
+//! - [`xenstore`]: the xenstore migration stream (xenstored live update
+//!   and non-cooperative migration): nodes, watches, transactions and
+//!   connections.
 //! - [`nested`]: a libxl stream with its inline libxc stream, read in turn
 //!   over one input (the hand-off the tools and the fuzz target share).
 //!
@@ -20,8 +23,7 @@
 //!   the 8-octet record alignment; `input` and `output`: the exact and
 //!   growing reads and the vectored write every codec uses.
 //!
-//! A new stream format (e.g. the xenstore stream)
-//! goes into its own module beside `libxc`, `libxl` and `xl`, built on that
+//! A new stream format goes into its own module beside these, built on that
 //! base, with its errors carrying the byte offset like theirs.
 
 #![deny(missing_docs)]
@@ -34,6 +36,7 @@ pub mod nested;
 mod output;
 mod wire;
 pub mod x86;
+pub mod xenstore;
 pub mod xl;
 
 pub use libxc::*;
