@@ -174,13 +174,34 @@ pub fn convert<R: Read, W: Write>(
         hdr.write_to(&mut out)
             .map_err(|e| LegacyError::io(0, "output", &e))?;
     }
-    let mut reader = LegacyReader::new(input, opts.width, opts.guest, start);
-    let mut summary = ConvertSummary::default();
-    let xenstore = {
-        let mut conv = Converter::new(&mut out, opts, &mut summary)?;
-        conv.run(&mut reader)?;
-        conv.finish()?
-    };
+    if opts.format == OutputFormat::Libxl {
+        let hdr = LibxlHeader {
+            options: LIBXL_OPT_LEGACY,
+            ..LibxlHeader::new()
+        };
+        out.write_all(&hdr.to_bytes())
+            .and_then(|()| libxl_record(&mut out, rec_type::LIBXC_CONTEXT, &[]))
+            .map_err(|e| LegacyError::io(start, "output", &e))?;
+    }
+    let mut stream = Converted::new(
+        LegacyReader::new(input, opts.width, opts.guest, start),
+        opts,
+    );
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                return Err(stream
+                    .take_error()
+                    .unwrap_or_else(|| LegacyError::io(stream.reader.offset(), "input", &e)))
+            }
+        };
+        out.write_all(&buf[..n])
+            .map_err(|e| LegacyError::io(stream.reader.offset(), "output", &e))?;
+    }
+    let (mut reader, mut summary, xenstore) = stream.into_parts();
     let ioerr = |at: u64| move |e: io::Error| LegacyError::io(at, "output", &e);
     if opts.format == OutputFormat::Libxl && !xenstore.is_empty() {
         let mut body = emulator_header();
@@ -264,37 +285,39 @@ fn copy_device_model<R: Read, W: Write>(
     }
 }
 
-/// The libxc layer, over the shared output.
-struct Converter<'o, 's, W: Write> {
-    w: Writer<&'o mut W>,
+/// The libxc stream of a legacy image, converted as it is read: each
+/// [`Read::read`] converts the next part of the image when the octets of
+/// the previous one are used up, so memory holds one part (at most a page
+/// batch). A malformed image is an [`io::ErrorKind::InvalidData`] error
+/// whose source is the [`LegacyError`] (also kept for
+/// [`Converted::take_error`]). The stream ends after END: with
+/// [`LegacyReader`] reading exactly, nothing after the image's libxc part
+/// is read, so `xc_domain_restore` can read a legacy image straight off a
+/// toolstack's fd.
+pub struct Converted<R> {
+    reader: LegacyReader<R>,
+    w: Writer<Vec<u8>>,
+    pos: usize,
+    done: bool,
+    error: Option<LegacyError>,
     opts: ConvertOptions,
-    summary: &'s mut ConvertSummary,
+    summary: ConvertSummary,
     params: Vec<HvmParam>,
     xenstore: Vec<u8>,
     entries: Vec<PfnEntry>,
 }
 
-impl<'o, 's, W: Write> Converter<'o, 's, W> {
-    fn new(
-        out: &'o mut W,
-        opts: &ConvertOptions,
-        summary: &'s mut ConvertSummary,
-    ) -> Result<Self, LegacyError> {
-        if opts.format == OutputFormat::Libxl {
-            let hdr = LibxlHeader {
-                options: LIBXL_OPT_LEGACY,
-                ..LibxlHeader::new()
-            };
-            out.write_all(&hdr.to_bytes())
-                .and_then(|()| libxl_record(out, rec_type::LIBXC_CONTEXT, &[]))
-                .map_err(|e| LegacyError::io(0, "output", &e))?;
-        }
+impl<R: Read> Converted<R> {
+    /// The stream of the image `reader` reads, as `opts` say (only
+    /// `version`, `format` for what the toolstack data becomes, and the
+    /// reader's own width and guest count).
+    pub fn new(reader: LegacyReader<R>, opts: &ConvertOptions) -> Self {
         let dtype = match opts.guest {
             Guest::Pv => DomainType::X86Pv,
             Guest::Hvm => DomainType::X86Hvm,
         };
         let w = Writer::with_options(
-            out,
+            Vec::new(),
             // Xen 0.1: what the reference converter writes, the mark
             // `DomainHeader::is_legacy_converted` tests.
             &DomainHeader::new(dtype, 0, 1),
@@ -307,15 +330,33 @@ impl<'o, 's, W: Write> Converter<'o, 's, W> {
                 check_grammar: true,
             },
         )
-        .map_err(|e| out_err(0, e))?;
-        Ok(Converter {
+        .expect("headers into a Vec");
+        Converted {
+            reader,
             w,
+            pos: 0,
+            done: false,
+            error: None,
             opts: *opts,
-            summary,
+            summary: ConvertSummary::default(),
             params: Vec::new(),
             xenstore: Vec::new(),
             entries: Vec::new(),
-        })
+        }
+    }
+
+    /// The error that ended the stream, once.
+    pub fn take_error(&mut self) -> Option<LegacyError> {
+        self.error.take()
+    }
+
+    /// The reader (positioned after the image's libxc part once the stream
+    /// ended), what was converted, and libxl's QEMU physmap as xenstore
+    /// pairs for EMULATOR_XENSTORE_DATA (empty unless the format is libxl).
+    pub fn into_parts(self) -> (LegacyReader<R>, ConvertSummary, Vec<u8>) {
+        let mut summary = self.summary;
+        summary.input_octets = self.reader.offset();
+        (self.reader, summary, self.xenstore)
     }
 
     fn static_data_end(&mut self, at: u64) -> Result<(), LegacyError> {
@@ -325,12 +366,13 @@ impl<'o, 's, W: Write> Converter<'o, 's, W> {
         Ok(())
     }
 
-    fn run<R: Read>(&mut self, reader: &mut LegacyReader<R>) -> Result<(), LegacyError> {
-        loop {
+    /// Converts the next part into the buffer; false after the last.
+    fn step(&mut self) -> Result<bool, LegacyError> {
+        {
             // Errors are reported at the input octet of the part converted.
-            let at = reader.offset();
-            let Some(item) = reader.next_item()? else {
-                return Ok(());
+            let at = self.reader.offset();
+            let Some(item) = self.reader.next_item()? else {
+                return Ok(false);
             };
             match item {
                 Item::P2mSize(n) => {
@@ -364,7 +406,7 @@ impl<'o, 's, W: Write> Converter<'o, 's, W> {
                 Item::Batch(b) => {
                     self.summary.batches += 1;
                     if b.entries.is_empty() {
-                        continue;
+                        return Ok(true);
                     }
                     self.entries.clear();
                     self.entries
@@ -472,11 +514,39 @@ impl<'o, 's, W: Write> Converter<'o, 's, W> {
                 Item::End => self.w.write_end().map_err(|e| out_err(at, e))?,
             }
         }
+        Ok(true)
     }
+}
 
-    /// The xenstore pairs gathered for EMULATOR_XENSTORE_DATA.
-    fn finish(self) -> Result<Vec<u8>, LegacyError> {
-        Ok(self.xenstore)
+impl<R: Read> Read for Converted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let pending = &self.w.get_ref()[self.pos..];
+            if !pending.is_empty() {
+                let n = pending.len().min(buf.len());
+                buf[..n].copy_from_slice(&pending[..n]);
+                self.pos += n;
+                return Ok(n);
+            }
+            self.w.get_mut().clear();
+            self.pos = 0;
+            if self.done {
+                return Ok(0);
+            }
+            match self.step() {
+                Ok(more) => self.done = !more,
+                Err(e) => {
+                    self.done = true;
+                    let kind = if e.is_io() {
+                        io::ErrorKind::Other
+                    } else {
+                        io::ErrorKind::InvalidData
+                    };
+                    self.error = Some(e.clone());
+                    return Err(io::Error::new(kind, e));
+                }
+            }
+        }
     }
 }
 

@@ -53,7 +53,7 @@ pub mod detect;
 mod error;
 mod reader;
 
-pub use convert::{convert, ConvertOptions, ConvertSummary, OutputFormat, Trailer};
+pub use convert::{convert, ConvertOptions, ConvertSummary, Converted, OutputFormat, Trailer};
 pub use detect::{detect_width, Detection};
 pub use error::{LegacyError, LegacyErrorKind};
 pub use reader::{Batch, Chunk, DeviceModel, ExtendedInfo, Item, LegacyReader, VcpuTail};
