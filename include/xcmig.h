@@ -27,6 +27,17 @@
  */
 #define XCMIG_PRECOPY_CLASSIC 1
 
+/**
+ * `xcmig_set_legacy_restore`: legacy images stay refused (the default).
+ */
+#define XCMIG_LEGACY_RESTORE_OFF 0
+
+/**
+ * `xcmig_set_legacy_restore`: legacy images are accepted, the toolstack
+ * width read from their first octets.
+ */
+#define XCMIG_LEGACY_RESTORE_AUTO 1
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -140,6 +151,22 @@ void xcmig_set_checkpoint_buffer_limit(uint64_t bytes);
  * `XCMIG_IO_TIMEOUT`; `xcmig_reset_precopy_settings` forgets this value too.
  */
 int xcmig_set_io_timeout(unsigned int seconds);
+
+/**
+ * Whether `xc_domain_restore` also accepts a legacy image, as saved by
+ * `xc_domain_save` of Xen 4.5 and earlier, on its fd, converting it
+ * in-process to a v3 stream (no helper process): `XCMIG_LEGACY_RESTORE_OFF`
+ * (0, the default: only v2 and v3 streams, as libxenguest), or the saving
+ * toolstack's word size: `32`, `64`, or `XCMIG_LEGACY_RESTORE_AUTO` (1) to
+ * read it from the image's first octets (refused, with a message, when
+ * they do not decide). The guest kind is the restored domain's. A stream
+ * that starts with the v2 image header is restored as always. After an
+ * HVM image the fd is left at its device model record, for the caller.
+ * Returns 0, or -1 with `errno` `EINVAL` for another value. Environment:
+ * `XCMIG_LEGACY_RESTORE` (`off`, `auto`, `32`, `64`);
+ * `xcmig_reset_precopy_settings` forgets this value too.
+ */
+int xcmig_set_legacy_restore(int mode);
 
 #ifdef __cplusplus
 }  // extern "C"

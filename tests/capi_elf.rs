@@ -55,6 +55,7 @@ fn exports_exactly_the_xenguest_entry_points_and_the_xcmig_functions() {
         "xcmig_reset_precopy_settings",
         "xcmig_set_checkpoint_buffer_limit",
         "xcmig_set_io_timeout",
+        "xcmig_set_legacy_restore",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -92,6 +93,8 @@ fn xenguest_entry_points_carry_libxenguests_version_node_and_the_additions_xcmig
         if name.starts_with("xcmig_set_auto_converge") {
             // Added after the first release: a node of its own.
             assert_eq!(version, "XCMIG_1", "{name}");
+        } else if name == "xcmig_set_legacy_restore" {
+            assert_eq!(version, "XCMIG_2", "{name}");
         } else if name.starts_with("xcmig_") {
             assert_eq!(version, "XCMIG_0", "{name}");
         } else {
@@ -102,6 +105,7 @@ fn xenguest_entry_points_carry_libxenguests_version_node_and_the_additions_xcmig
     assert!(v.contains("Name: VERS_4.17.0"), "{v}");
     assert!(v.contains("Name: XCMIG_0"), "{v}");
     assert!(v.contains("Name: XCMIG_1"), "{v}");
+    assert!(v.contains("Name: XCMIG_2"), "{v}");
 }
 
 #[test]

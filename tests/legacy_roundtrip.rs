@@ -342,3 +342,126 @@ fn legacy_images_of_xensim_domains_restore_digest_equal_through_both_converters(
     }
     assert_eq!(restored, 3 * 2 * 2 * 2);
 }
+
+/// `xg-restore DOMID fd:0` under xcmig with `env`, its stdin the file
+/// `img`; what is left of the file after the restore returns is printed
+/// after xg-restore's own stdout line (the same open file, read by `cat`).
+fn restore_from_fd(h: &Host, dst: u32, img: &Path, env: &[(&str, &str)]) -> Output {
+    let xg = h.harness("xg-restore", true);
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"exec 0<"$2"; "$0" "$1" fd:0 || exit $?; cat"#)
+        .arg(xg.get_program())
+        .arg(dst.to_string())
+        .arg(img);
+    for (k, v) in xg.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    sh.env("LD_DEBUG", "bindings").envs(env.iter().copied());
+    run(&mut sh, TIMEOUT)
+}
+
+#[test]
+fn xc_domain_restore_converts_a_legacy_image_in_process_when_the_setting_allows_it() {
+    let src_host = Host::new("legacy-lib-src");
+    let dst_host = Host::new("legacy-lib-dst");
+    dst_host.xensim(&["create", "--type", "pv", "--memory", "16M", "--empty"]);
+    let dir = src_host.path().parent().unwrap().join("images");
+    std::fs::create_dir_all(&dir).unwrap();
+    let qemu: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+    for (seed, (label, create, guest, vcpus)) in guests().into_iter().enumerate() {
+        let mut args = vec!["create"];
+        args.extend(&create);
+        let seed = (60 + seed).to_string();
+        args.extend(["--memory", "32M", "--fill", "mixed", "--seed", &seed]);
+        let src = Host::last_line(&src_host.xensim(&args))
+            .parse::<u32>()
+            .unwrap();
+        let v3 = dir.join(format!("{label}.v3"));
+        let out = run(
+            src_host
+                .harness("xg-save", false)
+                .arg(src.to_string())
+                .arg(&v3),
+            TIMEOUT,
+        );
+        assert!(out.status.success(), "save {label}\n{}", describe(&out));
+        let digest = src_host.digest(src);
+        let stream = std::fs::read(&v3).unwrap();
+        for width in [32, 64] {
+            let tag = format!("{label}-w{width}");
+            let mut img = legacy_from_v3(&stream, width);
+            let mut rest = Vec::new();
+            if guest == "hvm" {
+                // The device model record follows the libxc part, for the
+                // toolstack to read once xc_domain_restore returns.
+                img.qemu = Some((b"DeviceModelRecord0002".to_vec(), qemu.clone()));
+                rest.extend_from_slice(b"DeviceModelRecord0002");
+                rest.extend_from_slice(&(qemu.len() as u32).to_le_bytes());
+                rest.extend_from_slice(&qemu);
+            }
+            let file = dir.join(format!("{tag}.legacy"));
+            img.write(std::fs::File::create(&file).unwrap()).unwrap();
+
+            // Off (the default): refused as libxenguest refuses it.
+            let dst = dst_host.create_empty_with_vcpus(guest, vcpus);
+            let o = restore_from_fd(&dst_host, dst, &file, &[]);
+            assert!(!o.status.success(), "{tag}: restored without the setting");
+            assert!(
+                stderr(&o).contains("legacy image or not a stream"),
+                "{tag}: {}",
+                stderr(&o)
+            );
+
+            // The wrong width: refused, naming the rule.
+            let wrong = if width == 32 { "64" } else { "32" };
+            let dst = dst_host.create_empty_with_vcpus(guest, vcpus);
+            let o = restore_from_fd(&dst_host, dst, &file, &[("XCMIG_LEGACY_RESTORE", wrong)]);
+            assert!(!o.status.success(), "{tag}: restored at the wrong width");
+            assert!(stderr(&o).contains("legacy"), "{tag}: {}", stderr(&o));
+
+            // Given and detected widths: restored, and the fd left at the
+            // device model record.
+            for setting in [width.to_string(), "auto".to_string()] {
+                let dst = dst_host.create_empty_with_vcpus(guest, vcpus);
+                let o =
+                    restore_from_fd(&dst_host, dst, &file, &[("XCMIG_LEGACY_RESTORE", &setting)]);
+                assert!(o.status.success(), "{tag} {setting}\n{}", describe(&o));
+                let err = stderr(&o);
+                assert!(
+                    err.contains(&format!(
+                        "legacy (Xen 4.5 or earlier) {} image from a {width}-bit toolstack",
+                        guest.to_uppercase()
+                    )),
+                    "{tag}: {err}"
+                );
+                assert_bound_to_xcmig(
+                    &err,
+                    "xg-restore",
+                    "xc_domain_restore",
+                    &dst_host.env.libxcmig,
+                );
+                assert_eq!(dst_host.digest(dst), digest, "{tag} {setting}");
+                let line_end = o.stdout.iter().position(|&b| b == b'\n').unwrap() + 1;
+                assert!(o.stdout[..line_end].starts_with(b"store_gfn="), "{tag}");
+                assert_eq!(
+                    &o.stdout[line_end..],
+                    &rest[..],
+                    "{tag}: what xc_domain_restore left on the fd"
+                );
+            }
+        }
+        // A v2/v3 stream with the setting on is restored as always.
+        let dst = dst_host.create_empty_with_vcpus(guest, vcpus);
+        let o = restore_from_fd(&dst_host, dst, &v3, &[("XCMIG_LEGACY_RESTORE", "auto")]);
+        assert!(
+            o.status.success(),
+            "{label} v3 with the setting on\n{}",
+            describe(&o)
+        );
+        assert_eq!(dst_host.digest(dst), digest, "{label} v3");
+    }
+}

@@ -13,7 +13,7 @@ use super::types::RestoreCallbacksC;
 use super::Failure;
 use crate::hv::xen::{XcInterface, XenHypervisor};
 use crate::log::{Level, Log};
-use crate::restore::{restore_domain_with_back_channel, RestoreParams};
+use crate::restore::{restore_domain_accepting_legacy, RestoreParams};
 use crate::toolstack::StreamType;
 
 /// Arguments of `xc_domain_restore`, as received.
@@ -103,8 +103,16 @@ pub unsafe fn restore(args: &RestoreArgs) -> Result<(), Failure> {
     let mut back = (stream_type == StreamType::Colo && args.send_back_fd >= 0)
         .then(|| FdIo::with_timeout(args.send_back_fd, "the back channel", timeout));
     let back = back.as_mut().map(|b| b as &mut dyn std::io::Write);
-    let res =
-        restore_domain_with_back_channel(&hv, args.dom, &mut io, back, &params, &mut callbacks);
+    let legacy = super::settings::current_legacy_restore(&*log);
+    let res = restore_domain_accepting_legacy(
+        &hv,
+        args.dom,
+        &mut io,
+        back,
+        &params,
+        &mut callbacks,
+        legacy,
+    );
     let out = res.map_err(|e| {
         if log.reported_error() {
             Failure::Logged(e.errno())

@@ -1,5 +1,6 @@
 //! Process-wide pre-copy settings for `xc_domain_save` calls that pass no
-//! `precopy_policy`, and the restore's checkpoint buffer limit: set by the `xcmig_set_*` functions of `include/xcmig.h`
+//! `precopy_policy`, and the restore's checkpoint buffer limit and legacy
+//! image setting: set by the `xcmig_set_*` functions of `include/xcmig.h`
 //! or, for a library preloaded under an unmodified toolstack, by
 //! environment variables.
 //!
@@ -15,8 +16,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::log::{Level, Log};
-use crate::restore::DEFAULT_CHECKPOINT_BUFFER_LIMIT;
+use crate::restore::{LegacyImages, DEFAULT_CHECKPOINT_BUFFER_LIMIT};
 use crate::save::{PolicyChoice, PrecopySettings};
+use crate::stream::legacy::Width;
 
 /// `XCMIG_PRECOPY_POLICY`: `targeted` (default) or `classic`.
 pub const ENV_POLICY: &str = "XCMIG_PRECOPY_POLICY";
@@ -39,6 +41,15 @@ pub const ENV_AUTO_CONVERGE_STEP: &str = "XCMIG_AUTO_CONVERGE_STEP";
 /// share: a higher floor is lowered to it).
 pub const ENV_AUTO_CONVERGE_FLOOR: &str = "XCMIG_AUTO_CONVERGE_FLOOR";
 
+/// `XCMIG_LEGACY_RESTORE`: `off` (default), `auto` (also `on`, `1`), `32`
+/// or `64`: whether `xc_domain_restore` accepts a legacy image.
+pub const ENV_LEGACY_RESTORE: &str = "XCMIG_LEGACY_RESTORE";
+
+/// `XCMIG_LEGACY_RESTORE_OFF` in C.
+pub const LEGACY_RESTORE_OFF: i32 = 0;
+/// `XCMIG_LEGACY_RESTORE_AUTO` in C.
+pub const LEGACY_RESTORE_AUTO: i32 = 1;
+
 /// The atomics' "not set through the C API" value.
 const UNSET: u32 = u32::MAX;
 
@@ -51,6 +62,7 @@ static AUTO_CONVERGE: AtomicU32 = AtomicU32::new(UNSET);
 static AUTO_CONVERGE_INITIAL: AtomicU32 = AtomicU32::new(UNSET);
 static AUTO_CONVERGE_STEP: AtomicU32 = AtomicU32::new(UNSET);
 static AUTO_CONVERGE_FLOOR: AtomicU32 = AtomicU32::new(UNSET);
+static LEGACY_RESTORE: AtomicU32 = AtomicU32::new(UNSET);
 
 /// `XCMIG_PRECOPY_TARGETED` in C.
 pub const POLICY_TARGETED: i32 = 0;
@@ -110,8 +122,68 @@ pub fn set_auto_converge_shares(initial: u32, step: u32, floor: u32) -> Result<(
     Ok(())
 }
 
+/// `xcmig_set_legacy_restore`: off, auto, 32 or 64.
+pub fn set_legacy_restore(mode: i32) -> Result<(), Invalid> {
+    match mode {
+        LEGACY_RESTORE_OFF | LEGACY_RESTORE_AUTO | 32 | 64 => {
+            LEGACY_RESTORE.store(mode as u32, Ordering::SeqCst);
+            Ok(())
+        }
+        _ => Err(Invalid),
+    }
+}
+
+/// Whether this restore accepts legacy images, from the process
+/// environment.
+pub fn current_legacy_restore(log: &dyn Log) -> LegacyImages {
+    resolve_legacy_restore(&|name| std::env::var_os(name), log)
+}
+
+/// The legacy restore setting from the C API's value, then `env`, then
+/// off; an environment value that does not parse is reported on `log`.
+pub fn resolve_legacy_restore(
+    env: &dyn Fn(&str) -> Option<OsString>,
+    log: &dyn Log,
+) -> LegacyImages {
+    let mut mode = LEGACY_RESTORE.load(Ordering::SeqCst);
+    if mode == UNSET {
+        mode = LEGACY_RESTORE_OFF as u32;
+        if let Some(raw) = env(ENV_LEGACY_RESTORE) {
+            match raw.to_str().map(str::trim).and_then(parse_legacy_restore) {
+                Some(m) => mode = m,
+                None => log.log(
+                    Level::Warn,
+                    None,
+                    &format!(
+                        "xcmig: ignoring {ENV_LEGACY_RESTORE}={:?}: expected off, auto, 32 or 64; \
+                         legacy images stay refused",
+                        raw.to_string_lossy()
+                    ),
+                ),
+            }
+        }
+    }
+    match mode {
+        32 => LegacyImages::Width(Width::Bits32),
+        64 => LegacyImages::Width(Width::Bits64),
+        m if m == LEGACY_RESTORE_AUTO as u32 => LegacyImages::Detect,
+        _ => LegacyImages::Refuse,
+    }
+}
+
+fn parse_legacy_restore(v: &str) -> Option<u32> {
+    match v.to_ascii_lowercase().as_str() {
+        "off" | "0" | "no" | "false" => Some(LEGACY_RESTORE_OFF as u32),
+        "auto" | "on" | "1" | "yes" | "true" => Some(LEGACY_RESTORE_AUTO as u32),
+        "32" => Some(32),
+        "64" => Some(64),
+        _ => None,
+    }
+}
+
 /// `xcmig_reset_precopy_settings`: back to the environment and defaults
-/// (the checkpoint buffer limit and the I/O timeout too).
+/// (the checkpoint buffer limit, the I/O timeout and the legacy restore
+/// setting too).
 pub fn reset() {
     for a in [
         &POLICY,
@@ -123,6 +195,7 @@ pub fn reset() {
         &AUTO_CONVERGE_INITIAL,
         &AUTO_CONVERGE_STEP,
         &AUTO_CONVERGE_FLOOR,
+        &LEGACY_RESTORE,
     ] {
         a.store(UNSET, Ordering::SeqCst);
     }
@@ -684,6 +757,70 @@ mod tests {
         let (s, _) = with_env(&env);
         assert!(!s.auto_converge.enabled);
         assert_eq!(s.auto_converge.initial_share, 90);
+    }
+
+    fn legacy_with_env(value: Option<&str>) -> (LegacyImages, Vec<(Level, String)>) {
+        let log = Warnings::default();
+        let v = resolve_legacy_restore(
+            &|name| {
+                (name == ENV_LEGACY_RESTORE)
+                    .then(|| value.map(OsString::from))
+                    .flatten()
+            },
+            &log,
+        );
+        (v, log.0.into_inner())
+    }
+
+    #[test]
+    fn legacy_restore_is_off_by_default_and_read_from_the_environment() {
+        let _g = serial();
+        assert_eq!(legacy_with_env(None).0, LegacyImages::Refuse);
+        for (v, want) in [
+            ("off", LegacyImages::Refuse),
+            ("0", LegacyImages::Refuse),
+            ("auto", LegacyImages::Detect),
+            ("On", LegacyImages::Detect),
+            (" 32 ", LegacyImages::Width(Width::Bits32)),
+            ("64", LegacyImages::Width(Width::Bits64)),
+        ] {
+            let (got, warnings) = legacy_with_env(Some(v));
+            assert_eq!(got, want, "{v:?}");
+            assert!(warnings.is_empty(), "{warnings:?}");
+        }
+        let (got, warnings) = legacy_with_env(Some("48"));
+        assert_eq!(got, LegacyImages::Refuse);
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].1.contains("XCMIG_LEGACY_RESTORE=\"48\""),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn legacy_restore_setter_wins_over_the_environment_refuses_bad_modes_and_resets() {
+        use crate::capi::exports::*;
+        let _g = serial();
+        let errno = || std::io::Error::last_os_error().raw_os_error();
+        for bad in [-1, 2, 16, 65] {
+            assert_eq!(xcmig_set_legacy_restore(bad), -1, "{bad}");
+            assert_eq!(errno(), Some(libc::EINVAL));
+        }
+        assert_eq!(xcmig_set_legacy_restore(32), 0);
+        assert_eq!(
+            legacy_with_env(Some("auto")).0,
+            LegacyImages::Width(Width::Bits32)
+        );
+        assert_eq!(xcmig_set_legacy_restore(XCMIG_LEGACY_RESTORE_OFF), 0);
+        assert_eq!(legacy_with_env(Some("auto")).0, LegacyImages::Refuse);
+        assert_eq!(xcmig_set_legacy_restore(XCMIG_LEGACY_RESTORE_AUTO), 0);
+        assert_eq!(legacy_with_env(None).0, LegacyImages::Detect);
+        xcmig_reset_precopy_settings();
+        assert_eq!(
+            legacy_with_env(Some("64")).0,
+            LegacyImages::Width(Width::Bits64)
+        );
+        assert_eq!(legacy_with_env(None).0, LegacyImages::Refuse);
     }
 
     fn io_timeout_with_env(vars: &[(&str, &str)]) -> (Option<Duration>, Vec<(Level, String)>) {

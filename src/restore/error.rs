@@ -33,6 +33,9 @@ pub enum RestoreError {
         /// The errno reported.
         errno: i32,
     },
+    /// A legacy image (Xen 4.5 and earlier) that cannot be converted.
+    #[error("legacy image: {0}")]
+    Legacy(String),
     /// The domain does not exist.
     #[error("domain {0} does not exist")]
     NoSuchDomain(DomId),
@@ -105,6 +108,7 @@ impl RestoreError {
             },
             RestoreError::Record { .. } => e::EINVAL,
             RestoreError::Refused { errno, .. } => *errno,
+            RestoreError::Legacy(_) => e::EINVAL,
             RestoreError::NoSuchDomain(_) => e::ESRCH,
             RestoreError::WrongGuestType { .. } => e::EINVAL,
             RestoreError::Incomplete(_) => e::EINVAL,

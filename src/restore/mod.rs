@@ -37,6 +37,8 @@
 //! TSC and grant seeding, for every x86 guest type) → `guest` (the guest-type seam, libxenguest's
 //! `restore_ops`) → `ctx` (the state of one restore) → `memory` (the page
 //! path, with the guest type's `PageHooks`), `params`, `callbacks`, `error`.
+//! `legacy` sits beside the entry points: it converts a legacy (Xen 4.5 and
+//! earlier) image on the input in-process when the caller allows it.
 
 mod callbacks;
 mod checkpoint;
@@ -44,6 +46,7 @@ mod colo;
 mod ctx;
 mod error;
 mod guest;
+mod legacy;
 mod memory;
 mod params;
 mod records;
@@ -60,6 +63,7 @@ use crate::toolstack::StreamType;
 
 pub use callbacks::{MissingStaticData, Proceed, RestoreCallbacks, RestoreHook};
 pub use error::RestoreError;
+pub use legacy::{restore_domain_accepting_legacy, LegacyImages};
 pub use params::{RestoreOutputs, RestoreParams, DEFAULT_CHECKPOINT_BUFFER_LIMIT};
 
 use checkpoint::Phase;

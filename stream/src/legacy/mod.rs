@@ -54,7 +54,7 @@ mod error;
 mod reader;
 
 pub use convert::{convert, ConvertOptions, ConvertSummary, Converted, OutputFormat, Trailer};
-pub use detect::{detect_width, Detection};
+pub use detect::{detect_width, Detection, DECISIVE_PREFIX};
 pub use error::{LegacyError, LegacyErrorKind};
 pub use reader::{Batch, Chunk, DeviceModel, ExtendedInfo, Item, LegacyReader, VcpuTail};
 
