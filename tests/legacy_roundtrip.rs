@@ -249,6 +249,30 @@ fn guests() -> Vec<(&'static str, Vec<&'static str>, &'static str, u32)> {
     ]
 }
 
+/// Creates a 32 MiB guest on `host` (`create`: its xensim arguments) filled
+/// from `seed`, saves it with libxenguest into `<dir>/<label>.v3`; the
+/// file and the guest's digest at suspend.
+fn save_source(
+    host: &Host,
+    dir: &Path,
+    label: &str,
+    create: &[&str],
+    seed: u64,
+) -> (std::path::PathBuf, String) {
+    let seed = seed.to_string();
+    let mut args = vec!["create"];
+    args.extend(create);
+    args.extend(["--memory", "32M", "--fill", "mixed", "--seed", &seed]);
+    let src = Host::last_line(&host.xensim(&args)).parse::<u32>().unwrap();
+    let v3 = dir.join(format!("{label}.v3"));
+    let out = run(
+        host.harness("xg-save", false).arg(src.to_string()).arg(&v3),
+        TIMEOUT,
+    );
+    assert!(out.status.success(), "save {label}\n{}", describe(&out));
+    (v3, host.digest(src))
+}
+
 #[test]
 fn legacy_images_of_xensim_domains_restore_digest_equal_through_both_converters() {
     assert!(
@@ -264,23 +288,7 @@ fn legacy_images_of_xensim_domains_restore_digest_equal_through_both_converters(
     std::fs::create_dir_all(&dir).unwrap();
     let mut restored = 0;
     for (seed, (label, create, guest, vcpus)) in guests().into_iter().enumerate() {
-        let mut args = vec!["create"];
-        args.extend(&create);
-        let seed = (40 + seed).to_string();
-        args.extend(["--memory", "48M", "--fill", "mixed", "--seed", &seed]);
-        let src = Host::last_line(&src_host.xensim(&args))
-            .parse::<u32>()
-            .unwrap();
-        let v3 = dir.join(format!("{label}.v3"));
-        let out = run(
-            src_host
-                .harness("xg-save", false)
-                .arg(src.to_string())
-                .arg(&v3),
-            TIMEOUT,
-        );
-        assert!(out.status.success(), "save {label}\n{}", describe(&out));
-        let digest = src_host.digest(src);
+        let (v3, digest) = save_source(&src_host, &dir, label, &create, 40 + seed as u64);
         let stream = std::fs::read(&v3).unwrap();
         for width in [32, 64] {
             let tag = format!("{label}-w{width}");
@@ -373,23 +381,7 @@ fn xc_domain_restore_converts_a_legacy_image_in_process_when_the_setting_allows_
     std::fs::create_dir_all(&dir).unwrap();
     let qemu: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
     for (seed, (label, create, guest, vcpus)) in guests().into_iter().enumerate() {
-        let mut args = vec!["create"];
-        args.extend(&create);
-        let seed = (60 + seed).to_string();
-        args.extend(["--memory", "32M", "--fill", "mixed", "--seed", &seed]);
-        let src = Host::last_line(&src_host.xensim(&args))
-            .parse::<u32>()
-            .unwrap();
-        let v3 = dir.join(format!("{label}.v3"));
-        let out = run(
-            src_host
-                .harness("xg-save", false)
-                .arg(src.to_string())
-                .arg(&v3),
-            TIMEOUT,
-        );
-        assert!(out.status.success(), "save {label}\n{}", describe(&out));
-        let digest = src_host.digest(src);
+        let (v3, digest) = save_source(&src_host, &dir, label, &create, 60 + seed as u64);
         let stream = std::fs::read(&v3).unwrap();
         for width in [32, 64] {
             let tag = format!("{label}-w{width}");

@@ -212,9 +212,51 @@ fn inspect(file: Option<PathBuf>, format: Option<Format>, json: bool, verbose: b
         Err(code) => return code,
     };
     if format == Format::Xenstore {
-        return inspect_xenstore(inp, json, verbose);
+        return report_inspection(inp, format, xenstore::XsReport::new(verbose, !json), json);
     }
-    let mut report = inspect::Report::new(format, verbose, json, !json);
+    report_inspection(
+        inp,
+        format,
+        inspect::Report::new(format, verbose, json, !json),
+        json,
+    )
+}
+
+/// What `inspect` fills while it walks a stream and prints at the end.
+trait Inspection: Visitor + serde::Serialize {
+    /// The walk's result: total octets and how the stream ended, or the
+    /// error line.
+    fn finish(&mut self, result: Result<(u64, Ending), String>);
+    /// The text report.
+    fn text(&self) -> String;
+}
+
+impl Inspection for inspect::Report {
+    fn finish(&mut self, result: Result<(u64, Ending), String>) {
+        inspect::Report::finish(self, result)
+    }
+    fn text(&self) -> String {
+        inspect::Report::text(self)
+    }
+}
+
+impl Inspection for xenstore::XsReport {
+    fn finish(&mut self, result: Result<(u64, Ending), String>) {
+        xenstore::XsReport::finish(self, result)
+    }
+    fn text(&self) -> String {
+        xenstore::XsReport::text(self)
+    }
+}
+
+/// Walks `inp` into `report` and prints it (text or JSON); the error line
+/// of an invalid stream goes to stderr.
+fn report_inspection<I: Inspection>(
+    inp: input::Input,
+    format: Format,
+    mut report: I,
+    json: bool,
+) -> ExitCode {
     let result = walk::walk(inp, format, &mut report);
     let code = match &result {
         Ok(_) => ExitCode::SUCCESS,
@@ -236,35 +278,6 @@ fn inspect(file: Option<PathBuf>, format: Option<Format>, json: bool, verbose: b
     }
     if let Some(line) = err_line {
         eprintln!("invalid {format} stream: {line}");
-    }
-    code
-}
-
-/// `inspect` of a xenstore stream: its own report (nodes, watches,
-/// transactions, connections) over the shared walk.
-fn inspect_xenstore(inp: input::Input, json: bool, verbose: bool) -> ExitCode {
-    let mut report = xenstore::XsReport::new(verbose, !json);
-    let result = walk::walk(inp, Format::Xenstore, &mut report);
-    let code = match &result {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) if e.io => ExitCode::from(EXIT_IO),
-        Err(_) => ExitCode::from(EXIT_INVALID),
-    };
-    let err_line = result.as_ref().err().map(|e| e.line.clone());
-    report.finish(result.map(|d| (d.bytes, d.ending)).map_err(|e| e.line));
-    if json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => out(&format!("{s}\n")),
-            Err(e) => {
-                eprintln!("xcmig: cannot encode JSON: {e}");
-                return ExitCode::from(EXIT_IO);
-            }
-        }
-    } else {
-        out(&report.text());
-    }
-    if let Some(line) = err_line {
-        eprintln!("invalid xenstore stream: {line}");
     }
     code
 }
