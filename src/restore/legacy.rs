@@ -53,7 +53,8 @@ pub fn restore_domain_accepting_legacy<H: Hypervisor, R: Read>(
         .read_to_end(&mut head)
         .map_err(|e| RestoreError::Legacy(format!("reading the stream's first octets: {e}")))?;
     let mut input = Cursor::new(head.clone()).chain(io);
-    if is_v2(&head) {
+    // Too short for either: the v2 reader names what is missing.
+    if is_v2(&head) || head.len() < 12 {
         return restore_domain_with_back_channel(hv, domid, &mut input, back, params, callbacks);
     }
     let info = hv.domain_info(domid)?;
