@@ -794,7 +794,9 @@ fn legacy_reader_seeds() -> Vec<(&'static str, u8, LegacyImage)> {
     let mut chunks = small_hvm(32, 1);
     // Every HVM-parameter chunk Xen 4.5 saves (the ioreq server pair too).
     for id in [-4, -10, -11, -14, -15, -16, -17, -19, -20] {
-        chunks.body.insert(3, hvm_chunk(id, 0x1000 + id.unsigned_abs() as u64));
+        chunks
+            .body
+            .insert(3, hvm_chunk(id, 0x1000 + id.unsigned_abs() as u64));
     }
     vec![
         ("hvm-32-libxc-v3", 0b0010, small_hvm(32, 2)),
@@ -827,7 +829,11 @@ fn fuzz_seeds_are_the_generated_images() {
             OutputFormat::Libxl
         };
         let mut o = opts(bits, guest, format);
-        o.version = if sel & 8 == 0 { Version::V3 } else { Version::V2 };
+        o.version = if sel & 8 == 0 {
+            Version::V3
+        } else {
+            Version::V2
+        };
         let image = img.to_bytes();
         run(&image, &o).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut bytes = vec![sel];
