@@ -776,3 +776,82 @@ proptest! {
         }
     }
 }
+
+// ---- the fuzz seeds --------------------------------------------------------
+
+/// The seeds of the `legacy_reader` fuzz target, as (name, selector byte,
+/// image). The selector (see `fuzz/fuzz_targets/legacy_reader.rs`): bit 0
+/// 64-bit toolstack, bit 1 HVM, bit 2 libxl output, bit 3 version 2.
+fn legacy_reader_seeds() -> Vec<(&'static str, u8, LegacyImage)> {
+    let mut physmap = small_hvm(64, 2);
+    physmap.body.insert(
+        2,
+        toolstack(&libxl_physmap(
+            64,
+            &[(0xf000_0000, 0xf100_0000, 0x80_0000, "vga.vram")],
+        )),
+    );
+    let mut chunks = small_hvm(32, 1);
+    // Every HVM-parameter chunk Xen 4.5 saves (the ioreq server pair too).
+    for id in [-4, -10, -11, -14, -15, -16, -17, -19, -20] {
+        chunks
+            .body
+            .insert(3, hvm_chunk(id, 0x1000 + id.unsigned_abs() as u64));
+    }
+    vec![
+        ("hvm-32-libxc-v3", 0b0010, small_hvm(32, 2)),
+        ("hvm-64-libxl-v3", 0b0111, small_hvm(64, 2)),
+        ("hvm-64-libxl-v2-physmap", 0b1111, physmap),
+        ("hvm-32-libxc-v2-chunks", 0b1010, chunks),
+        ("pv64-32-libxc-v3", 0b0000, small_pv(32, 64, 2)),
+        ("pv32-64-libxl-v3", 0b0101, small_pv(64, 32, 2)),
+        ("pv64-64-libxc-v2", 0b1001, small_pv(64, 64, 1)),
+        ("pv32-32-libxl-v2", 0b1100, small_pv(32, 32, 1)),
+    ]
+}
+
+/// The seeds of the `legacy_reader` fuzz target
+/// (`fuzz/corpus/legacy_reader/seed-*`): each committed file must equal the
+/// selector byte and the generated image, and the image must convert with
+/// the options the selector chooses. `XCMIG_REGEN_CORPUS=1 cargo test -p
+/// xcmig-stream --test stream_legacy fuzz_seeds` rewrites them.
+#[test]
+fn fuzz_seeds_are_the_generated_images() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/legacy_reader");
+    let regen = std::env::var_os("XCMIG_REGEN_CORPUS").is_some();
+    for (name, sel, img) in legacy_reader_seeds() {
+        let guest = if sel & 2 == 0 { Guest::Pv } else { Guest::Hvm };
+        let bits = if sel & 1 == 0 { 32 } else { 64 };
+        assert_eq!(bits, img.width, "{name}: selector width");
+        let format = if sel & 4 == 0 {
+            OutputFormat::Libxc
+        } else {
+            OutputFormat::Libxl
+        };
+        let mut o = opts(bits, guest, format);
+        o.version = if sel & 8 == 0 {
+            Version::V3
+        } else {
+            Version::V2
+        };
+        let image = img.to_bytes();
+        run(&image, &o).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut bytes = vec![sel];
+        bytes.extend_from_slice(&image);
+        let path = dir.join(format!("seed-{name}"));
+        if regen {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let committed = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (regenerate with XCMIG_REGEN_CORPUS=1)",
+                path.display()
+            )
+        });
+        assert!(
+            committed == bytes,
+            "{name}: stale seed (regenerate with XCMIG_REGEN_CORPUS=1)"
+        );
+    }
+}
