@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use xcmig_stream::legacy::{
-    convert, detect_width, ConvertOptions, Guest, LegacyError, OutputFormat, Trailer, Width,
+    convert, detect_width, xend_header_len, ConvertOptions, Guest, LegacyError, OutputFormat,
+    Trailer, Width,
 };
 use xcmig_stream::xl::XlHeader;
 use xcmig_stream::Version;
@@ -169,7 +170,7 @@ fn run_inner(args: &Args) -> Result<(), Fail> {
                     .map(|h| h.encoded_len() as usize)
                     .map_err(|e| Fail::invalid(e.to_string()))?
             } else {
-                0
+                xend_header_len(&prefix).unwrap_or(0)
             };
             let d = detect_width(prefix.get(skip..).unwrap_or_default(), guest);
             match d.width() {

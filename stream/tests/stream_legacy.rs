@@ -560,17 +560,15 @@ fn malformed() -> Vec<(&'static str, LegacyImage, LegacyErrorKind, u64)> {
         0,
     ));
     let mut i = small_pv(64, 64, 2);
-    if let Tail::Pv { vcpus, .. } = &mut i.tail {
-        vcpus[1].xsave.as_mut().unwrap().1.push(0);
+    if let Some(pv) = &mut i.pv {
+        pv.xcnt = None;
+        pv.extra_blocks
+            .push((*b"xcnt", vec![0x40, 3, 0, 0, 0, 0, 0, 0]));
     }
     v.push((
-        "xsave size",
+        "xcnt block of 8 octets",
         i,
-        LegacyErrorKind::XsaveSize {
-            vcpu: 1,
-            size: 817,
-            expected: 816,
-        },
+        LegacyErrorKind::BadXcntBlock(8),
         0,
     ));
     v
@@ -854,4 +852,49 @@ fn fuzz_seeds_are_the_generated_images() {
             "{name}: stale seed (regenerate with XCMIG_REGEN_CORPUS=1)"
         );
     }
+}
+
+#[test]
+fn an_xend_save_file_converts_its_header_and_config_dropped_and_its_qemu_record_carried() {
+    let mut img = small_hvm(32, 4);
+    img.qemu = None;
+    img.trailing = b"QemuDeviceModelRecord".to_vec();
+    img.trailing.extend_from_slice(&[0x5e; 777]);
+    let config = b"(vm (name guest) (memory 512))";
+    let mut bytes = b"LinuxGuestRecord".to_vec();
+    bytes.extend_from_slice(&(config.len() as i32).to_be_bytes());
+    bytes.extend_from_slice(config);
+    let image_at = bytes.len();
+    bytes.extend_from_slice(&img.to_bytes());
+    assert_eq!(
+        xcmig_stream::legacy::xend_header_len(&bytes),
+        Some(image_at)
+    );
+    assert_eq!(
+        detect_width(&bytes[image_at..], Guest::Hvm).width(),
+        Some(Width::Bits32)
+    );
+    let mut out = Vec::new();
+    let summary = convert(
+        &bytes[..],
+        &mut out,
+        &opts(32, Guest::Hvm, OutputFormat::Libxl),
+    )
+    .unwrap();
+    assert!(
+        summary.notes[0].contains("an xend save file"),
+        "{:?}",
+        summary.notes
+    );
+    assert_eq!(summary.device_model, Some(777));
+    assert_eq!(summary.input_octets, bytes.len() as u64);
+    // The libxl stream ends with EMULATOR_CONTEXT (id unknown, index 0,
+    // the data) and END.
+    let tail = &out[out.len() - 8 - (8 + 8 + 784)..];
+    assert_eq!(&tail[..8], &[3, 0, 0, 0, 0x11, 3, 0, 0]);
+    assert_eq!(&tail[16..16 + 777], &[0x5e; 777][..]);
+    assert_eq!(&out[out.len() - 8..], &[0; 8]);
+    // libxc keeps the record as it was, after the stream.
+    let out = run(&bytes, &opts(32, Guest::Hvm, OutputFormat::Libxc)).unwrap();
+    assert!(out.ends_with(&img.trailing));
 }

@@ -1,8 +1,7 @@
 //! Cases from a review of `xcmig_stream::legacy` against Xen's own savers
 //! and restorers (`tools/libxc/xc_domain_save.c`, `xc_domain_restore.c`,
 //! `tools/libxl/libxl_dom.c` at RELEASE-4.0.0 to RELEASE-4.5.0): images a
-//! real Xen 4.0-4.5 toolstack writes. Those the codec gets right are plain
-//! tests; those it refuses today are `#[ignore]`d with the reason.
+//! real Xen 4.0-4.5 toolstack writes, each converted.
 
 use xcmig_stream::legacy::{convert, ConvertOptions, Guest, OutputFormat, Trailer, Width};
 use xcmig_stream::{PageType, PfnEntry, Reader, Record, Version};
@@ -130,7 +129,6 @@ fn vcpu_info_of_65_vcpus_has_two_map_words() {
 /// that record ("xend's ... convert with --format libxc"), and `--format
 /// libxc` refuses `--xl`: no option converts the file.
 #[test]
-#[ignore = "refused today: an xl 4.0 HVM save file (QemuDeviceModelRecord to EOF) cannot be converted with any options"]
 fn xl40_hvm_save_file_with_qemu_record_to_eof_converts() {
     let mut img = small_hvm(64, 2);
     img.qemu = None;
@@ -161,9 +159,8 @@ fn xl40_hvm_save_file_with_qemu_record_to_eof_converts() {
 /// `vcpucount * xcnt` octets and then walks the per-vCPU sizes
 /// (xc_domain_restore.c:627-636, 2174-2192), so it misreads such an image;
 /// Debian's tool asserts. The sizes are in the image, so a reader can take
-/// each vCPU's own: today ours refuses it (`XsaveSize`, reader.rs:881-892).
+/// each vCPU's own, as ours does.
 #[test]
-#[ignore = "refused today: a vCPU's xsave size other than vCPU 0's xcnt - 16 is XsaveSize (reader.rs:881)"]
 fn per_vcpu_xsave_sizes_other_than_vcpu0s_convert() {
     let mut img = small_pv(64, 64, 2);
     if let Tail::Pv { vcpus, .. } = &mut img.tail {

@@ -29,16 +29,21 @@
 //! skips them (the tool refuses); a libxl physmap entry without a name is
 //! carried without its name key (the tool refuses); the
 //! "RemusDeviceModelState" signature is accepted like
-//! "DeviceModelRecord0002"; `--xl` with the libxc format is refused (an
-//! `xl` file holds a libxl stream).
+//! "DeviceModelRecord0002", and xend's (and libxl 4.0's)
+//! "QemuDeviceModelRecord", whose data runs to the end of the file, is
+//! carried too (the tool refuses both); an xend file ("LinuxGuestRecord")
+//! converts, its SXP config dropped with a note; each vCPU's xsave block is
+//! read at its own size (the tool asserts they all have vCPU 0's, and
+//! Xen's own restorer misreads such an image); `--xl` with the libxc
+//! format is refused (an `xl` file holds a libxl stream).
 
 use std::io::{self, Read, Write};
 
 use super::error::{LegacyError, LegacyErrorKind};
 use super::reader::{Chunk, DeviceModel, Item, LegacyReader};
 use super::{
-    Guest, Width, HVM_PARAM_BUFIOREQ_PFN, HVM_PARAM_IOREQ_PFN, HVM_PARAM_STORE_PFN,
-    XEND_QEMU_SIGNATURE,
+    Guest, Width, HVM_PARAM_BUFIOREQ_PFN, HVM_PARAM_IOREQ_PFN, HVM_PARAM_STORE_PFN, MAX_BLOB,
+    XEND_SIGNATURE,
 };
 use crate::libxc::{
     DomainHeader, DomainType, Error, GrammarOptions, HvmParam, ImageHeader, PfnEntry, VcpuKind,
@@ -174,6 +179,59 @@ pub fn convert<R: Read, W: Write>(
         hdr.write_to(&mut out)
             .map_err(|e| LegacyError::io(0, "output", &e))?;
     }
+    // An xend file: its header and SXP config, which no v2 layer carries.
+    let mut head = Vec::with_capacity(XEND_SIGNATURE.len());
+    (&mut input)
+        .take(XEND_SIGNATURE.len() as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| LegacyError::io(start, "input", &e))?;
+    let mut notes = Vec::new();
+    let mut input: Box<dyn Read + '_> = if !opts.xl && head == XEND_SIGNATURE {
+        let mut len = [0u8; 4];
+        crate::input::read_upto(&mut input, &mut len)
+            .map_err(|e| LegacyError::io(16, "xend header", &e))
+            .and_then(|n| {
+                if n < 4 {
+                    Err(LegacyError::new(
+                        16 + n as u64,
+                        "xend header",
+                        LegacyErrorKind::Truncated {
+                            what: "the config length",
+                        },
+                    ))
+                } else {
+                    Ok(())
+                }
+            })?;
+        let len = u32::from_be_bytes(len);
+        if len > MAX_BLOB {
+            return Err(LegacyError::new(
+                16,
+                "xend header",
+                LegacyErrorKind::BadLength {
+                    what: "xend config length",
+                    len: u64::from(len),
+                },
+            ));
+        }
+        let got = io::copy(&mut (&mut input).take(u64::from(len)), &mut io::sink())
+            .map_err(|e| LegacyError::io(20, "xend header", &e))?;
+        if got < u64::from(len) {
+            return Err(LegacyError::new(
+                20 + got,
+                "xend header",
+                LegacyErrorKind::Truncated { what: "the config" },
+            ));
+        }
+        start = 20 + got;
+        notes.push(format!(
+            "an xend save file: dropped its header and {len} octets of SXP config (no v2 \
+             layer carries it; recreate the guest's config for xl)"
+        ));
+        Box::new(input)
+    } else {
+        Box::new(io::Cursor::new(head).chain(input))
+    };
     if opts.format == OutputFormat::Libxl {
         let hdr = LibxlHeader {
             options: LIBXL_OPT_LEGACY,
@@ -184,7 +242,7 @@ pub fn convert<R: Read, W: Write>(
             .map_err(|e| LegacyError::io(start, "output", &e))?;
     }
     let mut stream = Converted::new(
-        LegacyReader::new(input, opts.width, opts.guest, start),
+        LegacyReader::new(&mut input, opts.width, opts.guest, start),
         opts,
     );
     let mut buf = vec![0u8; 256 << 10];
@@ -202,6 +260,7 @@ pub fn convert<R: Read, W: Write>(
             .map_err(|e| LegacyError::io(stream.reader.offset(), "output", &e))?;
     }
     let (mut reader, mut summary, xenstore) = stream.into_parts();
+    summary.notes.splice(0..0, notes);
     let ioerr = |at: u64| move |e: io::Error| LegacyError::io(at, "output", &e);
     if opts.format == OutputFormat::Libxl && !xenstore.is_empty() {
         let mut body = emulator_header();
@@ -273,15 +332,15 @@ fn copy_device_model<R: Read, W: Write>(
             out.write_all(&[0u8; 8][..pad]).map_err(ioerr)?;
             Ok(n)
         }
-        (OutputFormat::Libxl, None) => Err(LegacyError::new(
-            at - XEND_QEMU_SIGNATURE.len() as u64,
-            "device model record",
-            LegacyErrorKind::Usage(
-                "xend's \"QemuDeviceModelRecord\" runs to the end of the file and has no length \
-                 for a libxl record: convert with --format libxc, which keeps it as it is"
-                    .into(),
-            ),
-        )),
+        (OutputFormat::Libxl, None) => {
+            // The data runs to the end of the file and the record needs its
+            // length first: held, within the record limit.
+            let data = reader.device_model_to_end(MAX_BLOB - 8)?;
+            let mut body = emulator_header();
+            body.extend_from_slice(&data);
+            libxl_record(out, rec_type::EMULATOR_CONTEXT, &body).map_err(ioerr)?;
+            Ok(data.len() as u64)
+        }
     }
 }
 

@@ -36,8 +36,8 @@ pub enum LegacyErrorKind {
     },
     /// A "vcpu" block of neither context size.
     BadVcpuBlockSize(u32),
-    /// A "xcnt" block shorter than its u32, or an xsave size below the
-    /// 16 octets of mask and size.
+    /// A "xcnt" block of another size than its u32, or an xsave size below
+    /// the 16 octets of mask and size.
     BadXcntBlock(u32),
     /// The extended info has no "vcpu" block, so the guest width is unknown.
     NoVcpuBlock,
@@ -97,15 +97,6 @@ pub enum LegacyErrorKind {
     NoVcpuInfo,
     /// The PV tail's unmapped pfn count is above the restorer's bound.
     TooManyUnmappedPfns(u32),
-    /// A vCPU's xsave size differs from the "xcnt" block.
-    XsaveSize {
-        /// The vCPU.
-        vcpu: u32,
-        /// Its size.
-        size: u64,
-        /// What "xcnt" announced (minus mask and size).
-        expected: u64,
-    },
     /// A length field above [`super::MAX_BLOB`], or 0 where data is needed.
     BadLength {
         /// The field.
@@ -152,7 +143,10 @@ impl fmt::Display for LegacyErrorKind {
                 "\"vcpu\" block of {n} octets: a vCPU context is 2800 (32-bit guest) or 5168 \
                  (64-bit guest) octets"
             ),
-            BadXcntBlock(n) => write!(f, "\"xcnt\" block or size {n} too short"),
+            BadXcntBlock(n) => write!(
+                f,
+                "\"xcnt\" block: {n} octets where a 4-octet size of at least 16 is due"
+            ),
             NoVcpuBlock => f.write_str("extended info without a \"vcpu\" block: guest width unknown"),
             P2mFrameOutOfRange { index, pfn } => write!(
                 f,
@@ -193,14 +187,6 @@ impl fmt::Display for LegacyErrorKind {
             TooManyUnmappedPfns(n) => {
                 write!(f, "{n} unmapped pfns in the PV tail, more than 2^28")
             }
-            XsaveSize {
-                vcpu,
-                size,
-                expected,
-            } => write!(
-                f,
-                "vCPU {vcpu} xsave size {size}, the \"xcnt\" block announced {expected}"
-            ),
             BadLength { what, len } => write!(f, "{what} {len} out of range (1 to 128 MiB)"),
             BadToolstack(m) => write!(f, "libxl toolstack data: {m}"),
             BadQemuSignature(s) => write!(

@@ -36,11 +36,14 @@
 //!           4096 octets of shared info
 //! ```
 //!
-//! Above the libxc layer, libxl (and xend before it) appended the device
-//! model's state to an HVM image: a 21-octet signature,
-//! "DeviceModelRecord0002" or "RemusDeviceModelState", then u32 length and
-//! the QEMU save data ([`DeviceModel`]). An `xl save` file puts its
-//! [header](crate::xl) in front, without the "stream v2" flag.
+//! Above the libxc layer, the toolstack appended the device model's state
+//! to an HVM image ([`DeviceModel`]): libxl since 4.1 a 21-octet signature,
+//! "DeviceModelRecord0002" (or "RemusDeviceModelState" for Remus), u32
+//! length and the QEMU save data; xend and libxl 4.0
+//! "QemuDeviceModelRecord" and the data to the end of the file. An `xl
+//! save` file puts its [header](crate::xl) in front, without the "stream
+//! v2" flag; an xend file "LinuxGuestRecord", a big-endian i32 length and
+//! its SXP config.
 //!
 //! Files: `reader.rs` (a pull parser that never holds more than one page
 //! batch), `error.rs` (errors with the byte offset and the rule broken),
@@ -84,12 +87,24 @@ pub const MAX_UNMAPPED_PFNS: u32 = 1 << 28;
 /// Largest HVM context, toolstack data or device model record accepted
 /// (the v2 record limit).
 pub const MAX_BLOB: u32 = 128 << 20;
-/// Device model signature of libxl (and xend since Xen 4.1).
+/// Device model signature of libxl since Xen 4.1: u32 length, data.
 pub const QEMU_SIGNATURE: &[u8; 21] = b"DeviceModelRecord0002";
 /// Device model signature of Remus checkpoints (same layout).
 pub const REMUS_QEMU_SIGNATURE: &[u8; 21] = b"RemusDeviceModelState";
-/// Device model signature of older xend: data runs to the end of the file.
+/// Device model signature of xend (every release) and of libxl 4.0: the
+/// data runs to the end of the file.
 pub const XEND_QEMU_SIGNATURE: &[u8; 21] = b"QemuDeviceModelRecord";
+/// The start of an xend save file, then a big-endian i32 config length and
+/// the SXP config, then the legacy image.
+pub const XEND_SIGNATURE: &[u8; 16] = b"LinuxGuestRecord";
+
+/// The length of an xend file's header and config when `prefix` starts
+/// with one (and holds its length field).
+pub fn xend_header_len(prefix: &[u8]) -> Option<usize> {
+    let rest = prefix.strip_prefix(XEND_SIGNATURE)?;
+    let len: [u8; 4] = rest.get(..4)?.try_into().ok()?;
+    Some(XEND_SIGNATURE.len() + 4 + u32::from_be_bytes(len) as usize)
+}
 
 /// Word size of the toolstack that wrote the image (`sizeof(unsigned long)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -567,7 +567,9 @@ impl<R: Read> LegacyReader<R> {
                     self.skip(u64::from(size), PART, "the \"extv\" block")?;
                 }
                 b"xcnt" => {
-                    if size < 4 {
+                    // Xen's restorer reads 4 octets and takes the block as
+                    // done, so any other size misreads the blocks after it.
+                    if size != 4 {
                         return Err(self.err(at + 4, PART, LegacyErrorKind::BadXcntBlock(size)));
                     }
                     let vat = self.offset;
@@ -576,7 +578,6 @@ impl<R: Read> LegacyReader<R> {
                         return Err(self.err(vat, PART, LegacyErrorKind::BadXcntBlock(n)));
                     }
                     ext.xsave_len = n;
-                    self.skip(u64::from(size - 4), PART, "the \"xcnt\" block")?;
                 }
                 _ => {
                     ext.skipped.push(id);
@@ -876,17 +877,17 @@ impl<R: Read> LegacyReader<R> {
         let mut mask = 0;
         if ext.xsave_len > 0 {
             mask = self.read_u64(&part, "the xsave mask")?;
+            // Each vCPU's own size: Xen 4.4 and 4.5 size a vCPU's block by
+            // its own xcr0_accum, while "xcnt" holds vCPU 0's.
             let sat = self.offset;
             let size = self.read_u64(&part, "the xsave size")?;
-            let expected = u64::from(ext.xsave_len) - 16;
-            if size != expected {
+            if size > u64::from(MAX_BLOB) {
                 return Err(self.err(
                     sat,
                     part,
-                    LegacyErrorKind::XsaveSize {
-                        vcpu: id,
-                        size,
-                        expected,
+                    LegacyErrorKind::BadLength {
+                        what: "xsave size",
+                        len: size,
                     },
                 ));
             }
@@ -985,6 +986,36 @@ impl<R: Read> LegacyReader<R> {
             }
         }
         Ok(got)
+    }
+
+    /// xend's (and libxl 4.0's) device model data: everything to the end
+    /// of the input, at most `max` octets.
+    pub fn device_model_to_end(&mut self, max: u32) -> Result<Vec<u8>, LegacyError> {
+        const PART: &str = "device model record";
+        let mut data = Vec::new();
+        Self::read_blob(
+            &mut self.inner,
+            &mut self.offset,
+            &mut data,
+            u64::from(max) + 1,
+            PART,
+            "the QEMU data",
+        )
+        .or_else(|e| match e.kind {
+            LegacyErrorKind::Truncated { .. } => Ok(()),
+            _ => Err(e),
+        })?;
+        if data.len() > max as usize {
+            return Err(self.err(
+                self.offset,
+                PART,
+                LegacyErrorKind::BadLength {
+                    what: "device model data to the end of the file",
+                    len: data.len() as u64,
+                },
+            ));
+        }
+        Ok(data)
     }
 
     /// Fails unless the input ends here.
