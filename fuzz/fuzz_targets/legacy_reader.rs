@@ -13,7 +13,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use xcmig_stream::legacy::{
-    convert, detect_width, ConvertOptions, Detection, Guest, OutputFormat, Trailer, Width,
+    convert, detect_width, xend_header_len, ConvertOptions, Detection, Guest, OutputFormat,
+    Trailer, Width,
 };
 use xcmig_stream::{Reader, Record, Version};
 
@@ -42,7 +43,10 @@ fuzz_target!(|data: &[u8]| {
         Version::V2
     };
 
-    let detection = detect_width(image, guest);
+    // The converter skips an xend file's header and config; detection
+    // looks at the image after them, as `xcmig convert-legacy` does.
+    let skip = xend_header_len(image).unwrap_or(0);
+    let detection = detect_width(image.get(skip..).unwrap_or_default(), guest);
     assert!(!detection.explain(guest).contains('\n'));
 
     let opts = ConvertOptions {
