@@ -6,13 +6,16 @@
 //! truncations, bit flips and each malformed case give one error with the
 //! offset and the rule.
 
+mod legacy_support;
+
+use legacy_support::{opts, run};
 use std::path::Path;
 use std::process::Command;
 
 use proptest::prelude::*;
 use xcmig_stream::legacy::{
-    convert, detect_width, ConvertOptions, Detection, Guest, LegacyErrorKind, LegacyReader,
-    OutputFormat, Trailer, Width,
+    convert, detect_width, Detection, Guest, LegacyErrorKind, LegacyReader, OutputFormat, Trailer,
+    Width,
 };
 use xcmig_stream::{DomainType, PageType, Reader, Record, Version};
 use xcmig_testkit::legacy_image::{
@@ -25,22 +28,6 @@ const CONVERT_LEGACY_STREAM: &str = "/usr/lib/xen-4.17/bin/convert-legacy-stream
 
 fn width(bits: u32) -> Width {
     Width::from_bits(bits).unwrap()
-}
-
-fn opts(bits: u32, guest: Guest, format: OutputFormat) -> ConvertOptions {
-    ConvertOptions {
-        width: width(bits),
-        guest,
-        format,
-        version: Version::V3,
-        xl: false,
-        trailer: Trailer::Image,
-    }
-}
-
-fn run(img: &[u8], o: &ConvertOptions) -> Result<Vec<u8>, xcmig_stream::legacy::LegacyError> {
-    let mut out = Vec::new();
-    convert(img, &mut out, o).map(|_| out)
 }
 
 /// Every record of a libxc stream, by type name, and the octets it used.

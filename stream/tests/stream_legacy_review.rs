@@ -3,25 +3,12 @@
 //! `tools/libxl/libxl_dom.c` at RELEASE-4.0.0 to RELEASE-4.5.0): images a
 //! real Xen 4.0-4.5 toolstack writes, each converted.
 
-use xcmig_stream::legacy::{convert, ConvertOptions, Guest, OutputFormat, Trailer, Width};
-use xcmig_stream::{PageType, PfnEntry, Reader, Record, Version};
+mod legacy_support;
+
+use legacy_support::{opts, run};
+use xcmig_stream::legacy::{Guest, OutputFormat};
+use xcmig_stream::{PageType, PfnEntry, Reader, Record};
 use xcmig_testkit::legacy_image::{small_hvm, small_pv, toolstack, vcpu_info, Part, Tail, XTAB};
-
-fn opts(bits: u32, guest: Guest, format: OutputFormat) -> ConvertOptions {
-    ConvertOptions {
-        width: Width::from_bits(bits).unwrap(),
-        guest,
-        format,
-        version: Version::V3,
-        xl: false,
-        trailer: Trailer::Image,
-    }
-}
-
-fn run(img: &[u8], o: &ConvertOptions) -> Result<Vec<u8>, xcmig_stream::legacy::LegacyError> {
-    let mut out = Vec::new();
-    convert(img, &mut out, o).map(|_| out)
-}
 
 /// The record type names of a libxc stream up to END, and its PAGE_DATA
 /// entries.
