@@ -18,9 +18,9 @@ use xcmig_stream::nested::{LibxcStop, NestedReader, SharedInput, StartError};
 use xcmig_stream::xenstore::{XsHeader, XsRecord, XsRecordPos};
 use xcmig_stream::xl::{XlError, XlHeader};
 use xcmig_stream::{
-    DomainHeader, Error as XcError, ErrorKind as XcErrorKind, ImageHeader, Item, PfnEntry, Reader,
-    ReaderOptions, Record, StreamEnd, Warning as XcWarning, DOMAIN_HEADER_LEN, IMAGE_HEADER_LEN,
-    PAGE_SIZE, RECORD_HEADER_LEN,
+    DomainHeader, Error as XcError, ErrorKind as XcErrorKind, ImageHeader, Item, PageDecompressor,
+    PfnEntry, Reader, ReaderOptions, Record, RecordType, StreamEnd, Warning as XcWarning,
+    DOMAIN_HEADER_LEN, IMAGE_HEADER_LEN, PAGE_SIZE, RECORD_HEADER_LEN,
 };
 
 /// The stream formats.
@@ -411,6 +411,7 @@ pub fn is_stock_libxenguest_deviation(kind: &WarningKind) -> bool {
     match kind {
         WarningKind::HvmParamsAfterHvmContext => true,
         WarningKind::DeprecatedToolstack
+        | WarningKind::XcmigExtension
         | WarningKind::EmptyRecord
         | WarningKind::VcpuContextSize { .. } => false,
     }
@@ -428,10 +429,14 @@ fn libxc_loop<R: Read, V: Visitor>(
     // Where the next record starts: PAGE_DATA pages are skipped lazily, so
     // the reader's own offset lags behind until the next call.
     let mut next_start = xc.offset();
+    // Compressed pages are decompressed to check them, one record at a time.
+    let mut decompressor = PageDecompressor::new();
+    let mut scratch = Vec::new();
     loop {
         // Take what is needed from the item inside this block: it borrows
         // the reader until dropped.
         let got = {
+            let index = xc.records_read();
             let item = xc.next_item().map_err(|e| xc_error(&e, ctx))?;
             match item {
                 None => None,
@@ -454,6 +459,18 @@ fn libxc_loop<R: Read, V: Visitor>(
                     }))
                 }
                 Some(Item::Record(rec)) => {
+                    if let Record::CompressedPageData(c) = &rec {
+                        if let Err(kind) = c.decompress_all(&mut decompressor, &mut scratch) {
+                            let e = XcError::in_record(
+                                next_start,
+                                index,
+                                RecordType::XCMIG_COMPRESSED_PAGE_DATA,
+                                kind,
+                            );
+                            return Err(xc_error(&e, ctx));
+                        }
+                        v.pages(c.entries());
+                    }
                     v.libxc_record(&rec);
                     let rtype = rec.record_type();
                     let stop = match rec {
@@ -550,6 +567,13 @@ fn record_summary(rec: &Record<'_>) -> String {
     match rec {
         Record::End => String::new(),
         Record::PageData(pd) => page_summary(pd.entries(), pd.data_pages() as u64),
+        Record::CompressedPageData(c) => format!(
+            "{}, {}: {} octets, {} stored",
+            page_summary(c.entries(), c.data_pages() as u64),
+            c.compression().name(),
+            c.data().len(),
+            c.stored_pages()
+        ),
         Record::X86PvInfo(i) => format!("guest_width {}, pt_levels {}", i.guest_width, i.pt_levels),
         Record::X86PvP2mFrames(p) => format!(
             "pfn {:#x}-{:#x}, {} frames",

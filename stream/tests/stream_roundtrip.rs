@@ -34,6 +34,7 @@ enum Op {
     Cpuid(Vec<CpuidLeaf>),
     Msr(Vec<MsrEntry>),
     Optional(u32, Vec<u8>),
+    Compressed(Vec<PfnEntry>, xcmig_stream::Compression, Vec<u16>, Vec<u8>),
 }
 
 fn to_op(r: &Record<'_>) -> Op {
@@ -55,6 +56,12 @@ fn to_op(r: &Record<'_>) -> Op {
         Record::X86CpuidPolicy(p) => Op::Cpuid(p.to_vec()),
         Record::X86MsrPolicy(p) => Op::Msr(p.to_vec()),
         Record::Optional { record_type, body } => Op::Optional(record_type.0, body.to_vec()),
+        Record::CompressedPageData(c) => Op::Compressed(
+            c.entries().to_vec(),
+            c.compression(),
+            (0..c.data_pages()).map(|i| c.size(i)).collect(),
+            c.data().to_vec(),
+        ),
     }
 }
 
@@ -66,6 +73,7 @@ fn write_op<W: Write>(w: &mut Writer<W>, op: &Op) -> Result<(), xcmig_stream::Er
             let pages: Vec<&[u8]> = data.chunks(PAGE_SIZE).collect();
             w.write_page_data(e, &pages)
         }
+        Op::Compressed(e, c, sizes, data) => w.write_compressed_parts(e, *c, sizes, data),
         Op::PvInfo(i) => w.write_x86_pv_info(i),
         Op::P2m(s, e, f) => w.write_x86_pv_p2m_frames(*s, *e, f),
         Op::Vcpu(k, id, c) => w.write_x86_pv_vcpu(*k, *id, c),

@@ -245,6 +245,31 @@ pub enum ErrorKind {
     },
     /// A record the grammar does not allow here.
     Grammar(Violation),
+    /// XCMIG_COMPRESSED_PAGE_DATA has more entries than a batch.
+    TooManyEntries {
+        /// count.
+        count: u32,
+        /// The limit.
+        max: u32,
+    },
+    /// XCMIG_COMPRESSED_PAGE_DATA names a compressor that is not defined.
+    UnknownCompression(u8),
+    /// XCMIG_COMPRESSED_PAGE_DATA: a page's size entry is 0 or above 4096.
+    BadCompressedSize {
+        /// Data page index.
+        index: u32,
+        /// The size entry.
+        size: u16,
+    },
+    /// XCMIG_COMPRESSED_PAGE_DATA: a page does not decompress to one page.
+    Decompress {
+        /// Data page index.
+        index: u32,
+        /// The record's compressor.
+        compression: super::compressed::Compression,
+        /// What went wrong.
+        message: String,
+    },
     /// Writer: a PFN does not fit in 52 bits.
     PfnTooLarge(u64),
     /// Writer: the page slices do not add up to one page per data-bearing entry.
@@ -304,6 +329,18 @@ impl fmt::Display for ErrorKind {
                 write!(f, "p2m_start_pfn {start:#x} > p2m_end_pfn {end:#x}")
             }
             ErrorKind::Grammar(v) => write!(f, "{v}"),
+            ErrorKind::TooManyEntries { count, max } => {
+                write!(f, "{count} entries, at most {max} allowed")
+            }
+            ErrorKind::UnknownCompression(id) => write!(f, "unknown compressor id {id}"),
+            ErrorKind::BadCompressedSize { index, size } => {
+                write!(f, "data page {index} has size {size}, not 1 to 4096 octets")
+            }
+            ErrorKind::Decompress {
+                index,
+                compression,
+                message,
+            } => write!(f, "data page {index} ({}): {message}", compression.name()),
             ErrorKind::PfnTooLarge(p) => write!(f, "pfn {p:#x} does not fit in 52 bits"),
             ErrorKind::PageDataMismatch { expected, got } => {
                 write!(f, "{got} bytes of page data given, entries need {expected}")
@@ -411,6 +448,9 @@ pub enum WarningKind {
         /// Xen's bound for this kind and guest width.
         limit: LengthRule,
     },
+    /// The first record of xcmig's extension in the stream: Xen's
+    /// restorers refuse the stream (warned once per stream).
+    XcmigExtension,
 }
 
 impl fmt::Display for WarningKind {
@@ -420,6 +460,9 @@ impl fmt::Display for WarningKind {
             WarningKind::EmptyRecord => f.write_str("record with no content (tolerated, errata)"),
             WarningKind::HvmParamsAfterHvmContext => f.write_str(
                 "HVM_PARAMS after HVM_CONTEXT (spec says before; libxenguest writes it after)",
+            ),
+            WarningKind::XcmigExtension => f.write_str(
+                "xcmig extension record (compressed page data): only xcmig restores this stream; `xcmig convert --decompress` makes it standard",
             ),
             WarningKind::VcpuContextSize { got, limit } => write!(
                 f,

@@ -112,6 +112,7 @@ pub struct Grammar {
     state: State,
     pv_width: Option<u8>,
     seen_page_data: bool,
+    warned_extension: bool,
     seen_vcpu0_basic: bool,
     hvm_context_this_checkpoint: bool,
     checkpoints: u64,
@@ -132,6 +133,7 @@ impl Grammar {
             },
             pv_width: None,
             seen_page_data: false,
+            warned_extension: false,
             seen_vcpu0_basic: false,
             hvm_context_this_checkpoint: false,
             checkpoints: 0,
@@ -250,7 +252,7 @@ impl Grammar {
             // A new checkpoint's records begin.
             self.state = State::Memory;
         }
-        debug_assert!(rtype.is_known());
+        debug_assert!(rtype.is_known() || rtype.is_xcmig_extension());
         let is_pv = self.domain_type == DomainType::X86Pv;
         match rec {
             Record::End => {
@@ -315,7 +317,7 @@ impl Grammar {
                 self.state = State::Memory;
                 Ok(None)
             }
-            Record::PageData(_) => {
+            Record::PageData(_) | Record::CompressedPageData(_) => {
                 if is_pv {
                     if !self.pv_p2m_seen() {
                         self.need_static_end_v3()?;
@@ -328,6 +330,10 @@ impl Grammar {
                     return Err(Violation::MemoryAfterVcpuRecords);
                 }
                 self.seen_page_data = true;
+                if matches!(rec, Record::CompressedPageData(_)) && !self.warned_extension {
+                    self.warned_extension = true;
+                    return Ok(Some(WarningKind::XcmigExtension));
+                }
                 Ok(None)
             }
             Record::Verify => {

@@ -79,6 +79,7 @@
 //!   contain STATIC_DATA_END.
 //! - Record bodies over 128 MiB are rejected before any byte of them is read.
 
+mod compressed;
 mod error;
 mod grammar;
 mod reader;
@@ -86,6 +87,10 @@ mod record;
 mod types;
 mod writer;
 
+pub use compressed::{
+    CompressedPageData, CompressedPages, Compression, PageCompressor, PageDecompressor,
+    MAX_COMPRESSED_ENTRIES, STORED_PAGE, ZSTD_DEFAULT_LEVEL, ZSTD_LEVELS,
+};
 pub use error::{Error, ErrorKind, LengthRule, Missing, Part, Violation, Warning, WarningKind};
 pub use grammar::{Channel, Checkpoints, Grammar, GrammarOptions, State};
 pub use reader::{

@@ -281,7 +281,7 @@ impl<R: Read> Core<R> {
         if len > MAX_RECORD_LEN {
             return Err(self.rec_err(cur, ErrorKind::RecordTooLong(len)));
         }
-        if !cur.rtype.is_known() && !cur.rtype.is_optional() {
+        if !cur.rtype.is_known() && !cur.rtype.is_optional() && !cur.rtype.is_xcmig_extension() {
             return Err(self.rec_err(cur, ErrorKind::UnknownMandatory(cur.rtype.0)));
         }
         self.next_index += 1;

@@ -314,6 +314,9 @@ pub enum Record<'a> {
     X86CpuidPolicy(Array<'a, CpuidLeaf>),
     /// X86_MSR_POLICY (0x12).
     X86MsrPolicy(Array<'a, MsrEntry>),
+    /// XCMIG_COMPRESSED_PAGE_DATA (0x58430001, xcmig's extension): PAGE_DATA
+    /// with each page compressed.
+    CompressedPageData(super::compressed::CompressedPageData<'a>),
     /// A record with bit 31 set, carried through unparsed.
     Optional {
         /// Its type.
@@ -343,6 +346,7 @@ impl Record<'_> {
             Record::StaticDataEnd => RecordType::STATIC_DATA_END,
             Record::X86CpuidPolicy(_) => RecordType::X86_CPUID_POLICY,
             Record::X86MsrPolicy(_) => RecordType::X86_MSR_POLICY,
+            Record::CompressedPageData(_) => RecordType::XCMIG_COMPRESSED_PAGE_DATA,
             Record::Optional { record_type, .. } => *record_type,
         }
     }
@@ -381,7 +385,11 @@ fn multiple_of(body: &[u8], n: u64, non_zero: bool) -> Result<(), ErrorKind> {
     Ok(())
 }
 
-fn reserved_zero(bytes: &[u8], name: &'static str, policy: Reserved) -> Result<(), ErrorKind> {
+pub(crate) fn reserved_zero(
+    bytes: &[u8],
+    name: &'static str,
+    policy: Reserved,
+) -> Result<(), ErrorKind> {
     if policy == Reserved::Reject && bytes.iter().any(|&b| b != 0) {
         return Err(ErrorKind::ReservedField(name));
     }
@@ -572,6 +580,9 @@ pub fn parse<'a>(
         RecordType::X86_MSR_POLICY => {
             multiple_of(body, MsrEntry::SIZE as u64, true)?;
             Record::X86MsrPolicy(Array::new(body, endian))
+        }
+        RecordType::XCMIG_COMPRESSED_PAGE_DATA => {
+            Record::CompressedPageData(super::compressed::parse(body, endian, policy, entries)?)
         }
         t if t.is_optional() => Record::Optional {
             record_type: t,

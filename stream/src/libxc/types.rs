@@ -213,6 +213,11 @@ impl RecordType {
     pub const X86_CPUID_POLICY: RecordType = RecordType(0x11);
     /// Array of `xen_msr_entry_t` (16 bytes each).
     pub const X86_MSR_POLICY: RecordType = RecordType(0x12);
+    /// xcmig's extension, from the spec's range reserved for mandatory
+    /// records: PAGE_DATA with each page compressed
+    /// (`docs/compressed-page-data.md`). Xen's restorers refuse it as an
+    /// unknown mandatory record.
+    pub const XCMIG_COMPRESSED_PAGE_DATA: RecordType = RecordType(0x5843_0001);
 
     /// True when bit 31 is set: a reader may skip the record.
     pub fn is_optional(self) -> bool {
@@ -224,7 +229,14 @@ impl RecordType {
         self.0 <= 0x12
     }
 
-    /// The spec's name of the type, or "OPTIONAL"/"UNKNOWN".
+    /// True for xcmig's own mandatory record types (readers other than
+    /// xcmig's refuse them).
+    pub fn is_xcmig_extension(self) -> bool {
+        self == RecordType::XCMIG_COMPRESSED_PAGE_DATA
+    }
+
+    /// The spec's name of the type (or xcmig's, for its extension), or
+    /// "OPTIONAL"/"UNKNOWN".
     pub fn name(self) -> &'static str {
         match self.0 {
             0x00 => "END",
@@ -246,6 +258,7 @@ impl RecordType {
             0x10 => "STATIC_DATA_END",
             0x11 => "X86_CPUID_POLICY",
             0x12 => "X86_MSR_POLICY",
+            0x5843_0001 => "XCMIG_COMPRESSED_PAGE_DATA",
             t if t & REC_TYPE_OPTIONAL != 0 => "OPTIONAL",
             _ => "UNKNOWN",
         }
@@ -260,7 +273,7 @@ impl fmt::Debug for RecordType {
 
 impl fmt::Display for RecordType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_known() {
+        if self.is_known() || self.is_xcmig_extension() {
             f.write_str(self.name())
         } else {
             write!(f, "{} {:#010x}", self.name(), self.0)

@@ -11,6 +11,7 @@ use std::io::Write;
 
 use crate::output::write_all_vectored;
 
+use super::compressed::{self, CompressedPages, Compression, MAX_COMPRESSED_ENTRIES, STORED_PAGE};
 use super::error::{Error, ErrorKind, LengthRule, Warning};
 use super::grammar::{Channel, Grammar, GrammarOptions};
 use super::record::{
@@ -283,6 +284,86 @@ impl<W: Write> Writer<W> {
         r
     }
 
+    /// XCMIG_COMPRESSED_PAGE_DATA (xcmig's extension): `entries` as for
+    /// PAGE_DATA (at most [`MAX_COMPRESSED_ENTRIES`]), the compressor, and
+    /// the data pages as [`CompressedPages`] made by a
+    /// [`PageCompressor`]: one size per data-bearing entry, each 1..=4096,
+    /// adding up to the octets given. The octets are not copied.
+    pub fn write_compressed_page_data(
+        &mut self,
+        entries: &[PfnEntry],
+        compression: Compression,
+        pages: &CompressedPages,
+    ) -> Result<(), Error> {
+        self.write_compressed_parts(entries, compression, &pages.sizes, &pages.data)
+    }
+
+    /// [`Writer::write_compressed_page_data`] from its parts: the size
+    /// table and the pages' octets.
+    pub fn write_compressed_parts(
+        &mut self,
+        entries: &[PfnEntry],
+        compression: Compression,
+        sizes: &[u16],
+        data: &[u8],
+    ) -> Result<(), Error> {
+        let rtype = RecordType::XCMIG_COMPRESSED_PAGE_DATA;
+        if entries.is_empty() {
+            return Err(self.err(rtype, ErrorKind::ZeroPageCount));
+        }
+        if entries.len() > MAX_COMPRESSED_ENTRIES as usize {
+            return Err(self.err(
+                rtype,
+                ErrorKind::TooManyEntries {
+                    count: entries.len().min(u32::MAX as usize) as u32,
+                    max: MAX_COMPRESSED_ENTRIES,
+                },
+            ));
+        }
+        if let Some(e) = entries.iter().find(|e| e.pfn & !PFN_MASK != 0) {
+            return Err(self.err(rtype, ErrorKind::PfnTooLarge(e.pfn)));
+        }
+        let with_data = data_pages(entries);
+        if sizes.len() != with_data {
+            return Err(self.err(
+                rtype,
+                ErrorKind::PageDataMismatch {
+                    expected: with_data as u64,
+                    got: sizes.len() as u64,
+                },
+            ));
+        }
+        if let Some((i, &size)) = sizes
+            .iter()
+            .enumerate()
+            .find(|&(_, &s)| s == 0 || s > STORED_PAGE)
+        {
+            return Err(self.err(
+                rtype,
+                ErrorKind::BadCompressedSize {
+                    index: i as u32,
+                    size,
+                },
+            ));
+        }
+        let total: u64 = sizes.iter().map(|&s| u64::from(s)).sum();
+        if total != data.len() as u64 {
+            return Err(self.err(
+                rtype,
+                ErrorKind::PageDataMismatch {
+                    expected: total,
+                    got: data.len() as u64,
+                },
+            ));
+        }
+        self.check(&Record::PageData(PageData::entries_only(entries)))?;
+        let mut head = std::mem::take(&mut self.scratch);
+        compressed::encode_head(&mut head, self.endian, entries, compression, sizes);
+        let r = self.emit(rtype, &[&head, &data]);
+        self.scratch = head;
+        r
+    }
+
     /// X86_PV_INFO.
     pub fn write_x86_pv_info(&mut self, info: &X86PvInfo) -> Result<(), Error> {
         self.scratch.clear();
@@ -444,6 +525,10 @@ impl<W: Write> Writer<W> {
         match rec {
             Record::End => self.write_end(),
             Record::PageData(pd) => self.write_page_data(pd.entries(), &[pd.data()]),
+            Record::CompressedPageData(c) => {
+                let sizes: Vec<u16> = (0..c.data_pages()).map(|i| c.size(i)).collect();
+                self.write_compressed_parts(c.entries(), c.compression(), &sizes, c.data())
+            }
             Record::X86PvInfo(i) => self.write_x86_pv_info(i),
             Record::X86PvP2mFrames(P2mFrames {
                 start_pfn,
