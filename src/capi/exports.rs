@@ -273,3 +273,40 @@ pub extern "C" fn xcmig_set_legacy_restore(mode: c_int) -> c_int {
         settings::set_legacy_restore(mode).map_err(einval)
     })
 }
+
+/// `xcmig_set_compression`: page data goes as standard PAGE_DATA (the
+/// default).
+pub const XCMIG_COMPRESS_OFF: c_int = 0;
+/// `xcmig_set_compression`: every batch compressed with LZ4.
+pub const XCMIG_COMPRESS_LZ4: c_int = 1;
+/// `xcmig_set_compression`: every batch compressed with zstd.
+pub const XCMIG_COMPRESS_ZSTD: c_int = 2;
+/// `xcmig_set_compression`: LZ4 while the measured link is slower than the
+/// compression threads can feed it, standard PAGE_DATA otherwise.
+pub const XCMIG_COMPRESS_AUTO: c_int = 3;
+
+/// Compress the page data of every following `xc_domain_save` of this
+/// process into xcmig's extension record (type 0x58430001,
+/// `docs/compressed-page-data.md`), which only xcmig's `xc_domain_restore`
+/// reads; `xcmig convert --decompress` turns such a stream into a standard
+/// one. `mode` is `XCMIG_COMPRESS_OFF`, `_LZ4`, `_ZSTD` or `_AUTO`;
+/// `level` is zstd's level 1-19, or 0 for its default here (1), and must
+/// be 0 for the other modes. Returns 0, or -1 with `errno` `EINVAL`.
+/// Environment: `XCMIG_COMPRESS` (`off`, `lz4`, `zstd`, `zstd:LEVEL`,
+/// `auto`); `xcmig_reset_precopy_settings` forgets this value too.
+#[no_mangle]
+pub extern "C" fn xcmig_set_compression(mode: c_int, level: c_int) -> c_int {
+    boundary(ptr::null_mut(), "xcmig_set_compression", || {
+        settings::set_compression(mode, level).map_err(einval)
+    })
+}
+
+/// The threads that compress page data: 1-64, or 0 for the cores
+/// available to the process (the default). Returns 0, or -1 with `errno`
+/// `EINVAL` above 64. Environment: `XCMIG_COMPRESS_THREADS`.
+#[no_mangle]
+pub extern "C" fn xcmig_set_compress_threads(threads: c_uint) -> c_int {
+    boundary(ptr::null_mut(), "xcmig_set_compress_threads", || {
+        settings::set_compress_threads(threads).map_err(einval)
+    })
+}

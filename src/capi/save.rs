@@ -93,6 +93,9 @@ pub unsafe fn save(args: &SaveArgs) -> Result<(), Failure> {
         debug: args.flags & XCFLAGS_DEBUG != 0,
         stream_type,
         precopy: Default::default(),
+        // Every save, live or not: an `xl save` to a slow disk gains as
+        // much as a migration.
+        compression: super::settings::current_compression(&*log),
     };
     if params.live {
         // The process-wide live migration settings (C API, environment).

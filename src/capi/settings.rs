@@ -1,6 +1,6 @@
 //! Process-wide pre-copy settings for `xc_domain_save` calls that pass no
-//! `precopy_policy`, and the restore's checkpoint buffer limit and legacy
-//! image setting: set by the `xcmig_set_*` functions of `include/xcmig.h`
+//! `precopy_policy`, the page compression of every save, and the restore's
+//! checkpoint buffer limit and legacy image setting: set by the `xcmig_set_*` functions of `include/xcmig.h`
 //! or, for a library preloaded under an unmodified toolstack, by
 //! environment variables.
 //!
@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use crate::log::{Level, Log};
 use crate::restore::{LegacyImages, DEFAULT_CHECKPOINT_BUFFER_LIMIT};
-use crate::save::{PolicyChoice, PrecopySettings};
+use crate::save::{CompressMode, CompressionSettings, PolicyChoice, PrecopySettings};
 use crate::stream::legacy::Width;
+use crate::stream::{ZSTD_DEFAULT_LEVEL, ZSTD_LEVELS};
 
 /// `XCMIG_PRECOPY_POLICY`: `targeted` (default) or `classic`.
 pub const ENV_POLICY: &str = "XCMIG_PRECOPY_POLICY";
@@ -181,9 +182,138 @@ fn parse_legacy_restore(v: &str) -> Option<u32> {
     }
 }
 
+/// `XCMIG_COMPRESS`: `off` (default), `lz4`, `zstd`, `zstd:LEVEL` (1-19)
+/// or `auto`: page data of every save as xcmig's compressed record.
+pub const ENV_COMPRESS: &str = "XCMIG_COMPRESS";
+/// `XCMIG_COMPRESS_THREADS`: compression threads, 1-64 (default: the
+/// cores available).
+pub const ENV_COMPRESS_THREADS: &str = "XCMIG_COMPRESS_THREADS";
+/// `XCMIG_COMPRESS_OFF` in C.
+pub const COMPRESS_OFF: i32 = 0;
+/// `XCMIG_COMPRESS_LZ4` in C.
+pub const COMPRESS_LZ4: i32 = 1;
+/// `XCMIG_COMPRESS_ZSTD` in C.
+pub const COMPRESS_ZSTD: i32 = 2;
+/// `XCMIG_COMPRESS_AUTO` in C.
+pub const COMPRESS_AUTO: i32 = 3;
+/// The most compression threads a setting takes.
+pub const MAX_COMPRESS_THREADS: u32 = 64;
+
+/// Mode in bits 8-15, zstd level in bits 0-7, so one store sets both.
+static COMPRESS: AtomicU32 = AtomicU32::new(UNSET);
+static COMPRESS_THREADS: AtomicU32 = AtomicU32::new(UNSET);
+
+/// `xcmig_set_compression`: `mode` one of the `COMPRESS_*` values;
+/// `level` 0 (zstd's default here, 1) or 1-19 for zstd, 0 otherwise.
+pub fn set_compression(mode: i32, level: i32) -> Result<(), Invalid> {
+    let ok = match mode {
+        COMPRESS_OFF | COMPRESS_LZ4 | COMPRESS_AUTO => level == 0,
+        COMPRESS_ZSTD => level == 0 || ZSTD_LEVELS.contains(&level),
+        _ => false,
+    };
+    if !ok {
+        return Err(Invalid);
+    }
+    COMPRESS.store(((mode as u32) << 8) | level as u32, Ordering::SeqCst);
+    Ok(())
+}
+
+/// `xcmig_set_compress_threads`: 0 (the cores available) to 64.
+pub fn set_compress_threads(n: u32) -> Result<(), Invalid> {
+    store(&COMPRESS_THREADS, n, n <= MAX_COMPRESS_THREADS)
+}
+
+/// The compression of a save starting now, from the process environment.
+pub fn current_compression(log: &dyn Log) -> CompressionSettings {
+    resolve_compression(&|name| std::env::var_os(name), log)
+}
+
+/// The compression setting from the C API's values, then `env`, then off
+/// (threads: the cores available); a value that does not parse is
+/// reported on `log` and ignored.
+pub fn resolve_compression(
+    env: &dyn Fn(&str) -> Option<OsString>,
+    log: &dyn Log,
+) -> CompressionSettings {
+    let mut packed = COMPRESS.load(Ordering::SeqCst);
+    if packed == UNSET {
+        packed = (COMPRESS_OFF as u32) << 8;
+        if let Some(raw) = env(ENV_COMPRESS) {
+            match raw.to_str().map(str::trim).and_then(parse_compress) {
+                Some(p) => packed = p,
+                None => log.log(
+                    Level::Warn,
+                    None,
+                    &format!(
+                        "xcmig: ignoring {ENV_COMPRESS}={:?}: expected off, lz4, zstd, zstd:LEVEL (1-19) or auto; \
+                         page data goes uncompressed",
+                        raw.to_string_lossy()
+                    ),
+                ),
+            }
+        }
+    }
+    let level = (packed & 0xff) as i32;
+    let mode = match (packed >> 8) as i32 {
+        COMPRESS_LZ4 => CompressMode::Lz4,
+        COMPRESS_ZSTD => CompressMode::Zstd {
+            level: if level == 0 {
+                ZSTD_DEFAULT_LEVEL
+            } else {
+                level
+            },
+        },
+        COMPRESS_AUTO => CompressMode::Auto,
+        _ => CompressMode::Off,
+    };
+    let mut threads = COMPRESS_THREADS.load(Ordering::SeqCst);
+    if threads == UNSET {
+        threads = 0;
+        if let Some(raw) = env(ENV_COMPRESS_THREADS) {
+            match raw
+                .to_str()
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .filter(|n| (1..=MAX_COMPRESS_THREADS).contains(n))
+            {
+                Some(n) => threads = n,
+                None => log.log(
+                    Level::Warn,
+                    None,
+                    &format!(
+                        "xcmig: ignoring {ENV_COMPRESS_THREADS}={:?}: expected 1 to {MAX_COMPRESS_THREADS}; \
+                         using the cores available",
+                        raw.to_string_lossy()
+                    ),
+                ),
+            }
+        }
+    }
+    CompressionSettings {
+        mode,
+        threads: threads as usize,
+    }
+}
+
+fn parse_compress(v: &str) -> Option<u32> {
+    let v = v.to_ascii_lowercase();
+    let (name, level) = match v.split_once(':') {
+        Some((n, l)) => (n, Some(l.parse::<i32>().ok()?)),
+        None => (v.as_str(), None),
+    };
+    let mode = match (name, level) {
+        ("off" | "0" | "no" | "false" | "none", None) => COMPRESS_OFF,
+        ("lz4", None) => COMPRESS_LZ4,
+        ("auto", None) => COMPRESS_AUTO,
+        ("zstd", None) => COMPRESS_ZSTD,
+        ("zstd", Some(l)) if ZSTD_LEVELS.contains(&l) => COMPRESS_ZSTD,
+        _ => return None,
+    };
+    Some(((mode as u32) << 8) | level.unwrap_or(0) as u32)
+}
+
 /// `xcmig_reset_precopy_settings`: back to the environment and defaults
-/// (the checkpoint buffer limit, the I/O timeout and the legacy restore
-/// setting too).
+/// (the checkpoint buffer limit, the I/O timeout, the legacy restore and
+/// the compression settings too).
 pub fn reset() {
     for a in [
         &POLICY,
@@ -196,6 +326,8 @@ pub fn reset() {
         &AUTO_CONVERGE_STEP,
         &AUTO_CONVERGE_FLOOR,
         &LEGACY_RESTORE,
+        &COMPRESS,
+        &COMPRESS_THREADS,
     ] {
         a.store(UNSET, Ordering::SeqCst);
     }

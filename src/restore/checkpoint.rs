@@ -78,7 +78,24 @@ impl Buffer {
     /// Hold a copy of `rec`, if it fits.
     pub(crate) fn push_record(&mut self, rec: &Record<'_>) -> Result<(), RestoreError> {
         self.admit(rec.record_type(), payload_len(rec))?;
-        self.held.push(Held::from_record(rec));
+        let held = match rec {
+            // Held decompressed, as counted: a failover applies it as
+            // PAGE_DATA, and a bad page fails here, while the primary lives.
+            Record::CompressedPageData(c) => {
+                let mut data = Vec::new();
+                c.decompress_all(&mut crate::stream::PageDecompressor::new(), &mut data)
+                    .map_err(|k| RestoreError::Record {
+                        what: "XCMIG_COMPRESSED_PAGE_DATA",
+                        msg: k.to_string(),
+                    })?;
+                Held::PageData {
+                    entries: c.entries().to_vec(),
+                    data,
+                }
+            }
+            _ => Held::from_record(rec),
+        };
+        self.held.push(held);
         Ok(())
     }
 
@@ -102,6 +119,10 @@ impl Buffer {
 fn payload_len(rec: &Record<'_>) -> u64 {
     let n = match rec {
         Record::PageData(pd) => std::mem::size_of_val(pd.entries()) + pd.data().len(),
+        // Held decompressed.
+        Record::CompressedPageData(c) => {
+            std::mem::size_of_val(c.entries()) + c.data_pages() * PAGE_SIZE
+        }
         Record::HvmContext(b) | Record::SharedInfo(b) => b.len(),
         Record::HvmParams(a) => a.as_bytes().len(),
         Record::X86PvP2mFrames(p) => p.frames.as_bytes().len(),

@@ -27,6 +27,8 @@ pub(crate) struct RestoreCtx<'a, H: Hypervisor> {
     pub(crate) memory: RestoreMemory,
     /// What the restore hands back.
     pub(crate) outputs: RestoreOutputs,
+    /// Decompresses XCMIG_COMPRESSED_PAGE_DATA (a zstd context, kept).
+    pub(crate) decompressor: crate::stream::PageDecompressor,
 }
 
 impl<'a, H: Hypervisor> RestoreCtx<'a, H> {
@@ -46,6 +48,7 @@ impl<'a, H: Hypervisor> RestoreCtx<'a, H> {
             verify: false,
             memory: RestoreMemory::default(),
             outputs: RestoreOutputs::default(),
+            decompressor: crate::stream::PageDecompressor::new(),
         }
     }
 

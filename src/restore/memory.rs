@@ -112,6 +112,60 @@ impl PageSource for SlicePages<'_> {
     }
 }
 
+/// An XCMIG_COMPRESSED_PAGE_DATA record: each page decompressed straight
+/// into the destination (guest memory or the bounce buffer), never more
+/// than a page at a time.
+pub(crate) struct DecompressedPages<'d> {
+    rec: crate::stream::CompressedPageData<'d>,
+    decompressor: &'d mut crate::stream::PageDecompressor,
+    /// The next data page and where its octets start.
+    next: usize,
+    off: usize,
+}
+
+impl<'d> DecompressedPages<'d> {
+    pub(crate) fn new(
+        rec: crate::stream::CompressedPageData<'d>,
+        decompressor: &'d mut crate::stream::PageDecompressor,
+    ) -> Self {
+        DecompressedPages {
+            rec,
+            decompressor,
+            next: 0,
+            off: 0,
+        }
+    }
+}
+
+impl PageSource for DecompressedPages<'_> {
+    fn entries(&self) -> &[PfnEntry] {
+        self.rec.entries()
+    }
+
+    fn read_into(&mut self, dst: &mut [u8]) -> Result<(), RestoreError> {
+        let fail = |msg: String| RestoreError::Record {
+            what: "XCMIG_COMPRESSED_PAGE_DATA",
+            msg,
+        };
+        for page in dst.chunks_mut(PAGE_SIZE) {
+            if self.next >= self.rec.data_pages() {
+                return Err(fail(format!(
+                    "record holds {} data pages, entries need more",
+                    self.rec.data_pages()
+                )));
+            }
+            let n = usize::from(self.rec.size(self.next));
+            let src = &self.rec.data()[self.off..self.off + n];
+            self.decompressor
+                .page(self.rec.compression(), self.next, src, page)
+                .map_err(|k| fail(k.to_string()))?;
+            self.next += 1;
+            self.off += n;
+        }
+        Ok(())
+    }
+}
+
 /// Frames per 2 MiB extent.
 const EXTENT_2M: u64 = 1 << ORDER_2M;
 

@@ -6,7 +6,7 @@ use std::io::Read;
 use super::ctx::RestoreCtx;
 use super::error::RestoreError;
 use super::guest::RestoreGuest;
-use super::memory::{PageSource, SlicePages};
+use super::memory::{DecompressedPages, PageSource, SlicePages};
 use crate::hv::Hypervisor;
 use crate::log::Level;
 use crate::stream::{PageReader, Record};
@@ -21,6 +21,13 @@ pub(crate) fn apply_record<H: Hypervisor>(
         Record::End => Ok(()),
         Record::PageData(pd) => {
             page_data(ctx, guest, &mut SlicePages::new(pd.entries(), pd.data()))
+        }
+        Record::CompressedPageData(c) => {
+            // Taken out so the source can borrow it while ctx is lent.
+            let mut d = std::mem::take(&mut ctx.decompressor);
+            let res = page_data(ctx, guest, &mut DecompressedPages::new(*c, &mut d));
+            ctx.decompressor = d;
+            res
         }
         Record::Verify => {
             ctx.msg(Level::Detail, "Verify mode enabled");

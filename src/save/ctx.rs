@@ -65,7 +65,7 @@ impl<'a, H: Hypervisor, W: Write> Ctx<'a, H, W> {
         Ctx {
             hv,
             domid,
-            out: Out::new(io),
+            out: Out::new(io, params.compression),
             cb,
             log,
             live: params.live,

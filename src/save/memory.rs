@@ -70,10 +70,11 @@ pub(crate) fn send_dirty_pages<H: Hypervisor, W: Write>(
 ) -> Result<(), SaveError> {
     let mut written: u64 = 0;
     let frames_moved = frames.begin_pass()?;
+    ctx.out.new_round();
     // The bitmap is taken out so that the batch writer can borrow ctx.
     let dirty = std::mem::take(&mut ctx.mem.dirty);
     ctx.maps.begin_pass(frames_moved);
-    let res = (|| {
+    let res = (|| -> Result<(), SaveError> {
         for pfn in dirty.iter_ones() {
             if ctx.mem.batch.len() == MAX_BATCH {
                 flush_batch(ctx, frames, &dirty)?;
@@ -84,7 +85,10 @@ pub(crate) fn send_dirty_pages<H: Hypervisor, W: Write>(
             }
             written += 1;
         }
-        flush_batch(ctx, frames, &dirty)
+        flush_batch(ctx, frames, &dirty)?;
+        // The round's batches are all in the stream before it is measured.
+        ctx.out.drain()?;
+        Ok(())
     })();
     ctx.mem.dirty = dirty;
     res?;
@@ -108,7 +112,32 @@ fn flush_batch<H: Hypervisor, W: Write>(
     }
     let res = write_batch(ctx, frames, dirty);
     ctx.mem.batch.clear();
+    if let Some(v) = ctx.out.take_auto_verdict() {
+        log_auto_verdict(ctx, &v);
+    }
     res
+}
+
+/// `auto` changed its mind: say why, at info level.
+fn log_auto_verdict<H: Hypervisor, W: Write>(
+    ctx: &Ctx<'_, H, W>,
+    v: &super::compress_auto::AutoVerdict,
+) {
+    let mib = |r: Option<f64>| r.map_or("?".to_string(), |r| format!("{:.0}", r / 1048576.0));
+    ctx.msg(
+        Level::Info,
+        &format!(
+            "compression auto: link {} MiB/s, lz4 can feed {} MiB/s at {}x: {}",
+            mib(v.link),
+            mib(v.feed),
+            v.ratio.map_or("?".to_string(), |r| format!("{r:.2}")),
+            if v.compress {
+                "compressing"
+            } else {
+                "sending uncompressed"
+            }
+        ),
+    );
 }
 
 /// One PAGE_DATA record for the queued pfns: types; the pages with data

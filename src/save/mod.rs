@@ -40,6 +40,8 @@ mod batch;
 mod bitmap;
 mod callbacks;
 mod checkpoint;
+mod compress;
+mod compress_auto;
 mod ctx;
 mod error;
 mod guest;
@@ -63,7 +65,7 @@ use crate::toolstack::StreamType;
 
 pub use callbacks::{SaveCallbacks, SaveHook};
 pub use error::SaveError;
-pub use params::{SaveParams, SaveSummary};
+pub use params::{CompressMode, CompressionSettings, SaveParams, SaveSummary};
 pub use policy::{
     simple_precopy_policy, AutoConverge, PolicyChoice, PolicyDecision, PrecopySettings,
     PrecopyStats,
@@ -158,6 +160,10 @@ pub fn save_domain_with_back_channel<H: Hypervisor, W: Write>(
     match res {
         Ok(()) => {
             ctx.summary.bytes_written = ctx.out.bytes();
+            let t = ctx.out.compression_totals();
+            ctx.summary.compressed_records = t.records;
+            ctx.summary.compressed_pages = t.pages;
+            ctx.summary.compressed_bytes = t.bytes;
             Ok(ctx.summary)
         }
         Err(e) => {
@@ -246,6 +252,19 @@ fn run<H: Hypervisor, W: Write>(
     ctx.progress_single("Start of stream");
     let (major, minor) = ctx.hv.xen_version()?;
     ctx.out.headers(guest.domain_type(), major, minor)?;
+    if let Some((c, threads, auto)) = ctx.out.compression() {
+        let how = if auto {
+            "auto: LZ4 while the link is slower than compression"
+        } else {
+            c.name()
+        };
+        ctx.msg(
+            Level::Info,
+            &format!(
+                "compressing page data ({how}) on {threads} threads: only xcmig restores this stream"
+            ),
+        );
+    }
     guest.static_data(ctx)?;
     ctx.out.static_data_end()?;
     guest.start_of_stream(ctx)?;

@@ -3,8 +3,18 @@
 //!
 //! The hypervisor and the stream share Xen's x86 values (`crate::x86`), so
 //! records go out without conversions.
+//!
+//! With compression on, page batches go through the worker pool
+//! (`compress.rs`) and are written as they come back, in order; every
+//! other record first writes the batches still out, so the record order is
+//! the order in which the engine made them.
 
 use std::io::{IoSlice, Write};
+use std::time::Instant;
+
+use super::compress::{Job, Pool};
+use super::compress_auto::{AutoCompress, AutoVerdict};
+use super::params::{CompressMode, CompressionSettings};
 
 use crate::stream::{
     self, DomainHeader, DomainType, PageType, PfnEntry, VcpuKind, Writer, X86PvInfo,
@@ -18,23 +28,103 @@ pub(crate) struct Out<'a, W: Write> {
     io: Option<&'a mut W>,
     w: Option<Writer<&'a mut W>>,
     entries: Vec<PfnEntry>,
+    settings: CompressionSettings,
+    compress: Option<Compressing>,
+}
+
+/// The compression state of a save that compresses.
+struct Compressing {
+    pool: Pool,
+    /// `auto`'s measurements and decision; `None` for a fixed compressor.
+    auto: Option<AutoCompress>,
+    /// A decision of `auto` not yet logged.
+    verdict: Option<AutoVerdict>,
+    records: u64,
+    pages: u64,
+    bytes: u64,
+}
+
+/// What a save's compression did, for its summary and log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct CompressionTotals {
+    pub(crate) records: u64,
+    pub(crate) pages: u64,
+    pub(crate) bytes: u64,
+}
+
+fn compress_error(offset: u64, message: String) -> stream::Error {
+    stream::Error::at(
+        offset,
+        stream::ErrorKind::Io {
+            kind: std::io::ErrorKind::Other,
+            message,
+        },
+    )
 }
 
 impl<'a, W: Write> Out<'a, W> {
-    pub(crate) fn new(io: &'a mut W) -> Self {
+    pub(crate) fn new(io: &'a mut W, settings: CompressionSettings) -> Self {
         Out {
             io: Some(io),
             w: None,
             entries: Vec::with_capacity(crate::hv::MAX_BATCH),
+            settings,
+            compress: None,
         }
     }
 
-    /// Bytes written so far.
+    /// Bytes written so far (batches still with the workers not counted:
+    /// [`Out::drain`] first).
     pub(crate) fn bytes(&self) -> u64 {
         self.w.as_ref().map_or(0, |w| w.offset())
     }
 
+    /// What compression did so far.
+    pub(crate) fn compression_totals(&self) -> CompressionTotals {
+        self.compress
+            .as_ref()
+            .map_or(CompressionTotals::default(), |c| CompressionTotals {
+                records: c.records,
+                pages: c.pages,
+                bytes: c.bytes,
+            })
+    }
+
+    /// The compressor and its threads, when compressing.
+    pub(crate) fn compression(&self) -> Option<(stream::Compression, usize, bool)> {
+        self.compress
+            .as_ref()
+            .map(|c| (c.pool.compression(), c.pool.threads(), c.auto.is_some()))
+    }
+
+    /// A decision of `auto` taken since the last call, to log.
+    pub(crate) fn take_auto_verdict(&mut self) -> Option<AutoVerdict> {
+        self.compress.as_mut().and_then(|c| c.verdict.take())
+    }
+
+    /// A memory round begins: `auto` decides afresh.
+    pub(crate) fn new_round(&mut self) {
+        if let Some(a) = self.compress.as_mut().and_then(|c| c.auto.as_mut()) {
+            a.new_round();
+        }
+    }
+
+    /// Writes every batch still with the workers.
+    pub(crate) fn drain(&mut self) -> Result<(), stream::Error> {
+        let (Some(w), Some(c)) = (self.w.as_mut(), self.compress.as_mut()) else {
+            return Ok(());
+        };
+        loop {
+            match c.pool.wait() {
+                Ok(Some(job)) => write_job(w, c, job)?,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(compress_error(w.offset(), e)),
+            }
+        }
+    }
+
     fn writer(&mut self) -> Result<&mut Writer<&'a mut W>, stream::Error> {
+        self.drain()?;
         self.w.as_mut().ok_or_else(|| {
             stream::Error::at(
                 0,
@@ -64,6 +154,27 @@ impl<'a, W: Write> Out<'a, W> {
         };
         let dh = DomainHeader::new(guest, u32::from(major), u32::from(minor));
         self.w = Some(Writer::new(io, &dh)?);
+        let threads = self.settings.worker_threads();
+        let (compression, level, auto) = match self.settings.mode {
+            CompressMode::Off => return Ok(()),
+            CompressMode::Lz4 => (stream::Compression::Lz4, 0, None),
+            CompressMode::Zstd { level } => (stream::Compression::Zstd, level, None),
+            CompressMode::Auto => (
+                stream::Compression::Lz4,
+                0,
+                Some(AutoCompress::new(threads)),
+            ),
+        };
+        let pool = Pool::start(compression, level, threads)
+            .map_err(|e| compress_error(self.bytes(), e))?;
+        self.compress = Some(Compressing {
+            pool,
+            auto,
+            verdict: None,
+            records: 0,
+            pages: 0,
+            bytes: 0,
+        });
         Ok(())
     }
 
@@ -98,20 +209,75 @@ impl<'a, W: Write> Out<'a, W> {
         pages: &[IoSlice<'_>],
     ) -> Result<(), stream::Error> {
         let mut entries = std::mem::take(&mut self.entries);
-        entries.clear();
-        for (&pfn, &t) in pfns.iter().zip(types) {
-            // The engine checked every type is known before queueing it.
-            let page_type = u32::try_from(t)
-                .ok()
-                .and_then(PageType::from_domctl_value)
-                .unwrap_or(PageType::XTab);
-            entries.push(PfnEntry::new(pfn, page_type));
+        fill_entries(&mut entries, pfns, types);
+        let has_data = pages.iter().any(|p| !p.is_empty());
+        if has_data && self.compress_next() {
+            let res = self.submit(&entries, pages);
+            self.entries = entries;
+            return res;
         }
         // The writer hands these on to `write_vectored` whole.
         let pages: Vec<&[u8]> = pages.iter().map(|p| &**p).collect();
-        let res = self.writer()?.write_page_data(&entries, &pages);
+        let t0 = Instant::now();
+        let res = self.writer().and_then(|w| {
+            let b0 = w.offset();
+            w.write_page_data(&entries, &pages)
+                .map(|()| w.offset() - b0)
+        });
         self.entries = entries;
-        res
+        let octets = res?;
+        if let Some(a) = self.compress.as_mut().and_then(|c| c.auto.as_mut()) {
+            a.wrote(octets, t0.elapsed());
+        }
+        Ok(())
+    }
+
+    /// Whether the batch being written goes to the workers.
+    fn compress_next(&mut self) -> bool {
+        let Some(c) = self.compress.as_mut() else {
+            return false;
+        };
+        let Some(a) = c.auto.as_mut() else {
+            return true;
+        };
+        let (compress, verdict) = a.next_batch();
+        if verdict.is_some() {
+            c.verdict = verdict;
+        }
+        compress
+    }
+
+    /// Copies the batch into a job for the workers, after writing the
+    /// oldest ones back while as many as allowed are out; writes whatever
+    /// else is finished.
+    fn submit(&mut self, entries: &[PfnEntry], pages: &[IoSlice<'_>]) -> Result<(), stream::Error> {
+        let (Some(w), Some(c)) = (self.w.as_mut(), self.compress.as_mut()) else {
+            return Err(compress_error(
+                0,
+                "record written before the stream headers".into(),
+            ));
+        };
+        let offset = w.offset();
+        while c.pool.in_flight() >= c.pool.max_in_flight() {
+            match c.pool.wait() {
+                Ok(Some(job)) => write_job(w, c, job)?,
+                Ok(None) => break,
+                Err(e) => return Err(compress_error(offset, e)),
+            }
+        }
+        let mut job = c.pool.job();
+        job.entries.extend_from_slice(entries);
+        for p in pages {
+            job.raw.extend_from_slice(p);
+        }
+        c.pool.submit(job).map_err(|e| compress_error(offset, e))?;
+        loop {
+            match c.pool.ready() {
+                Ok(Some(job)) => write_job(w, c, job)?,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(compress_error(w.offset(), e)),
+            }
+        }
     }
 
     pub(crate) fn cpuid_policy(&mut self, leaves: &[CpuidLeaf]) -> Result<(), stream::Error> {
@@ -177,4 +343,51 @@ impl<'a, W: Write> Out<'a, W> {
     pub(crate) fn shared_info(&mut self, page: &[u8]) -> Result<(), stream::Error> {
         self.writer()?.write_shared_info(page)
     }
+}
+
+/// The PAGE_DATA entries for `pfns` with their PFINFO `types`.
+fn fill_entries(entries: &mut Vec<PfnEntry>, pfns: &[u64], types: &[u64]) {
+    entries.clear();
+    for (&pfn, &t) in pfns.iter().zip(types) {
+        // The engine checked every type is known before queueing it.
+        let page_type = u32::try_from(t)
+            .ok()
+            .and_then(PageType::from_domctl_value)
+            .unwrap_or(PageType::XTab);
+        entries.push(PfnEntry::new(pfn, page_type));
+    }
+}
+
+/// Writes a compressed batch: XCMIG_COMPRESSED_PAGE_DATA, or PAGE_DATA
+/// when no page got smaller (the stream stays standard where compression
+/// gains nothing).
+fn write_job<W: Write>(
+    w: &mut Writer<W>,
+    c: &mut Compressing,
+    job: Job,
+) -> Result<(), stream::Error> {
+    let t0 = Instant::now();
+    let b0 = w.offset();
+    let res = if job.nothing_shrank() {
+        w.write_page_data(&job.entries, &[&job.raw])
+    } else {
+        w.write_compressed_page_data(&job.entries, c.pool.compression(), &job.compressed)
+    };
+    res?;
+    let octets = w.offset() - b0;
+    if !job.nothing_shrank() {
+        c.records += 1;
+        c.pages += job.data_pages() as u64;
+        c.bytes += 2 * job.compressed.sizes.len() as u64 + job.compressed.data.len() as u64;
+    }
+    if let Some(a) = c.auto.as_mut() {
+        a.compressed(
+            job.raw.len() as u64,
+            2 * job.compressed.sizes.len() as u64 + job.compressed.data.len() as u64,
+            job.compress_time,
+        );
+        a.wrote(octets, t0.elapsed());
+    }
+    c.pool.recycle(job);
+    Ok(())
 }

@@ -19,6 +19,47 @@ pub struct SaveParams {
     /// The default is xcmig's downtime-targeted policy
     /// ([`TargetedPolicy`](super::policy::TargetedPolicy)).
     pub precopy: PrecopySettings,
+    /// Whether page data goes compressed (xcmig's extension record, which
+    /// only xcmig restores); off by default.
+    pub compression: CompressionSettings,
+}
+
+/// Which compressor a save uses for its page data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompressMode {
+    /// Standard PAGE_DATA only.
+    #[default]
+    Off,
+    /// LZ4 for every batch.
+    Lz4,
+    /// zstd at `level` (1..=19) for every batch.
+    Zstd {
+        /// zstd's compression level.
+        level: i32,
+    },
+    /// LZ4 while the measured link is slower than the workers can feed
+    /// it, otherwise standard PAGE_DATA (decided again every 64 batches
+    /// and every round).
+    Auto,
+}
+
+/// Page compression of a save.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompressionSettings {
+    /// The compressor, or off.
+    pub mode: CompressMode,
+    /// Worker threads; 0 means the cores available to the process.
+    pub threads: usize,
+}
+
+impl CompressionSettings {
+    /// The worker threads this resolves to (at least one).
+    pub fn worker_threads(&self) -> usize {
+        if self.threads > 0 {
+            return self.threads;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
 }
 
 /// Figures from a finished save, for reports and tests.
@@ -58,4 +99,10 @@ pub struct SaveSummary {
     pub throttle_shares: Vec<u8>,
     /// Auto-converge: how long the guest ran with a lowered cap.
     pub throttled_time: std::time::Duration,
+    /// XCMIG_COMPRESSED_PAGE_DATA records written.
+    pub compressed_records: u64,
+    /// Pages with data those records carried.
+    pub compressed_pages: u64,
+    /// Stream octets of those pages (their size entries and data).
+    pub compressed_bytes: u64,
 }

@@ -264,6 +264,9 @@ const PROGRESS_FRACTION: f64 = 0.05;
 pub struct RoundMeasure {
     /// Stream bytes the round wrote.
     pub bytes: u64,
+    /// Pages with data the round sent (0 when not counted: a page is then
+    /// taken to cost 4096 + 8 octets).
+    pub pages: u64,
     /// How long sending took.
     pub send_time: Duration,
     /// Pages Xen reported dirty at the CLEAN that ended the round.
@@ -364,6 +367,9 @@ pub struct TargetedPolicy {
     /// Decayed sums behind the bandwidth estimate.
     acc_bytes: f64,
     acc_secs: f64,
+    /// Stream octets a dirty page costs, as the last round measured them
+    /// (less than a page when compressed).
+    page_bytes: f64,
     /// Live rounds sent so far.
     rounds: u32,
     /// Size of the dirty set sent by the last round.
@@ -386,6 +392,7 @@ impl TargetedPolicy {
             p2m_size,
             acc_bytes: 0.0,
             acc_secs: 0.0,
+            page_bytes: PAGE_BYTES,
             rounds: 0,
             last_set: p2m_size,
             best: p2m_size,
@@ -447,6 +454,11 @@ impl TargetedPolicy {
         let secs = m.send_time.as_secs_f64().max(1e-6);
         self.acc_bytes = self.acc_bytes / 2.0 + m.bytes as f64;
         self.acc_secs = self.acc_secs / 2.0 + secs;
+        if m.pages > 0 && m.bytes > 0 {
+            // The bytes actually sent: compressed pages cost less; record
+            // headers and entries never make a page dearer than a whole one.
+            self.page_bytes = (m.bytes as f64 / m.pages as f64).min(PAGE_BYTES);
+        }
         let est = self.estimate(m);
 
         let d = m.dirty_count;
@@ -513,12 +525,12 @@ impl TargetedPolicy {
         let bandwidth = self.bandwidth().unwrap_or(f64::MIN_POSITIVE);
         let interval = m.interval.as_secs_f64().max(1e-6);
         let dirty_rate = m.dirty_count as f64 / interval;
-        let send_secs = m.dirty_count as f64 * PAGE_BYTES / bandwidth;
+        let send_secs = m.dirty_count as f64 * self.page_bytes / bandwidth;
         let final_pages = (dirty_rate * send_secs)
             .ceil()
             .min(self.p2m_size as f64)
             .max(0.0) as u64;
-        let copy_secs = final_pages as f64 * PAGE_BYTES / bandwidth;
+        let copy_secs = final_pages as f64 * self.page_bytes / bandwidth;
         // Saturate rather than panic on absurd figures.
         let copy = Duration::try_from_secs_f64(copy_secs).unwrap_or(Duration::MAX);
         Estimate {
@@ -562,6 +574,7 @@ mod tests {
         let send = Duration::from_secs_f64(bytes as f64 / (mib_s * MIB));
         RoundMeasure {
             bytes,
+            pages: 0,
             send_time: send,
             dirty_count: dirty,
             interval: send + Duration::from_millis(1),
@@ -620,6 +633,7 @@ mod tests {
         let bytes = (262144.0 * PAGE_BYTES) as u64;
         let m = RoundMeasure {
             bytes,
+            pages: 0,
             send_time: Duration::from_secs_f64(bytes as f64 / (100.0 * MIB)),
             dirty_count: 20000,
             interval: Duration::from_secs(10),
@@ -641,6 +655,46 @@ mod tests {
         );
         // 61 ms fits 300 ms, but the set shrank 13-fold: one more round.
         assert_eq!(v.reason, Reason::Converging);
+    }
+
+    #[test]
+    fn compressed_rounds_predict_from_the_bytes_actually_sent() {
+        // The same round as above, its 262144 pages compressed to a third.
+        let whole = (262144.0 * PAGE_BYTES) as u64;
+        let bytes = whole / 3;
+        let m = |pages| RoundMeasure {
+            bytes,
+            pages,
+            send_time: Duration::from_secs_f64(bytes as f64 / (100.0 * MIB)),
+            dirty_count: 20000,
+            interval: Duration::from_secs(10),
+            since_first_pass: Duration::ZERO,
+        };
+        let mut counted = TargetedPolicy::new(PrecopySettings::default(), 1 << 20);
+        counted.first();
+        let e = counted.after_clean(&m(262144)).estimate.unwrap();
+        let mut uncounted = TargetedPolicy::new(PrecopySettings::default(), 1 << 20);
+        uncounted.first();
+        let u = uncounted.after_clean(&m(0)).estimate.unwrap();
+        // A page costs a third of its size: a third of the send time, so a
+        // third of the pages dirtied meanwhile, and a ninth of the copy.
+        let per_page = bytes as f64 / 262144.0;
+        let send = 20000.0 * per_page / (100.0 * MIB);
+        assert_eq!(e.final_pages, (2000.0 * send).ceil() as u64);
+        assert!(e.final_pages * 2 < u.final_pages, "{e:?} vs {u:?}");
+        let copy = e.final_pages as f64 * per_page / (100.0 * MIB);
+        assert!((e.downtime.as_secs_f64() - (copy + 0.005)).abs() < 1e-6);
+        // Records never make a page dearer than a whole one.
+        let mut p = TargetedPolicy::new(PrecopySettings::default(), 1 << 20);
+        p.first();
+        let big = RoundMeasure {
+            bytes: whole * 2,
+            pages: 262144,
+            ..m(0)
+        };
+        let b = p.after_clean(&big).estimate.unwrap();
+        let send = 20000.0 * PAGE_BYTES / b.bandwidth;
+        assert_eq!(b.final_pages, (2000.0 * send).ceil() as u64);
     }
 
     #[test]
@@ -819,6 +873,7 @@ mod tests {
         // 3 pages that took 10 ms (per-round fixed costs).
         let m = RoundMeasure {
             bytes: (3.0 * PAGE_BYTES) as u64,
+            pages: 0,
             send_time: Duration::from_millis(10),
             dirty_count: 3,
             interval: Duration::from_millis(11),
@@ -949,6 +1004,7 @@ mod tests {
         p.first();
         let m = RoundMeasure {
             bytes: 0,
+            pages: 0,
             send_time: Duration::ZERO,
             dirty_count: u64::MAX,
             interval: Duration::ZERO,

@@ -194,7 +194,7 @@ fn precopy_rounds<H: Hypervisor, W: Write>(
     let mut interval = Duration::ZERO;
     let mut first_pass_end: Option<Instant> = None;
     // Bytes and time of the last round sent.
-    let mut sent = (0u64, Duration::ZERO);
+    let mut sent = (0u64, Duration::ZERO, 0u64);
     let mut last_verdict: Option<Verdict>;
     let decision = loop {
         let verdict = match decider {
@@ -204,6 +204,7 @@ fn precopy_rounds<H: Hypervisor, W: Write>(
                 let now = Instant::now();
                 let m = RoundMeasure {
                     bytes: sent.0,
+                    pages: sent.2,
                     send_time: sent.1,
                     dirty_count: *xen_dirty,
                     interval,
@@ -224,12 +225,16 @@ fn precopy_rounds<H: Hypervisor, W: Write>(
 
         if *xen_dirty > 0 && d != PolicyDecision::Abort {
             ctx.prefix = Some(format!("Frames iteration {}", ctx.stats.iteration));
-            let (b0, t0) = (ctx.out.bytes(), Instant::now());
+            let (b0, t0, p0) = (ctx.out.bytes(), Instant::now(), ctx.summary.pages_sent);
             memory::send_dirty_pages(ctx, frames, *xen_dirty)?;
-            sent = (ctx.out.bytes().saturating_sub(b0), t0.elapsed());
+            sent = (
+                ctx.out.bytes().saturating_sub(b0),
+                t0.elapsed(),
+                ctx.summary.pages_sent - p0,
+            );
             ctx.summary.precopy_iterations += 1;
         } else {
-            sent = (0, Duration::ZERO);
+            sent = (0, Duration::ZERO, 0);
         }
         if first_pass_end.is_none() {
             first_pass_end = Some(Instant::now());
