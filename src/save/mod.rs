@@ -305,6 +305,8 @@ fn cleanup<H: Hypervisor, W: Write>(
 }
 
 #[cfg(test)]
+mod compress_tests;
+#[cfg(test)]
 mod pv_tests;
 #[cfg(test)]
 mod seam_tests;
