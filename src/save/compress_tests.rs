@@ -81,7 +81,8 @@ fn census(stream: &[u8], checkpoints: bool) -> (u64, u64, Vec<Compression>, Vec<
                 if !kinds.contains(&c.compression()) {
                     kinds.push(c.compression());
                 }
-                c.decompress_all(&mut d, &mut buf).expect("pages decompress");
+                c.decompress_all(&mut d, &mut buf)
+                    .expect("pages decompress");
             }
             _ => {}
         }
@@ -101,8 +102,8 @@ fn restore_into(stream: &[u8], t: GuestType, stream_type: StreamType) -> String 
     };
     let mut cb = ToolstackRestore::default();
     if stream_type != StreamType::Plain {
-        cb.checkpoint_answers = std::iter::repeat_n(Ok(crate::restore::Proceed::Continue), 8)
-            .collect();
+        cb.checkpoint_answers =
+            std::iter::repeat_n(Ok(crate::restore::Proceed::Continue), 8).collect();
     }
     let r = restore_domain(&dst.hv(), did, &mut &stream[..], &params, &mut cb);
     if let Err(e) = r {
@@ -154,7 +155,11 @@ fn every_compressor_restores_digest_equal_with_mixed_batches_and_fewer_bytes() {
             s.bytes_written,
             plain_sum.bytes_written
         );
-        assert_eq!(restore_into(&out, GuestType::Hvm, StreamType::Plain), digest, "{mode:?}");
+        assert_eq!(
+            restore_into(&out, GuestType::Hvm, StreamType::Plain),
+            digest,
+            "{mode:?}"
+        );
     }
 }
 
@@ -187,7 +192,10 @@ fn incompressible_batches_go_as_standard_page_data() {
             assert!(c.stored_pages() < c.data_pages(), "a page shrank");
         }
     }
-    assert_eq!(restore_into(&out, GuestType::Hvm, StreamType::Plain), digest);
+    assert_eq!(
+        restore_into(&out, GuestType::Hvm, StreamType::Plain),
+        digest
+    );
 }
 
 #[test]
@@ -225,7 +233,11 @@ fn live_rounds_compress_and_restore_what_the_guest_had_at_suspend() {
         // fast, so it may stop there.
         assert!(s.compressed_records > 0, "{mode:?}");
         let digest = cb.digest_at_suspend.expect("suspended");
-        assert_eq!(restore_into(&out, GuestType::Hvm, StreamType::Plain), digest, "{mode:?}");
+        assert_eq!(
+            restore_into(&out, GuestType::Hvm, StreamType::Plain),
+            digest,
+            "{mode:?}"
+        );
     }
 }
 
@@ -234,9 +246,7 @@ fn remus_checkpoints_compress_and_fail_over_to_the_last_one() {
     let h = TempHost::new("cz-remus");
     let id = guest(&h, GuestType::Hvm, 7);
     let mut cb = ToolstackSave::new(h.domain(id));
-    cb.checkpoint_answers = [Next::Continue, Next::Continue, STOP]
-        .into_iter()
-        .collect();
+    cb.checkpoint_answers = [Next::Continue, Next::Continue, STOP].into_iter().collect();
     cb.dirty_on_resume = 300;
     let p = SaveParams {
         live: true,

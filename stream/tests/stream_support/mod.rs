@@ -114,6 +114,8 @@ pub const CHECKPOINT_DIRTY_PFN_LIST: u32 = 0xf;
 pub const STATIC_DATA_END: u32 = 0x10;
 pub const X86_CPUID_POLICY: u32 = 0x11;
 pub const X86_MSR_POLICY: u32 = 0x12;
+/// xcmig's extension record (docs/compressed-page-data.md).
+pub const XCMIG_COMPRESSED_PAGE_DATA: u32 = 0x5843_0001;
 
 /// A PAGE_DATA pfn entry: type nibble in bits 60-63, pfn in bits 0-51.
 pub fn pfn_entry(type_bits: u8, pfn: u64) -> u64 {
@@ -123,6 +125,29 @@ pub fn pfn_entry(type_bits: u8, pfn: u64) -> u64 {
 /// A page filled with `fill`.
 pub fn page(fill: u8) -> Vec<u8> {
     vec![fill; 4096]
+}
+
+/// XCMIG_COMPRESSED_PAGE_DATA body, field by field from the extension's
+/// documented layout: count, compressor id, 3 reserved octets, pfn
+/// entries, one u16 size per data page, then the pages' octets.
+pub fn compressed_body(
+    e: E,
+    compressor: u8,
+    entries: &[u64],
+    sizes: &[u16],
+    data: &[u8],
+) -> Vec<u8> {
+    let mut b = Bytes::new()
+        .u32(e, "count", entries.len() as u32)
+        .u8("compression", compressor)
+        .zeros("reserved", 3);
+    for &p in entries {
+        b = b.u64(e, "pfn", p);
+    }
+    for &s in sizes {
+        b = b.u16(e, "size", s);
+    }
+    b.raw("page_data", data).done()
 }
 
 /// PAGE_DATA body: count, reserved, pfn entries, then the pages.
