@@ -14,6 +14,7 @@ use crate::save::testutil::{
     verify_stream_v2, RecLog, TempHost, ToolstackRestore, ToolstackSave, ERROR, FAILOVER, GO, STOP,
 };
 use crate::save::{save_domain, SaveParams, SaveSummary};
+use crate::stream::{CompressedPages, Compression};
 use crate::stream::{
     HvmParam, ImageHeader, PageType, PfnEntry, Record, RecordType, Version, Writer, WriterOptions,
 };
@@ -253,6 +254,17 @@ pub(super) fn rewrite(
         }
     }
     out
+}
+
+/// The head of an XCMIG_COMPRESSED_PAGE_DATA body with one entry and
+/// size entry `size`.
+fn compressed_head(e: PfnEntry, c: Compression, size: u16) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&1u32.to_le_bytes());
+    b.extend_from_slice(&[c.id(), 0, 0, 0]);
+    b.extend_from_slice(&e.to_raw().to_le_bytes());
+    b.extend_from_slice(&size.to_le_bytes());
+    b
 }
 
 /// Restores `stream` into a fresh empty HVM domain.
@@ -515,6 +527,61 @@ fn malformed_streams_each_stop_the_restore_with_a_clear_error() {
             }
         }),
         "multiple of 24",
+    ));
+    // xcmig's compressed page data: the first PAGE_DATA replaced by one
+    // compressed record whose page is `data` (with size entry `size`).
+    let compressed = |c: Compression, size: Option<u16>, data: Vec<u8>| {
+        let size = size.unwrap_or(data.len() as u16);
+        let mut done = false;
+        rewrite(&good, None, move |r, w| {
+            let Record::PageData(pd) = r else {
+                return false;
+            };
+            if done {
+                return false;
+            }
+            done = true;
+            let e = pd
+                .entries()
+                .iter()
+                .find(|e| e.page_type.has_data())
+                .unwrap();
+            let pages = CompressedPages {
+                sizes: vec![size],
+                data: data.clone(),
+            };
+            w.write_raw(
+                RecordType::XCMIG_COMPRESSED_PAGE_DATA,
+                &[&compressed_head(*e, c, size), &pages.data],
+            )
+            .unwrap();
+            true
+        })
+    };
+    cases.push((
+        "compressed page of 100 octets",
+        compressed(
+            Compression::Lz4,
+            None,
+            lz4_flex::block::compress(&[7u8; 100]),
+        ),
+        "decompressed to 100 octets, not a page",
+    ));
+    let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 19).unwrap();
+    cases.push((
+        "compressed page that inflates to 64 MiB",
+        compressed(Compression::Zstd, None, bomb),
+        "more than a page",
+    ));
+    cases.push((
+        "compressed page of garbage",
+        compressed(Compression::Lz4, None, vec![0xff; 300]),
+        "invalid LZ4 block",
+    ));
+    cases.push((
+        "compressed size entry of 0",
+        compressed(Compression::Lz4, Some(0), Vec::new()),
+        "size 0, not 1 to 4096",
     ));
     for (name, stream, expect) in cases {
         let (r, _) = restore_into_fresh(&stream);

@@ -697,6 +697,13 @@ fn compressed_page_data_layout_and_order_errors() {
             kind: len(LengthRule::AtLeast(8), 5),
         },
         RecCase {
+            name: "compressed: longer than a batch of whole pages",
+            build: hvm3,
+            records: vec![sde(), rec(XCMIG_COMPRESSED_PAGE_DATA, &vec![0; 5 << 20])],
+            index: 1,
+            kind: len(LengthRule::AtMost(8 + 4106 * 1024), 5 << 20),
+        },
+        RecCase {
             name: "compressed: count 0",
             build: hvm3,
             records: vec![sde(), compressed(&[], &[], &[])],

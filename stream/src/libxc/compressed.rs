@@ -30,6 +30,10 @@ use crate::x86::PAGE_SIZE;
 /// At most this many entries per record: a batch, as libxenguest sends.
 pub const MAX_COMPRESSED_ENTRIES: u32 = 1024;
 
+/// The longest valid body: a full batch of stored pages. Longer ones are
+/// refused before they are read.
+pub const MAX_COMPRESSED_BODY: u32 = 8 + (8 + 2 + PAGE_SIZE as u32) * MAX_COMPRESSED_ENTRIES;
+
 /// The size entry of a page stored uncompressed.
 pub const STORED_PAGE: u16 = PAGE_SIZE as u16;
 

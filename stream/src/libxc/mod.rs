@@ -89,7 +89,7 @@ mod writer;
 
 pub use compressed::{
     CompressedPageData, CompressedPages, Compression, PageCompressor, PageDecompressor,
-    MAX_COMPRESSED_ENTRIES, STORED_PAGE, ZSTD_DEFAULT_LEVEL, ZSTD_LEVELS,
+    MAX_COMPRESSED_BODY, MAX_COMPRESSED_ENTRIES, STORED_PAGE, ZSTD_DEFAULT_LEVEL, ZSTD_LEVELS,
 };
 pub use error::{Error, ErrorKind, LengthRule, Missing, Part, Violation, Warning, WarningKind};
 pub use grammar::{Channel, Checkpoints, Grammar, GrammarOptions, State};

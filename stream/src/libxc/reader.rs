@@ -9,6 +9,7 @@
 
 use std::io::{self, Read};
 
+use super::compressed::MAX_COMPRESSED_BODY;
 use super::error::{Error, ErrorKind, Part, Warning, WarningKind};
 use super::grammar::{Channel, Grammar, GrammarOptions, State};
 use super::record::{self, PageData, Record, Reserved};
@@ -283,6 +284,15 @@ impl<R: Read> Core<R> {
         }
         if !cur.rtype.is_known() && !cur.rtype.is_optional() && !cur.rtype.is_xcmig_extension() {
             return Err(self.rec_err(cur, ErrorKind::UnknownMandatory(cur.rtype.0)));
+        }
+        if cur.rtype == RecordType::XCMIG_COMPRESSED_PAGE_DATA && len > MAX_COMPRESSED_BODY {
+            return Err(self.rec_err(
+                cur,
+                ErrorKind::BadLength {
+                    rule: super::error::LengthRule::AtMost(u64::from(MAX_COMPRESSED_BODY)),
+                    got: u64::from(len),
+                },
+            ));
         }
         self.next_index += 1;
         Ok(Some((cur, len)))
