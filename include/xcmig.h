@@ -38,6 +38,28 @@
  */
 #define XCMIG_LEGACY_RESTORE_AUTO 1
 
+/**
+ * `xcmig_set_compression`: page data goes as standard PAGE_DATA (the
+ * default).
+ */
+#define XCMIG_COMPRESS_OFF 0
+
+/**
+ * `xcmig_set_compression`: every batch compressed with LZ4.
+ */
+#define XCMIG_COMPRESS_LZ4 1
+
+/**
+ * `xcmig_set_compression`: every batch compressed with zstd.
+ */
+#define XCMIG_COMPRESS_ZSTD 2
+
+/**
+ * `xcmig_set_compression`: LZ4 while the measured link is slower than the
+ * compression threads can feed it, standard PAGE_DATA otherwise.
+ */
+#define XCMIG_COMPRESS_AUTO 3
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -167,6 +189,26 @@ int xcmig_set_io_timeout(unsigned int seconds);
  * `xcmig_reset_precopy_settings` forgets this value too.
  */
 int xcmig_set_legacy_restore(int mode);
+
+/**
+ * Compress the page data of every following `xc_domain_save` of this
+ * process into xcmig's extension record (type 0x58430001,
+ * `docs/compressed-page-data.md`), which only xcmig's `xc_domain_restore`
+ * reads; `xcmig convert --decompress` turns such a stream into a standard
+ * one. `mode` is `XCMIG_COMPRESS_OFF`, `_LZ4`, `_ZSTD` or `_AUTO`;
+ * `level` is zstd's level 1-19, or 0 for its default here (1), and must
+ * be 0 for the other modes. Returns 0, or -1 with `errno` `EINVAL`.
+ * Environment: `XCMIG_COMPRESS` (`off`, `lz4`, `zstd`, `zstd:LEVEL`,
+ * `auto`); `xcmig_reset_precopy_settings` forgets this value too.
+ */
+int xcmig_set_compression(int mode, int level);
+
+/**
+ * The threads that compress page data: 1-64, or 0 for the cores
+ * available to the process (the default). Returns 0, or -1 with `errno`
+ * `EINVAL` above 64. Environment: `XCMIG_COMPRESS_THREADS`.
+ */
+int xcmig_set_compress_threads(unsigned int threads);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -59,7 +59,8 @@ map="${out%.so}.map"
 sed "s/@XENGUEST_NODE@/$node/" "$root/abi/libxcmig.map.in" > "$map.tmp"
 mv -f "$map.tmp" "$map"
 
-# Native libraries: the Xen ones the crate binds (build.rs) and those a Rust
+# Native libraries: the Xen ones the crate binds (build.rs), the system
+# libzstd (page compression, through the zstd crate), and those a Rust
 # staticlib needs on linux-gnu. --as-needed drops libxentoollog, which only
 # the crate's unit tests use.
 "$CC" -shared -o "$out.tmp" \
@@ -68,7 +69,7 @@ mv -f "$map.tmp" "$map"
     -Wl,--gc-sections -Wl,--no-undefined -Wl,-z,relro -Wl,-z,now \
     ${LDFLAGS:-} \
     -Wl,--whole-archive "$archive" -Wl,--no-whole-archive \
-    -Wl,--as-needed -lxenguest -lxenctrl -lxenforeignmemory -lxentoollog \
+    -Wl,--as-needed -lxenguest -lxenctrl -lxenforeignmemory -lxentoollog -lzstd \
     -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 mv -f "$out.tmp" "$out"
 echo "$xen_version" > "${out%.so}.xen-version"

@@ -56,6 +56,8 @@ fn exports_exactly_the_xenguest_entry_points_and_the_xcmig_functions() {
         "xcmig_set_checkpoint_buffer_limit",
         "xcmig_set_io_timeout",
         "xcmig_set_legacy_restore",
+        "xcmig_set_compression",
+        "xcmig_set_compress_threads",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -95,6 +97,8 @@ fn xenguest_entry_points_carry_libxenguests_version_node_and_the_additions_xcmig
             assert_eq!(version, "XCMIG_1", "{name}");
         } else if name == "xcmig_set_legacy_restore" {
             assert_eq!(version, "XCMIG_2", "{name}");
+        } else if name.starts_with("xcmig_set_compress") {
+            assert_eq!(version, "XCMIG_3", "{name}");
         } else if name.starts_with("xcmig_") {
             assert_eq!(version, "XCMIG_0", "{name}");
         } else {
@@ -106,6 +110,7 @@ fn xenguest_entry_points_carry_libxenguests_version_node_and_the_additions_xcmig
     assert!(v.contains("Name: XCMIG_0"), "{v}");
     assert!(v.contains("Name: XCMIG_1"), "{v}");
     assert!(v.contains("Name: XCMIG_2"), "{v}");
+    assert!(v.contains("Name: XCMIG_3"), "{v}");
 }
 
 #[test]

@@ -35,6 +35,13 @@
 //!   the conversion is refused unless `--drop-cpu-policy` says to drop them,
 //!   since the guest would then get the restoring host's policy instead of
 //!   the one it ran with. What was dropped is listed on stderr.
+//! - `--decompress`: every XCMIG_COMPRESSED_PAGE_DATA record (xcmig's
+//!   extension, docs/compressed-page-data.md) becomes the PAGE_DATA record
+//!   of the same entries and pages, so any restorer takes the stream; every
+//!   page is checked as it is decompressed. `--compress lz4|zstd[:LEVEL]`
+//!   does the reverse, a batch of at most 1024 entries per record (a
+//!   longer PAGE_DATA is split); a batch in which no page shrinks stays
+//!   PAGE_DATA, as xcmig's saver writes it.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -43,6 +50,7 @@ use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use xcmig_stream::libxc::WarningKind;
 use xcmig_stream::libxl::{
     self, emulator_id, EmulatorHeader, LibxlErrorKind, LibxlHeader, LibxlNext, LibxlRecord,
     LibxlWriter, LIBXL_OPT_LEGACY,
@@ -50,8 +58,10 @@ use xcmig_stream::libxl::{
 use xcmig_stream::nested::{LibxcStop, NestedReader, SharedInput, StartError};
 use xcmig_stream::xl::{XlHeader, XlOptionalData, XL_MANDATORY_JSON};
 use xcmig_stream::{
-    DomainHeader, DomainType, Error as XcError, ErrorKind as XcErrorKind, ImageHeader, Reader,
-    ReaderOptions, Record, StreamEnd, Version, Writer, WriterOptions,
+    data_pages, CompressedPages, Compression, DomainHeader, DomainType, Error as XcError,
+    ErrorKind as XcErrorKind, ImageHeader, PageCompressor, PageDecompressor, PfnEntry, Reader,
+    ReaderOptions, Record, StreamEnd, Version, Writer, WriterOptions, MAX_COMPRESSED_ENTRIES,
+    PAGE_SIZE, ZSTD_DEFAULT_LEVEL, ZSTD_LEVELS,
 };
 
 use crate::staged::{is_stdio, Staged};
@@ -105,9 +115,48 @@ pub struct Args {
     /// v3 -> v2: drop X86_CPUID_POLICY and X86_MSR_POLICY (refused otherwise).
     #[arg(long)]
     pub drop_cpu_policy: bool,
+    /// Write xcmig's compressed page data as standard PAGE_DATA, so that
+    /// libxenguest (any restorer) takes the stream.
+    #[arg(long, conflicts_with = "compress")]
+    pub decompress: bool,
+    /// Compress page data into xcmig's extension record: lz4, zstd or
+    /// zstd:LEVEL (1-19). Only xcmig restores the result.
+    #[arg(long, value_name = "lz4|zstd[:LEVEL]", value_parser = parse_compress)]
+    pub compress: Option<(Compression, i32)>,
     /// Print nothing on success, and no warnings.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+/// `--compress`'s value.
+fn parse_compress(v: &str) -> Result<(Compression, i32), String> {
+    let (name, level) = match v.split_once(':') {
+        Some((n, l)) => (
+            n,
+            Some(
+                l.parse::<i32>()
+                    .map_err(|_| format!("zstd level {l:?} is not a number"))?,
+            ),
+        ),
+        None => (v, None),
+    };
+    match (name, level) {
+        ("lz4", None) => Ok((Compression::Lz4, 0)),
+        ("zstd", None) => Ok((Compression::Zstd, ZSTD_DEFAULT_LEVEL)),
+        ("zstd", Some(l)) if ZSTD_LEVELS.contains(&l) => Ok((Compression::Zstd, l)),
+        ("zstd", Some(l)) => Err(format!("zstd level {l} is not in 1..=19")),
+        _ => Err(format!("{v:?}: expected lz4, zstd or zstd:LEVEL")),
+    }
+}
+
+/// What happens to page data on the way through.
+enum Pages {
+    /// Copied as it is, compressed or not.
+    Keep,
+    /// Compressed records become PAGE_DATA.
+    Decompress,
+    /// PAGE_DATA (and records of another compressor) is compressed.
+    Compress(Box<PageCompressor>),
 }
 
 /// Why a conversion stopped.
@@ -226,6 +275,14 @@ struct Out {
     out_version: Option<Version>,
     warnings: u64,
     quiet: bool,
+    pages: Pages,
+    decompressor: PageDecompressor,
+    /// Pages decompressed, and compressed pages made.
+    scratch: Vec<u8>,
+    packed: CompressedPages,
+    entries: Vec<PfnEntry>,
+    decompressed_records: u64,
+    compressed_records: u64,
 }
 
 impl Out {
@@ -295,19 +352,7 @@ impl Out {
     }
 
     fn writer_error(&self, e: XcError) -> Fail {
-        if let XcErrorKind::Io { .. } = e.kind {
-            return Fail::Io(format!("cannot write the output: {}", e.kind));
-        }
-        let place = match (e.record_index, e.record_type) {
-            (Some(i), Some(t)) => format!("record #{i} {t}"),
-            _ => "stream".into(),
-        };
-        Fail::Invalid(format!(
-            "cannot write a valid libxc v{} stream: output {place}: {} (the record order of the \
-             input has no equivalent in that version)",
-            self.out_version.map_or(3, Version::number),
-            e.kind
-        ))
+        writer_error(self.out_version, e)
     }
 
     /// Copies one libxc record, applying the version change.
@@ -351,9 +396,66 @@ impl Out {
             ));
             self.libxc_records += 1;
         }
+        match (rec, &self.pages) {
+            (Record::CompressedPageData(c), Pages::Decompress) => {
+                c.decompress_all(&mut self.decompressor, &mut self.scratch)
+                    .map_err(|k| page_error(at, index, &k))?;
+                let w = self.xc.as_mut().expect("libxc writer started");
+                w.write_page_data(c.entries(), &[&self.scratch])
+                    .map_err(|e| self.writer_error(e))?;
+                self.decompressed_records += 1;
+                self.libxc_records += 1;
+                return Ok(());
+            }
+            (Record::CompressedPageData(c), Pages::Compress(pc))
+                if c.compression() != pc.compression() =>
+            {
+                let mut data = Vec::new();
+                c.decompress_all(&mut self.decompressor, &mut data)
+                    .map_err(|k| page_error(at, index, &k))?;
+                self.decompressed_records += 1;
+                return self.compress_pages(c.entries(), &data);
+            }
+            (Record::PageData(pd), Pages::Compress(_)) => {
+                return self.compress_pages(pd.entries(), pd.data());
+            }
+            _ => {}
+        }
         let w = self.xc.as_mut().expect("libxc writer started");
         w.write_record(rec).map_err(|e| self.writer_error(e))?;
         self.libxc_records += 1;
+        Ok(())
+    }
+
+    /// Writes `entries` and their `data` compressed, at most a batch per
+    /// record; a batch in which no page shrinks goes as PAGE_DATA.
+    fn compress_pages(&mut self, entries: &[PfnEntry], data: &[u8]) -> Result<(), Fail> {
+        let out_version = self.out_version;
+        let Pages::Compress(pc) = &mut self.pages else {
+            return Err(internal(0));
+        };
+        let mut off = 0;
+        for chunk in entries.chunks(MAX_COMPRESSED_ENTRIES as usize) {
+            let n = data_pages(chunk) * PAGE_SIZE;
+            let pages = &data[off..off + n];
+            off += n;
+            self.packed.clear();
+            pc.push_pages(pages, &mut self.packed)
+                .map_err(|e| Fail::Invalid(format!("compressing pages: {e}")))?;
+            let compression = pc.compression();
+            let shrank = self.packed.stored_pages() < self.packed.sizes.len();
+            self.entries.clear();
+            self.entries.extend_from_slice(chunk);
+            let w = self.xc.as_mut().expect("libxc writer started");
+            let res = if shrank {
+                w.write_compressed_page_data(&self.entries, compression, &self.packed)
+            } else {
+                w.write_page_data(&self.entries, &[pages])
+            };
+            res.map_err(|e| writer_error(out_version, e))?;
+            self.compressed_records += u64::from(shrank);
+            self.libxc_records += 1;
+        }
         Ok(())
     }
 
@@ -371,6 +473,8 @@ impl Out {
                 dropped: self.dropped,
                 inserted: self.inserted,
                 libxc_records: self.libxc_records,
+                decompressed_records: self.decompressed_records,
+                compressed_records: self.compressed_records,
                 in_version: self.in_version,
                 out_version: self.out_version,
             },
@@ -378,13 +482,39 @@ impl Out {
     }
 }
 
+/// A writer error as the conversion reports it.
+fn writer_error(out_version: Option<Version>, e: XcError) -> Fail {
+    if let XcErrorKind::Io { .. } = e.kind {
+        return Fail::Io(format!("cannot write the output: {}", e.kind));
+    }
+    let place = match (e.record_index, e.record_type) {
+        (Some(i), Some(t)) => format!("record #{i} {t}"),
+        _ => "stream".into(),
+    };
+    Fail::Invalid(format!(
+        "cannot write a valid libxc v{} stream: output {place}: {} (the record order of the \
+         input has no equivalent in that version)",
+        out_version.map_or(3, Version::number),
+        e.kind
+    ))
+}
+
 /// What a conversion changed, for the summary line.
 struct Report {
     dropped: BTreeMap<String, u64>,
     inserted: Vec<String>,
     libxc_records: u64,
+    decompressed_records: u64,
+    compressed_records: u64,
     in_version: Option<Version>,
     out_version: Option<Version>,
+}
+
+/// A compressed page of the input that does not decompress.
+fn page_error(at: u64, index: u64, k: &XcErrorKind) -> Fail {
+    Fail::Invalid(format!(
+        "offset {at}, libxc record #{index} XCMIG_COMPRESSED_PAGE_DATA: {k}"
+    ))
 }
 
 /// What was taken out of the input for `--extract-*`.
@@ -422,7 +552,10 @@ fn copy_libxc<R: Read>(
             stop
         };
         for w in xc.take_warnings() {
-            if !walk::is_stock_libxenguest_deviation(&w.kind) {
+            // Decompressing is what the extension's warning asks for.
+            let expected =
+                w.kind == WarningKind::XcmigExtension && matches!(out.pages, Pages::Decompress);
+            if !expected && !walk::is_stock_libxenguest_deviation(&w.kind) {
                 out.warn(&walk::xc_warning(&w));
             }
         }
@@ -776,6 +909,28 @@ fn summary(
         crate::plural(report.libxc_records, "libxc record", "libxc records"),
         crate::plural(written, "octet", "octets"),
     );
+    if report.decompressed_records > 0 {
+        let _ = writeln!(
+            s,
+            "  decompressed: {}",
+            crate::plural(
+                report.decompressed_records,
+                "XCMIG_COMPRESSED_PAGE_DATA record",
+                "XCMIG_COMPRESSED_PAGE_DATA records"
+            )
+        );
+    }
+    if report.compressed_records > 0 {
+        let _ = writeln!(
+            s,
+            "  compressed: {} (only xcmig restores this stream; --decompress undoes it)",
+            crate::plural(
+                report.compressed_records,
+                "XCMIG_COMPRESSED_PAGE_DATA record",
+                "XCMIG_COMPRESSED_PAGE_DATA records"
+            )
+        );
+    }
     for i in &report.inserted {
         let _ = writeln!(s, "  inserted: {i}");
     }
@@ -861,6 +1016,20 @@ fn run_inner(args: &Args) -> Result<(), Fail> {
         out_version: None,
         warnings: 0,
         quiet: args.quiet,
+        pages: match args.compress {
+            Some((c, level)) => Pages::Compress(Box::new(
+                PageCompressor::new(c, level)
+                    .map_err(|e| Fail::Usage(format!("--compress: {e}")))?,
+            )),
+            None if args.decompress => Pages::Decompress,
+            None => Pages::Keep,
+        },
+        decompressor: PageDecompressor::new(),
+        scratch: Vec::new(),
+        packed: CompressedPages::default(),
+        entries: Vec::new(),
+        decompressed_records: 0,
+        compressed_records: 0,
     };
     let mut ex = Extracted::default();
     convert(args, from, to, xl_config, inp, &mut out, &mut ex)?;

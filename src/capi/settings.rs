@@ -1096,4 +1096,107 @@ mod tests {
         xcmig_reset_precopy_settings();
         assert_eq!(limit_with_env(None).0, DEFAULT_CHECKPOINT_BUFFER_LIMIT);
     }
+
+    fn compression_with_env(vars: &[(&str, &str)]) -> (CompressionSettings, Vec<(Level, String)>) {
+        let map: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        let log = Warnings::default();
+        let s = resolve_compression(&|name| map.get(name).cloned(), &log);
+        (s, log.0.into_inner())
+    }
+
+    #[test]
+    fn compression_is_off_by_default_and_every_form_of_xcmig_compress_parses() {
+        let _g = serial();
+        assert_eq!(compression_with_env(&[]).0, CompressionSettings::default());
+        assert_eq!(CompressionSettings::default().mode, CompressMode::Off);
+        for (v, mode) in [
+            ("lz4", CompressMode::Lz4),
+            (" LZ4 ", CompressMode::Lz4),
+            ("zstd", CompressMode::Zstd { level: 1 }),
+            ("zstd:7", CompressMode::Zstd { level: 7 }),
+            ("zstd:19", CompressMode::Zstd { level: 19 }),
+            ("auto", CompressMode::Auto),
+            ("off", CompressMode::Off),
+            ("none", CompressMode::Off),
+        ] {
+            let (s, w) = compression_with_env(&[(ENV_COMPRESS, v), (ENV_COMPRESS_THREADS, "3")]);
+            assert!(w.is_empty(), "{v}: {w:?}");
+            assert_eq!(s, CompressionSettings { mode, threads: 3 }, "{v}");
+        }
+    }
+
+    #[test]
+    fn invalid_compression_values_are_ignored_with_a_warning() {
+        let _g = serial();
+        for v in ["gzip", "zstd:0", "zstd:20", "zstd:x", "lz4:3", "auto:1", ""] {
+            let (s, w) = compression_with_env(&[(ENV_COMPRESS, v)]);
+            assert_eq!(s.mode, CompressMode::Off, "{v}");
+            assert_eq!(w.len(), 1, "{v}: {w:?}");
+            assert!(w[0].1.contains("XCMIG_COMPRESS"), "{w:?}");
+        }
+        for v in ["0", "65", "two", "-1"] {
+            let (s, w) = compression_with_env(&[(ENV_COMPRESS_THREADS, v)]);
+            assert_eq!(s.threads, 0, "{v}");
+            assert!(w[0].1.contains("XCMIG_COMPRESS_THREADS"), "{w:?}");
+        }
+        // 0 threads resolves to the cores available, at least one.
+        assert!(compression_with_env(&[]).0.worker_threads() >= 1);
+    }
+
+    #[test]
+    fn exported_compression_setters_win_refuse_bad_values_and_reset() {
+        use crate::capi::exports::*;
+        let _g = serial();
+        let errno = || std::io::Error::last_os_error().raw_os_error();
+        assert_eq!(xcmig_set_compression(4, 0), -1);
+        assert_eq!(errno(), Some(libc::EINVAL));
+        assert_eq!(xcmig_set_compression(XCMIG_COMPRESS_LZ4, 3), -1);
+        assert_eq!(xcmig_set_compression(XCMIG_COMPRESS_ZSTD, 20), -1);
+        assert_eq!(xcmig_set_compression(XCMIG_COMPRESS_ZSTD, -1), -1);
+        assert_eq!(xcmig_set_compress_threads(65), -1);
+        assert_eq!(errno(), Some(libc::EINVAL));
+        assert_eq!(compression_with_env(&[]).0, CompressionSettings::default());
+        assert_eq!(xcmig_set_compression(XCMIG_COMPRESS_ZSTD, 5), 0);
+        assert_eq!(xcmig_set_compress_threads(2), 0);
+        // The C values win over the environment, which is not read.
+        let (s, w) = compression_with_env(&[(ENV_COMPRESS, "lz4"), (ENV_COMPRESS_THREADS, "x")]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            s,
+            CompressionSettings {
+                mode: CompressMode::Zstd { level: 5 },
+                threads: 2
+            }
+        );
+        assert_eq!(xcmig_set_compression(XCMIG_COMPRESS_ZSTD, 0), 0);
+        assert_eq!(
+            compression_with_env(&[]).0.mode,
+            CompressMode::Zstd { level: 1 }
+        );
+        assert_eq!(xcmig_set_compression(XCMIG_COMPRESS_AUTO, 0), 0);
+        assert_eq!(compression_with_env(&[]).0.mode, CompressMode::Auto);
+        assert_eq!(xcmig_set_compression(XCMIG_COMPRESS_OFF, 0), 0);
+        assert_eq!(
+            compression_with_env(&[(ENV_COMPRESS, "lz4")]).0.mode,
+            CompressMode::Off
+        );
+        xcmig_reset_precopy_settings();
+        assert_eq!(
+            compression_with_env(&[(ENV_COMPRESS, "lz4")]).0.mode,
+            CompressMode::Lz4
+        );
+        // The C constants are the settings' values.
+        assert_eq!(
+            [
+                XCMIG_COMPRESS_OFF,
+                XCMIG_COMPRESS_LZ4,
+                XCMIG_COMPRESS_ZSTD,
+                XCMIG_COMPRESS_AUTO
+            ],
+            [COMPRESS_OFF, COMPRESS_LZ4, COMPRESS_ZSTD, COMPRESS_AUTO]
+        );
+    }
 }
