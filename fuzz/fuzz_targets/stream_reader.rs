@@ -4,11 +4,15 @@
 //! allocation": the full-record and streaming read paths agree on the
 //! verdict, and every accepted stream copied record by record through the
 //! writer gives back exactly the bytes that were read (so the reader's
-//! checks and the writer's encoding are the same rules).
+//! checks and the writer's encoding are the same rules), and every page of
+//! an accepted compressed record decompresses into exactly its page or
+//! fails, never writing or allocating past one page per data entry.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xcmig_stream::{BackChannelReader, Endian, Error, Item, Reader, Writer, WriterOptions};
+use xcmig_stream::{
+    BackChannelReader, Endian, Error, Item, PageDecompressor, Reader, Record, Writer, WriterOptions,
+};
 
 /// Full records; on success also re-encodes them and returns the bytes.
 fn full(data: &[u8]) -> Result<(u64, Vec<u8>), Error> {
@@ -19,7 +23,13 @@ fn full(data: &[u8]) -> Result<(u64, Vec<u8>), Error> {
     };
     let mut w = Writer::with_options(Vec::new(), r.domain_header(), opts)
         .expect("writing headers to a Vec");
+    let mut d = PageDecompressor::new();
+    let mut pages = Vec::new();
     while let Some(rec) = r.next_record()? {
+        if let Record::CompressedPageData(c) = &rec {
+            let _ = c.decompress_all(&mut d, &mut pages);
+            assert_eq!(pages.len(), c.data_pages() * 4096);
+        }
         w.write_record(&rec)
             .unwrap_or_else(|e| panic!("writer refused a record the reader accepted: {e}"));
     }

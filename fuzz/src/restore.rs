@@ -427,4 +427,68 @@ mod tests {
         assert_eq!(e.errno(), libc::ENOBUFS, "{e}");
         let _ = std::fs::remove_dir_all(t.dir());
     }
+
+    /// A stream whose pages are in xcmig's compressed record, rewritten
+    /// from the plain HVM seed: each PAGE_DATA becomes an LZ4 record (odd
+    /// ones) or a zstd one (even), its pages replaced by text so that they
+    /// compress. Committed as `corpus/restore_hvm/seed-hvm-compressed`.
+    fn compressed_seed() -> Vec<u8> {
+        use xcmig_stream::{
+            CompressedPages, Compression, PageCompressor, Reader, Record, Writer, WriterOptions,
+        };
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/restore_hvm");
+        let plain = std::fs::read(dir.join("seed-hvm-plain-xcmig")).expect("plain seed");
+        let mut r = Reader::new(&plain[1..]).expect("plain seed headers");
+        let opts = WriterOptions {
+            image: *r.image_header(),
+            ..WriterOptions::default()
+        };
+        let mut w = Writer::with_options(vec![plain[0]], r.domain_header(), opts).unwrap();
+        let mut n = 0u32;
+        while let Some(rec) = r.next_record().expect("plain seed record") {
+            let Record::PageData(pd) = &rec else {
+                w.write_record(&rec).unwrap();
+                continue;
+            };
+            n += 1;
+            let c = if n % 2 == 1 {
+                Compression::Lz4
+            } else {
+                Compression::Zstd
+            };
+            let mut pc = PageCompressor::new(c, 3).unwrap();
+            let mut out = CompressedPages::default();
+            for (i, _) in pd.data().chunks(4096).enumerate() {
+                let line = format!("page {i} of record {n}: struct task *next;\n");
+                let page: Vec<u8> = line.bytes().cycle().take(4096).collect();
+                pc.push_page(&page, &mut out).unwrap();
+            }
+            if out.sizes.is_empty() {
+                w.write_record(&rec).unwrap();
+            } else {
+                w.write_compressed_page_data(pd.entries(), c, &out).unwrap();
+            }
+        }
+        w.into_inner()
+    }
+
+    #[test]
+    fn the_compressed_seed_matches_its_generator_and_restores() {
+        let _one = serial();
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/restore_hvm/seed-hvm-compressed");
+        let bytes = compressed_seed();
+        if std::env::var_os("XCMIG_REGEN_CORPUS").is_some() {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let committed = std::fs::read(&path).expect("seed-hvm-compressed (XCMIG_REGEN_CORPUS=1)");
+        assert!(
+            committed == bytes,
+            "committed seed differs from its generator"
+        );
+        let t = Target::new(Kind::Hvm);
+        let out = t.run(&bytes).expect("the compressed seed restores");
+        assert!(out.pages_written > 0);
+        let _ = std::fs::remove_dir_all(t.dir());
+    }
 }

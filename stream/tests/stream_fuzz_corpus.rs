@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 
 use xcmig_stream::{
-    CpuidLeaf, DomainHeader, DomainType, Endian, HvmParam, ImageHeader, MsrEntry, PageType,
-    PfnEntry, Reader, RecordType, StreamEnd, TscInfo, VcpuKind, Version, Writer, WriterOptions,
-    X86PvInfo,
+    CompressedPages, Compression, CpuidLeaf, DomainHeader, DomainType, Endian, HvmParam,
+    ImageHeader, MsrEntry, PageCompressor, PageType, PfnEntry, Reader, RecordType, StreamEnd,
+    TscInfo, VcpuKind, Version, Writer, WriterOptions, X86PvInfo,
 };
 
 fn writer(dtype: DomainType, version: Version, endian: Endian) -> Writer<Vec<u8>> {
@@ -133,6 +133,43 @@ fn back_channel() -> Vec<u8> {
     w.into_inner()
 }
 
+/// An HVM stream whose pages are in xcmig's compressed record: one LZ4
+/// record mixing a compressed, a stored and an XALLOC entry, one zstd.
+fn compressed() -> Vec<u8> {
+    let mut w = writer(DomainType::X86Hvm, Version::V3, Endian::Little);
+    w.write_static_data_end().unwrap();
+    let text: Vec<u8> = b"compressible text, line after line\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(4096)
+        .collect();
+    let mut noise = page(3);
+    for (i, b) in noise.iter_mut().enumerate() {
+        *b ^= (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3];
+    }
+    for (c, level) in [(Compression::Lz4, 0), (Compression::Zstd, 3)] {
+        let mut pc = PageCompressor::new(c, level).unwrap();
+        let mut out = CompressedPages::default();
+        pc.push_page(&text, &mut out).unwrap();
+        pc.push_page(&noise, &mut out).unwrap();
+        let base = 0x300 + u64::from(c.id()) * 0x10;
+        w.write_compressed_page_data(
+            &[
+                PfnEntry::new(base, PageType::NoTab),
+                PfnEntry::new(base + 1, PageType::XAlloc),
+                PfnEntry::new(base + 2, PageType::NoTab),
+            ],
+            c,
+            &out,
+        )
+        .unwrap();
+    }
+    w.write_hvm_context(&[1; 64]).unwrap();
+    w.write_end().unwrap();
+    w.into_inner()
+}
+
 fn seeds() -> Vec<(&'static str, Vec<u8>, Option<StreamEnd>)> {
     vec![
         (
@@ -176,6 +213,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>, Option<StreamEnd>)> {
             Some(StreamEnd::End),
         ),
         ("seed-misc", misc(), Some(StreamEnd::End)),
+        ("seed-hvm-compressed", compressed(), Some(StreamEnd::End)),
         // Read by the fuzz target's back-channel reader; not a forward stream.
         ("seed-back-channel", back_channel(), None),
     ]
