@@ -359,7 +359,7 @@ impl<W: Write> Writer<W> {
         self.check(&Record::PageData(PageData::entries_only(entries)))?;
         let mut head = std::mem::take(&mut self.scratch);
         compressed::encode_head(&mut head, self.endian, entries, compression, sizes);
-        let r = self.emit(rtype, &[&head, &data]);
+        let r = self.emit(rtype, &[&head, data]);
         self.scratch = head;
         r
     }
