@@ -10,7 +10,8 @@ PREFIX ?= /usr/local
 # Debian packages the build and the tests need; installed only when missing.
 DEB_PACKAGES := libxen-dev libclang-dev xen-utils-4.17 libxenmisc4.17 xen-doc \
 	libzstd-dev gcc make pkg-config iproute2 python3 python3-matplotlib time valgrind xz-utils \
-	debhelper dpkg-dev lintian abigail-tools man-db groff-base bash-completion zsh
+	debhelper dpkg-dev lintian abigail-tools man-db groff-base bash-completion zsh \
+	lz4 zstd
 
 .PHONY: all deps build lib shim test test-rust test-c lint fuzz-smoke demo install install-strip uninstall clean
 

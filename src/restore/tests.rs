@@ -63,6 +63,7 @@ fn round_trip(t: GuestType, mem: u64, params: SaveParams, workload: bool) -> Rou
                     seed: 9,
                     max_duration: Some(Duration::from_secs(120)),
                     follow: false,
+                    pattern: xensim::workload::Pattern::Random,
                 },
             )
             .expect("workload")
@@ -787,6 +788,7 @@ fn live_migration_over_a_socket_restores_while_the_save_runs() {
                 seed: 3,
                 max_duration: Some(Duration::from_secs(120)),
                 follow: false,
+                pattern: xensim::workload::Pattern::Random,
             },
         )
         .expect("workload")

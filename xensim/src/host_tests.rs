@@ -468,6 +468,7 @@ fn workload_dirties_its_working_set_and_stops_on_pause() {
             seed: 1,
             max_duration: Some(Duration::from_secs(20)),
             follow: false,
+            pattern: workload::Pattern::Random,
         };
         workload::run(&d2, &o).unwrap()
     });
@@ -509,6 +510,7 @@ fn a_capped_workload_dirties_at_its_share_of_the_rate() {
             seed: 2,
             max_duration: Some(Duration::from_millis(600)),
             follow: false,
+            pattern: workload::Pattern::Random,
         };
         workload::run(d, &o).unwrap().pages_written
     };
@@ -557,6 +559,7 @@ fn child_process_workload_entry() {
         seed: 3,
         max_duration: Some(Duration::from_secs(30)),
         follow: false,
+        pattern: workload::Pattern::Random,
     };
     let s = workload::run(&d, &o).unwrap();
     println!("CHILD-WROTE {}", s.pages_written);
@@ -729,6 +732,7 @@ fn following_workload_survives_suspend_resume_and_stops_on_destroy() {
             seed: 2,
             max_duration: Some(Duration::from_secs(30)),
             follow: true,
+            pattern: workload::Pattern::Random,
         };
         workload::run(&d2, &o).unwrap()
     });

@@ -248,6 +248,14 @@ pub(crate) fn page_content(
                 Fill::Zero => false,
                 Fill::Random => true,
                 Fill::Mixed => mix(seed, gfn, 1) & 1 == 1,
+                Fill::Realistic => {
+                    let kind = crate::realistic::page_kind(seed, gfn);
+                    if kind == crate::realistic::PageKind::Zero {
+                        return false;
+                    }
+                    crate::realistic::fill_page(kind, mix(seed, gfn, 4), buf);
+                    return true;
+                }
             };
             if nonzero {
                 Rng::new(mix(seed, gfn, 3)).fill(buf);

@@ -35,6 +35,7 @@ mod params;
 mod pvcpu;
 mod pvguest;
 mod pvsuspend;
+pub mod realistic;
 mod sched;
 mod shm;
 pub mod workload;
@@ -43,6 +44,8 @@ pub mod workload;
 mod host_tests;
 #[cfg(test)]
 mod pv_tests;
+#[cfg(test)]
+mod realistic_tests;
 #[cfg(test)]
 mod testutil;
 
@@ -175,15 +178,20 @@ pub enum Fill {
     Zero,
     /// About half the pages zero, half random, chosen by seed and gfn.
     Mixed,
+    /// Like a running guest's memory: zero pages, page-cache text and
+    /// binaries, structured heap and incompressible data, in runs of one
+    /// kind, deterministic by seed and gfn ([`realistic`]).
+    Realistic,
 }
 
 impl Fill {
-    /// Parse "random" / "zero" / "mixed".
+    /// Parse "random" / "zero" / "mixed" / "realistic".
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "random" => Some(Fill::Random),
             "zero" => Some(Fill::Zero),
             "mixed" => Some(Fill::Mixed),
+            "realistic" => Some(Fill::Realistic),
             _ => None,
         }
     }
@@ -194,6 +202,7 @@ impl Fill {
             Fill::Random => "random",
             Fill::Zero => "zero",
             Fill::Mixed => "mixed",
+            Fill::Realistic => "realistic",
         }
     }
 }

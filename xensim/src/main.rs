@@ -108,7 +108,7 @@ enum DomainCmd {
         memory: String,
         #[arg(long, default_value_t = 1)]
         vcpus: u32,
-        /// random, zero or mixed.
+        /// random, zero, mixed or realistic.
         #[arg(long, default_value = "mixed")]
         fill: String,
         #[arg(long, default_value_t = 0)]
@@ -160,6 +160,10 @@ enum DomainCmd {
         /// when the domain is destroyed or --duration passes.
         #[arg(long)]
         follow: bool,
+        /// What each write puts in a page: random, or realistic (new
+        /// content of the page's kind in a realistic guest).
+        #[arg(long, default_value = "random")]
+        pattern: String,
     },
     /// List domains.
     List {
@@ -357,7 +361,10 @@ fn run(cli: Cli) -> xensim::Result<()> {
             seed,
             duration,
             follow,
+            pattern,
         }) => {
+            let pattern = workload::Pattern::parse(&pattern)
+                .ok_or_else(|| fail(format!("bad --pattern {pattern:?}")))?;
             if !(dirty_rate >= 0.0 && dirty_rate.is_finite()) {
                 return Err(fail("--dirty-rate must be a non-negative number"));
             }
@@ -375,6 +382,7 @@ fn run(cli: Cli) -> xensim::Result<()> {
                 seed,
                 max_duration,
                 follow,
+                pattern,
             };
             let s = workload::run(&d, &opts)?;
             eprintln!(

@@ -609,6 +609,7 @@ fn the_workload_dirties_pv_memory_through_the_p2m_including_page_tables() {
                 seed: 1 + written,
                 max_duration: Some(std::time::Duration::from_millis(300)),
                 follow: false,
+                pattern: workload::Pattern::Random,
             },
         )
         .unwrap();

@@ -7,10 +7,58 @@
 use crate::domain::{w, Domain};
 use crate::error::Result;
 use crate::layout::{mix, Rng};
+use crate::realistic::{fill_page, page_kind, PageKind};
 use crate::shm::SharedMap;
 use crate::{GFN_LIMIT, PAGE_SIZE, SPECIAL_PFN_BASE};
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
+
+/// What the workload writes into a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pattern {
+    /// Whole pages of random data (incompressible, never zero).
+    #[default]
+    Random,
+    /// New content of the page's own kind in a realistic guest
+    /// ([`crate::realistic::page_kind`] with the domain's seed): text stays
+    /// text, heap stays heap, random stays random; a zero page is mostly
+    /// cleared again and otherwise becomes heap.
+    Realistic,
+}
+
+impl Pattern {
+    /// Parse "random" / "realistic".
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "random" => Some(Pattern::Random),
+            "realistic" => Some(Pattern::Realistic),
+            _ => None,
+        }
+    }
+
+    /// Name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pattern::Random => "random",
+            Pattern::Realistic => "realistic",
+        }
+    }
+}
+
+/// One in this many writes to a zero-kind page allocates it (heap content);
+/// the rest clear it again, as freed memory is zeroed and stays free.
+const ZERO_TO_HEAP: u64 = 4;
+
+/// The content of a realistic write to `pfn` (kind by `kind_seed`, the
+/// domain's fill seed; content by the workload's generator).
+pub(crate) fn realistic_write(kind_seed: u64, pfn: u64, rng: &mut Rng, page: &mut [u8]) {
+    let r = rng.next_u64();
+    let kind = match page_kind(kind_seed, pfn) {
+        PageKind::Zero if r % ZERO_TO_HEAP == 0 => PageKind::Heap,
+        k => k,
+    };
+    fill_page(kind, rng.next_u64(), page);
+}
 
 /// Workload parameters.
 #[derive(Debug, Clone)]
@@ -27,6 +75,8 @@ pub struct RunOptions {
     /// streams): wait while the guest is stopped, stop only when it is
     /// destroyed or `max_duration` passes.
     pub follow: bool,
+    /// What each write puts in the page.
+    pub pattern: Pattern,
 }
 
 /// What a workload run did.
@@ -112,6 +162,9 @@ pub fn run(d: &Domain, opts: &RunOptions) -> Result<RunStats> {
     };
     let rate = opts.dirty_rate_bytes as f64 / PAGE_SIZE as f64;
     let mut rng = Rng::new(mix(opts.seed, 0, 41));
+    // Kinds follow the guest's own fill seed, so a realistic guest's pages
+    // keep the kind they were built with.
+    let kind_seed = d.config().seed;
     let mut page = vec![0u8; PAGE_SIZE as usize];
     let start = Instant::now();
     let mut written = 0u64;
@@ -141,7 +194,10 @@ pub fn run(d: &Domain, opts: &RunOptions) -> Result<RunStats> {
             let due = allowance as u64;
             while written < due {
                 let pfn = set[(rng.next_u64() % set.len() as u64) as usize];
-                rng.fill(&mut page);
+                match opts.pattern {
+                    Pattern::Random => rng.fill(&mut page),
+                    Pattern::Realistic => realistic_write(kind_seed, pfn, &mut rng, &mut page),
+                }
                 if !d.guest_enter() {
                     continue 'outer;
                 }
