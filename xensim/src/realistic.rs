@@ -225,7 +225,7 @@ fn text_page(rng: &mut Rng, buf: &mut [u8]) {
         let r = rng.next_u64();
         let indent = |o: &mut Out, d: usize| {
             for _ in 0..d {
-                o.put(if tabs { b"\t" } else { b"    " });
+                o.put(if tabs { &b"\t"[..] } else { &b"    "[..] });
             }
         };
         match r % 16 {
@@ -236,9 +236,9 @@ fn text_page(rng: &mut Rng, buf: &mut [u8]) {
             }
             1 | 2 if depth < 5 => {
                 indent(&mut o, depth);
-                o.put(if r & 0x100 != 0 { b"if (" } else { b"while (" });
+                o.put(if r & 0x100 != 0 { &b"if ("[..] } else { &b"while ("[..] });
                 o.put(word(rng, WORDS).as_bytes());
-                o.put(if r & 0x200 != 0 { b" < " } else { b" == " });
+                o.put(if r & 0x200 != 0 { &b" < "[..] } else { &b" == "[..] });
                 number(rng, &mut o);
                 o.put(b") {\n");
                 depth += 1;

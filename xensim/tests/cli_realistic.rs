@@ -74,17 +74,18 @@ fn ram(host: &Path, id: &str, bytes: usize) -> Vec<u8> {
 fn cli_accepts_fill_realistic_and_pattern_realistic() {
     let host = scratch("cli");
     let id = create_pvh(&host, "8M", "3");
-    let cfg = std::fs::read_to_string(host.join("domains").join(&id).join("config")).unwrap();
+    let id = id.as_str();
+    let cfg = std::fs::read_to_string(host.join("domains").join(id).join("config")).unwrap();
     assert!(cfg.contains("fill=realistic\n"), "{cfg}");
-    let info = ok(&xensim(&host, &["domain", "info", &id]));
+    let info = ok(&xensim(&host, &["domain", "info", id]));
     assert!(info.contains(&format!("domid={id}")), "{info}");
-    let before = ram(&host, &id, 8 << 20);
+    let before = ram(&host, id, 8 << 20);
     let out = ok(&xensim(
         &host,
         &[
             "domain",
             "run",
-            &id,
+            id,
             "--dirty-rate",
             "64",
             "--working-set",
@@ -97,17 +98,17 @@ fn cli_accepts_fill_realistic_and_pattern_realistic() {
     ));
     let written: u64 = last_line(&out).parse().unwrap();
     assert!(written > 0, "{out}");
-    assert_ne!(before, ram(&host, &id, 8 << 20), "the workload wrote nothing");
+    assert_ne!(before, ram(&host, id, 8 << 20), "the workload wrote nothing");
     // Same seed, same guest.
     let again = create_pvh(&host, "8M", "3");
     assert_eq!(before, ram(&host, &again, 8 << 20));
     // Unknown names are refused, naming the option.
-    let o = xensim(&host, &["domain", "run", &id, "--dirty-rate", "1"]);
+    let o = xensim(&host, &["domain", "run", id, "--dirty-rate", "1"]);
     assert!(!o.status.success());
     for (args, opt) in [
         (
             vec![
-                "domain", "run", &id, "--dirty-rate", "1", "--working-set", "1M", "--pattern",
+                "domain", "run", id, "--dirty-rate", "1", "--working-set", "1M", "--pattern",
                 "lumpy",
             ],
             "--pattern",
@@ -138,18 +139,18 @@ fn compressed_sizes(dir: &Path, tool: &str, args: &[&str], chunks: &[&[u8]]) -> 
         std::fs::write(&p, c).unwrap();
         names.push(p);
     }
-    let mut child = Command::new(tool)
+    let o = Command::new(tool)
         .args(args)
         .args(&names)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .unwrap_or_else(|e| panic!("run {tool} (package {tool}, `make deps`): {e}"));
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(status.success(), "{tool}: {status}: {err}");
+    assert!(
+        o.status.success(),
+        "{tool}: {}: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
     let ext = if tool == "zstd" { "zst" } else { "lz4" };
     names
         .iter()
