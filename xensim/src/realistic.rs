@@ -56,9 +56,9 @@ pub const PROPORTIONS: [u32; 5] = [300, 150, 130, 300, 120];
 /// kind of a page is found by walking at most one region's runs.
 const REGION_PAGES: u64 = 4096;
 
-/// Salts for [`mix`], distinct from those of layout.rs (1..3) and the
-/// workload (40, 41).
-const SALT_RUNS: u64 = 60;
+/// Salt for [`mix`], distinct from the crate's others (1..4, 10..11,
+/// 20..22, 30..31, 40..41, 50, 60..61, 70).
+const SALT_RUNS: u64 = 80;
 
 /// A run's length in pages: log-uniform over 2..512 (an octave `2^e..2^(e+1)`
 /// for `e` in 1..=8, uniform within it), so short runs are common and most
