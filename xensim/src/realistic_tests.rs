@@ -115,7 +115,10 @@ fn realistic_fill_is_deterministic_by_seed() {
         assert_eq!(pa, pb, "gfn {gfn:#x}");
         differ += usize::from(pa != pc);
     }
-    assert!(differ > 1000, "seed 5 differs from seed 4 in {differ} pages");
+    assert!(
+        differ > 1000,
+        "seed 5 differs from seed 4 in {differ} pages"
+    );
 }
 
 #[test]

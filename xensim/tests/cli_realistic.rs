@@ -98,7 +98,11 @@ fn cli_accepts_fill_realistic_and_pattern_realistic() {
     ));
     let written: u64 = last_line(&out).parse().unwrap();
     assert!(written > 0, "{out}");
-    assert_ne!(before, ram(&host, id, 8 << 20), "the workload wrote nothing");
+    assert_ne!(
+        before,
+        ram(&host, id, 8 << 20),
+        "the workload wrote nothing"
+    );
     // Same seed, same guest.
     let again = create_pvh(&host, "8M", "3");
     assert_eq!(before, ram(&host, &again, 8 << 20));
@@ -108,7 +112,14 @@ fn cli_accepts_fill_realistic_and_pattern_realistic() {
     for (args, opt) in [
         (
             vec![
-                "domain", "run", id, "--dirty-rate", "1", "--working-set", "1M", "--pattern",
+                "domain",
+                "run",
+                id,
+                "--dirty-rate",
+                "1",
+                "--working-set",
+                "1M",
+                "--pattern",
                 "lumpy",
             ],
             "--pattern",
@@ -179,7 +190,10 @@ fn realistic_fill_has_the_zero_share_and_compression_ratios_the_readme_reports()
         .collect();
     let zero_share = 1.0 - nonzero.len() as f64 / pages.len() as f64;
     // 30 % by design; a 256 MiB guest has ~700 runs, so a few points off.
-    assert!((0.22..0.38).contains(&zero_share), "zero share {zero_share:.3}");
+    assert!(
+        (0.22..0.38).contains(&zero_share),
+        "zero share {zero_share:.3}"
+    );
     // 1 MiB blocks of consecutive non-zero pages, as a stream batches them.
     let joined: Vec<u8> = nonzero.concat();
     let blocks: Vec<&[u8]> = joined.chunks(1 << 20).collect();
@@ -206,10 +220,18 @@ fn realistic_fill_has_the_zero_share_and_compression_ratios_the_readme_reports()
              {block_ratio:.2}x per 1 MiB block"
         )
         .unwrap();
-        // Compressible like a real guest (zram measures 2.6x for lz4 and
-        // 3.4-4x for zstd per page), nowhere near random or trivial data.
-        let (lo, hi) = if tool == "lz4" { (1.8, 3.5) } else { (2.3, 5.0) };
-        assert!((lo..hi).contains(&page_ratio), "{tool}: {page_ratio:.2}x per page");
+        // The README's figures (lz4 1.65-1.68x, zstd 2.2-2.3x per page for
+        // 2 GiB guests), with room for a small guest's fewer runs: well
+        // away from random data (1.0x) and from trivial data.
+        let (lo, hi) = if tool == "lz4" {
+            (1.45, 1.95)
+        } else {
+            (1.9, 2.7)
+        };
+        assert!(
+            (lo..hi).contains(&page_ratio),
+            "{tool}: {page_ratio:.2}x per page"
+        );
         assert!(
             block_ratio >= page_ratio && block_ratio < 2.0 * hi,
             "{tool}: {block_ratio:.2}x per block"
