@@ -98,11 +98,21 @@ demo: build
 # make bench [BENCH_ARGS="--runs 5 | --quick | --scenario NAME ..."]: xcmig
 # (preloaded) and Debian's libxenguest side by side on xensim; writes
 # bench/results/results.md, results.json and plot.png (see bench/README.md).
-.PHONY: bench bench-smoke
+# Then the link scenarios (bench-link).
+.PHONY: bench bench-smoke bench-link
 # Debian's interpreter: python3-matplotlib is installed for it.
 BENCH_PYTHON ?= /usr/bin/python3
 bench: build
 	$(BENCH_PYTHON) bench/xcmig_bench.py $(BENCH_ARGS)
+	$(BENCH_PYTHON) bench/link.py $(LINK_ARGS)
+
+# make bench-link [LINK_ARGS="--runs 3 | --quick | --scenario link-1g ..."]
+# (root): migrations of a realistic 2 GiB guest over a TCP link between two
+# network namespaces shaped by tc to 1 and 10 Gbit/s, for libxenguest,
+# xcmig and xcmig with XCMIG_COMPRESS=lz4/zstd/auto, and the same guest
+# saved to a file; writes bench/results/link.md, link.json and link.png.
+bench-link: build
+	$(BENCH_PYTHON) bench/link.py $(LINK_ARGS)
 
 # The benchmark's own tests, including a --quick run into a temporary
 # directory (about 30 s; also part of `make test`).

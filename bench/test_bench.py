@@ -489,5 +489,63 @@ class QuickRun(unittest.TestCase):
             self.assertIn("| libxenguest |", md)
 
 
+class LinkScenarios(unittest.TestCase):
+    """bench/link.py: its scenarios, its evidence lines and a --quick run
+    over a real shaped link (root: network namespaces and tc)."""
+
+    def test_scenarios_cover_both_links_and_every_variant(self):
+        import link
+        full = {s.name for s in link.scenarios(False)}
+        for g in ("1g", "10g"):
+            for k in ("nonlive", "live-moderate", "live-busy"):
+                self.assertIn(f"link-{g}-{k}", full)
+        self.assertEqual(link.VARIANTS, ("libxenguest", "xcmig", "xcmig+lz4",
+                                         "xcmig+zstd", "xcmig+auto"))
+
+    def test_evidence_checks_the_ratio_the_downtime_and_auto(self):
+        import link
+        def sc(rate, kind, totals, downtime=100):
+            return {"rate_bits": rate, "kind": kind, "results": {
+                v: {"median": {"total_s": t, "downtime_ms": downtime}}
+                for v, t in totals.items()}}
+        res = {"scenarios": {
+            "link-1g-live-moderate": sc(10**9, "live", {
+                "libxenguest": 10.0, "xcmig+lz4": 4.5, "xcmig+zstd": 3.9}),
+            "link-10g-nonlive": sc(10**10, "nonlive", {"xcmig": 2.0, "xcmig+auto": 2.1}),
+        }}
+        ev = "\n".join(link.evidence(res))
+        self.assertIn("xcmig+lz4: total 4.50 s = 0.45x", ev)
+        self.assertIn("0.45x libxenguest's 10.00 s (target <= 0.40x), downtime 100 ms "
+                      "(target <= 300): **missed**", ev)
+        self.assertIn("xcmig+zstd: total 3.90 s = 0.39x", ev)
+        self.assertIn("slower by 5.0 %: missed", ev)
+
+    def test_quick_link_run_moves_every_variant_over_the_shaped_link(self):
+        self.assertEqual(os.geteuid(), 0, "the link scenarios need root")
+        with tempfile.TemporaryDirectory() as out:
+            r = subprocess.run(
+                [sys.executable, str(Path(xb.__file__).parent / "link.py"), "--quick",
+                 "--scenario", "link-1g-live", "--out", out],
+                capture_output=True, text=True, timeout=900)
+            self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+            doc = json.loads((Path(out) / "link.json").read_text())
+            sc = doc["scenarios"]["link-1g-live-moderate"]
+            lx = sc["results"]["libxenguest"]["median"]
+            # The link, not the machine, limits it: 1 Gbit/s is 119 MiB/s.
+            rate = lx["wire_bytes"] / lx["total_s"]
+            self.assertLess(rate, 125e6 * 1.05, lx)
+            for v, res in sc["results"].items():
+                self.assertTrue(res["runs"][0].get("verified"), v)
+            zstd = sc["results"]["xcmig+zstd"]["median"]
+            self.assertLess(zstd["wire_bytes"], lx["wire_bytes"] / 2, zstd)
+            self.assertEqual(set(doc["file"]), set(sc["results"]))
+            for name in ("link.md", "link.png"):
+                self.assertGreater((Path(out) / name).stat().st_size, 0, name)
+            # No namespace is left behind.
+            left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+            self.assertFalse([l for l in left.stdout.splitlines() if l.startswith("xcm")],
+                             left.stdout)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

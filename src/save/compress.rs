@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use crate::stream::{CompressedPages, Compression, PageCompressor, PfnEntry};
 
@@ -29,8 +28,6 @@ pub(crate) struct Job {
     pub(crate) raw: Vec<u8>,
     /// What the worker made of `raw`.
     pub(crate) compressed: CompressedPages,
-    /// How long the worker took.
-    pub(crate) compress_time: Duration,
     /// A compressor failure, reported by the engine.
     error: Option<String>,
 }
@@ -137,7 +134,6 @@ impl Pool {
         j.entries.clear();
         j.raw.clear();
         j.compressed.clear();
-        j.compress_time = Duration::ZERO;
         j.error = None;
         j
     }
@@ -222,7 +218,6 @@ fn worker(
             Err(_) => return,
         };
         let Ok(mut job) = next else { return };
-        let t0 = Instant::now();
         job.compressed.clear();
         let res = match &mut compressor {
             Ok(c) => c
@@ -230,7 +225,6 @@ fn worker(
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        job.compress_time = t0.elapsed();
         if let Err(e) = res {
             job.error = Some(format!("compressing pages ({}): {e}", compression.name()));
         }

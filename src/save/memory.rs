@@ -127,9 +127,9 @@ fn log_auto_verdict<H: Hypervisor, W: Write>(
     ctx.msg(
         Level::Info,
         &format!(
-            "compression auto: link {} MiB/s, lz4 can feed {} MiB/s at {}x: {}",
-            mib(v.link),
-            mib(v.feed),
+            "compression auto: pages move at {} MiB/s uncompressed, {} MiB/s with lz4 at {}x: {}",
+            mib(v.plain),
+            mib(v.packed),
             v.ratio.map_or("?".to_string(), |r| format!("{r:.2}")),
             if v.compress {
                 "compressing"

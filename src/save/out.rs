@@ -159,11 +159,7 @@ impl<'a, W: Write> Out<'a, W> {
             CompressMode::Off => return Ok(()),
             CompressMode::Lz4 => (stream::Compression::Lz4, 0, None),
             CompressMode::Zstd { level } => (stream::Compression::Zstd, level, None),
-            CompressMode::Auto => (
-                stream::Compression::Lz4,
-                0,
-                Some(AutoCompress::new(threads)),
-            ),
+            CompressMode::Auto => (stream::Compression::Lz4, 0, Some(AutoCompress::new())),
         };
         let pool = Pool::start(compression, level, threads)
             .map_err(|e| compress_error(self.bytes(), e))?;
@@ -210,37 +206,35 @@ impl<'a, W: Write> Out<'a, W> {
     ) -> Result<(), stream::Error> {
         let mut entries = std::mem::take(&mut self.entries);
         fill_entries(&mut entries, pfns, types);
-        let has_data = pages.iter().any(|p| !p.is_empty());
-        if has_data && self.compress_next() {
+        let raw: u64 = pages.iter().map(|p| p.len() as u64).sum();
+        if raw > 0 && self.compress_next(raw) {
             let res = self.submit(&entries, pages);
             self.entries = entries;
             return res;
         }
         // The writer hands these on to `write_vectored` whole.
         let pages: Vec<&[u8]> = pages.iter().map(|p| &**p).collect();
-        let t0 = Instant::now();
-        let res = self.writer().and_then(|w| {
-            let b0 = w.offset();
-            w.write_page_data(&entries, &pages)
-                .map(|()| w.offset() - b0)
-        });
+        let res = self
+            .writer()
+            .and_then(|w| w.write_page_data(&entries, &pages));
         self.entries = entries;
-        let octets = res?;
+        res?;
         if let Some(a) = self.compress.as_mut().and_then(|c| c.auto.as_mut()) {
-            a.wrote(octets, t0.elapsed());
+            a.wrote(Instant::now());
         }
         Ok(())
     }
 
-    /// Whether the batch being written goes to the workers.
-    fn compress_next(&mut self) -> bool {
+    /// Whether the batch being written (`raw` page octets) goes to the
+    /// workers.
+    fn compress_next(&mut self, raw: u64) -> bool {
         let Some(c) = self.compress.as_mut() else {
             return false;
         };
         let Some(a) = c.auto.as_mut() else {
             return true;
         };
-        let (compress, verdict) = a.next_batch();
+        let (compress, verdict) = a.next_batch(raw, Instant::now());
         if verdict.is_some() {
             c.verdict = verdict;
         }
@@ -366,15 +360,12 @@ fn write_job<W: Write>(
     c: &mut Compressing,
     job: Job,
 ) -> Result<(), stream::Error> {
-    let t0 = Instant::now();
-    let b0 = w.offset();
     let res = if job.nothing_shrank() {
         w.write_page_data(&job.entries, &[&job.raw])
     } else {
         w.write_compressed_page_data(&job.entries, c.pool.compression(), &job.compressed)
     };
     res?;
-    let octets = w.offset() - b0;
     if !job.nothing_shrank() {
         c.records += 1;
         c.pages += job.data_pages() as u64;
@@ -384,9 +375,8 @@ fn write_job<W: Write>(
         a.compressed(
             job.raw.len() as u64,
             2 * job.compressed.sizes.len() as u64 + job.compressed.data.len() as u64,
-            job.compress_time,
         );
-        a.wrote(octets, t0.elapsed());
+        a.wrote(Instant::now());
     }
     c.pool.recycle(job);
     Ok(())
