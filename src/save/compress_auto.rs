@@ -12,23 +12,29 @@
 //! a link that slows down or speeds up is followed:
 //!
 //! ```text
-//! probe compressed (8) -> probe plain (8) -> faster (64) -> probe slower (8) -> faster (64) ...
+//! probe compressed (4) -> probe plain (4) -> faster (64) -> probe slower (4) -> faster (128) ...
 //! ```
 //!
 //! Compressing wins only when its rate beats the plain rate by
 //! [`MARGIN`]; a fast local save therefore stays uncompressed after its
-//! two probes (64 MiB of pages). Each mode's rate is the mean of its last
-//! two windows, so one noisy window does not flip the decision. A new
-//! memory round ends the current window (the gap between rounds is not
-//! counted).
+//! two probes (32 MiB of pages). Each time a probe confirms the choice the
+//! next window doubles (up to [`MAX_WINDOW`]), so the cost of probing the
+//! slower mode shrinks as the save goes on; a change of choice starts
+//! again at [`WINDOW`]. Each mode's rate is the mean of its last two
+//! windows, so one noisy window does not flip the decision. Windows run
+//! across memory rounds, but the time between rounds (scanning the dirty
+//! bitmap, the policy) is not counted.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Batches in a probe of a mode.
-pub(crate) const PROBE: u32 = 8;
+pub(crate) const PROBE: u32 = 4;
 
-/// Batches of the faster mode between probes (256 MiB of pages at most).
+/// Batches of the faster mode after a change of choice.
 pub(crate) const WINDOW: u32 = 64;
+
+/// The longest window between probes (4 GiB of pages).
+pub(crate) const MAX_WINDOW: u32 = 1024;
 
 /// How much faster compressing must be measured to be chosen.
 pub(crate) const MARGIN: f64 = 1.1;
@@ -51,13 +57,22 @@ pub(crate) struct AutoVerdict {
 struct Window {
     compress: bool,
     raw: u64,
+    /// Time counted in earlier rounds.
+    elapsed: Duration,
     start: Option<Instant>,
     last: Option<Instant>,
 }
 
 impl Window {
+    fn busy(&self) -> Duration {
+        match (self.start, self.last) {
+            (Some(s), Some(l)) => self.elapsed + l.duration_since(s),
+            _ => self.elapsed,
+        }
+    }
+
     fn rate(&self) -> Option<f64> {
-        let secs = self.last?.duration_since(self.start?).as_secs_f64();
+        let secs = self.busy().as_secs_f64();
         (secs > 1e-4 && self.raw > 0).then(|| self.raw as f64 / secs)
     }
 }
@@ -75,6 +90,8 @@ pub(crate) struct AutoCompress {
     /// Page octets and stream octets of compressed batches.
     raw_packed: (u64, u64),
     chosen: Option<bool>,
+    /// The length of the next window of the chosen mode.
+    window: u32,
 }
 
 impl AutoCompress {
@@ -90,6 +107,7 @@ impl AutoCompress {
             rates: [Vec::new(), Vec::new()],
             raw_packed: (0, 0),
             chosen: None,
+            window: WINDOW,
         }
     }
 
@@ -97,6 +115,13 @@ impl AutoCompress {
     /// compressed; with a verdict (to log) when the chosen mode changed.
     pub(crate) fn next_batch(&mut self, raw: u64, now: Instant) -> (bool, Option<AutoVerdict>) {
         let mut verdict = None;
+        if self.left > 0 && self.overtaken() {
+            // The chosen mode fell behind what the other one measured:
+            // its old figures no longer hold.
+            self.rates[usize::from(self.cur.compress)].clear();
+            self.window = WINDOW;
+            self.left = 0;
+        }
         if self.left == 0 {
             verdict = self.end_window();
         }
@@ -105,6 +130,13 @@ impl AutoCompress {
         self.cur.start.get_or_insert(now);
         self.cur.last = Some(now);
         (self.cur.compress, verdict)
+    }
+
+    /// Whether the next batch ends the current window: the caller first
+    /// writes every batch still with the workers, so that the window's
+    /// time covers its pages' writes.
+    pub(crate) fn window_ends(&self) -> bool {
+        self.left == 0 || self.overtaken()
     }
 
     /// A page record was written at `now`: the window's pages have moved
@@ -121,10 +153,26 @@ impl AutoCompress {
         self.raw_packed.1 += packed;
     }
 
-    /// A round begins: the current window ends at its last write.
+    /// A round begins: the time until its first batch is not counted.
     pub(crate) fn new_round(&mut self) {
-        if self.cur.raw > 0 {
-            self.left = 0;
+        self.cur.elapsed = self.cur.busy();
+        self.cur.start = None;
+        self.cur.last = None;
+    }
+
+    /// Whether the window of the chosen mode, a probe's length into it, is
+    /// slower than the other mode was measured.
+    fn overtaken(&self) -> bool {
+        if self.probing || self.left + PROBE > self.window {
+            return false;
+        }
+        let (Some(now), Some(other)) = (self.cur.rate(), self.mean(!self.cur.compress)) else {
+            return false;
+        };
+        if self.cur.compress {
+            now < other
+        } else {
+            now * MARGIN < other
         }
     }
 
@@ -160,16 +208,23 @@ impl AutoCompress {
             None if !self.probing => (!best, true),
             None => (best, false),
         };
+        let both = plain.is_some() && packed.is_some();
+        let changed = both && self.chosen != Some(best);
+        if both {
+            if changed {
+                self.window = WINDOW;
+            } else if !probing && self.chosen.is_some() {
+                // The probe just ended confirmed the choice.
+                self.window = (self.window * 2).min(MAX_WINDOW);
+            }
+            self.chosen = Some(best);
+        }
         self.cur = Window {
             compress,
             ..Window::default()
         };
         self.probing = probing;
-        self.left = if probing { PROBE } else { WINDOW };
-        let changed = plain.is_some() && packed.is_some() && self.chosen != Some(best);
-        if plain.is_some() && packed.is_some() {
-            self.chosen = Some(best);
-        }
+        self.left = if probing { PROBE } else { self.window };
         changed.then(|| AutoVerdict {
             compress: best,
             plain,
@@ -222,8 +277,8 @@ mod tests {
         let mut a = AutoCompress::new();
         let mut t = Instant::now();
         let n = run(&mut a, &mut t, 512, 113.0, 250.0);
-        // Plain runs only in its probes: one per 72 batches after the first.
-        assert!(n >= 512 - 8 * 8, "compressed {n}");
+        // Plain runs only in its probes, ever rarer.
+        assert!(n >= 512 - 5 * PROBE, "compressed {n}");
     }
 
     #[test]
@@ -231,7 +286,7 @@ mod tests {
         let mut a = AutoCompress::new();
         let mut t = Instant::now();
         let n = run(&mut a, &mut t, 512, 2000.0, 600.0);
-        assert!(n <= 8 * 8, "compressed {n}");
+        assert!(n <= 4 * PROBE, "compressed {n}");
     }
 
     #[test]
@@ -239,17 +294,17 @@ mod tests {
         let mut a = AutoCompress::new();
         let mut t = Instant::now();
         let n = run(&mut a, &mut t, 512, 500.0, 520.0);
-        assert!(n <= 8 * 8, "compressed {n}");
+        assert!(n <= 4 * PROBE, "compressed {n}");
     }
 
     #[test]
     fn the_decision_follows_a_link_that_slows_down() {
         let mut a = AutoCompress::new();
         let mut t = Instant::now();
-        assert!(run(&mut a, &mut t, 200, 2000.0, 600.0) <= 4 * 8);
-        // The link drops to 100 MiB/s: within a few probes it compresses.
-        let n = run(&mut a, &mut t, 400, 100.0, 250.0);
-        assert!(n >= 250, "compressed {n}");
+        assert!(run(&mut a, &mut t, 200, 2000.0, 600.0) <= 4 * PROBE);
+        // The link drops to 100 MiB/s: at the next probes it compresses.
+        let n = run(&mut a, &mut t, 600, 100.0, 250.0);
+        assert!(n >= 300, "compressed {n}");
     }
 
     #[test]
@@ -275,17 +330,42 @@ mod tests {
     }
 
     #[test]
-    fn a_new_round_ends_the_window_without_counting_the_gap() {
+    fn the_time_between_rounds_is_not_counted() {
         let mut a = AutoCompress::new();
         let mut t = Instant::now();
-        run(&mut a, &mut t, 4, 100.0, 100.0);
+        run(&mut a, &mut t, 2, 100.0, 100.0);
         a.new_round();
         // A long pause between rounds.
         t += std::time::Duration::from_secs(10);
+        run(&mut a, &mut t, 2, 100.0, 100.0);
         let (c, _) = a.next_batch(BATCH, t);
-        // The compressed probe's rate was measured without the pause.
         assert!(!c, "the plain probe starts");
         let r = a.mean(true).expect("the compressed probe was measured");
         assert!((r / MIB - 100.0).abs() < 1.0, "{}", r / MIB);
+    }
+
+    #[test]
+    fn windows_double_while_probes_confirm_the_choice() {
+        let mut a = AutoCompress::new();
+        let mut t = Instant::now();
+        let mut lens = Vec::new();
+        let mut last = None;
+        let mut n = 0;
+        for _ in 0..3000 {
+            let (c, _) = a.next_batch(BATCH, t);
+            t += at(if c { 300.0 } else { 1000.0 } * MIB, BATCH);
+            a.wrote(t);
+            if last != Some(c) {
+                if let Some(false) = last {
+                    lens.push(n);
+                }
+                n = 0;
+            }
+            n += 1;
+            last = Some(c);
+        }
+        // Plain runs: the first probe joined to the first window, then
+        // windows of 128, 256, 512, 1024 (each ended by a probe).
+        assert_eq!(&lens[..4], &[PROBE + WINDOW, 128, 256, 512], "{lens:?}");
     }
 }

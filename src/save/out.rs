@@ -207,7 +207,7 @@ impl<'a, W: Write> Out<'a, W> {
         let mut entries = std::mem::take(&mut self.entries);
         fill_entries(&mut entries, pfns, types);
         let raw: u64 = pages.iter().map(|p| p.len() as u64).sum();
-        if raw > 0 && self.compress_next(raw) {
+        if raw > 0 && self.compress_next(raw)? {
             let res = self.submit(&entries, pages);
             self.entries = entries;
             return res;
@@ -227,18 +227,27 @@ impl<'a, W: Write> Out<'a, W> {
 
     /// Whether the batch being written (`raw` page octets) goes to the
     /// workers.
-    fn compress_next(&mut self, raw: u64) -> bool {
+    fn compress_next(&mut self, raw: u64) -> Result<bool, stream::Error> {
         let Some(c) = self.compress.as_mut() else {
-            return false;
+            return Ok(false);
+        };
+        let Some(a) = c.auto.as_ref() else {
+            return Ok(true);
+        };
+        if a.window_ends() {
+            self.drain()?;
+        }
+        let Some(c) = self.compress.as_mut() else {
+            return Ok(false);
         };
         let Some(a) = c.auto.as_mut() else {
-            return true;
+            return Ok(true);
         };
         let (compress, verdict) = a.next_batch(raw, Instant::now());
         if verdict.is_some() {
             c.verdict = verdict;
         }
-        compress
+        Ok(compress)
     }
 
     /// Copies the batch into a job for the workers, after writing the

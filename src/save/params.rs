@@ -37,9 +37,10 @@ pub enum CompressMode {
         /// zstd's compression level.
         level: i32,
     },
-    /// LZ4 while the measured link is slower than the workers can feed
-    /// it, otherwise standard PAGE_DATA (decided again every 64 batches
-    /// and every round).
+    /// LZ4 while compressing measurably moves pages faster than sending
+    /// them whole (a link slower than the workers), otherwise standard
+    /// PAGE_DATA: both are measured in short probes, the faster one runs
+    /// in windows that grow while probes confirm it.
     Auto,
 }
 
