@@ -368,6 +368,9 @@ fn run(data: &[u8], world: &mut World) {
             policy: PolicyChoice::Classic,
             ..PrecopySettings::default()
         },
+        // Standard page data: the hypercall answers are what is fuzzed
+        // here; the compressed record has the reader and restore targets.
+        compression: Default::default(),
     };
     let mut cb = Callbacks {
         dom: &dom,
